@@ -1,0 +1,22 @@
+import type { Logger } from "pino";
+
+/** Every alert the alerting pipeline may receive: one pino line each, `event` set to the name. */
+export const ALERT_CATALOG = {
+  inv_post_call_negative_balance: { level: "error", summary: "a committed charge left the balance below zero" },
+  balance_depleted: { level: "warn", summary: "a charge took the balance from above zero to zero or below" },
+  low_balance: { level: "warn", summary: "a charge took the balance below a low-balance threshold" },
+  inv_unpriced_model: { level: "error", summary: "an event could not be priced and was quarantined" },
+  receipt_conflict: { level: "warn", summary: "an idempotency key arrived again with different usage; the first stands" },
+  event_quarantined: { level: "warn", summary: "an item was quarantined" },
+} as const satisfies Record<string, { level: "error" | "warn"; summary: string }>;
+
+export type AlertName = keyof typeof ALERT_CATALOG;
+
+export type AlertFields = Record<string, string | number | boolean | null>;
+
+export type Alert = { event: AlertName; fields: AlertFields };
+
+export function emitAlert(logger: Logger, alert: Alert): void {
+  const { level, summary } = ALERT_CATALOG[alert.event];
+  logger[level]({ ...alert.fields, event: alert.event }, `${alert.event}: ${summary}`);
+}

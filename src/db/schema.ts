@@ -1,0 +1,143 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  check,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+
+/** One row per billing account; the balance moves only together with a ledger entry. */
+export const accounts = pgTable("accounts", {
+  id: text("id").primaryKey(),
+  balanceCredits: bigint("balance_credits", { mode: "bigint" }).notNull().default(sql`0`),
+  createdAt: createdAt(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** What one LiteLLM call was charged, exactly once per idempotency key. */
+export const chargeReceipts = pgTable(
+  "charge_receipts",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    idempotencyKey: text("idempotency_key").notNull(),
+    billingAccountId: text("billing_account_id").notNull(),
+    model: text("model"),
+    modelGroup: text("model_group"),
+    pricingSource: text("pricing_source").notNull(),
+    priceEntry: text("price_entry"),
+    providerCostUsd: numeric("provider_cost_usd").notNull(),
+    chargedCredits: bigint("charged_credits", { mode: "bigint" }).notNull(),
+    promptTokens: integer("prompt_tokens").notNull(),
+    completionTokens: integer("completion_tokens").notNull(),
+    cacheReadTokens: integer("cache_read_tokens").notNull(),
+    cacheWriteTokens: integer("cache_write_tokens").notNull(),
+    reasoningTokens: integer("reasoning_tokens").notNull(),
+    usageFingerprint: text("usage_fingerprint").notNull(),
+    priceBookHash: text("price_book_hash").notNull(),
+    eventTime: timestamp("event_time", { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
+    index("charge_receipts_account_idx").on(table.billingAccountId, table.id),
+    check("charge_receipts_credits_non_negative", sql`${table.chargedCredits} >= 0`),
+  ],
+);
+
+/** Credits added to an account, idempotent by the caller's reference. */
+export const grants = pgTable(
+  "grants",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    reference: text("reference").notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    reason: text("reason"),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("grants_reference_key").on(table.reference),
+    check("grants_credits_positive", sql`${table.credits} > 0`),
+  ],
+);
+
+/**
+ * Every change of a balance. Per account, ordered by id, the entries form a chain:
+ * each balance_before is the previous balance_after, and the balance is their sum.
+ */
+export const ledgerEntries = pgTable(
+  "ledger_entries",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    kind: text("kind", { enum: ["charge", "grant"] }).notNull(),
+    amountCredits: bigint("amount_credits", { mode: "bigint" }).notNull(),
+    balanceBefore: bigint("balance_before", { mode: "bigint" }).notNull(),
+    balanceAfter: bigint("balance_after", { mode: "bigint" }).notNull(),
+    reference: text("reference").notNull(),
+    receiptId: bigint("receipt_id", { mode: "bigint" }),
+    grantId: bigint("grant_id", { mode: "bigint" }),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    index("ledger_entries_account_idx").on(table.billingAccountId, table.id),
+    index("ledger_entries_account_created_idx").on(table.billingAccountId, table.createdAt),
+    uniqueIndex("ledger_entries_receipt_key").on(table.receiptId),
+    uniqueIndex("ledger_entries_grant_key").on(table.grantId),
+    check("ledger_entries_kind", sql`${table.kind} in ('charge', 'grant')`),
+    check(
+      "ledger_entries_arithmetic",
+      sql`${table.balanceAfter} = ${table.balanceBefore} + ${table.amountCredits}`,
+    ),
+    check(
+      "ledger_entries_source",
+      sql`(${table.kind} = 'charge' and ${table.receiptId} is not null and ${table.grantId} is null)
+        or (${table.kind} = 'grant' and ${table.grantId} is not null and ${table.receiptId} is null)`,
+    ),
+  ],
+);
+
+/** Items the pipeline refused, kept (without prompt or response text) for inspection and replay. */
+export const quarantine = pgTable(
+  "quarantine",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    fingerprint: text("fingerprint").notNull(),
+    stage: text("stage", { enum: ["receiver", "worker"] }).notNull(),
+    reason: text("reason").notNull(),
+    idempotencyKey: text("idempotency_key"),
+    detail: jsonb("detail"),
+    item: jsonb("item").notNull(),
+    createdAt: createdAt(),
+    replayedAt: timestamp("replayed_at", { withTimezone: true }),
+  },
+  (table) => [
+    uniqueIndex("quarantine_fingerprint_key").on(table.fingerprint),
+    index("quarantine_reason_idx").on(table.reason, table.id),
+  ],
+);
+
+/**
+ * Alerts decided inside the transaction that caused them, delivered to the log after
+ * commit; an undelivered row survives a crash and is delivered by the sweeper.
+ */
+export const alertOutbox = pgTable(
+  "alert_outbox",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    event: text("event").notNull(),
+    fields: jsonb("fields").notNull(),
+    createdAt: createdAt(),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+  },
+  (table) => [index("alert_outbox_undelivered_idx").on(table.id).where(sql`${table.deliveredAt} is null`)],
+);

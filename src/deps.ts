@@ -1,0 +1,51 @@
+import type { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { type Logger, pino } from "pino";
+import type { Settings } from "./config/env.js";
+import { createDatabase, type Database } from "./db/client.js";
+import { createUsageQueue } from "./queue/producer.js";
+
+export type Deps = {
+  settings: Settings;
+  logger: Logger;
+  database: Database;
+  /** For commands and the producer; workers open their own blocking connection. */
+  redis: Redis;
+  usageQueue: Queue;
+};
+
+// Bearer tokens arrive only in this header; nothing else that could hold one is logged.
+const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "authorization", "token"];
+
+export function createLogger(settings: Pick<Settings, "logLevel">): Logger {
+  return pino({ level: settings.logLevel, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } });
+}
+
+export function createRedis(redisUrl: string, options: { forWorker: boolean }): Redis {
+  return new Redis(redisUrl, {
+    // BullMQ workers block on Redis and must wait out a reconnect rather than fail the command.
+    maxRetriesPerRequest: options.forWorker ? null : 2,
+    // The receiver answers 503 while Redis is away instead of holding requests in a buffer.
+    enableOfflineQueue: options.forWorker,
+  });
+}
+
+export function createDeps(settings: Settings, options: { logger?: Logger } = {}): Deps {
+  const logger = options.logger ?? createLogger(settings);
+  const redis = createRedis(settings.redisUrl, { forWorker: false });
+  redis.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
+  return {
+    settings,
+    logger,
+    database: createDatabase(settings.databaseUrl),
+    redis,
+    usageQueue: createUsageQueue(redis, settings.queuePrefix),
+  };
+}
+
+/** Closes what createDeps opened, queue before Redis before the database. */
+export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.usageQueue.close();
+  await deps.redis.quit().catch(() => deps.redis.disconnect());
+  await deps.database.pool.end();
+}

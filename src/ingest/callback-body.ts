@@ -1,0 +1,36 @@
+/**
+ * LiteLLM's generic_api callback sends one of three log formats, and sends ndjson with
+ * `Content-Type: application/json`, so the body's shape decides which one it is.
+ */
+export type ParsedCallbackBody = { ok: true; items: unknown[] } | { ok: false; code: string; message: string };
+
+export function parseCallbackBody(text: string): ParsedCallbackBody {
+  const body = text.trim();
+  if (body === "") return { ok: false, code: "empty_batch", message: "the body is empty" };
+  const whole = parseJson(body);
+  if (whole.ok) {
+    const items = Array.isArray(whole.value) ? whole.value : [whole.value];
+    if (items.length === 0) return { ok: false, code: "empty_batch", message: "the batch has no items" };
+    return { ok: true, items };
+  }
+  const lines = body.split("\n").filter((line) => line.trim() !== "");
+  if (lines.length > 1) {
+    const items = lines.map((line) => parseJson(line));
+    if (items.some((item) => item.ok)) {
+      // An unparseable line costs only itself: it is rejected by index like any bad item.
+      return { ok: true, items: items.map((item) => (item.ok ? item.value : UNPARSEABLE_LINE)) };
+    }
+  }
+  return { ok: false, code: "invalid_json", message: "the body is not JSON, a JSON array or newline-delimited JSON" };
+}
+
+/** Stands in for an ndjson line that is not JSON, so the item is rejected with a clear reason. */
+export const UNPARSEABLE_LINE = Symbol("unparseable line");
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false };
+  }
+}

@@ -1,0 +1,73 @@
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { Deps } from "../deps.js";
+import { bearerTokenMatches } from "../http/auth.js";
+import { sendError } from "../http/errors.js";
+import type { RejectedItem, UsageEvent } from "../queue/contract.js";
+import { enqueueCallbackItems } from "../queue/producer.js";
+import { parseCallbackBody } from "./callback-body.js";
+import { normaliseCallbackItem } from "./litellm-payload.js";
+
+const CALLBACK_CONTENT_TYPES = ["application/json", "application/x-ndjson"];
+// Past this the client is told to come back rather than wait: LiteLLM drops a batch on a non-2xx.
+const ENQUEUE_TIMEOUT_MS = 5_000;
+const RETRY_AFTER_SECONDS = "5";
+
+type RejectedAnswer = { index: number; id: string | null; reason: string; issues: unknown[] };
+
+/** `POST /v1/callbacks/litellm`: validates each item, queues the good ones, quarantines the rest. */
+export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
+  // The body decides the log format, so the raw text is parsed here, not by Fastify's JSON parser.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(CALLBACK_CONTENT_TYPES, { parseAs: "string" }, (_request, body, done) => done(null, body));
+
+  app.addHook("onRequest", async (request, reply) => {
+    if (!bearerTokenMatches(request.headers.authorization, deps.settings.ingestTokens)) {
+      return sendError(reply, 401, "unauthorized", "a valid ingest bearer token is required");
+    }
+  });
+
+  app.post("/v1/callbacks/litellm", { bodyLimit: deps.settings.maxBodyBytes }, async (request, reply) => {
+    const parsed = parseCallbackBody(typeof request.body === "string" ? request.body : "");
+    if (!parsed.ok) return sendError(reply, 400, parsed.code, parsed.message);
+
+    const events: UsageEvent[] = [];
+    const rejected: RejectedItem[] = [];
+    const answers: RejectedAnswer[] = [];
+    parsed.items.forEach((item, index) => {
+      const normalised = normaliseCallbackItem(item);
+      if (normalised.ok) {
+        events.push(normalised.event);
+        return;
+      }
+      const { reason, idempotencyKey, issues } = normalised.rejected;
+      rejected.push(normalised.rejected);
+      answers.push({ index, id: idempotencyKey, reason, issues });
+    });
+
+    const waiting = await withTimeout(deps.usageQueue.getWaitingCount(), ENQUEUE_TIMEOUT_MS).catch(() => null);
+    if (waiting === null) return unavailable(reply, "the queue does not answer");
+    if (waiting > deps.settings.queueHighWater) return unavailable(reply, "the queue backlog is over its high-water mark");
+    try {
+      await withTimeout(enqueueCallbackItems(deps.usageQueue, { events, rejected }), ENQUEUE_TIMEOUT_MS);
+    } catch (error) {
+      request.log.warn({ err: error }, "enqueue failed");
+      // Job ids are content hashes, so whatever did reach Redis is not queued twice on the retry.
+      return unavailable(reply, "the queue could not take the batch");
+    }
+    request.log.info({ accepted: events.length, rejected: answers.length }, "callback queued");
+    return reply.code(answers.length === 0 ? 202 : 207).send({ accepted: events.length, rejected: answers });
+  });
+}
+
+function unavailable(reply: FastifyReply, message: string) {
+  reply.header("retry-after", RETRY_AFTER_SECONDS);
+  return sendError(reply, 503, "queue_unavailable", message);
+}
+
+function withTimeout<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${milliseconds} ms`)), milliseconds);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

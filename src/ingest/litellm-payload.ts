@@ -1,0 +1,261 @@
+import { z } from "zod";
+import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
+import type { RejectedItem, UsageEvent } from "../queue/contract.js";
+import { UNPARSEABLE_LINE } from "./callback-body.js";
+
+/**
+ * The parts of LiteLLM's StandardLoggingPayload that billing reads. Every other field is
+ * ignored, and `messages`, `response` text and `model_parameters` are never kept.
+ */
+const optionalText = z.string().nullish();
+const tokenCount = z.number().int().min(0);
+const optionalTokenCount = tokenCount.nullish();
+
+// LiteLLM writes datetimes with str(datetime), which has a space and microseconds.
+const LITELLM_DATETIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]00:?00)?$/;
+
+const callTime = z
+  .union([
+    z.number().finite().min(0),
+    z
+      .string()
+      .regex(LITELLM_DATETIME, "expected YYYY-MM-DD HH:MM:SS[.ffffff]")
+      .refine((text) => toIsoTime(text) !== null, "not a calendar date and time"),
+  ])
+  .nullish();
+
+export const usageObjectSchema = z.looseObject({
+  prompt_tokens: optionalTokenCount,
+  completion_tokens: optionalTokenCount,
+  cache_read_input_tokens: optionalTokenCount,
+  cache_creation_input_tokens: optionalTokenCount,
+  prompt_tokens_details: z
+    .looseObject({ cached_tokens: optionalTokenCount, cache_creation_tokens: optionalTokenCount })
+    .nullish(),
+  completion_tokens_details: z.looseObject({ reasoning_tokens: optionalTokenCount }).nullish(),
+});
+type UsageObject = z.infer<typeof usageObjectSchema>;
+
+const accountMetadataSchema = z.looseObject({
+  user_api_key_team_id: optionalText,
+  user_api_key_user_id: optionalText,
+  user_api_key_end_user_id: optionalText,
+  spend_logs_metadata: z.unknown().optional(),
+  usage_object: z.unknown().optional(),
+});
+
+export const litellmPayloadSchema = z
+  .looseObject({
+    litellm_call_id: optionalText,
+    id: optionalText,
+    status: z.enum(["success", "failure"]).nullish(),
+    cache_hit: z.boolean().nullish(),
+    model: optionalText,
+    model_group: optionalText,
+    model_map_information: z.looseObject({ model_map_key: optionalText }).nullish(),
+    custom_llm_provider: optionalText,
+    prompt_tokens: tokenCount,
+    completion_tokens: tokenCount,
+    response_cost: z.number().finite().min(0).nullish(),
+    startTime: callTime,
+    endTime: callTime,
+    end_user: optionalText,
+    metadata: accountMetadataSchema.nullish(),
+    hidden_params: z.looseObject({ usage_object: z.unknown().optional() }).nullish(),
+    response: z.unknown().optional(),
+  })
+  .superRefine((payload, context) => {
+    const usage = cacheUsage(payload);
+    if (!usage.success) {
+      context.addIssue({ code: "custom", path: usage.path, message: usage.message });
+      return;
+    }
+    if (usage.cacheReadTokens + usage.cacheWriteTokens > payload.prompt_tokens) {
+      context.addIssue({
+        code: "custom",
+        path: ["prompt_tokens"],
+        message: "cached reads and cache writes exceed prompt_tokens",
+      });
+    }
+    if (usage.reasoningTokens > payload.completion_tokens) {
+      context.addIssue({
+        code: "custom",
+        path: ["completion_tokens"],
+        message: "reasoning tokens exceed completion_tokens",
+      });
+    }
+  });
+export type LitellmPayload = z.infer<typeof litellmPayloadSchema>;
+
+type CacheUsage =
+  | { success: true; cacheReadTokens: number; cacheWriteTokens: number; reasoningTokens: number }
+  | { success: false; path: PropertyKey[]; message: string };
+
+/** Cache and reasoning detail from the first usage object present, in LiteLLM's order. */
+function cacheUsage(payload: LitellmPayload): CacheUsage {
+  const candidates: Array<[PropertyKey[], unknown]> = [
+    [["metadata", "usage_object"], payload.metadata?.usage_object],
+    [["hidden_params", "usage_object"], payload.hidden_params?.usage_object],
+    [["response", "usage"], isRecord(payload.response) ? payload.response.usage : undefined],
+  ];
+  const found = candidates.find(([, value]) => isRecord(value));
+  if (!found) return { success: true, cacheReadTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
+  const [path, value] = found;
+  const parsed = usageObjectSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return { success: false, path: [...path, ...issue.path], message: issue.message };
+  }
+  return { success: true, ...tokenClasses(parsed.data) };
+}
+
+function tokenClasses(usage: UsageObject) {
+  return {
+    cacheReadTokens: usage.prompt_tokens_details?.cached_tokens ?? usage.cache_read_input_tokens ?? 0,
+    cacheWriteTokens: usage.cache_creation_input_tokens ?? usage.prompt_tokens_details?.cache_creation_tokens ?? 0,
+    reasoningTokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
+  };
+}
+
+// A provider that returns no id makes LiteLLM write these.
+const NOT_A_KEY = new Set(["", "none", "null"]);
+
+export function idempotencyKeyOf(item: unknown): string | null {
+  if (!isRecord(item)) return null;
+  for (const field of ["litellm_call_id", "id"]) {
+    const value = item[field];
+    if (typeof value === "string" && !NOT_A_KEY.has(value.trim().toLowerCase())) return value.trim();
+  }
+  return null;
+}
+
+/** The first non-empty of the contract's account fields, in the contract's order. */
+export function resolveBillingAccount(payload: LitellmPayload): string | null {
+  const metadata = payload.metadata;
+  const spendLogsMetadata = isRecord(metadata?.spend_logs_metadata) ? metadata.spend_logs_metadata : undefined;
+  const candidates = [
+    spendLogsMetadata?.billing_account_id,
+    metadata?.user_api_key_team_id,
+    metadata?.user_api_key_user_id,
+    metadata?.user_api_key_end_user_id,
+    payload.end_user,
+  ];
+  for (const candidate of candidates) {
+    if (typeof candidate === "string" && candidate.trim() !== "") return candidate.trim();
+  }
+  return null;
+}
+
+export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem };
+
+/** Validates one callback item and reduces it to a usage event, or says why it cannot be. */
+export function normaliseCallbackItem(item: unknown): NormalisedItem {
+  const idempotencyKey = idempotencyKeyOf(item);
+  const reject = (reason: string, issues: unknown[]): NormalisedItem => ({
+    ok: false,
+    rejected: { reason, idempotencyKey, issues, item: sanitiseCallbackItem(item) },
+  });
+  if (item === UNPARSEABLE_LINE) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
+  if (!isRecord(item)) return reject("invalid_payload", [{ message: "each item must be a JSON object" }]);
+  const parsed = litellmPayloadSchema.safeParse(item);
+  if (!parsed.success) {
+    return reject(
+      "invalid_payload",
+      parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message })),
+    );
+  }
+  if (idempotencyKey === null) {
+    return reject("no_idempotency_key", [{ path: "litellm_call_id", message: "no litellm_call_id or id to key on" }]);
+  }
+  const payload = parsed.data;
+  const usage = cacheUsage(payload);
+  if (!usage.success) throw new Error("unreachable: usage was validated by the schema");
+  return {
+    ok: true,
+    event: {
+      idempotencyKey,
+      billingAccountId: resolveBillingAccount(payload),
+      status: payload.status ?? "success",
+      cacheHit: payload.cache_hit === true,
+      model: nonEmpty(payload.model),
+      modelGroup: nonEmpty(payload.model_group),
+      modelMapKey: nonEmpty(payload.model_map_information?.model_map_key),
+      provider: nonEmpty(payload.custom_llm_provider),
+      promptTokens: payload.prompt_tokens,
+      completionTokens: payload.completion_tokens,
+      cacheReadTokens: usage.cacheReadTokens,
+      cacheWriteTokens: usage.cacheWriteTokens,
+      reasoningTokens: usage.reasoningTokens,
+      reportedCostUsd:
+        payload.response_cost === null || payload.response_cost === undefined
+          ? null
+          : toDecimalString(decimalFromNumber(payload.response_cost)),
+      eventTime: toIsoTime(payload.endTime) ?? toIsoTime(payload.startTime),
+    },
+  };
+}
+
+const ACCOUNT_METADATA_FIELDS = ["user_api_key_team_id", "user_api_key_user_id", "user_api_key_end_user_id"];
+const TOP_LEVEL_FIELDS = [
+  "litellm_call_id",
+  "id",
+  "status",
+  "cache_hit",
+  "model",
+  "model_group",
+  "custom_llm_provider",
+  "prompt_tokens",
+  "completion_tokens",
+  "response_cost",
+  "startTime",
+  "endTime",
+  "end_user",
+];
+
+/**
+ * The fields billing reads and nothing else, so a quarantined item can be inspected and
+ * replayed without keeping prompt or response text.
+ */
+export function sanitiseCallbackItem(item: unknown): Record<string, unknown> | null {
+  if (!isRecord(item)) return null;
+  const kept: Record<string, unknown> = pick(item, TOP_LEVEL_FIELDS);
+  if (isRecord(item.model_map_information)) {
+    kept.model_map_information = pick(item.model_map_information, ["model_map_key"]);
+  }
+  if (isRecord(item.metadata)) {
+    const metadata = pick(item.metadata, [...ACCOUNT_METADATA_FIELDS, "usage_object"]);
+    if (isRecord(item.metadata.spend_logs_metadata)) {
+      metadata.spend_logs_metadata = pick(item.metadata.spend_logs_metadata, ["billing_account_id"]);
+    }
+    kept.metadata = metadata;
+  }
+  if (isRecord(item.hidden_params)) kept.hidden_params = pick(item.hidden_params, ["usage_object"]);
+  if (isRecord(item.response) && isRecord(item.response.usage)) kept.response = { usage: item.response.usage };
+  return kept;
+}
+
+function toIsoTime(value: number | string | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "number") return new Date(value * 1000).toISOString();
+  const match = LITELLM_DATETIME.exec(value);
+  if (!match) return null;
+  const milliseconds = (match[3] ?? ".0").slice(1, 4).padEnd(3, "0");
+  const iso = `${match[1]}T${match[2]}.${milliseconds}Z`;
+  const time = new Date(iso);
+  // Date rolls 2025-02-30 over into March; only a round trip proves the date exists.
+  return !Number.isNaN(time.getTime()) && time.toISOString() === iso ? iso : null;
+}
+
+function nonEmpty(value: string | null | undefined): string | null {
+  return value === null || value === undefined || value.trim() === "" ? null : value;
+}
+
+function pick(source: Record<string, unknown>, fields: string[]): Record<string, unknown> {
+  const picked: Record<string, unknown> = {};
+  for (const field of fields) if (field in source) picked[field] = source[field];
+  return picked;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,73 @@
+import type pg from "pg";
+import { withTransaction } from "../db/client.js";
+import { lockAccounts, storeBalances } from "./record-usage.js";
+
+export type GrantRequest = { billingAccountId: string; credits: bigint; reference: string; reason: string | null };
+
+export type GrantRecord = {
+  id: string;
+  billingAccountId: string;
+  credits: bigint;
+  reference: string;
+  reason: string | null;
+  createdAt: Date;
+};
+
+export type GrantOutcome =
+  | { outcome: "created" | "existing"; grant: GrantRecord; balanceCredits: bigint }
+  | { outcome: "conflict"; grant: GrantRecord };
+
+type GrantRow = {
+  id: string;
+  billing_account_id: string;
+  credits: string;
+  reference: string;
+  reason: string | null;
+  created_at: Date;
+};
+
+/**
+ * Adds credits once per reference: the same request again returns the first grant, and the
+ * same reference with another account or amount is a conflict. A negative balance simply rises.
+ */
+export async function recordGrant(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
+  return withTransaction(pool, async (client) => {
+    const balances = await lockAccounts(client, [request.billingAccountId]);
+    const { rows } = await client.query<GrantRow>(
+      `INSERT INTO grants (billing_account_id, reference, credits, reason) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (reference) DO NOTHING RETURNING *`,
+      [request.billingAccountId, request.reference, request.credits.toString(), request.reason],
+    );
+    const created = rows[0];
+    if (!created) {
+      const { rows: existingRows } = await client.query<GrantRow>("SELECT * FROM grants WHERE reference = $1", [
+        request.reference,
+      ]);
+      const existing = toGrantRecord(existingRows[0]!);
+      const same = existing.billingAccountId === request.billingAccountId && existing.credits === request.credits;
+      if (!same) return { outcome: "conflict", grant: existing };
+      return { outcome: "existing", grant: existing, balanceCredits: balances.get(request.billingAccountId)! };
+    }
+    const grant = toGrantRecord(created);
+    const balanceBefore = balances.get(grant.billingAccountId)!;
+    const balanceAfter = balanceBefore + grant.credits;
+    await client.query(
+      `INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, grant_id)
+       VALUES ($1, 'grant', $2, $3, $4, $5, $6)`,
+      [grant.billingAccountId, grant.credits.toString(), balanceBefore.toString(), balanceAfter.toString(), grant.reference, grant.id],
+    );
+    await storeBalances(client, [grant.billingAccountId], new Map([[grant.billingAccountId, balanceAfter]]));
+    return { outcome: "created", grant, balanceCredits: balanceAfter };
+  });
+}
+
+function toGrantRecord(row: GrantRow): GrantRecord {
+  return {
+    id: row.id,
+    billingAccountId: row.billing_account_id,
+    credits: BigInt(row.credits),
+    reference: row.reference,
+    reason: row.reason,
+    createdAt: row.created_at,
+  };
+}

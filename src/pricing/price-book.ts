@@ -1,0 +1,198 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { type Decimal, decimal, decimalFromNumber, ZERO } from "./decimal.js";
+
+const BASE_RATE_FIELDS = [
+  "input_cost_per_token",
+  "output_cost_per_token",
+  "cache_read_input_token_cost",
+  "cache_creation_input_token_cost",
+  "output_cost_per_reasoning_token",
+] as const;
+
+export const CONTEXT_TIERS = [
+  { threshold: 200_000, suffix: "_above_200k_tokens" },
+  { threshold: 128_000, suffix: "_above_128k_tokens" },
+] as const;
+
+const TIERED_RATE_FIELDS = [
+  "input_cost_per_token",
+  "output_cost_per_token",
+  "cache_read_input_token_cost",
+  "cache_creation_input_token_cost",
+] as const;
+
+export type BaseRateField = (typeof BASE_RATE_FIELDS)[number];
+export type TieredRateField = (typeof TIERED_RATE_FIELDS)[number];
+
+const RATE_FIELDS: readonly string[] = [
+  ...BASE_RATE_FIELDS,
+  ...CONTEXT_TIERS.flatMap(({ suffix }) => TIERED_RATE_FIELDS.map((field) => `${field}${suffix}`)),
+];
+
+/** USD per token for one model, by LiteLLM's field names; absent fields are undefined. */
+export type ModelRates = {
+  /** Where the entry came from: the operator's `models:` or LiteLLM's cost map. */
+  origin: "price_book" | "litellm_cost_map";
+  rates: Partial<Record<string, Decimal>>;
+};
+
+export type PriceBook = {
+  creditsPerUsd: Decimal;
+  markup: Decimal;
+  unknownModels: "reported_cost" | "quarantine";
+  freeModelPatterns: string[];
+  isFreeModel: (name: string) => boolean;
+  models: ReadonlyMap<string, ModelRates>;
+  /** sha256 of the price book and cost map texts, kept on every receipt it priced. */
+  hash: string;
+};
+
+export class PriceBookError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PriceBookError";
+  }
+}
+
+// YAML gives numbers; a decimal string is accepted too for rates that need more digits.
+const decimalText = z.union([z.number(), z.string()]);
+
+const priceBookFileSchema = z.object({
+  credits_per_usd: decimalText,
+  markup: decimalText.default(1),
+  unknown_models: z.enum(["reported_cost", "quarantine"]).default("reported_cost"),
+  free_models: z.array(z.string().min(1)).default([]),
+  litellm_cost_map: z.string().min(1).nullish(),
+  models: z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).nullish(),
+});
+
+export function loadPriceBook(path: string): PriceBook {
+  const text = readText(path, "price book");
+  return parsePriceBook(text, { baseDirectory: dirname(resolve(path)) });
+}
+
+/** Builds a price book from its YAML text; a cost map path is read relative to `baseDirectory`. */
+export function parsePriceBook(text: string, options: { baseDirectory: string }): PriceBook {
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw new PriceBookError(`price book is not valid YAML: ${(error as Error).message}`);
+  }
+  const parsed = priceBookFileSchema.safeParse(document);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new PriceBookError(`price book field ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  const file = parsed.data;
+  const hash = createHash("sha256").update(text);
+
+  const models = new Map<string, ModelRates>();
+  if (file.litellm_cost_map) {
+    const costMapPath = resolve(options.baseDirectory, file.litellm_cost_map);
+    const costMapText = readText(costMapPath, "LiteLLM cost map");
+    hash.update(costMapText);
+    for (const [name, entry] of Object.entries(parseCostMap(costMapText, costMapPath))) {
+      const rates = readRates(name, entry, { requireInputAndOutput: false });
+      if (rates) models.set(name, { origin: "litellm_cost_map", rates });
+    }
+  }
+  // The operator's entry replaces the cost map's entry whole: what is written is what is charged.
+  for (const [name, entry] of Object.entries(file.models ?? {})) {
+    const rates = readRates(name, entry ?? {}, { requireInputAndOutput: true });
+    models.set(name, { origin: "price_book", rates: rates! });
+  }
+
+  const creditsPerUsd = readDecimal("credits_per_usd", file.credits_per_usd);
+  if (creditsPerUsd.coefficient <= 0n) throw new PriceBookError("price book field credits_per_usd: must be above 0");
+  const markup = readDecimal("markup", file.markup);
+  if (markup.coefficient < 0n) throw new PriceBookError("price book field markup: must not be negative");
+
+  const freePatterns = file.free_models.map(globToRegExp);
+  return {
+    creditsPerUsd,
+    markup,
+    unknownModels: file.unknown_models,
+    freeModelPatterns: file.free_models,
+    isFreeModel: (name) => freePatterns.some((pattern) => pattern.test(name)),
+    models,
+    hash: hash.digest("hex"),
+  };
+}
+
+function readRates(
+  model: string,
+  entry: Record<string, unknown>,
+  options: { requireInputAndOutput: boolean },
+): ModelRates["rates"] | null {
+  const rates: ModelRates["rates"] = {};
+  for (const field of RATE_FIELDS) {
+    const value = entry[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== "number" && typeof value !== "string") {
+      throw new PriceBookError(`model ${model} field ${field}: expected a number, got ${typeof value}`);
+    }
+    const rate = readDecimal(`models.${model}.${field}`, value);
+    if (rate.coefficient < 0n) throw new PriceBookError(`model ${model} field ${field}: must not be negative`);
+    rates[field] = rate;
+  }
+  const hasInput = rates.input_cost_per_token !== undefined;
+  const hasOutput = rates.output_cost_per_token !== undefined;
+  if (options.requireInputAndOutput) {
+    if (!hasInput) throw new PriceBookError(`model ${model} field input_cost_per_token: is required`);
+    if (!hasOutput) throw new PriceBookError(`model ${model} field output_cost_per_token: is required`);
+  }
+  // Cost map entries priced per image, second or character cannot price tokens.
+  if (!hasInput && !hasOutput) return null;
+  rates.input_cost_per_token ??= ZERO;
+  rates.output_cost_per_token ??= ZERO;
+  return rates;
+}
+
+function readDecimal(field: string, value: number | string): Decimal {
+  try {
+    return typeof value === "number" ? decimalFromNumber(value) : decimal(value);
+  } catch {
+    throw new PriceBookError(`price book field ${field}: ${JSON.stringify(value)} is not a finite decimal number`);
+  }
+}
+
+function parseCostMap(text: string, path: string): Record<string, Record<string, unknown>> {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new PriceBookError(`LiteLLM cost map ${path} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof document !== "object" || document === null || Array.isArray(document)) {
+    throw new PriceBookError(`LiteLLM cost map ${path} is not a JSON object`);
+  }
+  const entries: Record<string, Record<string, unknown>> = {};
+  for (const [name, entry] of Object.entries(document)) {
+    // sample_spec documents the format; it is not a model.
+    if (name === "sample_spec" || typeof entry !== "object" || entry === null) continue;
+    entries[name] = entry as Record<string, unknown>;
+  }
+  return entries;
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new PriceBookError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+}
+
+/** `*` matches any run of characters (including `/` and `:`), `?` any one character. */
+function globToRegExp(glob: string): RegExp {
+  const source = glob
+    .split("")
+    .map((char) => (char === "*" ? ".*" : char === "?" ? "." : char.replace(/[.+^${}()|[\]\\]/g, "\\$&")))
+    .join("");
+  return new RegExp(`^${source}$`);
+}

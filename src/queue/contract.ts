@@ -1,0 +1,52 @@
+import { z } from "zod";
+
+/** The one queue between the receiver and the usage workers. */
+export const USAGE_QUEUE = "usage-events";
+
+export const JOB_CHARGE_USAGE = "charge-usage";
+export const JOB_QUARANTINE_ITEMS = "quarantine-items";
+
+/** Events per job: a job is charged in one transaction, so this is the ledger's batch size. */
+export const EVENTS_PER_JOB = 128;
+
+const tokenCount = z.number().int().min(0);
+
+/**
+ * A LiteLLM call reduced to what billing reads. Never prompt or response text: job data sits
+ * in Redis in clear. Fields added later must be optional so queued jobs still parse.
+ */
+export const usageEventSchema = z.object({
+  idempotencyKey: z.string().min(1),
+  billingAccountId: z.string().min(1).nullable(),
+  status: z.enum(["success", "failure"]),
+  cacheHit: z.boolean(),
+  model: z.string().nullable(),
+  modelGroup: z.string().nullable(),
+  modelMapKey: z.string().nullable(),
+  provider: z.string().nullable(),
+  promptTokens: tokenCount,
+  completionTokens: tokenCount,
+  cacheReadTokens: tokenCount,
+  cacheWriteTokens: tokenCount,
+  reasoningTokens: tokenCount,
+  /** LiteLLM's own `response_cost`, as decimal text. */
+  reportedCostUsd: z.string().nullable(),
+  /** ISO-8601, UTC. */
+  eventTime: z.string().nullable(),
+});
+export type UsageEvent = z.infer<typeof usageEventSchema>;
+
+export const chargeUsageJobSchema = z.object({ events: z.array(usageEventSchema).min(1) });
+export type ChargeUsageJob = z.infer<typeof chargeUsageJobSchema>;
+
+/** An item the receiver refused, already stripped of prompt and response content. */
+export const rejectedItemSchema = z.object({
+  reason: z.string(),
+  idempotencyKey: z.string().nullable(),
+  issues: z.array(z.unknown()),
+  item: z.unknown(),
+});
+export type RejectedItem = z.infer<typeof rejectedItemSchema>;
+
+export const quarantineItemsJobSchema = z.object({ items: z.array(rejectedItemSchema).min(1) });
+export type QuarantineItemsJob = z.infer<typeof quarantineItemsJobSchema>;

@@ -1,0 +1,100 @@
+import { Worker } from "bullmq";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { deliverStrandedAlerts } from "../src/alerts/outbox.js";
+import { InvalidSettingError, parseEnv, type Settings } from "../src/config/env.js";
+import { closeDeps, createRedis, type Deps } from "../src/deps.js";
+import { buildServer } from "../src/http/server.js";
+import { loadPriceBook, PriceBookError } from "../src/pricing/price-book.js";
+import { USAGE_QUEUE } from "../src/queue/contract.js";
+import { createUsageProcessor } from "./usage-processor.js";
+
+const WORKER_CONCURRENCY = 8;
+const STRANDED_ALERT_SWEEP_MS = 15_000;
+// Older than any live worker takes between commit and delivery.
+const STRANDED_ALERT_AGE_MS = 60_000;
+
+/** Reads settings, or prints the one line that names the bad one and exits. */
+export function settingsOrExit<T = Settings>(parse: (source: NodeJS.ProcessEnv) => T = parseEnv as never): T {
+  try {
+    return parse(process.env);
+  } catch (error) {
+    if (!(error instanceof InvalidSettingError)) throw error;
+    process.stderr.write(`spend-ingest: ${error.message}\n`);
+    process.exit(2);
+  }
+}
+
+export type Stoppable = { name: string; stop: () => Promise<void> };
+
+export async function startReceiver(deps: Deps): Promise<Stoppable & { app: FastifyInstance }> {
+  const app = await buildServer(deps);
+  await app.listen({ port: deps.settings.port, host: "0.0.0.0" });
+  return { name: "receiver", app, stop: () => app.close() };
+}
+
+export function startUsageWorker(deps: Deps): Stoppable {
+  let priceBook;
+  try {
+    priceBook = loadPriceBook(deps.settings.pricingFile);
+  } catch (error) {
+    if (!(error instanceof PriceBookError)) throw error;
+    process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${error.message}\n`);
+    process.exit(2);
+  }
+  const connection = createRedis(deps.settings.redisUrl, { forWorker: true });
+  const worker = new Worker(USAGE_QUEUE, createUsageProcessor(deps, priceBook), {
+    connection,
+    prefix: deps.settings.queuePrefix,
+    concurrency: WORKER_CONCURRENCY,
+  });
+  worker.on("error", (error) => deps.logger.error({ err: error }, "worker error"));
+  worker.on("failed", (job, error) =>
+    deps.logger.warn({ jobId: job?.id, attempt: job?.attemptsMade, err: error }, "job failed"),
+  );
+  const sweeper = setInterval(() => {
+    deliverStrandedAlerts(deps.database.pool, deps.logger, { olderThanMs: STRANDED_ALERT_AGE_MS }).catch((error) =>
+      deps.logger.warn({ err: error }, "stranded alert sweep failed"),
+    );
+  }, STRANDED_ALERT_SWEEP_MS);
+  sweeper.unref();
+  deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size }, "usage worker started");
+  return {
+    name: "usage worker",
+    stop: async () => {
+      clearInterval(sweeper);
+      await worker.close();
+      await connection.quit().catch(() => connection.disconnect());
+    },
+  };
+}
+
+/**
+ * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
+ * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
+ */
+export function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const logger: Logger = deps.logger;
+    logger.info({ signal }, "shutting down");
+    const deadline = setTimeout(() => {
+      logger.error({ timeoutMs: deps.settings.shutdownTimeoutMs }, "shutdown timed out");
+      process.exit(1);
+    }, deps.settings.shutdownTimeoutMs);
+    deadline.unref();
+    try {
+      for (const part of parts) await part.stop();
+      await closeDeps(deps);
+      logger.info("shut down");
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, "shutdown failed");
+      process.exit(1);
+    }
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+}
