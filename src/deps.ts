@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 import type { Settings } from "./config/env.js";
 import { createDatabase, type Database } from "./db/client.js";
 import { createUsageQueue } from "./queue/producer.js";
@@ -17,8 +17,9 @@ export type Deps = {
 // Bearer tokens arrive only in this header; nothing else that could hold one is logged.
 const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "authorization", "token"];
 
-export function createLogger(settings: Pick<Settings, "logLevel">): Logger {
-  return pino({ level: settings.logLevel, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } });
+export function createLogger(settings: Pick<Settings, "logLevel">, destination?: DestinationStream): Logger {
+  const options = { level: settings.logLevel, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export function createRedis(redisUrl: string, options: { forWorker: boolean }): Redis {

@@ -65,6 +65,8 @@ export const litellmPayloadSchema = z
     response: z.unknown().optional(),
   })
   .superRefine((payload, context) => {
+    // zod runs this even when a field failed; compare only counts that are valid themselves.
+    if (!(payload.prompt_tokens >= 0 && payload.completion_tokens >= 0)) return;
     const usage = cacheUsage(payload);
     if (!usage.success) {
       context.addIssue({ code: "custom", path: usage.path, message: usage.message });

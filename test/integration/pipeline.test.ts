@@ -1,0 +1,323 @@
+import { describe, expect, it } from "vitest";
+import { useServiceHarness } from "../support/harness.js";
+import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
+
+const h = useServiceHarness();
+
+async function receipt(key: string) {
+  const response = await h.admin("GET", `/v1/receipts/${encodeURIComponent(key)}`);
+  return { status: response.statusCode, body: response.json() };
+}
+
+async function summary(account: string) {
+  const response = await h.admin("GET", `/v1/accounts/${encodeURIComponent(account)}/credits/summary`);
+  return { status: response.statusCode, body: response.json() };
+}
+
+async function countRows(table: string, where: string, params: unknown[]): Promise<number> {
+  const { rows } = await h.deps.database.pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
+  return rows[0].n;
+}
+
+describe("LiteLLM callback → queue → worker → ledger", () => {
+  it("charges LiteLLM's own example payload at the price book's gpt-4o rates", async () => {
+    const payload = litellmPayload("fixture-call-1", "team-fixture");
+    const response = await h.postCallback([payload]);
+    expect(response.statusCode).toBe(202);
+    expect(response.json()).toEqual({ accepted: 1, rejected: [] });
+    await h.drainQueue();
+
+    // 10 prompt × $2.5e-6 + 20 completion × $1e-5 = $0.000225 = 2,250 credits at 1e7 credits/USD.
+    const { status, body } = await receipt("fixture-call-1");
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      idempotency_key: "fixture-call-1",
+      billing_account_id: "team-fixture",
+      model: "gpt-4o",
+      charged_credits: 2250,
+      provider_cost_usd: "0.000225",
+      pricing_source: "price_book",
+      balance_after: -2250,
+      event_time: "2025-01-24T09:20:46.851Z",
+    });
+    const ledger = await h.admin("GET", "/v1/accounts/team-fixture/ledger");
+    expect(ledger.json().entries).toMatchObject([
+      { kind: "charge", amount_credits: -2250, balance_before: 0, balance_after: -2250, reference: "fixture-call-1" },
+    ]);
+  });
+
+  it("never keeps prompt or response text", async () => {
+    const secret = "the-user-prompt-must-not-be-stored";
+    const payload = litellmPayload("no-text-1", "team-text", {
+      messages: [{ role: "user", content: secret }],
+      response: { choices: [{ message: { content: secret } }], usage: { prompt_tokens: 10, completion_tokens: 20 } },
+    });
+    const unbillable = litellmPayload("no-text-2", null, { end_user: "", messages: [{ role: "user", content: secret }] });
+    expect((await h.postCallback([payload, unbillable, { ...payload, id: "None", prompt_tokens: -1 }])).statusCode).toBe(207);
+    await h.drainQueue();
+    const { rows } = await h.deps.database.pool.query(
+      `SELECT (SELECT json_agg(q) FROM quarantine q)::text AS quarantine,
+              (SELECT json_agg(r) FROM charge_receipts r)::text AS receipts`,
+    );
+    expect(rows[0].quarantine).toContain("no-text-2");
+    expect(JSON.stringify(rows[0])).not.toContain(secret);
+    const jobs = await h.deps.usageQueue.getJobs(["completed", "waiting", "active", "failed"]);
+    expect(JSON.stringify(jobs.map((job) => job.data))).not.toContain(secret);
+  });
+
+  it("charges 1 prompt + 1 completion token of gpt-4o as 125 credits, exactly", async () => {
+    await h.postCallback([
+      litellmPayload("exact-1", "team-exact", {
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        response: { usage: { prompt_tokens: 1, completion_tokens: 1 } },
+      }),
+    ]);
+    await h.drainQueue();
+    // 2.5e-6 + 1e-5 in doubles is 1.2500000000000001e-5, which would ceil to 126.
+    expect((await receipt("exact-1")).body.charged_credits).toBe(125);
+  });
+
+  it("records one receipt per call when the same batch arrives twice", async () => {
+    const batch = [1, 2, 3].map((n) => litellmPayload(`twice-${n}`, "team-twice"));
+    expect((await h.postCallback(batch)).statusCode).toBe(202);
+    await h.drainQueue();
+    expect((await h.postCallback(batch)).statusCode).toBe(202);
+    await h.drainQueue();
+    expect(await countRows("charge_receipts", "billing_account_id = $1", ["team-twice"])).toBe(3);
+    expect(await countRows("ledger_entries", "billing_account_id = $1", ["team-twice"])).toBe(3);
+    expect((await summary("team-twice")).body.balance_credits).toBe(-3 * 2250);
+  });
+
+  it("records one receipt when 20 concurrent requests carry the same call", async () => {
+    const payload = litellmPayload("concurrent-1", "team-concurrent");
+    const answers = await Promise.all(Array.from({ length: 20 }, () => h.postCallback([payload])));
+    expect(answers.map((answer) => answer.statusCode)).toEqual(Array(20).fill(202));
+    await h.drainQueue();
+    expect(await countRows("charge_receipts", "idempotency_key = $1", ["concurrent-1"])).toBe(1);
+    expect(await countRows("ledger_entries", "billing_account_id = $1", ["team-concurrent"])).toBe(1);
+    expect((await summary("team-concurrent")).body.balance_credits).toBe(-2250);
+  });
+
+  it("charges the same call once even when distinct jobs carry it to concurrent workers", async () => {
+    // Different batch neighbours give different job ids, so Redis cannot dedupe: PostgreSQL must.
+    const shared = litellmPayload("shared-1", "team-shared");
+    await Promise.all(
+      Array.from({ length: 10 }, (_, n) => h.postCallback([shared, litellmPayload(`neighbour-${n}`, "team-shared")])),
+    );
+    await h.drainQueue();
+    expect(await countRows("charge_receipts", "idempotency_key = $1", ["shared-1"])).toBe(1);
+    expect(await countRows("ledger_entries", "billing_account_id = $1", ["team-shared"])).toBe(11);
+    expect(h.alerts("receipt_conflict")).toEqual([]);
+  });
+
+  it("charges 0 for a free model reached through its alias, whatever LiteLLM reported", async () => {
+    await h.postCallback([
+      litellmPayload("free-alias-1", "team-free", {
+        model_group: "test-free-model",
+        model: "openai/gpt-4o",
+        response_cost: 0.5,
+      }),
+      litellmPayload("free-glob-1", "team-free", { model_group: "", model: "openrouter/meta-llama/llama-3:free", response_cost: 0.01 }),
+    ]);
+    await h.drainQueue();
+    for (const key of ["free-alias-1", "free-glob-1"]) {
+      expect((await receipt(key)).body).toMatchObject({ charged_credits: 0, pricing_source: "free", provider_cost_usd: "0" });
+    }
+    expect((await summary("team-free")).body.balance_credits).toBe(0);
+  });
+
+  it("records a charge that drives the balance negative and alerts exactly once", async () => {
+    const grant = await h.admin("POST", "/v1/accounts/team-overdraft/grants", { credits: 1000, reference: "topup-overdraft" });
+    expect(grant.statusCode).toBe(201);
+    const payload = litellmPayload("overdraft-1", "team-overdraft");
+    await h.postCallback([payload]);
+    await h.drainQueue();
+    // Delivered again, as a retry would: no second charge, no second alert.
+    await h.postCallback([payload, litellmPayload("overdraft-neighbour", "team-other")]);
+    await h.drainQueue();
+
+    const { status, body } = await summary("team-overdraft");
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ billing_account_id: "team-overdraft", balance_credits: -1250, status: "negative" });
+
+    const negative = h.alerts("inv_post_call_negative_balance").filter((line) => line.billing_account_id === "team-overdraft");
+    expect(negative).toHaveLength(1);
+    expect(negative[0]).toMatchObject({
+      level: 50,
+      idempotency_key: "overdraft-1",
+      charged_credits: 2250,
+      balance_before: 1000,
+      balance_after: -1250,
+      crossed_zero: true,
+    });
+    expect(String(negative[0]!.msg)).toMatch(/^inv_post_call_negative_balance/);
+    expect(typeof negative[0]!.receipt_id).toBe("string");
+    const depleted = h.alerts("balance_depleted").filter((line) => line.billing_account_id === "team-overdraft");
+    expect(depleted).toHaveLength(1);
+    const { rows } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM alert_outbox WHERE delivered_at IS NULL");
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("charges LiteLLM's response_cost for a model in no book, and quarantines an untrusted zero", async () => {
+    await h.postCallback([
+      litellmPayload("unknown-1", "team-unknown", { model: "acme/brand-new-model", model_map_information: null, response_cost: 0.0012345 }),
+      litellmPayload("unknown-zero", "team-unknown", { model: "acme/brand-new-model", model_map_information: null, response_cost: 0 }),
+    ]);
+    await h.drainQueue();
+    expect((await receipt("unknown-1")).body).toMatchObject({
+      charged_credits: 12345,
+      provider_cost_usd: "0.0012345",
+      pricing_source: "reported_cost",
+    });
+    expect((await receipt("unknown-zero")).status).toBe(404);
+    const { rows } = await h.deps.database.pool.query("SELECT stage, reason FROM quarantine WHERE idempotency_key = $1", [
+      "unknown-zero",
+    ]);
+    expect(rows).toEqual([{ stage: "worker", reason: "unpriced_model" }]);
+    expect(h.alerts("inv_unpriced_model")).toEqual([
+      expect.objectContaining({ idempotency_key: "unknown-zero", model: "acme/brand-new-model", level: 50 }),
+    ]);
+  });
+
+  it("quarantines a call with no billing account and does not charge failed calls", async () => {
+    await h.postCallback([
+      litellmPayload("no-account-1", null, { end_user: "" }),
+      litellmPayload("failed-call-1", "team-failure", { status: "failure" }),
+    ]);
+    await h.drainQueue();
+    expect(await countRows("quarantine", "idempotency_key = $1 AND reason = $2", ["no-account-1", "no_billing_account"])).toBe(1);
+    expect(await countRows("charge_receipts", "idempotency_key = ANY($1)", [["no-account-1", "failed-call-1"]])).toBe(0);
+    expect(h.alerts("event_quarantined").some((line) => line.idempotency_key === "no-account-1")).toBe(true);
+  });
+});
+
+describe("callback answers", () => {
+  it("rejects a missing or wrong token with 401 and accepts either rotation token", async () => {
+    const body = [litellmPayload("auth-1", "team-auth")];
+    expect((await h.postCallback(body, { authorization: "" })).statusCode).toBe(401);
+    const wrong = await h.postCallback(body, { authorization: "Bearer not-the-token-at-all" });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json()).toEqual({ error: { code: "unauthorized", message: expect.any(String) } });
+    expect((await h.postCallback(body, { authorization: "Bearer test-ingest-token-0002" })).statusCode).toBe(202);
+    // An ingest token never opens the account API.
+    const account = await h.app.inject({
+      method: "GET",
+      url: "/v1/accounts/team-auth/credits/summary",
+      headers: { authorization: "Bearer test-ingest-token-0001" },
+    });
+    expect(account.statusCode).toBe(401);
+  });
+
+  it("answers 400 for an empty batch or a body that is not JSON", async () => {
+    for (const body of ["[]", "", "{not json"]) {
+      const response = await h.postCallback(body);
+      expect(response.statusCode).toBe(400);
+      expect(response.json().error.code).toMatch(/empty_batch|invalid_json/);
+    }
+  });
+
+  it("answers 207 naming each rejected item, queues the good ones and quarantines the rest", async () => {
+    const good = litellmPayload("mixed-good", "team-mixed");
+    const response = await h.postCallback([
+      good,
+      { ...good, id: "None", litellm_call_id: "" },
+      { ...good, id: "mixed-bad-tokens", prompt_tokens: -5 },
+      "not an object",
+    ]);
+    expect(response.statusCode).toBe(207);
+    expect(response.json()).toMatchObject({
+      accepted: 1,
+      rejected: [
+        { index: 1, id: null, reason: "no_idempotency_key" },
+        { index: 2, id: "mixed-bad-tokens", reason: "invalid_payload", issues: [expect.objectContaining({ path: "prompt_tokens" })] },
+        { index: 3, id: null, reason: "invalid_payload" },
+      ],
+    });
+    await h.drainQueue();
+    expect((await receipt("mixed-good")).status).toBe(200);
+    expect(await countRows("quarantine", "stage = 'receiver' AND reason = ANY($1)", [["no_idempotency_key", "invalid_payload"]])).toBeGreaterThanOrEqual(3);
+  });
+
+  it("takes a single object as well as an array", async () => {
+    const response = await h.postCallback(litellmPayload("single-1", "team-single"));
+    expect(response.statusCode).toBe(202);
+    await h.drainQueue();
+    expect((await receipt("single-1")).status).toBe(200);
+  });
+
+  it("uses litellm_call_id before id", async () => {
+    await h.postCallback([{ ...litellmPayload("provider-id", "team-keys"), litellm_call_id: "litellm-call-1" }]);
+    await h.drainQueue();
+    expect((await receipt("litellm-call-1")).status).toBe(200);
+    expect((await receipt("provider-id")).status).toBe(404);
+  });
+
+  it("accepts LiteLLM's example exactly as sent, and quarantines it for having no billing account", async () => {
+    const response = await h.postCallback([STANDARD_LOGGING_PAYLOAD]);
+    expect(response.statusCode).toBe(202);
+    await h.drainQueue();
+    const key = String(STANDARD_LOGGING_PAYLOAD.id);
+    expect(await countRows("quarantine", "idempotency_key = $1 AND reason = $2", [key, "no_billing_account"])).toBe(1);
+  });
+});
+
+describe("account API", () => {
+  it("grants once per reference, answers 200 for a repeat and 409 for another amount", async () => {
+    const first = await h.admin("POST", "/v1/accounts/team-grant/grants", { credits: 5000000, reference: "topup-123", reason: "purchase" });
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toMatchObject({ grant: { credits: 5000000, reference: "topup-123" }, balance_credits: 5000000 });
+    const again = await h.admin("POST", "/v1/accounts/team-grant/grants", { credits: 5000000, reference: "topup-123", reason: "purchase" });
+    expect(again.statusCode).toBe(200);
+    expect(again.json().grant.id).toBe(first.json().grant.id);
+    expect(again.json().balance_credits).toBe(5000000);
+    const conflict = await h.admin("POST", "/v1/accounts/team-grant/grants", { credits: 1, reference: "topup-123" });
+    expect(conflict.statusCode).toBe(409);
+    expect((await summary("team-grant")).body).toMatchObject({ balance_credits: 5000000, status: "ok" });
+    const invalid = await h.admin("POST", "/v1/accounts/team-grant/grants", { credits: -5, reference: "x" });
+    expect(invalid.statusCode).toBe(400);
+    expect(invalid.json().error.code).toBe("invalid_request");
+  });
+
+  it("answers 404 for an account it has never seen", async () => {
+    expect((await summary("nobody")).status).toBe(404);
+    expect((await h.admin("GET", "/v1/accounts/nobody/ledger")).statusCode).toBe(404);
+    expect((await h.admin("GET", "/v1/accounts/nobody/invoice?period=2026-01")).statusCode).toBe(404);
+  });
+
+  it("pages the ledger newest first with a cursor", async () => {
+    for (const n of [1, 2, 3]) await h.admin("POST", "/v1/accounts/team-pages/grants", { credits: n, reference: `pages-${n}` });
+    const first = (await h.admin("GET", "/v1/accounts/team-pages/ledger?limit=2")).json();
+    expect(first.entries.map((entry: { reference: string }) => entry.reference)).toEqual(["pages-3", "pages-2"]);
+    const second = (await h.admin("GET", `/v1/accounts/team-pages/ledger?limit=2&cursor=${first.next_cursor}`)).json();
+    expect(second.entries.map((entry: { reference: string }) => entry.reference)).toEqual(["pages-1"]);
+    expect(second.next_cursor).toBeNull();
+  });
+
+  it("builds the invoice from the ledger so that it ties out", async () => {
+    await h.admin("POST", "/v1/accounts/team-invoice/grants", { credits: 10000, reference: "invoice-topup" });
+    await h.postCallback([litellmPayload("invoice-1", "team-invoice"), litellmPayload("invoice-2", "team-invoice")]);
+    await h.drainQueue();
+    const period = new Date().toISOString().slice(0, 7);
+    const invoice = (await h.admin("GET", `/v1/accounts/team-invoice/invoice?period=${period}`)).json();
+    expect(invoice).toMatchObject({
+      period,
+      opening_balance: 0,
+      credits_granted: 10000,
+      credits_used: 4500,
+      receipt_count: 2,
+      closing_balance: 5500,
+    });
+    expect((await summary("team-invoice")).body.balance_credits).toBe(invoice.closing_balance);
+    expect((await h.admin("GET", "/v1/accounts/team-invoice/invoice?period=2026-13")).statusCode).toBe(400);
+  });
+});
+
+describe("operator routes", () => {
+  it("answers healthz and readyz while PostgreSQL and Redis answer", async () => {
+    expect((await h.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+    const ready = await h.app.inject({ method: "GET", url: "/readyz" });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json().checks).toEqual({ postgres: "ok", redis: "ok" });
+  });
+});

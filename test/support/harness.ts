@@ -1,0 +1,131 @@
+import { randomBytes } from "node:crypto";
+import { Writable } from "node:stream";
+import type { FastifyInstance } from "fastify";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { parseEnv, type Settings } from "../../src/config/env.js";
+import { closeDeps, createDeps, createLogger, type Deps } from "../../src/deps.js";
+import { buildServer } from "../../src/http/server.js";
+import { reconcileLedger } from "../../src/ledger/reconcile.js";
+import { startUsageWorker, type Stoppable } from "../../workers/runtime.js";
+import {
+  ADMIN_DATABASE_URL,
+  ADMIN_TOKEN,
+  databaseUrlFor,
+  INGEST_TOKEN,
+  SECOND_INGEST_TOKEN,
+  TEMPLATE_DATABASE,
+  TEST_REDIS_URL,
+} from "./test-env.js";
+
+export type LogLine = Record<string, unknown> & { msg?: string; event?: string };
+
+export type Harness = {
+  deps: Deps;
+  app: FastifyInstance;
+  settings: Settings;
+  logs: LogLine[];
+  alerts: (event: string) => LogLine[];
+  postCallback: (body: unknown, headers?: Record<string, string>) => ReturnType<FastifyInstance["inject"]>;
+  admin: (method: "GET" | "POST", url: string, body?: unknown) => ReturnType<FastifyInstance["inject"]>;
+  /** Resolves once the queue holds no waiting, active or delayed job. */
+  drainQueue: () => Promise<void>;
+};
+
+/**
+ * An isolated service for one test file: its own database (copied from the migrated
+ * template), its own queue prefix on the real Redis, the real HTTP server through inject,
+ * and a real usage worker. After each test the books must tie out.
+ */
+export function useServiceHarness(overrides: Record<string, string> = {}): Harness {
+  const name = `spend_ingest_t_${randomBytes(6).toString("hex")}`;
+  const harness = {} as Harness;
+  let worker: Stoppable;
+
+  beforeAll(async () => {
+    await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
+    const settings = parseEnv({
+      DATABASE_URL: databaseUrlFor(name),
+      REDIS_URL: TEST_REDIS_URL,
+      INGEST_TOKENS: `${INGEST_TOKEN},${SECOND_INGEST_TOKEN}`,
+      ADMIN_TOKEN,
+      PRICING_FILE: "config/pricing.yaml",
+      LOG_LEVEL: "info",
+      QUEUE_PREFIX: name,
+      ...overrides,
+    });
+    const logs: LogLine[] = [];
+    const capture = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split("\n")) if (line.trim()) logs.push(JSON.parse(line));
+        done();
+      },
+    });
+    const deps = createDeps(settings, { logger: createLogger(settings, capture) });
+    worker = startUsageWorker(deps);
+    const app = await buildServer(deps);
+    await app.ready();
+    Object.assign(harness, {
+      deps,
+      app,
+      settings,
+      logs,
+      alerts: (event: string) => logs.filter((line) => line.event === event),
+      postCallback: (body: unknown, headers: Record<string, string> = {}) =>
+        app.inject({
+          method: "POST",
+          url: "/v1/callbacks/litellm",
+          headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json", ...headers },
+          payload: typeof body === "string" ? body : JSON.stringify(body),
+        }),
+      admin: (method: "GET" | "POST", url: string, body?: unknown) =>
+        app.inject({
+          method,
+          url,
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+          ...(body === undefined ? {} : { payload: body as object }),
+        }),
+      drainQueue: () =>
+        waitFor(async () => {
+          const counts = await deps.usageQueue.getJobCounts("waiting", "active", "delayed", "prioritized");
+          return Object.values(counts).every((count) => count === 0);
+        }),
+    } satisfies Omit<Harness, never>);
+  });
+
+  afterEach(async () => {
+    await harness.drainQueue();
+    const report = await reconcileLedger(harness.deps.database.pool);
+    expect(report.drifts).toEqual([]);
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await harness.app?.close();
+    if (harness.deps) {
+      await harness.deps.usageQueue.obliterate({ force: true });
+      await closeDeps(harness.deps);
+    }
+    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+
+  return harness;
+}
+
+export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
