@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { parseEnv, type Settings } from "../../src/config/env.js";
@@ -26,8 +26,8 @@ export type Harness = {
   settings: Settings;
   logs: LogLine[];
   alerts: (event: string) => LogLine[];
-  postCallback: (body: unknown, headers?: Record<string, string>) => ReturnType<FastifyInstance["inject"]>;
-  admin: (method: "GET" | "POST", url: string, body?: unknown) => ReturnType<FastifyInstance["inject"]>;
+  postCallback: (body: unknown, headers?: Record<string, string>) => Promise<LightMyRequestResponse>;
+  admin: (method: "GET" | "POST", url: string, body?: unknown) => Promise<LightMyRequestResponse>;
   /** Resolves once the queue holds no waiting, active or delayed job. */
   drainQueue: () => Promise<void>;
 };
@@ -38,20 +38,19 @@ export type Harness = {
  * and a real usage worker. After each test the books must tie out.
  */
 export function useServiceHarness(overrides: Record<string, string> = {}): Harness {
-  const name = `spend_ingest_t_${randomBytes(6).toString("hex")}`;
+  const database = useTestDatabase();
   const harness = {} as Harness;
   let worker: Stoppable;
 
   beforeAll(async () => {
-    await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
     const settings = parseEnv({
-      DATABASE_URL: databaseUrlFor(name),
+      DATABASE_URL: database.url,
       REDIS_URL: TEST_REDIS_URL,
       INGEST_TOKENS: `${INGEST_TOKEN},${SECOND_INGEST_TOKEN}`,
       ADMIN_TOKEN,
       PRICING_FILE: "config/pricing.yaml",
       LOG_LEVEL: "info",
-      QUEUE_PREFIX: name,
+      QUEUE_PREFIX: database.name,
       ...overrides,
     });
     const logs: LogLine[] = [];
@@ -90,14 +89,11 @@ export function useServiceHarness(overrides: Record<string, string> = {}): Harne
           const counts = await deps.usageQueue.getJobCounts("waiting", "active", "delayed", "prioritized");
           return Object.values(counts).every((count) => count === 0);
         }),
-    } satisfies Omit<Harness, never>);
+    } satisfies Omit<Harness, "deps" | "app" | "settings" | "logs"> & Partial<Harness>);
   });
 
-  afterEach(async () => {
-    await harness.drainQueue();
-    const report = await reconcileLedger(harness.deps.database.pool);
-    expect(report.drifts).toEqual([]);
-  });
+  // Runs before the database's own tie-out check: hooks after a test run in reverse order.
+  afterEach(() => harness.drainQueue());
 
   afterAll(async () => {
     await worker?.stop();
@@ -106,10 +102,39 @@ export function useServiceHarness(overrides: Record<string, string> = {}): Harne
       await harness.deps.usageQueue.obliterate({ force: true });
       await closeDeps(harness.deps);
     }
-    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });
 
   return harness;
+}
+
+export type TestDatabase = { name: string; url: string; pool: pg.Pool };
+
+/**
+ * A database of this test file's own, copied from the migrated template and dropped after
+ * the file. After each test the books must tie out (`reconcileLedger` finds no drift).
+ */
+export function useTestDatabase(): TestDatabase {
+  const name = `spend_ingest_t_${randomBytes(6).toString("hex")}`;
+  const database: TestDatabase = { name, url: databaseUrlFor(name), pool: undefined as unknown as pg.Pool };
+
+  beforeAll(async () => {
+    await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
+    database.pool = new pg.Pool({ connectionString: database.url, max: 10 });
+    // Dropping the database at the end terminates idle clients; that is expected, not a failure.
+    database.pool.on("error", () => {});
+  });
+
+  afterEach(async () => {
+    const report = await reconcileLedger(database.pool);
+    expect(report.drifts).toEqual([]);
+  });
+
+  afterAll(async () => {
+    await database.pool?.end();
+    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  });
+
+  return database;
 }
 
 export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {

@@ -1,0 +1,161 @@
+import { describe, expect, it } from "vitest";
+import { parseCallbackBody } from "../../src/ingest/callback-body.js";
+import { normaliseCallbackItem } from "../../src/ingest/litellm-payload.js";
+import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
+
+function accepted(item: unknown) {
+  const result = normaliseCallbackItem(item);
+  if (!result.ok) throw new Error(`rejected: ${JSON.stringify(result.rejected)}`);
+  return result.event;
+}
+
+function rejected(item: unknown) {
+  const result = normaliseCallbackItem(item);
+  if (result.ok) throw new Error("accepted");
+  return result.rejected;
+}
+
+describe("normaliseCallbackItem", () => {
+  it("reduces LiteLLM's example to the fields billing reads", () => {
+    expect(accepted(STANDARD_LOGGING_PAYLOAD)).toEqual({
+      idempotencyKey: "chatcmpl-2299b6a2-82a3-465a-b47c-04e685a2227f",
+      billingAccountId: null,
+      status: "success",
+      cacheHit: false,
+      model: "gpt-4o",
+      modelGroup: null,
+      modelMapKey: "gpt-4o",
+      provider: "openai",
+      promptTokens: 10,
+      completionTokens: 20,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      reasoningTokens: 0,
+      // LiteLLM's own float sum, kept digit for digit as it was sent.
+      reportedCostUsd: "0.00022500000000000002",
+      eventTime: "2025-01-24T09:20:46.851Z",
+    });
+  });
+
+  it("keys on litellm_call_id, else id, and never on empty, None or null", () => {
+    expect(accepted({ ...litellmPayload("provider-id", "t"), litellm_call_id: "call-1" }).idempotencyKey).toBe("call-1");
+    expect(accepted({ ...litellmPayload("provider-id", "t"), litellm_call_id: "" }).idempotencyKey).toBe("provider-id");
+    for (const id of ["None", "null", "", "  "]) {
+      expect(rejected({ ...litellmPayload(id, "t"), litellm_call_id: null }).reason).toBe("no_idempotency_key");
+    }
+  });
+
+  it("resolves the billing account in the contract's order", () => {
+    const metadata = {
+      spend_logs_metadata: { billing_account_id: "billing" },
+      user_api_key_team_id: "team",
+      user_api_key_user_id: "user",
+      user_api_key_end_user_id: "end-user-key",
+    };
+    const base = { ...litellmPayload("k", null), end_user: "end-user" };
+    const account = (meta: Record<string, unknown>) => accepted({ ...base, metadata: meta }).billingAccountId;
+    expect(account(metadata)).toBe("billing");
+    expect(account({ ...metadata, spend_logs_metadata: { billing_account_id: " " } })).toBe("team");
+    expect(account({ ...metadata, spend_logs_metadata: null, user_api_key_team_id: "" })).toBe("user");
+    expect(account({ user_api_key_end_user_id: "end-user-key" })).toBe("end-user-key");
+    expect(account({})).toBe("end-user");
+    expect(accepted({ ...base, metadata: {}, end_user: "" }).billingAccountId).toBeNull();
+  });
+
+  it("reads cache detail from the first usage object present, OpenAI and Anthropic shapes", () => {
+    const openAi = { prompt_tokens: 100, completion_tokens: 10, prompt_tokens_details: { cached_tokens: 60 } };
+    const anthropic = { cache_read_input_tokens: 30, cache_creation_input_tokens: 20 };
+    const item = (fields: Record<string, unknown>) => ({
+      ...litellmPayload("k", "t"),
+      prompt_tokens: 100,
+      completion_tokens: 10,
+      ...fields,
+    });
+    expect(accepted(item({ metadata: { user_api_key_team_id: "t", usage_object: openAi }, response: { usage: anthropic } }))).toMatchObject({
+      cacheReadTokens: 60,
+      cacheWriteTokens: 0,
+    });
+    expect(accepted(item({ hidden_params: { usage_object: anthropic }, response: { usage: openAi } }))).toMatchObject({
+      cacheReadTokens: 30,
+      cacheWriteTokens: 20,
+    });
+    expect(
+      accepted(
+        item({
+          response: {
+            usage: {
+              prompt_tokens_details: { cached_tokens: 5, cache_creation_tokens: 7 },
+              completion_tokens_details: { reasoning_tokens: 4 },
+            },
+          },
+        }),
+      ),
+    ).toMatchObject({ cacheReadTokens: 5, cacheWriteTokens: 7, reasoningTokens: 4 });
+  });
+
+  it("takes times as epoch seconds or LiteLLM's datetime text, in UTC", () => {
+    expect(accepted({ ...litellmPayload("k", "t"), endTime: 1737710446.5 }).eventTime).toBe("2025-01-24T09:20:46.500Z");
+    expect(accepted({ ...litellmPayload("k", "t"), endTime: "2025-01-24 09:20:46" }).eventTime).toBe("2025-01-24T09:20:46.000Z");
+    expect(accepted({ ...litellmPayload("k", "t"), endTime: null, startTime: "2025-01-24 09:20:45.1" }).eventTime).toBe(
+      "2025-01-24T09:20:45.100Z",
+    );
+    expect(rejected({ ...litellmPayload("k", "t"), endTime: "2025-02-30 10:00:00" }).issues).toEqual([
+      expect.objectContaining({ path: "endTime" }),
+    ]);
+  });
+
+  it("rejects impossible usage item by item, with the field named", () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ prompt_tokens: -1 }, "prompt_tokens"],
+      [{ completion_tokens: 1.5 }, "completion_tokens"],
+      [{ response_cost: -0.01 }, "response_cost"],
+      [{ status: "maybe" }, "status"],
+      [{ prompt_tokens: 10, response: { usage: { cache_read_input_tokens: 11 } } }, "prompt_tokens"],
+      [{ response: { usage: { cache_read_input_tokens: -2 } } }, "response.usage.cache_read_input_tokens"],
+    ];
+    for (const [fields, path] of cases) {
+      const result = rejected({ ...litellmPayload("bad", "t"), ...fields });
+      expect(result.reason).toBe("invalid_payload");
+      expect(result.idempotencyKey).toBe("bad");
+      expect(result.issues).toContainEqual(expect.objectContaining({ path }));
+    }
+  });
+
+  it("keeps only the fields billing reads when it refuses an item", () => {
+    const item = {
+      ...litellmPayload("bad", "t", { metadata: { spend_logs_metadata: { billing_account_id: "b", note: "free text" } } }),
+      prompt_tokens: -1,
+    };
+    const kept = rejected(item).item as Record<string, unknown>;
+    expect(kept).not.toHaveProperty("messages");
+    expect(kept).not.toHaveProperty("model_parameters");
+    expect(kept.response).toEqual({ usage: (STANDARD_LOGGING_PAYLOAD.response as { usage: unknown }).usage });
+    expect(kept.metadata).toEqual({
+      user_api_key_team_id: "t",
+      user_api_key_user_id: null,
+      user_api_key_end_user_id: null,
+      spend_logs_metadata: { billing_account_id: "b" },
+    });
+    expect(kept.prompt_tokens).toBe(-1);
+  });
+});
+
+describe("parseCallbackBody", () => {
+  it("tells json_array, single object and ndjson apart by the body", () => {
+    expect(parseCallbackBody('[{"a":1},{"a":2}]')).toEqual({ ok: true, items: [{ a: 1 }, { a: 2 }] });
+    expect(parseCallbackBody('{"a":1}')).toEqual({ ok: true, items: [{ a: 1 }] });
+    expect(parseCallbackBody('{"a":1}\n\n{"a":2}\n')).toEqual({ ok: true, items: [{ a: 1 }, { a: 2 }] });
+  });
+
+  it("lets one bad ndjson line cost only itself", () => {
+    const parsed = parseCallbackBody('{"a":1}\n{oops\n{"a":3}');
+    expect(parsed.ok && parsed.items.length).toBe(3);
+    if (parsed.ok) expect(rejected(parsed.items[1]).reason).toBe("invalid_json");
+  });
+
+  it("refuses an empty body or batch and a body that is not JSON", () => {
+    expect(parseCallbackBody("  ")).toMatchObject({ ok: false, code: "empty_batch" });
+    expect(parseCallbackBody("[]")).toMatchObject({ ok: false, code: "empty_batch" });
+    expect(parseCallbackBody("<xml/>")).toMatchObject({ ok: false, code: "invalid_json" });
+  });
+});
