@@ -8,5 +8,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Each file has its own database and queue prefix, so files run in parallel safely.
     fileParallelism: true,
+    // The JSON report lets .ci/run print one "N passed, N failed" line for CI to read.
+    reporters: ["default", "json"],
+    outputFile: { json: "test-results/vitest.json" },
   },
 });

@@ -1,0 +1,105 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createUsageQueue } from "../../src/queue/producer.js";
+import { waitFor } from "../support/harness.js";
+import { litellmPayload } from "../support/litellm-payloads.js";
+import { ADMIN_DATABASE_URL, ADMIN_TOKEN, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+
+type Service = { child: ChildProcess; lines: string[]; baseUrl: Promise<string> };
+
+const TSX = "node_modules/.bin/tsx";
+// A fresh, empty database: `npm start` must create the schema itself.
+const database = `spend_ingest_p_${randomBytes(6).toString("hex")}`;
+
+function startProcess(entry: string, env: Record<string, string>): Service {
+  const child = spawn(TSX, [entry], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const lines: string[] = [];
+  const baseUrl = new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      for (const line of String(chunk).split("\n").filter(Boolean)) {
+        lines.push(line);
+        const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
+        if (address) resolve(address[1]!);
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`exited ${code}: ${lines.join("\n")}`)));
+  });
+  // A process expected to fail never listens; its promise must not count as unhandled.
+  baseUrl.catch(() => {});
+  return { child, lines, baseUrl };
+}
+
+const serviceEnv = () => ({
+  DATABASE_URL: databaseUrlFor(database),
+  REDIS_URL: TEST_REDIS_URL,
+  INGEST_TOKENS: INGEST_TOKEN,
+  ADMIN_TOKEN,
+  PORT: "0",
+  QUEUE_PREFIX: database,
+});
+
+async function adminQuery(sql: string) {
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  await client.query(sql).finally(() => client.end());
+}
+
+describe("npm start (all-in-one process)", () => {
+  const services: Service[] = [];
+
+  beforeAll(async () => {
+    await adminQuery(`CREATE DATABASE ${database}`);
+  });
+
+  afterAll(async () => {
+    for (const service of services) if (service.child.exitCode === null) service.child.kill("SIGKILL");
+    await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const queue = createUsageQueue(redis, database);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await redis.quit();
+  });
+
+  it("migrates from two processes at once, serves the contract and stops cleanly on SIGTERM", async () => {
+    services.push(startProcess("workers/all-in-one.ts", serviceEnv()), startProcess("workers/all-in-one.ts", serviceEnv()));
+    const [first, second] = await Promise.all(services.map((service) => service.baseUrl));
+
+    const batch = [1, 2].map((n) => litellmPayload(`process-${n}`, "team-process"));
+    const posted = await fetch(`${first}/v1/callbacks/litellm`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(batch),
+    });
+    expect(posted.status).toBe(202);
+
+    const summary = async () =>
+      fetch(`${second}/v1/accounts/team-process/credits/summary`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    await waitFor(async () => (await summary()).status === 200);
+    await waitFor(async () => (await (await summary()).json()).balance_credits === -4500);
+    expect((await fetch(`${second}/readyz`)).status).toBe(200);
+
+    const exits = services.map((service) => once(service.child, "exit"));
+    for (const service of services) service.child.kill("SIGTERM");
+    const codes = (await Promise.all(exits)).map(([code]) => code);
+    expect(codes).toEqual([0, 0]);
+    const logged = services.flatMap((service) => service.lines).join("\n");
+    expect(logged).toContain('"msg":"shut down"');
+    expect(logged).not.toContain(INGEST_TOKEN);
+    expect(logged).not.toContain(ADMIN_TOKEN);
+  });
+
+  it("refuses to start with one line naming a missing setting", async () => {
+    const { INGEST_TOKENS: _omitted, ...env } = serviceEnv();
+    const service = startProcess("workers/all-in-one.ts", env);
+    const [code] = await once(service.child, "exit");
+    expect(code).toBe(2);
+    expect(service.lines).toEqual(["spend-ingest: invalid setting INGEST_TOKENS: is required"]);
+  });
+});
