@@ -11,12 +11,15 @@ import { ADMIN_DATABASE_URL, ADMIN_TOKEN, databaseUrlFor, INGEST_TOKEN, TEST_RED
 
 type Service = { child: ChildProcess; lines: string[]; baseUrl: Promise<string> };
 
-const TSX = "node_modules/.bin/tsx";
 // A fresh, empty database: `npm start` must create the schema itself.
 const database = `spend_ingest_p_${randomBytes(6).toString("hex")}`;
 
 function startProcess(entry: string, env: Record<string, string>): Service {
-  const child = spawn(TSX, [entry], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  // As the npm scripts and the container run it: node itself, so signals reach the service.
+  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const lines: string[] = [];
   const baseUrl = new Promise<string>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
