@@ -9,6 +9,9 @@ const DECIMAL_TEXT = /^([+-])?(\d+)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$|^([+-])?\.(\
 
 export const ZERO: Decimal = { coefficient: 0n, scale: 0 };
 
+// Far beyond any price; bounds the bigint work a hostile or mistyped exponent could cause.
+const MAX_EXPONENT = 1000;
+
 export function decimal(text: string): Decimal {
   const match = DECIMAL_TEXT.exec(text.trim());
   if (!match) throw new RangeError(`not a decimal number: ${JSON.stringify(text)}`);
@@ -16,6 +19,7 @@ export function decimal(text: string): Decimal {
   const whole = match[2] ?? "0";
   const fraction = match[3] ?? match[6] ?? "";
   const exponent = Number(match[4] ?? match[7] ?? "0");
+  if (Math.abs(exponent) > MAX_EXPONENT) throw new RangeError(`exponent out of range: ${JSON.stringify(text)}`);
   let coefficient = BigInt(whole + fraction);
   let scale = fraction.length - exponent;
   if (scale < 0) {

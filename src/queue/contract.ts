@@ -15,7 +15,8 @@ const tokenCount = z.number().int().min(0);
  * A LiteLLM call reduced to what billing reads. Never prompt or response text: job data sits
  * in Redis in clear. Fields added later must be optional so queued jobs still parse.
  */
-export const usageEventSchema = z.object({
+export const usageEventSchema = z
+  .object({
   idempotencyKey: z.string().min(1),
   billingAccountId: z.string().min(1).nullable(),
   status: z.enum(["success", "failure"]),
@@ -29,11 +30,20 @@ export const usageEventSchema = z.object({
   cacheReadTokens: tokenCount,
   cacheWriteTokens: tokenCount,
   reasoningTokens: tokenCount,
-  /** LiteLLM's own `response_cost`, as decimal text. */
-  reportedCostUsd: z.string().nullable(),
+  /** LiteLLM's own `response_cost`, as plain non-negative decimal text. */
+  reportedCostUsd: z.string().regex(/^\d+(\.\d+)?$/, "a non-negative decimal without exponent").nullable(),
   /** ISO-8601, UTC. */
   eventTime: z.string().nullable(),
-});
+  })
+  // Pricing subtracts the detail classes from their totals; a job must never make them negative.
+  .refine((event) => event.cacheReadTokens + event.cacheWriteTokens <= event.promptTokens, {
+    message: "cached reads and cache writes exceed promptTokens",
+    path: ["promptTokens"],
+  })
+  .refine((event) => event.reasoningTokens <= event.completionTokens, {
+    message: "reasoning tokens exceed completionTokens",
+    path: ["completionTokens"],
+  });
 export type UsageEvent = z.infer<typeof usageEventSchema>;
 
 export const chargeUsageJobSchema = z.object({ events: z.array(usageEventSchema).min(1) });

@@ -3,28 +3,13 @@ import { recordGrant } from "../../src/ledger/grants.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/ledger/record-usage.js";
 import { decimal } from "../../src/pricing/decimal.js";
 import { useTestDatabase } from "../support/harness.js";
+import { usageEvent } from "../support/usage-events.js";
 
 const db = useTestDatabase();
 
 function usage(key: string, account: string, credits: number): PricedUsage {
   return {
-    event: {
-      idempotencyKey: key,
-      billingAccountId: account,
-      status: "success",
-      cacheHit: false,
-      model: "m",
-      modelGroup: null,
-      modelMapKey: null,
-      provider: null,
-      promptTokens: credits,
-      completionTokens: 0,
-      cacheReadTokens: 0,
-      cacheWriteTokens: 0,
-      reasoningTokens: 0,
-      reportedCostUsd: null,
-      eventTime: null,
-    },
+    event: usageEvent({ idempotencyKey: key, billingAccountId: account, model: "m", promptTokens: credits }) as PricedUsage["event"],
     charge: {
       pricingSource: "price_book",
       priceEntry: "m",
