@@ -35,13 +35,9 @@ export function createDeps(settings: Settings, options: { logger?: Logger } = {}
   const logger = options.logger ?? createLogger(settings);
   const redis = createRedis(settings.redisUrl, { forWorker: false });
   redis.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
-  return {
-    settings,
-    logger,
-    database: createDatabase(settings.databaseUrl),
-    redis,
-    usageQueue: createUsageQueue(redis, settings.queuePrefix),
-  };
+  const usageQueue = createUsageQueue(redis, settings.queuePrefix);
+  usageQueue.on("error", (error) => logger.warn({ err: error }, "queue error"));
+  return { settings, logger, database: createDatabase(settings.databaseUrl), redis, usageQueue };
 }
 
 /** Closes what createDeps opened, queue before Redis before the database. */
