@@ -1,103 +1,245 @@
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { parseOpsEnv } from "../src/config/env.js";
-import { createDatabase } from "../src/db/client.js";
+import { parseOpsEnv, parsePricingEnv } from "../src/config/env.js";
+import { createDatabase, type Database } from "../src/db/client.js";
 import { createRedis } from "../src/deps.js";
+import { parseCallbackBody } from "../src/ingest/callback-body.js";
+import { normaliseCallbackItem } from "../src/ingest/litellm-payload.js";
+import { replayQuarantined } from "../src/ingest/replay-quarantine.js";
 import { recordGrant } from "../src/ledger/grants.js";
+import { listQuarantined } from "../src/ledger/quarantine.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
+import { toDecimalString } from "../src/pricing/decimal.js";
+import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
+import { candidateModelNames, type PricingOutcome, priceUsageEvent } from "../src/pricing/price-usage-event.js";
+import type { UsageEvent } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
 import { settingsOrExit } from "./runtime.js";
 
-const USAGE = `usage: npm run ops -- <command> [--json]
+const USAGE = `usage: npm run ops -- <command> [options] [--json]
 
 commands:
-  queues                                 job counts by state
-  reconcile                              check every balance against its ledger (exit 1 on drift)
-  grant <account> <credits> <reference>  add credits once per reference`;
+  queues                                  job counts by state
+  reconcile                               check every balance against its ledger (exit 1 on drift)
+  grant <account> <credits> <reference>   add credits once per reference
+  quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)
+  quarantine replay [--reason R]          send refused items back through the pipeline
+  price <payload.json>                    explain what the price book charges for LiteLLM payloads
+
+exit codes: 0 ok, 1 found a problem, 2 bad usage`;
 
 const EXIT_OK = 0;
 const EXIT_PROBLEM = 1;
 const EXIT_USAGE = 2;
 
-const { values: flags, positionals } = (() => {
+type Flags = { json?: boolean; help?: boolean; reason?: string; all?: boolean };
+
+function parseCommandLine(): { flags: Flags; words: string[] } {
   try {
-    return parseArgs({ allowPositionals: true, options: { json: { type: "boolean" }, help: { type: "boolean" } } });
+    const { values, positionals } = parseArgs({
+      allowPositionals: true,
+      options: {
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        reason: { type: "string" },
+        all: { type: "boolean" },
+      },
+    });
+    return { flags: values, words: positionals };
   } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
-    process.exit(EXIT_USAGE);
+    return usageError((error as Error).message);
   }
-})();
-const [command, ...args] = positionals;
+}
+
+function usageError(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.exit(EXIT_USAGE);
+}
+
+const { flags, words } = parseCommandLine();
+const print = (json: unknown, human: string) =>
+  process.stdout.write(flags.json ? `${JSON.stringify(json, null, 2)}\n` : `${human}\n`);
+
+async function withDatabase<T>(work: (database: Database) => Promise<T>): Promise<T> {
+  const database = createDatabase(settingsOrExit(parseOpsEnv).databaseUrl, { max: 2 });
+  try {
+    return await work(database);
+  } finally {
+    await database.pool.end();
+  }
+}
+
+async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) => Promise<T>): Promise<T> {
+  const settings = settingsOrExit(parseOpsEnv);
+  const redis = createRedis(settings.redisUrl, { forWorker: false });
+  const queue = createUsageQueue(redis, settings.queuePrefix);
+  try {
+    return await work(queue);
+  } finally {
+    await queue.close();
+    await redis.quit();
+  }
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = {
+  async queues() {
+    return withQueue(async (queue) => {
+      const counts = await queue.getJobCounts("waiting", "active", "delayed", "prioritized", "completed", "failed");
+      print(
+        { [queue.name]: counts },
+        Object.entries(counts)
+          .map(([state, count]) => `${queue.name}\t${state}\t${count}`)
+          .join("\n"),
+      );
+      return EXIT_OK;
+    });
+  },
+
+  async reconcile() {
+    return withDatabase(async ({ pool }) => {
+      const report = await reconcileLedger(pool);
+      const human = report.ok
+        ? `ok (${report.accountsChecked} accounts)`
+        : [`drift found in ${report.accountsChecked} accounts:`, ...report.drifts.map((drift) => `  ${JSON.stringify(drift)}`)].join(
+            "\n",
+          );
+      print(report, human);
+      return report.ok ? EXIT_OK : EXIT_PROBLEM;
+    });
+  },
+
+  async grant([account, credits, reference]) {
+    if (!account || !credits || !/^[1-9]\d*$/.test(credits) || !reference) {
+      return usageError("grant needs <account> <credits (a positive integer)> <reference>");
+    }
+    return withDatabase(async ({ pool }) => {
+      const result = await recordGrant(pool, {
+        billingAccountId: account,
+        credits: BigInt(credits),
+        reference,
+        reason: "ops grant",
+      });
+      const json = {
+        outcome: result.outcome,
+        billing_account_id: result.grant.billingAccountId,
+        credits: Number(result.grant.credits),
+        reference: result.grant.reference,
+        balance_credits: result.outcome === "conflict" ? null : Number(result.balanceCredits),
+      };
+      if (result.outcome === "conflict") {
+        print(json, `conflict: reference ${reference} was used for ${result.grant.credits} credits to ${result.grant.billingAccountId}`);
+        return EXIT_PROBLEM;
+      }
+      print(json, `${result.outcome}: ${account} balance ${json.balance_credits}`);
+      return EXIT_OK;
+    });
+  },
+
+  async quarantine([action]) {
+    if (action === "list") {
+      return withDatabase(async ({ pool }) => {
+        const rows = await listQuarantined(pool, { reason: flags.reason, limit: 1000, includeReplayed: flags.all });
+        print(
+          rows,
+          rows.length === 0
+            ? "quarantine is empty"
+            : rows
+                .map((row) =>
+                  [row.id, row.createdAt.toISOString(), row.stage, row.reason, row.idempotencyKey ?? "-", row.replayedAt ? "replayed" : "pending"].join(
+                    "\t",
+                  ),
+                )
+                .join("\n"),
+        );
+        return EXIT_OK;
+      });
+    }
+    if (action === "replay") {
+      return withDatabase(({ pool }) =>
+        withQueue(async (queue) => {
+          const result = await replayQuarantined(pool, queue, {
+            reason: flags.reason,
+            onProgress: (progress) => {
+              if (!flags.json) process.stderr.write(`replayed ${progress.replayed}, still refused ${progress.stillRefused}\n`);
+            },
+          });
+          print(result, `replayed ${result.replayed} item(s); ${result.stillRefused} still refused`);
+          return result.stillRefused === 0 ? EXIT_OK : EXIT_PROBLEM;
+        }),
+      );
+    }
+    return usageError("quarantine needs list or replay");
+  },
+
+  async price([file]) {
+    if (!file) return usageError("price needs a file with LiteLLM payloads (JSON, JSON array or ndjson)");
+    const { pricingFile } = settingsOrExit(parsePricingEnv);
+    let book: PriceBook;
+    try {
+      book = loadPriceBook(pricingFile);
+    } catch (error) {
+      if (!(error instanceof PriceBookError)) throw error;
+      process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${error.message}\n`);
+      return EXIT_PROBLEM;
+    }
+    const body = parseCallbackBody(readFileSync(file, "utf8"));
+    if (!body.ok) return usageError(`${file}: ${body.message}`);
+    let problems = 0;
+    type Explained =
+      | { index: number; refused: string; issues: unknown[] }
+      | { index: number; event: UsageEvent; namesTried: string[]; outcome: PricingOutcome };
+    const explained = body.items.map((item, index): Explained => {
+      const normalised = normaliseCallbackItem(item);
+      if (!normalised.ok) {
+        problems += 1;
+        return { index, refused: normalised.rejected.reason, issues: normalised.rejected.issues };
+      }
+      const { event } = normalised;
+      const outcome = priceUsageEvent(event, book);
+      if (!outcome.priced) problems += 1;
+      return { index, event, namesTried: candidateModelNames(event), outcome };
+    });
+    const json = {
+      price_book_hash: book.hash,
+      markup: toDecimalString(book.markup),
+      credits_per_usd: toDecimalString(book.creditsPerUsd),
+      items: explained,
+    };
+    print(JSON.parse(JSON.stringify(json, (_key, value) => (typeof value === "bigint" ? value.toString() : isDecimal(value) ? toDecimalString(value) : value))), explained.map(describePricing).join("\n\n"));
+    return problems === 0 ? EXIT_OK : EXIT_PROBLEM;
+
+    function describePricing(entry: Explained): string {
+      if ("refused" in entry) return `item ${entry.index}: refused (${entry.refused}) ${JSON.stringify(entry.issues)}`;
+      const { event, outcome, namesTried } = entry;
+      const head = `item ${entry.index}: ${event.idempotencyKey} — names tried: ${namesTried.join(", ") || "(none)"}`;
+      if (!outcome.priced) return `${head}\n  not priced (${outcome.reason}): ${outcome.message}`;
+      const charge = outcome.charge;
+      const lines = charge.lines.map(
+        (line) =>
+          `  ${line.tokenClass.padEnd(16)} ${String(line.tokens).padStart(9)} × ${toDecimalString(line.rateUsd)} (${line.rateField}) = ${toDecimalString(line.costUsd)}`,
+      );
+      const entryLine = charge.priceEntry
+        ? `  entry ${charge.priceEntry} from ${charge.priceEntryOrigin}${charge.contextTier ? `, tier ${charge.contextTier}` : ""}`
+        : `  ${charge.pricingSource}`;
+      return [
+        head,
+        entryLine,
+        ...lines,
+        `  cost $${toDecimalString(charge.providerCostUsd)} × markup ${toDecimalString(book.markup)} × ${toDecimalString(book.creditsPerUsd)} credits/USD → ${charge.chargedCredits} credits (rounded up)`,
+      ].join("\n");
+    }
+  },
+};
+
+function isDecimal(value: unknown): value is { coefficient: bigint; scale: number } {
+  return typeof value === "object" && value !== null && "coefficient" in value && "scale" in value;
+}
+
+const [command, ...args] = words;
 if (flags.help || command === undefined) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(command === undefined && !flags.help ? EXIT_USAGE : EXIT_OK);
 }
-
-const settings = settingsOrExit(parseOpsEnv);
-const print = (json: unknown, human: string) =>
-  process.stdout.write(flags.json ? `${JSON.stringify(json, null, 2)}\n` : `${human}\n`);
-
-async function run(): Promise<number> {
-  switch (command) {
-    case "reconcile": {
-      const database = createDatabase(settings.databaseUrl, { max: 2 });
-      try {
-        const report = await reconcileLedger(database.pool);
-        const human = report.ok
-          ? `ok (${report.accountsChecked} accounts)`
-          : [`drift found in ${report.accountsChecked} accounts:`, ...report.drifts.map((d) => `  ${JSON.stringify(d)}`)].join("\n");
-        print(report, human);
-        return report.ok ? EXIT_OK : EXIT_PROBLEM;
-      } finally {
-        await database.pool.end();
-      }
-    }
-    case "grant": {
-      const [account, credits, reference] = args;
-      if (!account || !credits || !/^[1-9]\d*$/.test(credits) || !reference) {
-        process.stderr.write(`grant needs <account> <credits (a positive integer)> <reference>\n${USAGE}\n`);
-        return EXIT_USAGE;
-      }
-      const database = createDatabase(settings.databaseUrl, { max: 2 });
-      try {
-        const result = await recordGrant(database.pool, {
-          billingAccountId: account,
-          credits: BigInt(credits),
-          reference,
-          reason: "ops grant",
-        });
-        const json = {
-          outcome: result.outcome,
-          billing_account_id: result.grant.billingAccountId,
-          credits: Number(result.grant.credits),
-          reference: result.grant.reference,
-          balance_credits: "balanceCredits" in result ? Number(result.balanceCredits) : null,
-        };
-        if (result.outcome === "conflict") {
-          print(json, `conflict: reference ${reference} was used for ${result.grant.credits} credits to ${result.grant.billingAccountId}`);
-          return EXIT_PROBLEM;
-        }
-        print(json, `${result.outcome}: ${account} balance ${json.balance_credits}`);
-        return EXIT_OK;
-      } finally {
-        await database.pool.end();
-      }
-    }
-    case "queues": {
-      const redis = createRedis(settings.redisUrl, { forWorker: false });
-      const queue = createUsageQueue(redis, settings.queuePrefix);
-      try {
-        const counts = await queue.getJobCounts("waiting", "active", "delayed", "completed", "failed", "prioritized");
-        print({ [queue.name]: counts }, Object.entries(counts).map(([state, n]) => `${queue.name}\t${state}\t${n}`).join("\n"));
-        return EXIT_OK;
-      } finally {
-        await queue.close();
-        await redis.quit();
-      }
-    }
-    default:
-      process.stderr.write(`unknown command ${command}\n${USAGE}\n`);
-      return EXIT_USAGE;
-  }
-}
-
-process.exit(await run());
+const run = commands[command];
+if (!run) usageError(`unknown command ${command}`);
+process.exit(await run(args));

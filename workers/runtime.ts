@@ -5,7 +5,7 @@ import { deliverStrandedAlerts } from "../src/alerts/outbox.js";
 import { InvalidSettingError, parseEnv, type Settings } from "../src/config/env.js";
 import { closeDeps, createRedis, type Deps } from "../src/deps.js";
 import { buildServer } from "../src/http/server.js";
-import { loadPriceBook, PriceBookError } from "../src/pricing/price-book.js";
+import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { USAGE_QUEUE } from "../src/queue/contract.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
@@ -33,8 +33,13 @@ export async function startReceiver(deps: Deps): Promise<Stoppable & { app: Fast
   return { name: "receiver", app, stop: () => app.close() };
 }
 
-export function startUsageWorker(deps: Deps): Stoppable {
-  let priceBook;
+export type UsageWorker = Stoppable & {
+  /** Loads the price book again; a book that does not load leaves the current one in force. */
+  reloadPriceBook: () => boolean;
+};
+
+export function startUsageWorker(deps: Deps): UsageWorker {
+  let priceBook: PriceBook;
   try {
     priceBook = loadPriceBook(deps.settings.pricingFile);
   } catch (error) {
@@ -42,8 +47,18 @@ export function startUsageWorker(deps: Deps): Stoppable {
     process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${error.message}\n`);
     process.exit(2);
   }
+  const reloadPriceBook = () => {
+    try {
+      priceBook = loadPriceBook(deps.settings.pricingFile);
+      deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size }, "price book reloaded");
+      return true;
+    } catch (error) {
+      deps.logger.error({ err: error, priceBookHash: priceBook.hash }, "price book reload failed; the current book stays");
+      return false;
+    }
+  };
   const connection = createRedis(deps.settings.redisUrl, { forWorker: true });
-  const worker = new Worker(USAGE_QUEUE, createUsageProcessor(deps, priceBook), {
+  const worker = new Worker(USAGE_QUEUE, createUsageProcessor(deps, () => priceBook), {
     connection,
     prefix: deps.settings.queuePrefix,
     concurrency: WORKER_CONCURRENCY,
@@ -61,6 +76,7 @@ export function startUsageWorker(deps: Deps): Stoppable {
   deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size }, "usage worker started");
   return {
     name: "usage worker",
+    reloadPriceBook,
     stop: async () => {
       clearInterval(sweeper);
       await worker.close();
@@ -73,6 +89,11 @@ export function startUsageWorker(deps: Deps): Stoppable {
  * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
  * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
  */
+/** SIGHUP reloads the price book: new prices apply to jobs from then on, never to receipts. */
+export function reloadOnSighup(worker: UsageWorker): void {
+  process.on("SIGHUP", () => void worker.reloadPriceBook());
+}
+
 export function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
   let stopping = false;
   const stop = async (signal: string) => {

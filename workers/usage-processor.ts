@@ -12,15 +12,18 @@ import {
   quarantineItemsJobSchema,
 } from "../src/queue/contract.js";
 
-/** Parse the job, call the ledger, deliver the alerts it committed, return what happened. */
-export function createUsageProcessor(deps: Deps, priceBook: PriceBook) {
+/**
+ * Parse the job, call the ledger, deliver the alerts it committed, return what happened.
+ * `currentPriceBook` is read per job, so a reloaded book prices the next job.
+ */
+export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBook) {
   const { pool } = deps.database;
-  const settings = { priceBook, lowBalanceThresholds: deps.settings.lowBalanceThresholds };
   return async (job: Job) => {
     const log = deps.logger.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
     switch (job.name) {
       case JOB_CHARGE_USAGE: {
         const { events } = parseJobData(chargeUsageJobSchema, job);
+        const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds };
         const { alerts, ...outcome } = await chargeUsageEvents(pool, settings, events);
         await deliverAlerts(pool, deps.logger, alerts);
         log.debug({ events: events.length, ...outcome }, "usage charged");

@@ -1,5 +1,7 @@
 import { createDeps } from "../src/deps.js";
-import { settingsOrExit, startUsageWorker, stopOnSignal } from "./runtime.js";
+import { reloadOnSighup, settingsOrExit, startUsageWorker, stopOnSignal } from "./runtime.js";
 
 const deps = createDeps(settingsOrExit());
-stopOnSignal(deps, [startUsageWorker(deps)]);
+const worker = startUsageWorker(deps);
+reloadOnSighup(worker);
+stopOnSignal(deps, [worker]);

@@ -87,6 +87,11 @@ export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "
   return { databaseUrl: env.DATABASE_URL, redisUrl: env.REDIS_URL, queuePrefix: env.QUEUE_PREFIX };
 }
 
+/** What pricing alone needs, for `ops price`. */
+export function parsePricingEnv(source: EnvSource): Pick<Settings, "pricingFile"> {
+  return { pricingFile: parseWith(envSchema.pick({ PRICING_FILE: true }), source).PRICING_FILE };
+}
+
 /** Validates the environment once; the first bad setting is named in the error. */
 export function parseEnv(source: EnvSource): Settings {
   const env = parseWith(envSchema, source);

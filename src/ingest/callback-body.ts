@@ -1,3 +1,5 @@
+import { parsePythonJson } from "./python-json.js";
+
 /**
  * LiteLLM's generic_api callback sends one of three log formats, and sends ndjson with
  * `Content-Type: application/json`, so the body's shape decides which one it is.
@@ -29,7 +31,7 @@ export const UNPARSEABLE_LINE = Symbol("unparseable line");
 
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
   try {
-    return { ok: true, value: JSON.parse(text) };
+    return { ok: true, value: parsePythonJson(text) };
   } catch {
     return { ok: false };
   }

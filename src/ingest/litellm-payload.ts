@@ -2,13 +2,22 @@ import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
 import type { RejectedItem, UsageEvent } from "../queue/contract.js";
 import { UNPARSEABLE_LINE } from "./callback-body.js";
+import { NON_FINITE_LITERALS } from "./python-json.js";
 
 /**
  * The parts of LiteLLM's StandardLoggingPayload that billing reads. Every other field is
  * ignored, and `messages`, `response` text and `model_parameters` are never kept.
  */
 const optionalText = z.string().nullish();
-const tokenCount = z.number().int().min(0);
+// A bad float reaches us as the string "NaN" or "Infinity" (see python-json.ts): say so.
+const number = () =>
+  z.number({
+    error: (issue) =>
+      typeof issue.input === "string" && NON_FINITE_LITERALS.has(issue.input)
+        ? `${issue.input} is not a finite number`
+        : undefined,
+  });
+const tokenCount = number().int().min(0);
 const optionalTokenCount = tokenCount.nullish();
 
 // LiteLLM writes datetimes with str(datetime), which has a space and microseconds.
@@ -16,7 +25,7 @@ const LITELLM_DATETIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|
 
 const callTime = z
   .union([
-    z.number().finite().min(0),
+    number().min(0),
     z
       .string()
       .regex(LITELLM_DATETIME, "expected YYYY-MM-DD HH:MM:SS[.ffffff]")
@@ -56,7 +65,7 @@ export const litellmPayloadSchema = z
     custom_llm_provider: optionalText,
     prompt_tokens: tokenCount,
     completion_tokens: tokenCount,
-    response_cost: z.number().finite().min(0).nullish(),
+    response_cost: number().min(0).nullish(),
     startTime: callTime,
     endTime: callTime,
     end_user: optionalText,

@@ -18,18 +18,23 @@ export type QuarantineEntry = {
 
 /**
  * Keeps refused items inside the caller's transaction. The same item refused again for the
- * same reason (a retried job, a re-sent batch) is kept once and alerted once.
+ * same reason (a retried job, a re-sent batch) is kept once and alerted once; an item that a
+ * replay sent back and that is refused again is opened again, with a new alert.
  */
 export async function insertQuarantined(
   client: pg.PoolClient,
-  entries: QuarantineEntry[],
+  quarantined: QuarantineEntry[],
 ): Promise<{ inserted: number; alerts: Alert[] }> {
-  if (entries.length === 0) return { inserted: 0, alerts: [] };
-  const fingerprints = entries.map(quarantineFingerprint);
+  if (quarantined.length === 0) return { inserted: 0, alerts: [] };
+  // One row per fingerprint: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
+  const byFingerprint = new Map(quarantined.map((entry) => [quarantineFingerprint(entry), entry]));
+  const fingerprints = [...byFingerprint.keys()];
+  const entries = [...byFingerprint.values()];
   const { rows } = await client.query<{ fingerprint: string }>(
     `INSERT INTO quarantine (fingerprint, stage, reason, idempotency_key, detail, item)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
-     ON CONFLICT (fingerprint) DO NOTHING
+     ON CONFLICT (fingerprint) DO UPDATE SET replayed_at = NULL, detail = EXCLUDED.detail
+       WHERE quarantine.replayed_at IS NOT NULL
      RETURNING fingerprint`,
     [
       fingerprints,
@@ -41,11 +46,9 @@ export async function insertQuarantined(
     ],
   );
   const inserted = new Set(rows.map((row) => row.fingerprint));
-  const insertedCount = inserted.size;
   const alerts: Alert[] = [];
   entries.forEach((entry, index) => {
-    // Deleting makes a repeat of the same item inside this batch alert only once.
-    if (!inserted.delete(fingerprints[index]!)) return;
+    if (!inserted.has(fingerprints[index]!)) return;
     if (entry.reason === "unpriced_model") {
       alerts.push({
         event: "inv_unpriced_model",
@@ -57,7 +60,7 @@ export async function insertQuarantined(
       fields: { idempotency_key: entry.idempotencyKey, reason: entry.reason, stage: entry.stage },
     });
   });
-  return { inserted: insertedCount, alerts };
+  return { inserted: inserted.size, alerts };
 }
 
 function quarantineFingerprint(entry: QuarantineEntry): string {
@@ -84,4 +87,53 @@ export async function quarantineRejectedItems(
     const { inserted, alerts } = await insertQuarantined(client, entries);
     return { inserted, alerts: await insertAlerts(client, alerts) };
   });
+}
+
+export type QuarantinedRow = {
+  id: string;
+  stage: "receiver" | "worker";
+  reason: string;
+  idempotencyKey: string | null;
+  detail: unknown;
+  item: unknown;
+  createdAt: Date;
+  replayedAt: Date | null;
+};
+
+/** Quarantined rows in id order, those not yet replayed unless `includeReplayed`. */
+export async function listQuarantined(
+  pool: pg.Pool,
+  options: { reason?: string; afterId?: string; limit: number; includeReplayed?: boolean },
+): Promise<QuarantinedRow[]> {
+  const { rows } = await pool.query<{
+    id: string;
+    stage: "receiver" | "worker";
+    reason: string;
+    idempotency_key: string | null;
+    detail: unknown;
+    item: unknown;
+    created_at: Date;
+    replayed_at: Date | null;
+  }>(
+    `SELECT id, stage, reason, idempotency_key, detail, item, created_at, replayed_at FROM quarantine
+     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($3 OR replayed_at IS NULL)
+     ORDER BY id LIMIT $4`,
+    [options.reason ?? null, options.afterId ?? "0", options.includeReplayed ?? false, options.limit],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    stage: row.stage,
+    reason: row.reason,
+    idempotencyKey: row.idempotency_key,
+    detail: row.detail,
+    item: row.item,
+    createdAt: row.created_at,
+    replayedAt: row.replayed_at,
+  }));
+}
+
+/** Marks rows as sent back through the pipeline; a refusal on the way opens them again. */
+export async function markReplayed(pool: pg.Pool, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await pool.query("UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])", [ids]);
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parseDocument, visit } from "yaml";
 import { z } from "zod";
 import { type Decimal, decimal, decimalFromNumber, ZERO } from "./decimal.js";
 
@@ -58,7 +58,7 @@ export class PriceBookError extends Error {
   }
 }
 
-// YAML gives numbers; a decimal string is accepted too for rates that need more digits.
+// Numbers arrive as the text they were written in (see parseYamlKeepingDecimalText).
 const decimalText = z.union([z.number(), z.string()]);
 
 const priceBookFileSchema = z.object({
@@ -77,12 +77,7 @@ export function loadPriceBook(path: string): PriceBook {
 
 /** Builds a price book from its YAML text; a cost map path is read relative to `baseDirectory`. */
 export function parsePriceBook(text: string, options: { baseDirectory: string }): PriceBook {
-  let document: unknown;
-  try {
-    document = parseYaml(text);
-  } catch (error) {
-    throw new PriceBookError(`price book is not valid YAML: ${(error as Error).message}`);
-  }
+  const document = parseYamlKeepingDecimalText(text);
   const parsed = priceBookFileSchema.safeParse(document);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -122,6 +117,23 @@ export function parsePriceBook(text: string, options: { baseDirectory: string })
     models,
     hash: hash.digest("hex"),
   };
+}
+
+/**
+ * YAML numbers as the exact text the operator wrote ("2.50000000000000000001e-6" stays that),
+ * never rounded through a binary float on the way to a rate.
+ */
+function parseYamlKeepingDecimalText(text: string): unknown {
+  const document = parseDocument(text);
+  if (document.errors.length > 0) {
+    throw new PriceBookError(`price book is not valid YAML: ${document.errors[0]!.message}`);
+  }
+  visit(document, {
+    Scalar(_key, node) {
+      if (typeof node.value === "number" && node.source !== undefined) node.value = node.source;
+    },
+  });
+  return document.toJS();
 }
 
 function readRates(

@@ -1,22 +1,24 @@
 import type { UsageEvent } from "../queue/contract.js";
-import {
-  add,
-  ceilToBigInt,
-  type Decimal,
-  decimal,
-  fromBigInt,
-  isZero,
-  multiply,
-  ZERO,
-} from "./decimal.js";
+import { add, ceilToBigInt, type Decimal, decimal, fromBigInt, isZero, multiply, ZERO } from "./decimal.js";
 import { CONTEXT_TIERS, type ModelRates, type PriceBook, type TieredRateField } from "./price-book.js";
 
 export type PricingSource = "free" | "cache_hit" | "price_book" | "reported_cost";
+
+export type TokenClass = "uncached_prompt" | "cache_read" | "cache_write" | "completion" | "reasoning";
+
+/** One term of a token-priced call: tokens × the rate that applied. */
+export type PricedLine = { tokenClass: TokenClass; tokens: number; rateField: string; rateUsd: Decimal; costUsd: Decimal };
 
 export type Charge = {
   pricingSource: PricingSource;
   /** The price-book entry that priced the call, when one did. */
   priceEntry: string | null;
+  /** Where that entry came from, when one priced the call. */
+  priceEntryOrigin: ModelRates["origin"] | null;
+  /** The context tier whose rates applied (`_above_200k_tokens`), if any. */
+  contextTier: string | null;
+  /** The terms of the sum, for a call priced from the book; empty otherwise. */
+  lines: PricedLine[];
   providerCostUsd: Decimal;
   chargedCredits: bigint;
 };
@@ -28,12 +30,26 @@ export type PricingOutcome =
 /** The one function from a usage event to what it costs; pure, exact, never negative. */
 export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutcome {
   const names = candidateModelNames(event);
-  if (names.some((name) => book.isFreeModel(name))) return charged(book, "free", null, ZERO);
-  if (event.cacheHit) return charged(book, "cache_hit", null, ZERO);
+  if (names.some((name) => book.isFreeModel(name))) return unitemised(book, "free", ZERO);
+  if (event.cacheHit) return unitemised(book, "cache_hit", ZERO);
 
   const entryName = names.find((name) => book.models.has(name));
   if (entryName !== undefined) {
-    return charged(book, "price_book", entryName, tokenCostUsd(event, book.models.get(entryName)!));
+    const entry = book.models.get(entryName)!;
+    const { tier, lines } = tokenCostLines(event, entry);
+    const providerCostUsd = lines.map((line) => line.costUsd).reduce(add, ZERO);
+    return {
+      priced: true,
+      charge: {
+        pricingSource: "price_book",
+        priceEntry: entryName,
+        priceEntryOrigin: entry.origin,
+        contextTier: tier,
+        lines,
+        providerCostUsd,
+        chargedCredits: creditsForCost(providerCostUsd, book),
+      },
+    };
   }
 
   const label = event.modelGroup ?? event.model ?? event.modelMapKey ?? "(no model)";
@@ -51,7 +67,7 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
       message: `${label} is not in the price book and LiteLLM reported 0 for a call with tokens`,
     };
   }
-  return charged(book, "reported_cost", null, reported);
+  return unitemised(book, "reported_cost", reported);
 }
 
 /** model_group, model, model_map_key, each also without a leading `provider/`. */
@@ -71,46 +87,71 @@ export function creditsForCost(costUsd: Decimal, book: PriceBook): bigint {
   return ceilToBigInt(multiply(multiply(costUsd, book.markup), book.creditsPerUsd));
 }
 
-function charged(book: PriceBook, pricingSource: PricingSource, priceEntry: string | null, cost: Decimal): PricingOutcome {
+/** A charge with no token terms: free, a cache hit, or LiteLLM's reported cost. */
+function unitemised(book: PriceBook, pricingSource: PricingSource, cost: Decimal): PricingOutcome {
   return {
     priced: true,
-    charge: { pricingSource, priceEntry, providerCostUsd: cost, chargedCredits: creditsForCost(cost, book) },
+    charge: {
+      pricingSource,
+      priceEntry: null,
+      priceEntryOrigin: null,
+      contextTier: null,
+      lines: [],
+      providerCostUsd: cost,
+      chargedCredits: creditsForCost(cost, book),
+    },
   };
 }
 
-function tokenCostUsd(event: UsageEvent, entry: ModelRates): Decimal {
-  const rate = contextTierRates(event.promptTokens, entry);
-  const input = rate("input_cost_per_token") ?? ZERO;
-  const output = rate("output_cost_per_token") ?? ZERO;
-  const cacheRead = rate("cache_read_input_token_cost") ?? input;
-  const cacheWrite = rate("cache_creation_input_token_cost") ?? input;
-  const reasoning = entry.rates.output_cost_per_reasoning_token ?? output;
-
-  const uncachedPrompt = event.promptTokens - event.cacheReadTokens - event.cacheWriteTokens;
-  const plainCompletion = event.completionTokens - event.reasoningTokens;
-  return [
-    cost(uncachedPrompt, input),
-    cost(event.cacheReadTokens, cacheRead),
-    cost(event.cacheWriteTokens, cacheWrite),
-    cost(plainCompletion, output),
-    cost(event.reasoningTokens, reasoning),
-  ].reduce(add, ZERO);
+function tokenCostLines(event: UsageEvent, entry: ModelRates): { tier: string | null; lines: PricedLine[] } {
+  const { tier, rate } = contextTierRates(event.promptTokens, entry);
+  const input = rate("input_cost_per_token") ?? { field: "input_cost_per_token", rate: ZERO };
+  const output = rate("output_cost_per_token") ?? { field: "output_cost_per_token", rate: ZERO };
+  const reasoningRate = entry.rates.output_cost_per_reasoning_token;
+  const line = (tokenClass: TokenClass, tokens: number, applied: AppliedRate): PricedLine => ({
+    tokenClass,
+    tokens,
+    rateField: applied.field,
+    rateUsd: applied.rate,
+    costUsd: multiply(fromBigInt(BigInt(tokens)), applied.rate),
+  });
+  return {
+    tier,
+    lines: [
+      line("uncached_prompt", event.promptTokens - event.cacheReadTokens - event.cacheWriteTokens, input),
+      line("cache_read", event.cacheReadTokens, rate("cache_read_input_token_cost") ?? input),
+      line("cache_write", event.cacheWriteTokens, rate("cache_creation_input_token_cost") ?? input),
+      line("completion", event.completionTokens - event.reasoningTokens, output),
+      line(
+        "reasoning",
+        event.reasoningTokens,
+        reasoningRate ? { field: "output_cost_per_reasoning_token", rate: reasoningRate } : output,
+      ),
+    ],
+  };
 }
+
+type AppliedRate = { field: string; rate: Decimal };
 
 /**
  * Above a context tier's threshold, an entry that has that tier's rates prices the whole call
  * with them; a class without a tier rate keeps its base rate.
  */
-function contextTierRates(promptTokens: number, entry: ModelRates): (field: TieredRateField) => Decimal | undefined {
+function contextTierRates(
+  promptTokens: number,
+  entry: ModelRates,
+): { tier: string | null; rate: (field: TieredRateField) => AppliedRate | undefined } {
   const tier = CONTEXT_TIERS.find(
     ({ threshold, suffix }) =>
       promptTokens > threshold &&
       (entry.rates[`input_cost_per_token${suffix}`] !== undefined ||
         entry.rates[`output_cost_per_token${suffix}`] !== undefined),
   );
-  return (field) => (tier ? entry.rates[`${field}${tier.suffix}`] : undefined) ?? entry.rates[field];
-}
-
-function cost(tokens: number, rate: Decimal): Decimal {
-  return multiply(fromBigInt(BigInt(tokens)), rate);
+  const rate = (field: TieredRateField): AppliedRate | undefined => {
+    const tiered = tier ? entry.rates[`${field}${tier.suffix}`] : undefined;
+    if (tiered) return { field: `${field}${tier!.suffix}`, rate: tiered };
+    const base = entry.rates[field];
+    return base ? { field, rate: base } : undefined;
+  };
+  return { tier: tier?.suffix.slice(1) ?? null, rate };
 }

@@ -26,27 +26,29 @@ export function createUsageQueue(connection: Redis, prefix: string): Queue {
  * Queues a callback's accepted events in chunks and its rejected items for quarantine, in one
  * Redis transaction. Job ids are content hashes, so the same batch sent again while its jobs
  * are still known to Redis adds nothing; PostgreSQL stays the idempotency store after that.
+ *
+ * A replay passes its own `runId`: the events it sends back may equal a job Redis still
+ * remembers as done, and must not be taken for that job.
  */
 export async function enqueueCallbackItems(
   queue: Queue,
   items: { events: UsageEvent[]; rejected: RejectedItem[] },
+  options: { runId?: string } = {},
 ): Promise<void> {
+  const jobId = (kind: string, content: unknown) =>
+    // BullMQ job ids may not contain ':'.
+    `${kind}-${createHash("sha256").update(options.runId ?? "").update(JSON.stringify(content)).digest("hex")}`;
   const jobs: Parameters<Queue["addBulk"]>[0] = [];
   for (let start = 0; start < items.events.length; start += EVENTS_PER_JOB) {
     const events = items.events.slice(start, start + EVENTS_PER_JOB);
-    jobs.push({ name: JOB_CHARGE_USAGE, data: { events }, opts: { jobId: contentJobId("usage", events) } });
+    jobs.push({ name: JOB_CHARGE_USAGE, data: { events }, opts: { jobId: jobId("usage", events) } });
   }
   if (items.rejected.length > 0) {
     jobs.push({
       name: JOB_QUARANTINE_ITEMS,
       data: { items: items.rejected },
-      opts: { jobId: contentJobId("quarantine", items.rejected) },
+      opts: { jobId: jobId("quarantine", items.rejected) },
     });
   }
   if (jobs.length > 0) await queue.addBulk(jobs);
-}
-
-// BullMQ job ids may not contain ':'.
-function contentJobId(kind: string, content: unknown): string {
-  return `${kind}-${createHash("sha256").update(JSON.stringify(content)).digest("hex")}`;
 }

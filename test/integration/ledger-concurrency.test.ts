@@ -13,6 +13,9 @@ function usage(key: string, account: string, credits: number): PricedUsage {
     charge: {
       pricingSource: "price_book",
       priceEntry: "m",
+      priceEntryOrigin: "price_book",
+      contextTier: null,
+      lines: [],
       providerCostUsd: decimal(`${credits}e-7`),
       chargedCredits: BigInt(credits),
     },

@@ -7,7 +7,7 @@ import { parseEnv, type Settings } from "../../src/config/env.js";
 import { closeDeps, createDeps, createLogger, type Deps } from "../../src/deps.js";
 import { buildServer } from "../../src/http/server.js";
 import { reconcileLedger } from "../../src/ledger/reconcile.js";
-import { startUsageWorker, type Stoppable } from "../../workers/runtime.js";
+import { startUsageWorker, type UsageWorker } from "../../workers/runtime.js";
 import {
   ADMIN_DATABASE_URL,
   ADMIN_TOKEN,
@@ -23,6 +23,7 @@ export type LogLine = Record<string, unknown> & { msg?: string; event?: string }
 export type Harness = {
   deps: Deps;
   app: FastifyInstance;
+  worker: UsageWorker;
   settings: Settings;
   logs: LogLine[];
   alerts: (event: string) => LogLine[];
@@ -40,7 +41,6 @@ export type Harness = {
 export function useServiceHarness(overrides: Record<string, string> = {}): Harness {
   const database = useTestDatabase();
   const harness = {} as Harness;
-  let worker: Stoppable;
 
   beforeAll(async () => {
     const settings = parseEnv({
@@ -61,12 +61,13 @@ export function useServiceHarness(overrides: Record<string, string> = {}): Harne
       },
     });
     const deps = createDeps(settings, { logger: createLogger(settings, capture) });
-    worker = startUsageWorker(deps);
+    const worker = startUsageWorker(deps);
     const app = await buildServer(deps);
     await app.ready();
     Object.assign(harness, {
       deps,
       app,
+      worker,
       settings,
       logs,
       alerts: (event: string) => logs.filter((line) => line.event === event),
@@ -89,14 +90,14 @@ export function useServiceHarness(overrides: Record<string, string> = {}): Harne
           const counts = await deps.usageQueue.getJobCounts("waiting", "active", "delayed", "prioritized");
           return Object.values(counts).every((count) => count === 0);
         }),
-    } satisfies Omit<Harness, "deps" | "app" | "settings" | "logs"> & Partial<Harness>);
+    } satisfies Harness);
   });
 
   // Runs before the database's own tie-out check: hooks after a test run in reverse order.
   afterEach(() => harness.drainQueue());
 
   afterAll(async () => {
-    await worker?.stop();
+    await harness.worker?.stop();
     await harness.app?.close();
     if (harness.deps) {
       await harness.deps.usageQueue.obliterate({ force: true });

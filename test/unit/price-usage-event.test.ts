@@ -316,6 +316,15 @@ describe("priceUsageEvent", () => {
     expect(charge).toEqual({
       pricingSource: "price_book",
       priceEntry: "gpt-4o",
+      priceEntryOrigin: "price_book",
+      contextTier: null,
+      lines: [
+        { tokenClass: "uncached_prompt", tokens: 1, rateField: "input_cost_per_token", rateUsd: decimal("2.5e-6"), costUsd: decimal("2.5e-6") },
+        { tokenClass: "cache_read", tokens: 0, rateField: "cache_read_input_token_cost", rateUsd: decimal("1.25e-6"), costUsd: ZERO },
+        { tokenClass: "cache_write", tokens: 0, rateField: "input_cost_per_token", rateUsd: decimal("2.5e-6"), costUsd: ZERO },
+        { tokenClass: "completion", tokens: 1, rateField: "output_cost_per_token", rateUsd: decimal("1e-5"), costUsd: decimal("1e-5") },
+        { tokenClass: "reasoning", tokens: 0, rateField: "output_cost_per_token", rateUsd: decimal("1e-5"), costUsd: ZERO },
+      ],
       providerCostUsd: decimal("0.0000125"),
       chargedCredits: 125n,
     });
@@ -344,7 +353,7 @@ describe("priceUsageEvent", () => {
           book(),
         ),
       );
-      expect(charge).toEqual({ pricingSource: "free", priceEntry: null, providerCostUsd: ZERO, chargedCredits: 0n });
+      expect(charge).toEqual({ pricingSource: "free", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n });
     });
 
     it('"*:free" matches "openrouter/meta-llama/llama-3:free" given as model', () => {
@@ -396,7 +405,7 @@ free_models: ["*:free", "gpt-4o.mini", "model-?"]
           book(),
         ),
       );
-      expect(charge).toEqual({ pricingSource: "cache_hit", priceEntry: null, providerCostUsd: ZERO, chargedCredits: 0n });
+      expect(charge).toEqual({ pricingSource: "cache_hit", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n });
     });
 
     it("a cache hit on an unknown model with no reported cost is still 0, not unpriced", () => {
@@ -616,6 +625,9 @@ models:
       expect(charge).toEqual({
         pricingSource: "reported_cost",
         priceEntry: null,
+        priceEntryOrigin: null,
+        contextTier: null,
+        lines: [],
         providerCostUsd: decimal("0.00123456789"),
         chargedCredits: 12_346n,
       });
@@ -635,7 +647,7 @@ models:
 
     it('reported "0" with zero tokens → charged 0, source reported_cost', () => {
       const charge = expectPriced(priceUsageEvent(usageEvent({ model: "mystery", reportedCostUsd: "0" }), book()));
-      expect(charge).toEqual({ pricingSource: "reported_cost", priceEntry: null, providerCostUsd: ZERO, chargedCredits: 0n });
+      expect(charge).toEqual({ pricingSource: "reported_cost", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n });
     });
 
     it("unknown_models: quarantine → unpriced even with a reported cost; known models still priced", () => {
@@ -971,5 +983,20 @@ describe("property: chargedCredits equals an independent exact reference", () =>
     expect(ratCeil(ratMul(referenceUsd(entry, t2), { n: 10_000_000n, d: 1n }))).toBe(40_000n);
     expect(spell({ m: 25n, k: 7 }, () => 0)).toBe("2.5e-6");
     expect(spell({ m: 25n, k: 7 }, () => 0.5)).toBe("0.0000025");
+  });
+});
+
+describe("rates read from their decimal text", () => {
+  it("keeps digits a binary float would drop", () => {
+    const priceBook = parsePriceBook(
+      `credits_per_usd: 10000000
+models:
+  precise: {input_cost_per_token: 2.50000000000000000001e-6, output_cost_per_token: 0}
+`,
+      { baseDirectory: tmpdir() },
+    );
+    // 2.50000000000000000001e-6 USD × 1e7 = 25.0000000000000000001 credits → 26; as a double it is 25.
+    expect(toDecimalString(priceBook.models.get("precise")!.rates.input_cost_per_token!)).toBe("0.00000250000000000000000001");
+    expect(credits(priceBook, { model: "precise", promptTokens: 1 })).toBe(26n);
   });
 });

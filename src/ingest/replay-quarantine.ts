@@ -1,0 +1,58 @@
+import { randomUUID } from "node:crypto";
+import type { Queue } from "bullmq";
+import type pg from "pg";
+import { listQuarantined, markReplayed } from "../ledger/quarantine.js";
+import { type UsageEvent, usageEventSchema } from "../queue/contract.js";
+import { enqueueCallbackItems } from "../queue/producer.js";
+import { normaliseCallbackItem } from "./litellm-payload.js";
+
+const ROWS_PER_PAGE = 500;
+
+export type ReplayProgress = { replayed: number; stillRefused: number };
+
+/**
+ * Sends quarantined items back through the pipeline after a fix (a price book entry, an
+ * account mapping, a schema correction). Receiver rejects are validated again as callback
+ * items; worker rejects go back as the usage events they were. Each is charged at most once,
+ * because the receipt's idempotency key decides, not the replay.
+ */
+export async function replayQuarantined(
+  pool: pg.Pool,
+  queue: Queue,
+  options: { reason?: string; onProgress?: (progress: ReplayProgress) => void } = {},
+): Promise<ReplayProgress> {
+  const runId = randomUUID();
+  const progress: ReplayProgress = { replayed: 0, stillRefused: 0 };
+  let afterId: string | undefined;
+  for (;;) {
+    const rows = await listQuarantined(pool, { reason: options.reason, afterId, limit: ROWS_PER_PAGE });
+    if (rows.length === 0) break;
+    afterId = rows[rows.length - 1]!.id;
+    const events: UsageEvent[] = [];
+    const replayedIds: string[] = [];
+    for (const row of rows) {
+      const event = usageEventFrom(row.stage, row.item);
+      if (event === null) {
+        progress.stillRefused += 1;
+        continue;
+      }
+      events.push(event);
+      replayedIds.push(row.id);
+    }
+    // Queued before marked: a crash in between replays the rows again, which charges nothing twice.
+    await enqueueCallbackItems(queue, { events, rejected: [] }, { runId });
+    await markReplayed(pool, replayedIds);
+    progress.replayed += replayedIds.length;
+    options.onProgress?.({ ...progress });
+  }
+  return progress;
+}
+
+function usageEventFrom(stage: "receiver" | "worker", item: unknown): UsageEvent | null {
+  if (stage === "worker") {
+    const parsed = usageEventSchema.safeParse(item);
+    return parsed.success ? parsed.data : null;
+  }
+  const normalised = normaliseCallbackItem(item);
+  return normalised.ok ? normalised.event : null;
+}
