@@ -1,0 +1,69 @@
+import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { recordGrant } from "../../src/ledger/grants.js";
+import { useTestDatabase } from "../support/harness.js";
+import { litellmPayload } from "../support/litellm-payloads.js";
+import { TEST_REDIS_URL } from "../support/test-env.js";
+
+const db = useTestDatabase();
+
+async function ops(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { PATH: process.env.PATH, DATABASE_URL: db.url, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: db.name };
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", "workers/ops.ts", ...args], { env });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+describe("npm run ops", () => {
+  it("reconcile says ok, then finds a balance tampered with in SQL and exits 1", async () => {
+    await recordGrant(db.pool, { billingAccountId: "acct-ops", credits: 500n, reference: "ops-500", reason: null });
+    expect(await ops("reconcile")).toMatchObject({ code: 0, stdout: "ok (1 accounts)\n" });
+    await db.pool.query("UPDATE accounts SET balance_credits = balance_credits + 1 WHERE id = 'acct-ops'");
+    const drift = await ops("reconcile", "--json");
+    expect(drift.code).toBe(1);
+    expect(JSON.parse(drift.stdout)).toMatchObject({
+      ok: false,
+      drifts: [{ kind: "balance_mismatch", billingAccountId: "acct-ops", balance: "501", ledgerSum: "500" }],
+    });
+    await db.pool.query("UPDATE accounts SET balance_credits = balance_credits - 1 WHERE id = 'acct-ops'");
+  });
+
+  it("grant credits once per reference", async () => {
+    const first = await ops("grant", "acct-cli", "700", "cli-700", "--json");
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ outcome: "created", balance_credits: 700 });
+    expect(JSON.parse((await ops("grant", "acct-cli", "700", "cli-700", "--json")).stdout)).toMatchObject({ outcome: "existing", balance_credits: 700 });
+    expect((await ops("grant", "acct-cli", "701", "cli-700")).code).toBe(1);
+    expect((await ops("grant", "acct-cli", "-5", "cli-neg")).code).toBe(2);
+  });
+
+  it("price explains a charge from the price book, term by term", async () => {
+    const file = join(tmpdir(), `spend-ingest-price-${process.pid}.json`);
+    writeFileSync(file, JSON.stringify([litellmPayload("price-1", "t"), { ...litellmPayload("price-2", "t"), model: "nobody/unknown", response_cost: null, model_map_information: null }]));
+    const human = await ops("price", file);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toContain("uncached_prompt         10 × 0.0000025 (input_cost_per_token) = 0.000025");
+    expect(human.stdout).toContain("→ 2250 credits");
+    expect(human.stdout).toContain("not priced (unpriced_model)");
+    const json = JSON.parse((await ops("price", file, "--json")).stdout);
+    expect(json.items[0].outcome.charge).toMatchObject({ chargedCredits: "2250", providerCostUsd: "0.000225", priceEntry: "gpt-4o" });
+    expect(json.items[1].outcome).toMatchObject({ priced: false, reason: "unpriced_model" });
+  });
+
+  it("lists the quarantine and answers usage errors with exit 2", async () => {
+    expect(await ops("quarantine", "list")).toMatchObject({ code: 0, stdout: "quarantine is empty\n" });
+    expect(JSON.parse((await ops("quarantine", "list", "--json")).stdout)).toEqual([]);
+    expect((await ops("quarantine", "shred")).code).toBe(2);
+    expect((await ops("no-such-command")).code).toBe(2);
+    expect((await ops()).code).toBe(2);
+    expect(await ops("--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("quarantine replay") });
+  });
+});
