@@ -37,7 +37,10 @@ export function createDeps(settings: Settings, options: { logger?: Logger } = {}
   redis.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
   const usageQueue = createUsageQueue(redis, settings.queuePrefix);
   usageQueue.on("error", (error) => logger.warn({ err: error }, "queue error"));
-  return { settings, logger, database: createDatabase(settings.databaseUrl), redis, usageQueue };
+  const database = createDatabase(settings.databaseUrl, {
+    onIdleClientError: (error) => logger.warn({ err: error }, "idle database connection lost"),
+  });
+  return { settings, logger, database, redis, usageQueue };
 }
 
 /** Closes what createDeps opened, queue before Redis before the database. */

@@ -8,22 +8,33 @@ export type OutboxAlert = Alert & { outboxId: string };
 /** Queues alerts inside the caller's transaction, so they exist exactly when their cause commits. */
 export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Promise<OutboxAlert[]> {
   if (alerts.length === 0) return [];
-  const { rows } = await client.query<{ id: string }>(
+  const { rows } = await client.query<{ id: string; event: AlertName; fields: AlertFields }>(
     `INSERT INTO alert_outbox (event, fields)
-     SELECT * FROM unnest($1::text[], $2::jsonb[]) RETURNING id`,
+     SELECT * FROM unnest($1::text[], $2::jsonb[]) RETURNING id, event, fields`,
     [alerts.map((alert) => alert.event), alerts.map((alert) => JSON.stringify(alert.fields))],
   );
-  return alerts.map((alert, index) => ({ ...alert, outboxId: rows[index]!.id }));
+  return rows.map((row) => ({ event: row.event, fields: row.fields, outboxId: row.id }));
 }
 
-/** Logs committed alerts, then marks them delivered: a crash in between repeats, never loses. */
+/**
+ * Logs committed alerts once. The rows are locked while they are logged and marked, so the
+ * stranded-alert sweeper (which skips locked rows) never logs them a second time; a crash
+ * between logging and marking leaves them to the sweeper: repeated, never lost.
+ */
 export async function deliverAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAlert[]): Promise<void> {
   if (alerts.length === 0) return;
-  for (const alert of alerts) emitAlert(logger, alert);
-  await markDelivered(pool, alerts.map((alert) => alert.outboxId));
+  await withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ id: string }>(
+      "SELECT id FROM alert_outbox WHERE id = ANY($1::bigint[]) AND delivered_at IS NULL FOR UPDATE",
+      [alerts.map((alert) => alert.outboxId)],
+    );
+    const undelivered = new Set(rows.map((row) => row.id));
+    for (const alert of alerts) if (undelivered.has(alert.outboxId)) emitAlert(logger, alert);
+    await markDelivered(client, [...undelivered]);
+  });
 }
 
-async function markDelivered(queryable: pg.Pool | pg.PoolClient, outboxIds: string[]): Promise<void> {
+async function markDelivered(queryable: pg.PoolClient, outboxIds: string[]): Promise<void> {
   if (outboxIds.length === 0) return;
   await queryable.query("UPDATE alert_outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])", [outboxIds]);
 }

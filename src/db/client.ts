@@ -9,14 +9,17 @@ export type Database = {
   db: Db;
 };
 
-export function createDatabase(databaseUrl: string, options: { max?: number } = {}): Database {
+export function createDatabase(
+  databaseUrl: string,
+  options: { max?: number; onIdleClientError?: (error: Error) => void } = {},
+): Database {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.max ?? 10,
     application_name: "spend-ingest",
   });
   // An idle client losing its server must not crash the process; the pool replaces it.
-  pool.on("error", () => {});
+  pool.on("error", options.onIdleClientError ?? (() => {}));
   return { pool, db: drizzle(pool, { schema }) };
 }
 

@@ -136,7 +136,9 @@ export const alertOutbox = pgTable(
     id: bigserial("id", { mode: "bigint" }).primaryKey(),
     event: text("event").notNull(),
     fields: jsonb("fields").notNull(),
-    createdAt: createdAt(),
+    // The clock at insert, not the transaction's start: a charge that waited long for a busy
+    // account's lock must not look stranded to the sweeper the moment it commits.
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
     deliveredAt: timestamp("delivered_at", { withTimezone: true }),
   },
   (table) => [index("alert_outbox_undelivered_idx").on(table.id).where(sql`${table.deliveredAt} is null`)],

@@ -23,7 +23,7 @@ const grantBody = z.object({
 });
 const ledgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().regex(/^\d+$/, "not a cursor from this API").optional(),
+  cursor: z.string().regex(/^\d{1,18}$/, "not a cursor from this API").optional(),
 });
 const invoiceQuery = z.object({
   period: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "expected YYYY-MM"),

@@ -1,14 +1,19 @@
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
 import type { RejectedItem, UsageEvent } from "../queue/contract.js";
-import { UNPARSEABLE_LINE } from "./callback-body.js";
+import { UnparseableLine } from "./callback-body.js";
 import { NON_FINITE_LITERALS } from "./python-json.js";
 
 /**
  * The parts of LiteLLM's StandardLoggingPayload that billing reads. Every other field is
  * ignored, and `messages`, `response` text and `model_parameters` are never kept.
  */
-const optionalText = z.string().nullish();
+// PostgreSQL text cannot hold NUL; refusing it here keeps one hostile string from failing a job.
+const optionalText = z
+  .string()
+  .refine((text) => !text.includes("\u0000"), "contains a NUL character")
+  .nullish();
 // A bad float reaches us as the string "NaN" or "Infinity" (see python-json.ts): say so.
 const number = () =>
   z.number({
@@ -17,7 +22,11 @@ const number = () =>
         ? `${issue.input} is not a finite number`
         : undefined,
   });
-const tokenCount = number().int().min(0);
+// Token counts are stored as PostgreSQL integers.
+const MAX_TOKENS = 2_147_483_647;
+// No single call costs this much; a larger figure is a bad float, not a price.
+const MAX_REPORTED_COST_USD = 1_000_000;
+const tokenCount = number().int().min(0).max(MAX_TOKENS);
 const optionalTokenCount = tokenCount.nullish();
 
 // LiteLLM writes datetimes with str(datetime), which has a space and microseconds.
@@ -65,7 +74,7 @@ export const litellmPayloadSchema = z
     custom_llm_provider: optionalText,
     prompt_tokens: tokenCount,
     completion_tokens: tokenCount,
-    response_cost: number().min(0).nullish(),
+    response_cost: number().min(0).max(MAX_REPORTED_COST_USD).nullish(),
     startTime: callTime,
     endTime: callTime,
     end_user: optionalText,
@@ -164,9 +173,14 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
   const idempotencyKey = idempotencyKeyOf(item);
   const reject = (reason: string, issues: unknown[]): NormalisedItem => ({
     ok: false,
-    rejected: { reason, idempotencyKey, issues, item: sanitiseCallbackItem(item) },
+    rejected: {
+      reason,
+      idempotencyKey: idempotencyKey?.replaceAll("\u0000", "\\u0000") ?? null,
+      issues,
+      item: sanitiseCallbackItem(item),
+    },
   });
-  if (item === UNPARSEABLE_LINE) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
+  if (item instanceof UnparseableLine) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
   if (!isRecord(item)) return reject("invalid_payload", [{ message: "each item must be a JSON object" }]);
   const parsed = litellmPayloadSchema.safeParse(item);
   if (!parsed.success) {
@@ -227,8 +241,13 @@ const TOP_LEVEL_FIELDS = [
  * The fields billing reads and nothing else, so a quarantined item can be inspected and
  * replayed without keeping prompt or response text.
  */
-export function sanitiseCallbackItem(item: unknown): Record<string, unknown> | null {
-  if (!isRecord(item)) return null;
+export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
+  if (item instanceof UnparseableLine) return { not_json: { sha256: item.sha256, bytes: item.bytes } };
+  if (!isRecord(item)) {
+    // Distinct refused items stay distinct rows; their content is not kept, only its digest.
+    const text = JSON.stringify(item) ?? String(item);
+    return { not_an_object: { type: Array.isArray(item) ? "array" : typeof item, sha256: sha256(text), bytes: Buffer.byteLength(text) } };
+  }
   const kept: Record<string, unknown> = pick(item, TOP_LEVEL_FIELDS);
   if (isRecord(item.model_map_information)) {
     kept.model_map_information = pick(item.model_map_information, ["model_map_key"]);
@@ -265,6 +284,10 @@ function pick(source: Record<string, unknown>, fields: string[]): Record<string,
   const picked: Record<string, unknown> = {};
   for (const field of fields) if (field in source) picked[field] = source[field];
   return picked;
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Queue } from "bullmq";
 import type pg from "pg";
+import { withTransaction } from "../db/client.js";
 import { listQuarantined, markReplayed } from "../ledger/quarantine.js";
 import { type UsageEvent, usageEventSchema } from "../queue/contract.js";
 import { enqueueCallbackItems } from "../queue/producer.js";
@@ -39,9 +40,13 @@ export async function replayQuarantined(
       events.push(event);
       replayedIds.push(row.id);
     }
-    // Queued before marked: a crash in between replays the rows again, which charges nothing twice.
-    await enqueueCallbackItems(queue, { events, rejected: [] }, { runId });
-    await markReplayed(pool, replayedIds);
+    // Marked inside a transaction that stays open until the jobs are queued: a worker that
+    // refuses an event again waits on the row's lock and then opens the row again, and a
+    // crash before commit leaves the rows pending (a second replay charges nothing twice).
+    await withTransaction(pool, async (client) => {
+      await markReplayed(client, replayedIds);
+      await enqueueCallbackItems(queue, { events, rejected: [] }, { runId });
+    });
     progress.replayed += replayedIds.length;
     options.onProgress?.({ ...progress });
   }

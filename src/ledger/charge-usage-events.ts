@@ -3,30 +3,38 @@ import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../queue/contract.js";
 import type { QuarantineEntry } from "./quarantine.js";
-import { type PricedUsage, recordUsageBatch, type UsageBatchResult } from "./record-usage.js";
+import { type PricedUsage, recordUsageBatch, type UsageBatch, type UsageBatchResult } from "./record-usage.js";
 
 export type ChargeUsageResult = UsageBatchResult & { failedCallsSkipped: number };
 
 /**
- * Prices each event and records the batch: failed calls are not charged, events with no
- * billing account or no trustworthy price are quarantined, the rest are charged once.
+ * Prices each event and records the batch: events with no billing account or no trustworthy
+ * price are quarantined, failed calls are not charged, the rest are charged once. Events a job
+ * carried that this version cannot read are quarantined as `invalid_job_event`.
  */
 export async function chargeUsageEvents(
   pool: pg.Pool,
   settings: { priceBook: PriceBook; lowBalanceThresholds: readonly bigint[] },
   events: UsageEvent[],
+  unreadable: Array<{ item: unknown; issues: string[] }> = [],
 ): Promise<ChargeUsageResult> {
   const charges: PricedUsage[] = [];
-  const quarantines: QuarantineEntry[] = [];
+  const quarantines: QuarantineEntry[] = unreadable.map(({ item, issues }) => ({
+    stage: "worker",
+    reason: "invalid_job_event",
+    idempotencyKey: null,
+    detail: { issues },
+    item,
+  }));
   let failedCallsSkipped = 0;
   for (const event of events) {
-    if (event.status === "failure") {
-      failedCallsSkipped += 1;
-      continue;
-    }
     const { billingAccountId } = event;
     if (billingAccountId === null) {
       quarantines.push(workerQuarantine(event, "no_billing_account", "no billing account field is set"));
+      continue;
+    }
+    if (event.status === "failure") {
+      failedCallsSkipped += 1;
       continue;
     }
     const pricing = priceUsageEvent(event, settings.priceBook);
@@ -36,13 +44,48 @@ export async function chargeUsageEvents(
     }
     charges.push({ event: { ...event, billingAccountId }, charge: pricing.charge });
   }
-  const result = await recordUsageBatch(pool, {
+  const result = await recordIsolatingUnrecordable(pool, {
     charges,
     quarantines,
     priceBookHash: settings.priceBook.hash,
     lowBalanceThresholds: settings.lowBalanceThresholds,
   });
   return { ...result, failedCallsSkipped };
+}
+
+/**
+ * Records the batch; when PostgreSQL refuses its data (a value out of range, a broken
+ * constraint), halves it until the one event it refuses is found and quarantines that event
+ * as `unrecordable`, so one bad event never holds up the rest. Transient faults still throw.
+ */
+async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
+  try {
+    return await recordUsageBatch(pool, batch);
+  } catch (error) {
+    if (!isRefusedData(error) || batch.charges.length === 0) throw error;
+    if (batch.charges.length === 1) {
+      const { event } = batch.charges[0]!;
+      const refused = workerQuarantine(event, "unrecordable", `PostgreSQL refused it: ${(error as Error).message}`);
+      return recordUsageBatch(pool, { ...batch, charges: [], quarantines: [...batch.quarantines, refused] });
+    }
+    const middle = Math.ceil(batch.charges.length / 2);
+    const first = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(0, middle) });
+    const second = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(middle), quarantines: [] });
+    return {
+      charged: first.charged + second.charged,
+      duplicates: first.duplicates + second.duplicates,
+      conflicts: first.conflicts + second.conflicts,
+      quarantined: first.quarantined + second.quarantined,
+      alerts: [...first.alerts, ...second.alerts],
+    };
+  }
+}
+
+// SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the same
+// data fails the same way on every retry.
+function isRefusedData(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
 }
 
 function workerQuarantine(event: UsageEvent, reason: string, message: string): QuarantineEntry {

@@ -31,6 +31,22 @@ type GrantRow = {
  * same reference with another account or amount is a conflict. A negative balance simply rises.
  */
 export async function recordGrant(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
+  try {
+    return await recordGrantOnce(pool, request);
+  } catch (error) {
+    // Rolled back, so a conflicting request leaves no account behind it.
+    if (error instanceof GrantConflict) return { outcome: "conflict", grant: error.existing };
+    throw error;
+  }
+}
+
+class GrantConflict extends Error {
+  constructor(readonly existing: GrantRecord) {
+    super(`grant reference ${existing.reference} was used for another grant`);
+  }
+}
+
+async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
   return withTransaction(pool, async (client) => {
     const balances = await lockAccounts(client, [request.billingAccountId]);
     const { rows } = await client.query<GrantRow>(
@@ -45,7 +61,7 @@ export async function recordGrant(pool: pg.Pool, request: GrantRequest): Promise
       ]);
       const existing = toGrantRecord(existingRows[0]!);
       const same = existing.billingAccountId === request.billingAccountId && existing.credits === request.credits;
-      if (!same) return { outcome: "conflict", grant: existing };
+      if (!same) throw new GrantConflict(existing);
       return { outcome: "existing", grant: existing, balanceCredits: balances.get(request.billingAccountId)! };
     }
     const grant = toGrantRecord(created);

@@ -26,10 +26,11 @@ export async function insertQuarantined(
   quarantined: QuarantineEntry[],
 ): Promise<{ inserted: number; alerts: Alert[] }> {
   if (quarantined.length === 0) return { inserted: 0, alerts: [] };
-  // One row per fingerprint: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
+  // One row per fingerprint (ON CONFLICT DO UPDATE may not touch a row twice in one
+  // statement), in fingerprint order so concurrent upserts lock rows in one order.
   const byFingerprint = new Map(quarantined.map((entry) => [quarantineFingerprint(entry), entry]));
-  const fingerprints = [...byFingerprint.keys()];
-  const entries = [...byFingerprint.values()];
+  const fingerprints = [...byFingerprint.keys()].sort();
+  const entries = fingerprints.map((fingerprint) => byFingerprint.get(fingerprint)!);
   const { rows } = await client.query<{ fingerprint: string }>(
     `INSERT INTO quarantine (fingerprint, stage, reason, idempotency_key, detail, item)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
@@ -41,8 +42,8 @@ export async function insertQuarantined(
       entries.map((entry) => entry.stage),
       entries.map((entry) => entry.reason),
       entries.map((entry) => entry.idempotencyKey),
-      entries.map((entry) => JSON.stringify(entry.detail ?? null)),
-      entries.map((entry) => JSON.stringify(entry.item ?? null)),
+      entries.map((entry) => jsonbText(entry.detail)),
+      entries.map((entry) => jsonbText(entry.item)),
     ],
   );
   const inserted = new Set(rows.map((row) => row.fingerprint));
@@ -55,12 +56,23 @@ export async function insertQuarantined(
         fields: { idempotency_key: entry.idempotencyKey, model: entry.model ?? null, model_group: entry.modelGroup ?? null },
       });
     }
+    if (entry.reason === "receipt_conflict") {
+      alerts.push({ event: "receipt_conflict", fields: { idempotency_key: entry.idempotencyKey } });
+    }
     alerts.push({
       event: "event_quarantined",
       fields: { idempotency_key: entry.idempotencyKey, reason: entry.reason, stage: entry.stage },
     });
   });
   return { inserted: inserted.size, alerts };
+}
+
+/**
+ * JSON for a jsonb column. PostgreSQL cannot store the NUL character in jsonb, so it is kept
+ * as the visible text \u0000 instead of failing the whole batch on one hostile string.
+ */
+function jsonbText(value: unknown): string {
+  return JSON.stringify(value ?? null).replaceAll("\\u0000", "\\\\u0000");
 }
 
 function quarantineFingerprint(entry: QuarantineEntry): string {
@@ -133,7 +145,7 @@ export async function listQuarantined(
 }
 
 /** Marks rows as sent back through the pipeline; a refusal on the way opens them again. */
-export async function markReplayed(pool: pg.Pool, ids: string[]): Promise<void> {
+export async function markReplayed(client: pg.PoolClient, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
-  await pool.query("UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])", [ids]);
+  await client.query("UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])", [ids]);
 }

@@ -5,7 +5,8 @@ export type Drift =
   | { kind: "chain_break"; billingAccountId: string; entryId: string; balanceBefore: string; expected: string }
   | { kind: "receipt_without_entry"; idempotencyKey: string }
   | { kind: "entry_without_receipt"; billingAccountId: string; entryId: string }
-  | { kind: "entry_amount_mismatch"; idempotencyKey: string; chargedCredits: string; amountCredits: string };
+  | { kind: "entry_amount_mismatch"; idempotencyKey: string; chargedCredits: string; amountCredits: string }
+  | { kind: "entry_account_mismatch"; idempotencyKey: string; receiptAccount: string; entryAccount: string };
 
 export type ReconcileReport = { ok: boolean; accountsChecked: number; drifts: Drift[] };
 
@@ -71,8 +72,14 @@ async function chainDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
 }
 
 async function receiptDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
-  const { rows } = await pool.query<{ idempotency_key: string; charged_credits: string; amount_credits: string | null }>(
-    `SELECT r.idempotency_key, r.charged_credits, l.amount_credits
+  const { rows } = await pool.query<{
+    idempotency_key: string;
+    billing_account_id: string;
+    charged_credits: string;
+    amount_credits: string | null;
+    entry_account: string | null;
+  }>(
+    `SELECT r.idempotency_key, r.billing_account_id, r.charged_credits, l.amount_credits, l.billing_account_id AS entry_account
      FROM charge_receipts r LEFT JOIN ledger_entries l ON l.receipt_id = r.id
      WHERE r.billing_account_id = ANY($1::text[])
        AND (l.id IS NULL OR l.amount_credits <> -r.charged_credits OR l.billing_account_id <> r.billing_account_id)`,
@@ -86,14 +93,25 @@ async function receiptDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
   const orphanDrifts = orphans.map(
     (row): Drift => ({ kind: "entry_without_receipt", billingAccountId: row.billing_account_id, entryId: row.id }),
   );
-  return rows.map((row): Drift =>
-    row.amount_credits === null
-      ? { kind: "receipt_without_entry", idempotencyKey: row.idempotency_key }
-      : {
-          kind: "entry_amount_mismatch",
+  return rows
+    .map((row): Drift => {
+      if (row.amount_credits === null || row.entry_account === null) {
+        return { kind: "receipt_without_entry", idempotencyKey: row.idempotency_key };
+      }
+      if (row.entry_account !== row.billing_account_id) {
+        return {
+          kind: "entry_account_mismatch",
           idempotencyKey: row.idempotency_key,
-          chargedCredits: row.charged_credits,
-          amountCredits: row.amount_credits,
-        },
-  ).concat(orphanDrifts);
+          receiptAccount: row.billing_account_id,
+          entryAccount: row.entry_account,
+        };
+      }
+      return {
+        kind: "entry_amount_mismatch",
+        idempotencyKey: row.idempotency_key,
+        chargedCredits: row.charged_credits,
+        amountCredits: row.amount_credits,
+      };
+    })
+    .concat(orphanDrifts);
 }

@@ -27,33 +27,50 @@ export type UsageBatchResult = {
   alerts: OutboxAlert[];
 };
 
-/** What identifies the usage behind a key, to tell a harmless redelivery from a conflict. */
+/**
+ * What identifies the usage behind a key, to tell a harmless redelivery from a conflict.
+ * A fixed list of fields, so that a field added to events later does not make every
+ * redelivery of an older event look different.
+ */
 export function usageFingerprint(event: UsageEvent): string {
-  return createHash("sha256").update(JSON.stringify(event)).digest("hex");
+  const fields = [
+    event.idempotencyKey,
+    event.billingAccountId,
+    event.status,
+    event.cacheHit,
+    event.model,
+    event.modelGroup,
+    event.modelMapKey,
+    event.promptTokens,
+    event.completionTokens,
+    event.cacheReadTokens,
+    event.cacheWriteTokens,
+    event.reasoningTokens,
+    event.reportedCostUsd,
+  ];
+  return createHash("sha256").update(JSON.stringify(fields)).digest("hex");
 }
 
 /**
  * Records a batch of priced calls in one transaction: each idempotency key gets exactly one
  * receipt and one ledger entry however often it arrives, balances move with their entries
- * and may go below zero, and the alerts the charges crossed are queued in the outbox.
+ * and may go below zero, and the alerts the charges crossed are queued in the outbox. A key
+ * that comes back with other usage is kept in quarantine as a `receipt_conflict`; the first
+ * receipt stands.
  *
- * Locks are taken in one order (accounts by id, then receipts by key), so concurrent
- * batches touching the same accounts serialise instead of deadlocking.
+ * Locks are taken in one order (receipts by key, then accounts by id), so concurrent batches
+ * touching the same accounts serialise instead of deadlocking, and only accounts that are
+ * actually charged are created.
  */
 export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
   const { firsts, repeats } = splitRepeatedKeys(batch.charges);
   return withTransaction(pool, async (client) => {
-    const alerts: Alert[] = [];
-    const balances = await lockAccounts(client, firsts.map((usage) => usage.event.billingAccountId));
-
     const inserted = await insertReceipts(client, firsts, batch.priceBookHash);
-    const notInserted = [...firsts.filter((usage) => !inserted.has(usage.event.idempotencyKey)), ...repeats];
-    const conflicts = await findConflicts(client, notInserted);
-    for (const key of conflicts) alerts.push({ event: "receipt_conflict", fields: { idempotency_key: key } });
+    const newlyCharged = firsts.filter((usage) => inserted.has(usage.event.idempotencyKey));
+    const balances = await lockAccounts(client, newlyCharged.map((usage) => usage.event.billingAccountId));
 
-    const entries = firsts.flatMap((usage): BalanceMove[] => {
-      const receiptId = inserted.get(usage.event.idempotencyKey);
-      if (receiptId === undefined) return [];
+    const alerts: Alert[] = [];
+    const entries = newlyCharged.map((usage): BalanceMove => {
       const account = usage.event.billingAccountId;
       const balanceBefore = balances.get(account)!;
       const balanceAfter = balanceBefore - usage.charge.chargedCredits;
@@ -61,27 +78,41 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       const move = {
         billingAccountId: account,
         idempotencyKey: usage.event.idempotencyKey,
-        receiptId,
+        receiptId: inserted.get(usage.event.idempotencyKey)!,
         chargedCredits: usage.charge.chargedCredits,
         balanceBefore,
         balanceAfter,
       };
       alerts.push(...balanceAlertsFor(move, batch.lowBalanceThresholds));
-      return [move];
+      return move;
     });
     await insertChargeEntries(client, entries);
     await storeBalances(client, new Set(entries.map((entry) => entry.billingAccountId)), balances);
 
-    const quarantined = await insertQuarantined(client, batch.quarantines);
+    const notInserted = [...firsts.filter((usage) => !inserted.has(usage.event.idempotencyKey)), ...repeats];
+    const conflicting = await findConflicts(client, notInserted);
+    const quarantined = await insertQuarantined(client, [...batch.quarantines, ...conflicting.map(conflictQuarantine)]);
     alerts.push(...quarantined.alerts);
     return {
       charged: entries.length,
-      duplicates: notInserted.length - conflicts.length,
-      conflicts: conflicts.length,
+      duplicates: notInserted.length - conflicting.length,
+      conflicts: conflicting.length,
       quarantined: quarantined.inserted,
       alerts: await insertAlerts(client, alerts),
     };
   });
+}
+
+function conflictQuarantine(usage: PricedUsage): QuarantineEntry {
+  return {
+    stage: "worker",
+    reason: "receipt_conflict",
+    idempotencyKey: usage.event.idempotencyKey,
+    detail: { message: "this key was already charged for other usage; the first receipt stands" },
+    item: usage.event,
+    model: usage.event.model,
+    modelGroup: usage.event.modelGroup,
+  };
 }
 
 /** The first occurrence of each key, sorted by key (the receipt lock order), and the rest. */
@@ -147,22 +178,21 @@ async function insertReceipts(
   return new Map(rows.map((row) => [row.idempotency_key, row.id]));
 }
 
-/** Keys already recorded with other usage than this delivery carries. */
-async function findConflicts(client: pg.PoolClient, usages: PricedUsage[]): Promise<string[]> {
+/** Deliveries (one per distinct usage) of keys already recorded with other usage. */
+async function findConflicts(client: pg.PoolClient, usages: PricedUsage[]): Promise<PricedUsage[]> {
   if (usages.length === 0) return [];
   const { rows } = await client.query<{ idempotency_key: string; usage_fingerprint: string }>(
     "SELECT idempotency_key, usage_fingerprint FROM charge_receipts WHERE idempotency_key = ANY($1::text[])",
     [[...new Set(usages.map((usage) => usage.event.idempotencyKey))]],
   );
   const recorded = new Map(rows.map((row) => [row.idempotency_key, row.usage_fingerprint]));
-  const conflicting = new Set<string>();
+  const conflicting = new Map<string, PricedUsage>();
   for (const usage of usages) {
-    const fingerprint = recorded.get(usage.event.idempotencyKey);
-    if (fingerprint !== undefined && fingerprint !== usageFingerprint(usage.event)) {
-      conflicting.add(usage.event.idempotencyKey);
-    }
+    const fingerprint = usageFingerprint(usage.event);
+    const first = recorded.get(usage.event.idempotencyKey);
+    if (first !== undefined && first !== fingerprint) conflicting.set(fingerprint, usage);
   }
-  return [...conflicting];
+  return [...conflicting.values()];
 }
 
 async function insertChargeEntries(client: pg.PoolClient, entries: BalanceMove[]): Promise<void> {

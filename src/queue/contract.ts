@@ -46,8 +46,20 @@ export const usageEventSchema = z
   });
 export type UsageEvent = z.infer<typeof usageEventSchema>;
 
-export const chargeUsageJobSchema = z.object({ events: z.array(usageEventSchema).min(1) });
-export type ChargeUsageJob = z.infer<typeof chargeUsageJobSchema>;
+/** Events are checked one by one (`parseUsageEvents`), so one unreadable event costs only itself. */
+export const chargeUsageJobSchema = z.object({ events: z.array(z.unknown()).min(1) });
+export type ChargeUsageJob = { events: UsageEvent[] };
+
+export function parseUsageEvents(events: unknown[]): { valid: UsageEvent[]; invalid: Array<{ item: unknown; issues: string[] }> } {
+  const valid: UsageEvent[] = [];
+  const invalid: Array<{ item: unknown; issues: string[] }> = [];
+  for (const item of events) {
+    const parsed = usageEventSchema.safeParse(item);
+    if (parsed.success) valid.push(parsed.data);
+    else invalid.push({ item, issues: parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`) });
+  }
+  return { valid, invalid };
+}
 
 /** An item the receiver refused, already stripped of prompt and response content. */
 export const rejectedItemSchema = z.object({

@@ -1,19 +1,33 @@
+import { randomBytes } from "node:crypto";
 import pg from "pg";
+import type { TestProject } from "vitest/node";
 import { runMigrations } from "../../src/db/migrate.js";
-import { ADMIN_DATABASE_URL, databaseUrlFor, TEMPLATE_DATABASE } from "./test-env.js";
+import { ADMIN_DATABASE_URL, databaseUrlFor } from "./test-env.js";
 
-/** Builds the migrated template database that every test file copies. */
-export default async function setup(): Promise<() => Promise<void>> {
+declare module "vitest" {
+  export interface ProvidedContext {
+    templateDatabase: string;
+  }
+}
+
+/**
+ * Builds the migrated template database that every test file copies. Its name is this run's
+ * own, so two runs against one PostgreSQL never drop each other's template.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const template = `spend_ingest_template_${randomBytes(4).toString("hex")}`;
+  await adminQuery(`CREATE DATABASE ${template}`);
+  await runMigrations(databaseUrlFor(template));
+  project.provide("templateDatabase", template);
+  return () => adminQuery(`DROP DATABASE IF EXISTS ${template} WITH (FORCE)`);
+}
+
+async function adminQuery(sql: string): Promise<void> {
   const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
   await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DATABASE} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${TEMPLATE_DATABASE}`);
-  await admin.end();
-  await runMigrations(databaseUrlFor(TEMPLATE_DATABASE));
-  return async () => {
-    const cleanup = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-    await cleanup.connect();
-    await cleanup.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DATABASE} WITH (FORCE)`);
-    await cleanup.end();
-  };
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
 }

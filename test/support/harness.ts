@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, expect } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, inject } from "vitest";
 import { parseEnv, type Settings } from "../../src/config/env.js";
 import { closeDeps, createDeps, createLogger, type Deps } from "../../src/deps.js";
 import { buildServer } from "../../src/http/server.js";
@@ -14,7 +14,6 @@ import {
   databaseUrlFor,
   INGEST_TOKEN,
   SECOND_INGEST_TOKEN,
-  TEMPLATE_DATABASE,
   TEST_REDIS_URL,
 } from "./test-env.js";
 
@@ -119,7 +118,7 @@ export function useTestDatabase(): TestDatabase {
   const database: TestDatabase = { name, url: databaseUrlFor(name), pool: undefined as unknown as pg.Pool };
 
   beforeAll(async () => {
-    await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
+    await adminQuery(`CREATE DATABASE ${name} TEMPLATE ${inject("templateDatabase")}`);
     database.pool = new pg.Pool({ connectionString: database.url, max: 10 });
     // Dropping the database at the end terminates idle clients; that is expected, not a failure.
     database.pool.on("error", () => {});

@@ -5,7 +5,6 @@
  */
 export const ADMIN_DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379/0";
-export const TEMPLATE_DATABASE = "spend_ingest_test_template";
 
 export function databaseUrlFor(database: string): string {
   const url = new URL(ADMIN_DATABASE_URL);

@@ -1,0 +1,1 @@
+ALTER TABLE "alert_outbox" ALTER COLUMN "created_at" SET DEFAULT clock_timestamp();
