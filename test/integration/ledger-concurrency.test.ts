@@ -1,4 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { beforeEach, describe, expect, it } from "vitest";
+import { deliverAlerts, deliverStrandedAlerts } from "../../src/alerts/outbox.js";
 import { recordGrant } from "../../src/ledger/grants.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/ledger/record-usage.js";
 import { decimal } from "../../src/pricing/decimal.js";
@@ -44,6 +47,8 @@ function shuffled<T>(items: T[], seed: number): T[] {
 describe("recordUsageBatch under concurrency", () => {
   it("serialises batches over 500 accounts in random orders from 4 workers without deadlock", async () => {
     const accounts = Array.from({ length: 500 }, (_, n) => `acct-${n}`);
+    // Existing accounts, so the row locks (not the creation of new rows) decide the order.
+    await db.pool.query("INSERT INTO accounts (id) SELECT unnest($1::text[])", [accounts]);
     const batches = Array.from({ length: 4 }, (_, worker) =>
       shuffled(accounts, worker + 1).map((account) => usage(`w${worker}-${account}`, account, 3 + worker)),
     );
@@ -69,13 +74,30 @@ describe("recordUsageBatch under concurrency", () => {
 
   it("records a key once when it repeats inside one batch, and flags different usage as a conflict", async () => {
     const first = usage("repeat-1", "acct-repeat", 5);
-    const changed = usage("repeat-1", "acct-repeat", 9);
+    const changed = usage("repeat-1", "acct-repeat-other", 9);
     const result = await record([first, first, changed]);
     expect(result).toMatchObject({ charged: 1, duplicates: 1, conflicts: 1 });
     expect(result.alerts.filter((alert) => alert.event === "receipt_conflict")).toEqual([
       expect.objectContaining({ fields: { idempotency_key: "repeat-1" } }),
     ]);
     expect(await balance("acct-repeat")).toBe(-5n);
+    // The conflicting delivery is kept for inspection, names no account into existence,
+    // and the same conflicting delivery again (a retried job) alerts nothing new.
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM quarantine WHERE reason = 'receipt_conflict'");
+    expect(rows[0].n).toBe(1);
+    expect((await db.pool.query("SELECT id FROM accounts WHERE id = 'acct-repeat-other'")).rows).toEqual([]);
+    expect((await record([changed])).alerts).toEqual([]);
+  });
+
+  it("decides each alert once: the same batch recorded again (a retried job) alerts nothing", async () => {
+    const batch = [usage("retry-1", "acct-retry", 40), usage("retry-2", "acct-retry", 40)];
+    const first = await record(batch, [100n]);
+    expect(first.alerts.map((alert) => alert.event).sort()).toEqual([
+      "inv_post_call_negative_balance",
+      "inv_post_call_negative_balance",
+    ]);
+    const again = await record(batch, [100n]);
+    expect(again).toMatchObject({ charged: 0, duplicates: 2, conflicts: 0, alerts: [] });
   });
 });
 
@@ -102,5 +124,36 @@ describe("balance alerts", () => {
     expect(await events("low-3", 250)).toEqual([100]); // 300 → 50
     await recordGrant(db.pool, { billingAccountId: "acct-low", credits: 1000n, reference: "low-refill", reason: null });
     expect(await events("low-4", 600)).toEqual([500]); // 1050 → 450
+  });
+});
+
+describe("alert delivery", () => {
+  // Earlier tests record without delivering; start from an outbox with nothing pending.
+  beforeEach(() => db.pool.query("UPDATE alert_outbox SET delivered_at = now() WHERE delivered_at IS NULL"));
+
+  function capture() {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+    return { lines, logger };
+  }
+
+  it("logs committed alerts once, and the sweeper leaves delivered ones alone", async () => {
+    const { lines, logger } = capture();
+    const result = await record([usage("deliver-1", "acct-deliver", 10)]);
+    await deliverAlerts(db.pool, logger, result.alerts);
+    await deliverAlerts(db.pool, logger, result.alerts);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+    expect(lines.map((line) => line.event)).toEqual(["inv_post_call_negative_balance"]);
+    expect(lines[0]).toMatchObject({ idempotency_key: "deliver-1", balance_after: -10, level: 50 });
+  });
+
+  it("delivers alerts a crashed process left in the outbox, once", async () => {
+    const { lines, logger } = capture();
+    await record([usage("stranded-1", "acct-stranded", 10)]);
+    // Nobody delivered it: as if the worker died between commit and log.
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 60_000 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(1);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+    expect(lines).toEqual([expect.objectContaining({ event: "inv_post_call_negative_balance", idempotency_key: "stranded-1" })]);
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { enqueueCallbackItems } from "../../src/queue/producer.js";
 import { useServiceHarness } from "../support/harness.js";
 import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
 
@@ -82,6 +83,8 @@ describe("LiteLLM callback → queue → worker → ledger", () => {
     const batch = [1, 2, 3].map((n) => litellmPayload(`twice-${n}`, "team-twice"));
     expect((await h.postCallback(batch)).statusCode).toBe(202);
     await h.drainQueue();
+    // Redis forgets finished jobs; the second delivery must be stopped by PostgreSQL alone.
+    await h.deps.usageQueue.clean(0, 10_000, "completed");
     expect((await h.postCallback(batch)).statusCode).toBe(202);
     await h.drainQueue();
     expect(await countRows("charge_receipts", "billing_account_id = $1", ["team-twice"])).toBe(3);
@@ -236,7 +239,63 @@ describe("callback answers", () => {
     });
     await h.drainQueue();
     expect((await receipt("mixed-good")).status).toBe(200);
-    expect(await countRows("quarantine", "stage = 'receiver' AND reason = ANY($1)", [["no_idempotency_key", "invalid_payload"]])).toBeGreaterThanOrEqual(3);
+    const { rows } = await h.deps.database.pool.query(
+      "SELECT stage, reason FROM quarantine WHERE idempotency_key = 'mixed-bad-tokens'",
+    );
+    expect(rows).toEqual([{ stage: "receiver", reason: "invalid_payload" }]);
+    const keyless = "reason = 'no_idempotency_key' AND item->'metadata'->>'user_api_key_team_id' = 'team-mixed'";
+    expect(await countRows("quarantine", keyless, [])).toBe(1);
+  });
+
+  it("keeps distinct refused non-objects as distinct rows, by digest and never by content", async () => {
+    const before = await countRows("quarantine", "item ? 'not_an_object'", []);
+    const response = await h.postCallback(["prompt text one", "prompt text two", 42]);
+    expect(response.statusCode).toBe(207);
+    await h.drainQueue();
+    expect(await countRows("quarantine", "item ? 'not_an_object'", [])).toBe(before + 3);
+    const { rows } = await h.deps.database.pool.query("SELECT item::text AS item FROM quarantine WHERE item ? 'not_an_object'");
+    expect(JSON.stringify(rows)).not.toContain("prompt text");
+  });
+
+  it("refuses values PostgreSQL could not store at the door, item by item", async () => {
+    const response = await h.postCallback([
+      litellmPayload("huge-tokens", "team-limits", { prompt_tokens: 3_000_000_000 }),
+      litellmPayload("huge-cost", "team-limits", { model: "acme/unknown", model_map_information: null, response_cost: 1e30 }),
+      litellmPayload("nul\u0000key", "team-limits"),
+      litellmPayload("within-limits", "team-limits"),
+    ]);
+    expect(response.statusCode).toBe(207);
+    expect(response.json().rejected.map((item: { index: number }) => item.index)).toEqual([0, 1, 2]);
+    await h.drainQueue();
+    expect((await receipt("within-limits")).status).toBe(200);
+  });
+
+  it("isolates an event PostgreSQL refuses, charging the rest of its job", async () => {
+    const events = ["poison-neighbour-1", "poison", "poison-neighbour-2"].map((key) => ({
+      idempotencyKey: key,
+      billingAccountId: "team-poison",
+      status: "success" as const,
+      cacheHit: false,
+      model: "gpt-4o",
+      modelGroup: null,
+      modelMapKey: null,
+      provider: null,
+      // Over PostgreSQL's integer range: only a job written around the receiver can carry it.
+      promptTokens: key === "poison" ? 3_000_000_000 : 1,
+      completionTokens: 1,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      reasoningTokens: 0,
+      reportedCostUsd: null,
+      eventTime: null,
+    }));
+    await enqueueCallbackItems(h.deps.usageQueue, { events, rejected: [] });
+    await h.drainQueue();
+    expect((await receipt("poison-neighbour-1")).body.charged_credits).toBe(125);
+    expect((await receipt("poison-neighbour-2")).body.charged_credits).toBe(125);
+    expect((await receipt("poison")).status).toBe(404);
+    expect(await countRows("quarantine", "idempotency_key = 'poison' AND reason = 'unrecordable'", [])).toBe(1);
+    expect(await h.deps.usageQueue.getJobCounts("failed")).toEqual({ failed: 0 });
   });
 
   it("takes a single object as well as an array", async () => {
@@ -273,6 +332,9 @@ describe("account API", () => {
     expect(again.json().balance_credits).toBe(5000000);
     const conflict = await h.admin("POST", "/v1/accounts/team-grant/grants", { credits: 1, reference: "topup-123" });
     expect(conflict.statusCode).toBe(409);
+    // A conflicting reference for another account leaves no account behind.
+    expect((await h.admin("POST", "/v1/accounts/team-phantom/grants", { credits: 5000000, reference: "topup-123" })).statusCode).toBe(409);
+    expect((await summary("team-phantom")).status).toBe(404);
     expect((await summary("team-grant")).body).toMatchObject({ balance_credits: 5000000, status: "ok" });
     const invalid = await h.admin("POST", "/v1/accounts/team-grant/grants", { credits: -5, reference: "x" });
     expect(invalid.statusCode).toBe(400);
@@ -310,6 +372,33 @@ describe("account API", () => {
     });
     expect((await summary("team-invoice")).body.balance_credits).toBe(invoice.closing_balance);
     expect((await h.admin("GET", "/v1/accounts/team-invoice/invoice?period=2026-13")).statusCode).toBe(400);
+  });
+
+  it("ties invoices out across a month boundary: each closing is the next opening", async () => {
+    const account = "team-months";
+    await h.admin("POST", `/v1/accounts/${account}/grants`, { credits: 10000, reference: "months-january" });
+    await h.postCallback([litellmPayload("months-1", account), litellmPayload("months-2", account)]);
+    await h.drainQueue();
+    await h.admin("POST", `/v1/accounts/${account}/grants`, { credits: 3000, reference: "months-february" });
+    await h.postCallback([litellmPayload("months-3", account)]);
+    await h.drainQueue();
+    // Posting times set on either side of 2026-02-01T00:00:00Z, in ledger order.
+    await h.deps.database.pool.query(
+      `UPDATE ledger_entries SET created_at = CASE reference
+         WHEN 'months-january' THEN timestamptz '2026-01-10T00:00:00Z'
+         WHEN 'months-1' THEN timestamptz '2026-01-31T23:59:59.999999Z'
+         WHEN 'months-2' THEN timestamptz '2026-02-01T00:00:00Z'
+         WHEN 'months-february' THEN timestamptz '2026-02-15T00:00:00Z'
+         ELSE timestamptz '2026-03-01T00:00:00Z' END
+       WHERE billing_account_id = $1`,
+      [account],
+    );
+    const invoice = async (period: string) => (await h.admin("GET", `/v1/accounts/${account}/invoice?period=${period}`)).json();
+    const [january, february, march] = [await invoice("2026-01"), await invoice("2026-02"), await invoice("2026-03")];
+    expect(january).toMatchObject({ opening_balance: 0, credits_granted: 10000, credits_used: 2250, receipt_count: 1, closing_balance: 7750 });
+    expect(february).toMatchObject({ opening_balance: 7750, credits_granted: 3000, credits_used: 2250, receipt_count: 1, closing_balance: 8500 });
+    expect(march).toMatchObject({ opening_balance: 8500, credits_granted: 0, credits_used: 2250, receipt_count: 1, closing_balance: 6250 });
+    expect((await summary(account)).body.balance_credits).toBe(march.closing_balance);
   });
 });
 
