@@ -88,6 +88,9 @@ describe("npm start (all-in-one process)", () => {
     await waitFor(async () => (await (await summary()).json()).balance_credits === -4500);
     expect((await fetch(`${second}/readyz`)).status).toBe(200);
 
+    services[0]!.child.kill("SIGHUP");
+    await waitFor(() => services[0]!.lines.some((line) => line.includes('"msg":"price book reloaded"')));
+
     const exits = services.map((service) => once(service.child, "exit"));
     for (const service of services) service.child.kill("SIGTERM");
     const codes = (await Promise.all(exits)).map(([code]) => code);
