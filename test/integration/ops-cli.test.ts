@@ -4,9 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
 import { recordGrant } from "../../src/ledger/grants.js";
+import { createUsageQueue } from "../../src/queue/producer.js";
 import { useTestDatabase } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
+import { usageEvent } from "../support/usage-events.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
 
 const db = useTestDatabase();
@@ -56,6 +59,29 @@ describe("npm run ops", () => {
     const json = JSON.parse((await ops("price", file, "--json")).stdout);
     expect(json.items[0].outcome.charge).toMatchObject({ chargedCredits: "2250", providerCostUsd: "0.000225", priceEntry: "gpt-4o" });
     expect(json.items[1].outcome).toMatchObject({ priced: false, reason: "unpriced_model" });
+  });
+
+  it("replays the quarantine onto the queue, once", async () => {
+    const event = usageEvent({ idempotencyKey: "cli-replay-1", billingAccountId: "acct-replay", model: "gpt-4o", promptTokens: 1 });
+    await db.pool.query(
+      "INSERT INTO quarantine (fingerprint, stage, reason, idempotency_key, item) VALUES ('cli-replay', 'worker', 'unpriced_model', $1, $2)",
+      [event.idempotencyKey, JSON.stringify(event)],
+    );
+    const listed = await ops("quarantine", "list", "--reason", "unpriced_model");
+    expect(listed.stdout).toMatch(/\tworker\tunpriced_model\tcli-replay-1\tpending\n$/);
+    expect(JSON.parse((await ops("quarantine", "replay", "--json")).stdout)).toEqual({ replayed: 1, stillRefused: 0 });
+    expect(JSON.parse((await ops("quarantine", "replay", "--json")).stdout)).toEqual({ replayed: 0, stillRefused: 0 });
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const queue = createUsageQueue(redis, db.name);
+    try {
+      const waiting = await queue.getJobs(["waiting"]);
+      expect(waiting.map((job) => job.data.events.map((queued: { idempotencyKey: string }) => queued.idempotencyKey))).toEqual([["cli-replay-1"]]);
+      await queue.obliterate({ force: true });
+    } finally {
+      await queue.close();
+      await redis.quit();
+    }
+    await db.pool.query("DELETE FROM quarantine WHERE fingerprint = 'cli-replay'");
   });
 
   it("lists the quarantine and answers usage errors with exit 2", async () => {
