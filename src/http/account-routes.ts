@@ -10,7 +10,16 @@ import {
 } from "../ledger/account-reads.js";
 import { recordGrant } from "../ledger/grants.js";
 import { bearerTokenMatches } from "./auth.js";
-import { creditsJson, ledgerEntryJson, receiptJson } from "./credits-json.js";
+import {
+  creditsJson,
+  grantResponseSchema,
+  invoiceResponseSchema,
+  ledgerEntryJson,
+  ledgerResponseSchema,
+  receiptJson,
+  receiptResponseSchema,
+  summaryResponseSchema,
+} from "./account-responses.js";
 import { parseOrReject, sendError } from "./errors.js";
 
 const RECENT_ENTRIES = 10;
@@ -56,7 +65,7 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
       });
     }
     const { grant } = result;
-    return reply.code(result.outcome === "created" ? 201 : 200).send({
+    return reply.code(result.outcome === "created" ? 201 : 200).send(grantResponseSchema.parse({
       grant: {
         id: grant.id,
         billing_account_id: grant.billingAccountId,
@@ -66,7 +75,7 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
         created_at: grant.createdAt.toISOString(),
       },
       balance_credits: creditsJson(result.balanceCredits),
-    });
+    }));
   });
 
   app.get("/v1/accounts/:id/credits/summary", async (request, reply) => {
@@ -75,12 +84,12 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
     const balance = await findAccountBalance(db, params.id);
     if (balance === null) return unknownAccount(reply, params.id);
     const { entries } = await listLedgerEntries(db, params.id, { limit: RECENT_ENTRIES });
-    return {
+    return summaryResponseSchema.parse({
       billing_account_id: params.id,
       balance_credits: creditsJson(balance),
       status: balanceStatus(balance, thresholds),
       recent: entries.map(ledgerEntryJson),
-    };
+    });
   });
 
   app.get("/v1/accounts/:id/ledger", async (request, reply) => {
@@ -92,11 +101,11 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
       limit: query.limit,
       beforeId: query.cursor === undefined ? undefined : BigInt(query.cursor),
     });
-    return {
+    return ledgerResponseSchema.parse({
       billing_account_id: params.id,
       entries: page.entries.map(ledgerEntryJson),
       next_cursor: page.nextBeforeId?.toString() ?? null,
-    };
+    });
   });
 
   app.get("/v1/accounts/:id/invoice", async (request, reply) => {
@@ -105,7 +114,7 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
     if (!params || !query) return reply;
     if ((await findAccountBalance(db, params.id)) === null) return unknownAccount(reply, params.id);
     const invoice = await computeInvoice(db, params.id, query.period);
-    return {
+    return invoiceResponseSchema.parse({
       billing_account_id: params.id,
       period: invoice.period,
       opening_balance: creditsJson(invoice.openingBalance),
@@ -113,14 +122,14 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
       credits_used: creditsJson(invoice.creditsUsed),
       receipt_count: invoice.receiptCount,
       closing_balance: creditsJson(invoice.closingBalance),
-    };
+    });
   });
 
   app.get("/v1/receipts/:key", async (request, reply) => {
     const { key } = request.params as { key: string };
     const receipt = await findReceipt(db, key);
     if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${key}`);
-    return receiptJson(receipt);
+    return receiptResponseSchema.parse(receiptJson(receipt));
   });
 }
 

@@ -1,0 +1,121 @@
+import { z } from "zod";
+import type { ChargeReceipt, LedgerEntry } from "../ledger/account-reads.js";
+
+/**
+ * What the account API answers, one zod schema per route. Every state the ledger can be in is
+ * admitted (negative balances, empty ledgers, months with nothing in them); each answer is
+ * checked against its schema before it leaves, so a shape bug is a 500, never a wrong answer.
+ */
+const credits = z.int(); // signed: balances and charge entries go below zero
+const timestamp = z.iso.datetime();
+
+const ledgerEntrySchema = z.object({
+  id: z.string(),
+  kind: z.enum(["charge", "grant"]),
+  amount_credits: credits,
+  balance_before: credits,
+  balance_after: credits,
+  reference: z.string(),
+  created_at: timestamp,
+});
+
+export const grantResponseSchema = z.object({
+  grant: z.object({
+    id: z.string(),
+    billing_account_id: z.string(),
+    credits: credits.positive(),
+    reference: z.string(),
+    reason: z.string().nullable(),
+    created_at: timestamp,
+  }),
+  balance_credits: credits,
+});
+
+export const summaryResponseSchema = z.object({
+  billing_account_id: z.string(),
+  balance_credits: credits,
+  status: z.enum(["ok", "low", "negative"]),
+  recent: z.array(ledgerEntrySchema),
+});
+
+export const ledgerResponseSchema = z.object({
+  billing_account_id: z.string(),
+  entries: z.array(ledgerEntrySchema),
+  next_cursor: z.string().nullable(),
+});
+
+export const invoiceResponseSchema = z
+  .object({
+    billing_account_id: z.string(),
+    period: z.string().regex(/^\d{4}-\d{2}$/),
+    opening_balance: credits,
+    credits_granted: credits.nonnegative(),
+    credits_used: credits.nonnegative(),
+    receipt_count: z.int().nonnegative(),
+    closing_balance: credits,
+  })
+  .refine((invoice) => invoice.opening_balance + invoice.credits_granted - invoice.credits_used === invoice.closing_balance, {
+    message: "the invoice does not tie out",
+  });
+
+export const receiptResponseSchema = z.object({
+  idempotency_key: z.string(),
+  billing_account_id: z.string(),
+  model: z.string().nullable(),
+  model_group: z.string().nullable(),
+  charged_credits: credits.nonnegative(),
+  provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
+  pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
+  price_entry: z.string().nullable(),
+  price_book_hash: z.string(),
+  balance_after: credits.nullable(),
+  prompt_tokens: z.int().nonnegative(),
+  completion_tokens: z.int().nonnegative(),
+  cache_read_tokens: z.int().nonnegative(),
+  cache_write_tokens: z.int().nonnegative(),
+  reasoning_tokens: z.int().nonnegative(),
+  event_time: timestamp.nullable(),
+  created_at: timestamp,
+});
+
+/** Credits leave as JSON numbers; a value JSON cannot carry exactly is a bug, not a rounding. */
+export function creditsJson(value: bigint): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
+    throw new RangeError(`credit amount ${value} is beyond what JSON numbers hold exactly`);
+  }
+  return Number(value);
+}
+
+export function ledgerEntryJson(entry: LedgerEntry) {
+  return {
+    id: entry.id.toString(),
+    kind: entry.kind,
+    amount_credits: creditsJson(entry.amountCredits),
+    balance_before: creditsJson(entry.balanceBefore),
+    balance_after: creditsJson(entry.balanceAfter),
+    reference: entry.reference,
+    created_at: entry.createdAt.toISOString(),
+  };
+}
+
+export function receiptJson(receipt: ChargeReceipt) {
+  return {
+    idempotency_key: receipt.idempotencyKey,
+    billing_account_id: receipt.billingAccountId,
+    model: receipt.model,
+    model_group: receipt.modelGroup,
+    charged_credits: creditsJson(receipt.chargedCredits),
+    provider_cost_usd: receipt.providerCostUsd,
+    pricing_source: receipt.pricingSource,
+    price_entry: receipt.priceEntry,
+    price_book_hash: receipt.priceBookHash,
+    balance_after: receipt.balanceAfter === null ? null : creditsJson(receipt.balanceAfter),
+    prompt_tokens: receipt.promptTokens,
+    completion_tokens: receipt.completionTokens,
+    cache_read_tokens: receipt.cacheReadTokens,
+    cache_write_tokens: receipt.cacheWriteTokens,
+    reasoning_tokens: receipt.reasoningTokens,
+    event_time: receipt.eventTime?.toISOString() ?? null,
+    created_at: receipt.createdAt.toISOString(),
+  };
+}

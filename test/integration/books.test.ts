@@ -1,0 +1,103 @@
+import { describe, expect, it } from "vitest";
+import { reconcileLedger } from "../../src/ledger/reconcile.js";
+import { useServiceHarness } from "../support/harness.js";
+import { litellmPayload } from "../support/litellm-payloads.js";
+
+const THRESHOLDS = [5000, 1000];
+const h = useServiceHarness({ LOW_BALANCE_THRESHOLDS: THRESHOLDS.join(",") });
+
+/** A seeded PRNG (mulberry32), so a failing mix can be run again. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(state ^ (state >>> 15), state | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("books after a mix of concurrent grants, charges, duplicates and retries", () => {
+  it("reconcile is ok, every invoice ties out, and alert lines match the ledger one for one", async () => {
+    const next = random(20261121);
+    const accounts = Array.from({ length: 12 }, (_, n) => `books-${n}`);
+    const pick = <T>(items: T[]) => items[Math.floor(next() * items.length)]!;
+    let call = 0;
+    const sent: unknown[][] = [];
+    const work: Array<() => Promise<unknown>> = [];
+    for (let step = 0; step < 60; step++) {
+      const roll = next();
+      if (roll < 0.3) {
+        // Grants, a third of them repeating an earlier reference (a retried top-up).
+        const reference = `books-grant-${roll < 0.1 && step > 0 ? step - 1 : step}`;
+        const account = pick(accounts);
+        work.push(() => h.admin("POST", `/v1/accounts/${account}/grants`, { credits: 2000 + step, reference }));
+      } else if (roll < 0.45 && sent.length > 0) {
+        // A batch delivered again, as LiteLLM or a retrying proxy would.
+        const batch = pick(sent);
+        work.push(() => h.postCallback(batch));
+      } else {
+        const batch = Array.from({ length: 1 + Math.floor(next() * 20) }, () => {
+          call += 1;
+          const tokens = 1 + Math.floor(next() * 400);
+          return litellmPayload(`books-call-${call}`, pick(accounts), {
+            prompt_tokens: tokens,
+            completion_tokens: tokens,
+            response: { usage: { prompt_tokens: tokens, completion_tokens: tokens } },
+          });
+        });
+        sent.push(batch);
+        work.push(() => h.postCallback(batch));
+      }
+    }
+    // Four concurrent streams of requests.
+    await Promise.all([0, 1, 2, 3].map(async (stream) => {
+      for (let index = stream; index < work.length; index += 4) await work[index]!();
+    }));
+    await h.drainQueue();
+
+    const { pool } = h.deps.database;
+    expect(await reconcileLedger(pool)).toMatchObject({ ok: true, drifts: [] });
+
+    const period = new Date().toISOString().slice(0, 7);
+    for (const account of accounts) {
+      const summary = await h.admin("GET", `/v1/accounts/${account}/credits/summary`);
+      if (summary.statusCode === 404) continue;
+      const invoice = (await h.admin("GET", `/v1/accounts/${account}/invoice?period=${period}`)).json();
+      const { rows } = await pool.query(
+        `SELECT coalesce(sum(amount_credits) FILTER (WHERE kind = 'grant'), 0)::int AS granted,
+                coalesce(-sum(amount_credits) FILTER (WHERE kind = 'charge'), 0)::int AS used,
+                count(*) FILTER (WHERE kind = 'charge')::int AS receipts
+         FROM ledger_entries WHERE billing_account_id = $1`,
+        [account],
+      );
+      expect(invoice).toMatchObject({
+        opening_balance: 0,
+        credits_granted: rows[0].granted,
+        credits_used: rows[0].used,
+        receipt_count: rows[0].receipts,
+        closing_balance: summary.json().balance_credits,
+      });
+    }
+
+    // Every alert the ledger's charges call for, and no other, appears exactly once in the log.
+    const { rows: charges } = await pool.query(
+      `SELECT l.balance_before::int AS before, l.balance_after::int AS after, r.id::text AS receipt_id
+       FROM ledger_entries l JOIN charge_receipts r ON r.id = l.receipt_id WHERE l.billing_account_id LIKE 'books-%'`,
+    );
+    const expected: string[] = [];
+    for (const { before, after, receipt_id } of charges) {
+      if (after < 0) expected.push(`inv_post_call_negative_balance ${receipt_id}`);
+      if (before > 0 && after <= 0) expected.push(`balance_depleted ${receipt_id}`);
+      for (const threshold of THRESHOLDS) if (before >= threshold && after < threshold) expected.push(`low_balance ${receipt_id} ${threshold}`);
+    }
+    const logged = h.logs
+      .filter((line) => ["inv_post_call_negative_balance", "balance_depleted", "low_balance"].includes(String(line.event)))
+      .filter((line) => String(line.billing_account_id).startsWith("books-"))
+      .map((line) => [line.event, line.receipt_id, line.threshold].filter((part) => part !== undefined).join(" "));
+    expect(expected.length).toBeGreaterThan(10);
+    expect(logged.sort()).toEqual(expected.sort());
+    expect(expected.some((line) => line.startsWith("low_balance"))).toBe(true);
+    expect(expected.some((line) => line.startsWith("balance_depleted"))).toBe(true);
+  });
+});
