@@ -9,9 +9,12 @@ import { NON_FINITE_LITERALS } from "./python-json.js";
  * The parts of LiteLLM's StandardLoggingPayload that billing reads. Every other field is
  * ignored, and `messages`, `response` text and `model_parameters` are never kept.
  */
+// Keys, names and accounts are indexed: PostgreSQL's btree takes at most ~2.7 kB per entry.
+const MAX_TEXT_LENGTH = 512;
 // PostgreSQL text cannot hold NUL; refusing it here keeps one hostile string from failing a job.
 const optionalText = z
   .string()
+  .max(MAX_TEXT_LENGTH)
   .refine((text) => !text.includes("\u0000"), "contains a NUL character")
   .nullish();
 // A bad float reaches us as the string "NaN" or "Infinity" (see python-json.ts): say so.
@@ -253,14 +256,30 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
     kept.model_map_information = pick(item.model_map_information, ["model_map_key"]);
   }
   if (isRecord(item.metadata)) {
-    const metadata = pick(item.metadata, [...ACCOUNT_METADATA_FIELDS, "usage_object"]);
+    const metadata = pick(item.metadata, ACCOUNT_METADATA_FIELDS);
+    if (item.metadata.usage_object !== undefined) metadata.usage_object = sanitiseUsage(item.metadata.usage_object);
     if (isRecord(item.metadata.spend_logs_metadata)) {
       metadata.spend_logs_metadata = pick(item.metadata.spend_logs_metadata, ["billing_account_id"]);
     }
     kept.metadata = metadata;
   }
-  if (isRecord(item.hidden_params)) kept.hidden_params = pick(item.hidden_params, ["usage_object"]);
-  if (isRecord(item.response) && isRecord(item.response.usage)) kept.response = { usage: item.response.usage };
+  if (isRecord(item.hidden_params) && item.hidden_params.usage_object !== undefined) {
+    kept.hidden_params = { usage_object: sanitiseUsage(item.hidden_params.usage_object) };
+  }
+  if (isRecord(item.response) && item.response.usage !== undefined) kept.response = { usage: sanitiseUsage(item.response.usage) };
+  return kept;
+}
+
+/** The counts a usage object carries for billing, and nothing a provider nested beside them. */
+function sanitiseUsage(usage: unknown): unknown {
+  if (!isRecord(usage)) return usage === null ? null : typeof usage;
+  const kept = pick(usage, ["prompt_tokens", "completion_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"]);
+  if (isRecord(usage.prompt_tokens_details)) {
+    kept.prompt_tokens_details = pick(usage.prompt_tokens_details, ["cached_tokens", "cache_creation_tokens"]);
+  }
+  if (isRecord(usage.completion_tokens_details)) {
+    kept.completion_tokens_details = pick(usage.completion_tokens_details, ["reasoning_tokens"]);
+  }
   return kept;
 }
 

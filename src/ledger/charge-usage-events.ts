@@ -81,11 +81,11 @@ async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Pr
   }
 }
 
-// SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the same
-// data fails the same way on every retry.
+// SQLSTATE classes 22 (data exception), 23 (integrity constraint violation) and 54 (program
+// limit exceeded, such as an index row too large): the same data fails the same way on every retry.
 function isRefusedData(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
-  return typeof code === "string" && (code.startsWith("22") || code.startsWith("23"));
+  return typeof code === "string" && ["22", "23", "54"].includes(code.slice(0, 2));
 }
 
 function workerQuarantine(event: UsageEvent, reason: string, message: string): QuarantineEntry {

@@ -115,7 +115,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
     const hashBefore = (await receipt("override")).body.price_book_hash;
 
     writeFileSync(pricingFile, `${BOOK}  secret-model: {input_cost_per_token: 1e-6, output_cost_per_token: 2e-6}\n`);
-    expect(h.worker.reloadPriceBook()).toBe(true);
+    expect(h.worker!.reloadPriceBook()).toBe(true);
     const replay = await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "unpriced_model" });
     expect(replay).toEqual({ replayed: 1, stillRefused: 0 });
     await h.drainQueue();
@@ -139,7 +139,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
 
   it("keeps the current book when a reload finds a broken one", async () => {
     writeFileSync(pricingFile, `${BOOK}  broken: {input_cost_per_token: abc, output_cost_per_token: 1e-6}\n`);
-    expect(h.worker.reloadPriceBook()).toBe(false);
+    expect(h.worker!.reloadPriceBook()).toBe(false);
     expect(h.logs.some((line) => line.msg === "price book reload failed; the current book stays")).toBe(true);
     await h.postCallback([call("after-broken-reload", { model: "gpt-4o", prompt_tokens: 1, completion_tokens: 1 })]);
     await h.drainQueue();

@@ -22,7 +22,8 @@ export type LogLine = Record<string, unknown> & { msg?: string; event?: string }
 export type Harness = {
   deps: Deps;
   app: FastifyInstance;
-  worker: UsageWorker;
+  /** Undefined when the harness runs the receiver alone. */
+  worker: UsageWorker | undefined;
   settings: Settings;
   logs: LogLine[];
   alerts: (event: string) => LogLine[];
@@ -37,7 +38,8 @@ export type Harness = {
  * template), its own queue prefix on the real Redis, the real HTTP server through inject,
  * and a real usage worker. After each test the books must tie out.
  */
-export function useServiceHarness(overrides: Record<string, string> = {}): Harness {
+export function useServiceHarness(overrides: Record<string, string> = {}, options: { worker?: boolean } = {}): Harness {
+  const withWorker = options.worker ?? true;
   const database = useTestDatabase();
   const harness = {} as Harness;
 
@@ -60,7 +62,8 @@ export function useServiceHarness(overrides: Record<string, string> = {}): Harne
       },
     });
     const deps = createDeps(settings, { logger: createLogger(settings, capture) });
-    const worker = startUsageWorker(deps);
+    // Without a worker, jobs stay where the receiver put them, for tests of the receiver alone.
+    const worker = withWorker ? startUsageWorker(deps) : undefined;
     const app = await buildServer(deps);
     await app.ready();
     Object.assign(harness, {
@@ -93,7 +96,9 @@ export function useServiceHarness(overrides: Record<string, string> = {}): Harne
   });
 
   // Runs before the database's own tie-out check: hooks after a test run in reverse order.
-  afterEach(() => harness.drainQueue());
+  afterEach(async () => {
+    if (withWorker) await harness.drainQueue();
+  });
 
   afterAll(async () => {
     await harness.worker?.stop();

@@ -129,7 +129,7 @@ describe("normaliseCallbackItem", () => {
     const kept = rejected(item).item as Record<string, unknown>;
     expect(kept).not.toHaveProperty("messages");
     expect(kept).not.toHaveProperty("model_parameters");
-    expect(kept.response).toEqual({ usage: (STANDARD_LOGGING_PAYLOAD.response as { usage: unknown }).usage });
+    expect(kept.response).toEqual({ usage: { prompt_tokens: 10, completion_tokens: 20 } });
     expect(kept.metadata).toEqual({
       user_api_key_team_id: "t",
       user_api_key_user_id: null,
