@@ -37,7 +37,8 @@ const LITELLM_DATETIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|
 
 const callTime = z
   .union([
-    number().min(0),
+    // Epoch seconds up to 9999-12-31T23:59:59Z, the last instant an ISO-8601 year of four digits names.
+    number().min(0).max(253_402_300_799),
     z
       .string()
       .regex(LITELLM_DATETIME, "expected YYYY-MM-DD HH:MM:SS[.ffffff]")
@@ -248,7 +249,7 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
   if (item instanceof UnparseableLine) return { not_json: { sha256: item.sha256, bytes: item.bytes } };
   if (!isRecord(item)) {
     // Distinct refused items stay distinct rows; their content is not kept, only its digest.
-    const text = JSON.stringify(item) ?? String(item);
+    const text = serialised(item);
     return { not_an_object: { type: Array.isArray(item) ? "array" : typeof item, sha256: sha256(text), bytes: Buffer.byteLength(text) } };
   }
   const kept: Record<string, unknown> = pick(item, TOP_LEVEL_FIELDS);
@@ -272,7 +273,7 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
 
 /** The counts a usage object carries for billing, and nothing a provider nested beside them. */
 function sanitiseUsage(usage: unknown): unknown {
-  if (!isRecord(usage)) return usage === null ? null : typeof usage;
+  if (!isRecord(usage)) return scalarOf(usage);
   const kept = pick(usage, ["prompt_tokens", "completion_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"]);
   if (isRecord(usage.prompt_tokens_details)) {
     kept.prompt_tokens_details = pick(usage.prompt_tokens_details, ["cached_tokens", "cache_creation_tokens"]);
@@ -299,10 +300,34 @@ function nonEmpty(value: string | null | undefined): string | null {
   return value === null || value === undefined || value.trim() === "" ? null : value;
 }
 
+/**
+ * The named fields, each reduced to a scalar: a refused item may carry anything where a
+ * number or a name belongs (deep nesting, megabytes of text), and what is kept of it must stay
+ * small and serialisable.
+ */
 function pick(source: Record<string, unknown>, fields: string[]): Record<string, unknown> {
   const picked: Record<string, unknown> = {};
-  for (const field of fields) if (field in source) picked[field] = source[field];
+  for (const field of fields) if (field in source) picked[field] = scalarOf(source[field]);
   return picked;
+}
+
+const MAX_KEPT_TEXT = 1024;
+
+function scalarOf(value: unknown): unknown {
+  if (typeof value === "string") {
+    return value.length > MAX_KEPT_TEXT ? `${value.slice(0, MAX_KEPT_TEXT)}…(${value.length} characters)` : value;
+  }
+  if (value === null || typeof value === "number" || typeof value === "boolean") return value;
+  return { not_a_scalar: Array.isArray(value) ? "array" : typeof value };
+}
+
+function serialised(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    // Nested past what JSON.stringify can walk; the body's size already bounds it.
+    return `unserialisable ${Array.isArray(value) ? "array" : typeof value}`;
+  }
 }
 
 function sha256(text: string): string {

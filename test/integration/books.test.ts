@@ -2,24 +2,15 @@ import { describe, expect, it } from "vitest";
 import { reconcileLedger } from "../../src/ledger/reconcile.js";
 import { useServiceHarness } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
+import { seededRandom } from "../support/random.js";
 
 const THRESHOLDS = [5000, 1000];
 const h = useServiceHarness({ LOW_BALANCE_THRESHOLDS: THRESHOLDS.join(",") });
 
-/** A seeded PRNG (mulberry32), so a failing mix can be run again. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(state ^ (state >>> 15), state | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("books after a mix of concurrent grants, charges, duplicates and retries", () => {
   it("reconcile is ok, every invoice ties out, and alert lines match the ledger one for one", async () => {
-    const next = random(20261121);
+    const next = seededRandom(20261121);
     const accounts = Array.from({ length: 12 }, (_, n) => `books-${n}`);
     const pick = <T>(items: T[]) => items[Math.floor(next() * items.length)]!;
     let call = 0;

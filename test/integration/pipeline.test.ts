@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { enqueueCallbackItems } from "../../src/queue/producer.js";
 import { useServiceHarness } from "../support/harness.js";
+import { redisText } from "../support/redis-text.js";
 import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
 
 const h = useServiceHarness();
@@ -62,8 +63,11 @@ describe("LiteLLM callback → queue → worker → ledger", () => {
     );
     expect(rows[0].quarantine).toContain("no-text-2");
     expect(JSON.stringify(rows[0])).not.toContain(secret);
-    const jobs = await h.deps.usageQueue.getJobs(["completed", "waiting", "active", "failed"]);
-    expect(JSON.stringify(jobs.map((job) => job.data))).not.toContain(secret);
+    const stored = await redisText(h.deps.redis, h.settings.queuePrefix);
+    expect(stored).toContain("no-text-1");
+    expect(stored).not.toContain(secret);
+    const logged = JSON.stringify(h.logs);
+    for (const forbidden of [secret, "test-ingest-token-0001", "test-admin-token-0001"]) expect(logged).not.toContain(forbidden);
   });
 
   it("charges 1 prompt + 1 completion token of gpt-4o as 125 credits, exactly", async () => {
@@ -296,6 +300,26 @@ describe("callback answers", () => {
     expect((await receipt("poison")).status).toBe(404);
     expect(await countRows("quarantine", "idempotency_key = 'poison' AND reason = 'unrecordable'", [])).toBe(1);
     expect(await h.deps.usageQueue.getJobCounts("failed")).toEqual({ failed: 0 });
+  });
+
+  it("charges every LiteLLM log format: ndjson as LiteLLM labels it and as application/x-ndjson", async () => {
+    const lines = (prefix: string) =>
+      ["", JSON.stringify(litellmPayload(`${prefix}-1`, "team-formats")), "", JSON.stringify(litellmPayload(`${prefix}-2`, "team-formats")), ""].join("\n");
+    expect((await h.postCallback(lines("ndjson-json"))).statusCode).toBe(202);
+    expect((await h.postCallback(lines("ndjson-x"), { "content-type": "application/x-ndjson" })).statusCode).toBe(202);
+    await h.drainQueue();
+    for (const key of ["ndjson-json-1", "ndjson-json-2", "ndjson-x-1", "ndjson-x-2"]) {
+      expect((await receipt(key)).body.charged_credits).toBe(2250);
+    }
+  });
+
+  it("treats LiteLLM's cache-hit ids as calls of their own", async () => {
+    const original = litellmPayload("chatcmpl-abc", "team-cache-ids");
+    const cached = litellmPayload("chatcmpl-abc_cache_hit1737710446.85", "team-cache-ids", { cache_hit: true });
+    await h.postCallback([original, cached]);
+    await h.drainQueue();
+    expect((await receipt("chatcmpl-abc")).body).toMatchObject({ charged_credits: 2250, pricing_source: "price_book" });
+    expect((await receipt("chatcmpl-abc_cache_hit1737710446.85")).body).toMatchObject({ charged_credits: 0, pricing_source: "cache_hit" });
   });
 
   it("takes a single object as well as an array", async () => {

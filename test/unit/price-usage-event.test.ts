@@ -11,6 +11,7 @@ import {
 } from "../../src/pricing/price-usage-event.js";
 import { type UsageEvent, usageEventSchema } from "../../src/queue/contract.js";
 import { usageEvent } from "../support/usage-events.js";
+import { seededRandom } from "../support/random.js";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -732,17 +733,6 @@ models:
 // Property test against an independent bigint-rational reference
 // ---------------------------------------------------------------------------------------------
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An exact decimal of the reference: mantissa / 10^exp10, kept independent of src/pricing/decimal.ts. */
 type Exact = { m: bigint; k: number };
@@ -906,7 +896,7 @@ describe("property: chargedCredits equals an independent exact reference", () =>
   ];
 
   it(`${CASES} random calls, with monotonicity, non-negativity and free models`, () => {
-    const rng = mulberry32(SEED);
+    const rng = seededRandom(SEED);
     const dir = mkdtempSync(join(tmpdir(), "price-property-"));
     try {
       for (let index = 0; index < CASES; index += 1) {
