@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { type DestinationStream, type Logger, pino } from "pino";
 import type { Settings } from "./config/env.js";
 import { createDatabase, type Database } from "./db/client.js";
+import { createMetrics, type Metrics } from "./metrics/metrics.js";
 import { createUsageQueue } from "./queue/producer.js";
 
 export type Deps = {
@@ -12,6 +13,7 @@ export type Deps = {
   /** For commands and the producer; workers open their own blocking connection. */
   redis: Redis;
   usageQueue: Queue;
+  metrics: Metrics;
 };
 
 // Bearer tokens arrive only in this header; nothing else that could hold one is logged.
@@ -40,7 +42,7 @@ export function createDeps(settings: Settings, options: { logger?: Logger } = {}
   const database = createDatabase(settings.databaseUrl, {
     onIdleClientError: (error) => logger.warn({ err: error }, "idle database connection lost"),
   });
-  return { settings, logger, database, redis, usageQueue };
+  return { settings, logger, database, redis, usageQueue, metrics: createMetrics([usageQueue]) };
 }
 
 /** Closes what createDeps opened, queue before Redis before the database. */

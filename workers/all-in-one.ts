@@ -1,6 +1,6 @@
 import { runMigrations } from "../src/db/migrate.js";
 import { createDeps } from "../src/deps.js";
-import { reloadOnSighup, settingsOrExit, startReceiver, startUsageWorker, stopOnSignal } from "./runtime.js";
+import { reloadOnSighup, settingsOrExit, startHttpServer, startUsageWorker, stopOnSignal } from "./runtime.js";
 
 const settings = settingsOrExit();
 await runMigrations(settings.databaseUrl);
@@ -8,5 +8,5 @@ const deps = createDeps(settings);
 // The worker starts first so a bad price book stops the process before it accepts traffic.
 const worker = startUsageWorker(deps);
 reloadOnSighup(worker);
-const receiver = await startReceiver(deps);
+const receiver = await startHttpServer(deps, { receiver: true });
 stopOnSignal(deps, [receiver, worker]);

@@ -1,5 +1,5 @@
 import { createDeps } from "../src/deps.js";
-import { settingsOrExit, startReceiver, stopOnSignal } from "./runtime.js";
+import { settingsOrExit, startHttpServer, stopOnSignal } from "./runtime.js";
 
 const deps = createDeps(settingsOrExit());
-stopOnSignal(deps, [await startReceiver(deps)]);
+stopOnSignal(deps, [await startHttpServer(deps, { receiver: true })]);

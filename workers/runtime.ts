@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { deliverStrandedAlerts } from "../src/alerts/outbox.js";
 import { InvalidSettingError, parseEnv, type Settings } from "../src/config/env.js";
 import { closeDeps, createRedis, type Deps } from "../src/deps.js";
-import { buildServer } from "../src/http/server.js";
+import { buildServer, type ServerRoles } from "../src/http/server.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { USAGE_QUEUE } from "../src/queue/contract.js";
 import { createUsageProcessor } from "./usage-processor.js";
@@ -27,10 +27,14 @@ export function settingsOrExit<T = Settings>(parse: (source: NodeJS.ProcessEnv) 
 
 export type Stoppable = { name: string; stop: () => Promise<void> };
 
-export async function startReceiver(deps: Deps): Promise<Stoppable & { app: FastifyInstance }> {
-  const app = await buildServer(deps);
+/**
+ * The HTTP server on PORT: with `receiver`, callbacks, the account API and the queue UI; in
+ * every process, health and the process's own metrics.
+ */
+export async function startHttpServer(deps: Deps, roles: ServerRoles): Promise<Stoppable & { app: FastifyInstance }> {
+  const app = await buildServer(deps, roles);
   await app.listen({ port: deps.settings.port, host: "0.0.0.0" });
-  return { name: "receiver", app, stop: () => app.close() };
+  return { name: roles.receiver ? "receiver" : "health and metrics server", app, stop: () => app.close() };
 }
 
 export type UsageWorker = Stoppable & {

@@ -3,6 +3,8 @@ import type { z } from "zod";
 import { deliverAlerts, type OutboxAlert } from "../src/alerts/outbox.js";
 import type { Deps } from "../src/deps.js";
 import { chargeUsageEvents } from "../src/ledger/charge-usage-events.js";
+import type { PricedUsage } from "../src/ledger/record-usage.js";
+import type { ChargeOutcome, Metrics } from "../src/metrics/metrics.js";
 import { quarantineRejectedItems } from "../src/ledger/quarantine.js";
 import type { PriceBook } from "../src/pricing/price-book.js";
 import {
@@ -25,21 +27,34 @@ export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBo
     deliverAlerts(pool, deps.logger, alerts).catch((error) =>
       deps.logger.warn({ err: error, alerts: alerts.length }, "alert delivery deferred to the sweeper"),
     );
+  const { metrics } = deps;
   return async (job: Job) => {
     const log = deps.logger.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
+    const timer = metrics.jobDuration.startTimer({ job: job.name });
     switch (job.name) {
       case JOB_CHARGE_USAGE: {
         const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
         const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds };
-        const { alerts, ...outcome } = await chargeUsageEvents(pool, settings, events, invalid);
-        await deliverCommittedAlerts(alerts);
-        log.debug({ events: events.length, ...outcome }, "usage charged");
-        return outcome;
+        const result = await chargeUsageEvents(pool, settings, events, invalid);
+        await deliverCommittedAlerts(result.alerts);
+        const summary = {
+          charged: result.charged.length,
+          free: result.charged.filter((usage) => usage.charge.pricingSource === "free").length,
+          duplicates: result.duplicates,
+          conflicts: result.conflicts,
+          quarantined: result.quarantined,
+          failedCallsSkipped: result.failedCallsSkipped,
+        };
+        recordChargeMetrics(metrics, result.charged, summary);
+        timer();
+        log.debug({ events: events.length, ...summary }, "usage charged");
+        return summary;
       }
       case JOB_QUARANTINE_ITEMS: {
         const { items } = parseJobData(quarantineItemsJobSchema, job);
         const { alerts, inserted } = await quarantineRejectedItems(pool, items);
         await deliverCommittedAlerts(alerts);
+        timer();
         log.debug({ items: items.length, inserted }, "rejected items quarantined");
         return { quarantined: inserted };
       }
@@ -47,6 +62,27 @@ export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBo
         throw new UnrecoverableError(`unknown job name ${job.name}`);
     }
   };
+}
+
+function recordChargeMetrics(
+  metrics: Metrics,
+  charged: PricedUsage[],
+  summary: { charged: number; free: number; duplicates: number; conflicts: number; quarantined: number; failedCallsSkipped: number },
+): void {
+  const committedAt = Date.now();
+  metrics.chargesRecorded.inc(summary.charged);
+  const outcomes: Array<[ChargeOutcome, number]> = [
+    ["charged", summary.charged - summary.free],
+    ["free", summary.free],
+    ["duplicate", summary.duplicates],
+    ["conflict", summary.conflicts],
+    ["quarantined", summary.quarantined],
+    ["failed_call_skipped", summary.failedCallsSkipped],
+  ];
+  for (const [outcome, count] of outcomes) if (count > 0) metrics.chargeOutcomes.inc({ outcome }, count);
+  for (const { event } of charged) {
+    if (event.eventTime !== null) metrics.eventToLedger.observe(Math.max(0, (committedAt - Date.parse(event.eventTime)) / 1000));
+  }
 }
 
 function parseJobData<T>(schema: z.ZodType<T>, job: Job): T {

@@ -13,3 +13,10 @@ export function bearerTokenMatches(authorization: string | undefined, tokens: re
   for (const token of tokens) matched = timingSafeEqual(presented, digest(token)) || matched;
   return match !== null && matched;
 }
+
+/** Basic auth for `admin:<password>`, compared the same way. */
+export function basicAuthMatches(authorization: string | undefined, password: string): boolean {
+  const match = /^Basic\s+(\S+)\s*$/i.exec(authorization ?? "");
+  const presented = digest(Buffer.from(match?.[1] ?? "", "base64").toString("utf8"));
+  return timingSafeEqual(presented, digest(`admin:${password}`)) && match !== null;
+}

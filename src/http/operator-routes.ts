@@ -3,9 +3,14 @@ import type { Deps } from "../deps.js";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 
-/** Liveness and readiness for orchestrators and load balancers; no auth, no secrets. */
+/** Liveness, readiness and metrics for orchestrators and Prometheus; no auth, no secrets. */
 export async function operatorRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
   app.get("/healthz", async () => ({ status: "ok" }));
+
+  app.get("/metrics", async (_request, reply) => {
+    const { registry } = deps.metrics;
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
 
   app.get("/readyz", async (_request, reply) => {
     const [postgres, redis] = await Promise.all([

@@ -29,6 +29,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
   app.post("/v1/callbacks/litellm", { bodyLimit: deps.settings.maxBodyBytes }, async (request, reply) => {
     const parsed = parseCallbackBody(typeof request.body === "string" ? request.body : "");
     if (!parsed.ok) return sendError(reply, 400, parsed.code, parsed.message);
+    deps.metrics.eventsReceived.inc(parsed.items.length);
 
     const events: UsageEvent[] = [];
     const rejected: RejectedItem[] = [];
@@ -54,6 +55,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
       // Job ids are content hashes, so whatever did reach Redis is not queued twice on the retry.
       return unavailable(reply, "the queue could not take the batch");
     }
+    for (const answer of answers) deps.metrics.eventsRejected.inc({ reason: answer.reason });
     request.log.info({ accepted: events.length, rejected: answers.length }, "callback queued");
     return reply.code(answers.length === 0 ? 202 : 207).send({ accepted: events.length, rejected: answers });
   });

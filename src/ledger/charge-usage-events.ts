@@ -72,7 +72,7 @@ async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Pr
     const first = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(0, middle) });
     const second = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(middle), quarantines: [] });
     return {
-      charged: first.charged + second.charged,
+      charged: [...first.charged, ...second.charged],
       duplicates: first.duplicates + second.duplicates,
       conflicts: first.conflicts + second.conflicts,
       quarantined: first.quarantined + second.quarantined,

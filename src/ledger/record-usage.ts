@@ -19,7 +19,8 @@ export type UsageBatch = {
 };
 
 export type UsageBatchResult = {
-  charged: number;
+  /** The calls this batch charged for the first time. */
+  charged: PricedUsage[];
   duplicates: number;
   conflicts: number;
   quarantined: number;
@@ -94,7 +95,7 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
     const quarantined = await insertQuarantined(client, [...batch.quarantines, ...conflicting.map(conflictQuarantine)]);
     alerts.push(...quarantined.alerts);
     return {
-      charged: entries.length,
+      charged: newlyCharged,
       duplicates: notInserted.length - conflicting.length,
       conflicts: conflicting.length,
       quarantined: quarantined.inserted,

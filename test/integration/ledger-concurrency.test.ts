@@ -53,7 +53,7 @@ describe("recordUsageBatch under concurrency", () => {
       shuffled(accounts, worker + 1).map((account) => usage(`w${worker}-${account}`, account, 3 + worker)),
     );
     const results = await Promise.all(batches.map((batch) => record(batch)));
-    expect(results.map((result) => result.charged)).toEqual([500, 500, 500, 500]);
+    expect(results.map((result) => result.charged.length)).toEqual([500, 500, 500, 500]);
     // Every account was charged 3 + 4 + 5 + 6 credits, one entry per worker.
     const { rows } = await db.pool.query(
       "SELECT count(*)::int AS n FROM accounts WHERE id LIKE 'acct-%' AND balance_credits <> -18",
@@ -76,7 +76,8 @@ describe("recordUsageBatch under concurrency", () => {
     const first = usage("repeat-1", "acct-repeat", 5);
     const changed = usage("repeat-1", "acct-repeat-other", 9);
     const result = await record([first, first, changed]);
-    expect(result).toMatchObject({ charged: 1, duplicates: 1, conflicts: 1 });
+    expect(result).toMatchObject({ duplicates: 1, conflicts: 1 });
+    expect(result.charged.map((charged) => charged.event.idempotencyKey)).toEqual(["repeat-1"]);
     expect(result.alerts.filter((alert) => alert.event === "receipt_conflict")).toEqual([
       expect.objectContaining({ fields: { idempotency_key: "repeat-1" } }),
     ]);
@@ -97,7 +98,7 @@ describe("recordUsageBatch under concurrency", () => {
       "inv_post_call_negative_balance",
     ]);
     const again = await record(batch, [100n]);
-    expect(again).toMatchObject({ charged: 0, duplicates: 2, conflicts: 0, alerts: [] });
+    expect(again).toMatchObject({ charged: [], duplicates: 2, conflicts: 0, alerts: [] });
   });
 });
 

@@ -1,0 +1,69 @@
+import type { Queue } from "bullmq";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export type ChargeOutcome = "charged" | "free" | "duplicate" | "conflict" | "quarantined" | "failed_call_skipped";
+
+const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "completed", "failed"] as const;
+
+/**
+ * The process's own Prometheus registry: a receiver and a worker running apart each expose
+ * what they did. Queue depth is read from Redis at scrape time, so any process shows it.
+ */
+export function createMetrics(queues: Queue[]) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "spend_ingest_" });
+  const metrics = {
+    registry,
+    eventsReceived: new Counter({
+      name: "spend_ingest_events_received_total",
+      help: "Callback items received by this receiver, accepted or not",
+      registers: [registry],
+    }),
+    eventsRejected: new Counter({
+      name: "spend_ingest_events_rejected_total",
+      help: "Callback items refused at the door and quarantined, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    chargesRecorded: new Counter({
+      name: "spend_ingest_charges_recorded_total",
+      help: "Charge receipts committed to the ledger by this worker",
+      registers: [registry],
+    }),
+    chargeOutcomes: new Counter({
+      name: "spend_ingest_charge_outcomes_total",
+      help: "What the worker did with each usage event",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    jobDuration: new Histogram({
+      name: "spend_ingest_job_duration_seconds",
+      help: "Time a worker took to process one job, by job name",
+      labelNames: ["job"] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    eventToLedger: new Histogram({
+      name: "spend_ingest_event_to_ledger_seconds",
+      help: "From the call's end (LiteLLM's endTime) to its receipt's commit",
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800],
+      registers: [registry],
+    }),
+  };
+  new Gauge({
+    name: "spend_ingest_queue_jobs",
+    help: "Jobs in each queue, by state",
+    labelNames: ["queue", "state"] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const queue of queues) {
+        const counts = await queue.getJobCounts(...JOB_STATES);
+        for (const state of JOB_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
+      }
+    },
+  });
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
