@@ -1,0 +1,64 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JOB_CHARGE_USAGE } from "../../src/queue/contract.js";
+import { useServiceHarness, waitFor } from "../support/harness.js";
+import { ADMIN_TOKEN } from "../support/test-env.js";
+
+// Debian's chromium package (.ci/run installs it); Playwright's own browser download cannot run here.
+const CHROMIUM = "/usr/bin/chromium";
+const SCREENSHOT = "test-results/queue-ui.png";
+
+const h = useServiceHarness();
+
+describe("queue UI in a real browser", () => {
+  let browser: Browser;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (as .ci/run does)`);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    baseUrl = await h.app.listen({ port: 0, host: "127.0.0.1" });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("is refused without credentials, and with them shows the queue and a failed job", async () => {
+    // A job whose events this version cannot read at all fails at once, with its reason.
+    const failing = await h.deps.usageQueue.add(JOB_CHARGE_USAGE, { events: "not a list" }, { jobId: "ui-failed-job" });
+    await waitFor(async () => (await failing.getState()) === "failed");
+
+    // Without credentials the browser is answered 401 and gives up on the page.
+    const anonymous = await browser.newContext();
+    await expect((await anonymous.newPage()).goto(`${baseUrl}/admin/queues`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
+    expect((await anonymous.request.get(`${baseUrl}/admin/queues`)).status()).toBe(401);
+    await anonymous.close();
+
+    const admin = await browser.newContext({ httpCredentials: { username: "admin", password: ADMIN_TOKEN } });
+    const page = await admin.newPage();
+    const opened = await page.goto(`${baseUrl}/admin/queues`);
+    expect(opened?.status()).toBe(200);
+    await page.getByText("usage-events").first().waitFor({ timeout: 15_000 });
+
+    await page.goto(`${baseUrl}/admin/queues/queue/usage-events?status=failed`);
+    await page.getByText("ui-failed-job").first().waitFor({ timeout: 15_000 });
+    await page.getByText(/data does not parse/).first().waitFor({ timeout: 15_000 });
+    await mkdir("test-results", { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect(existsSync(SCREENSHOT)).toBe(true);
+
+    // Retry from the UI sends the failed job back to be processed (and here fail again).
+    const failedBefore = (await h.deps.usageQueue.getJob("ui-failed-job"))!.finishedOn;
+    await page.getByRole("button", { name: "Retry all" }).click();
+    const confirm = page.getByRole("button", { name: /^(Retry|Confirm|Yes)/ }).last();
+    if (await confirm.isVisible().catch(() => false)) await confirm.click();
+    await waitFor(async () => (await h.deps.usageQueue.getJob("ui-failed-job"))!.finishedOn !== failedBefore);
+    await admin.close();
+  });
+});
