@@ -14,25 +14,34 @@ import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/pr
 import { candidateModelNames, type PricingOutcome, priceUsageEvent } from "../src/pricing/price-usage-event.js";
 import type { UsageEvent } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
+import { progress, table, truncate } from "./ops-output.js";
 import { settingsOrExit } from "./runtime.js";
+
+const HELP: Record<string, string> = {
+  queues: "queues                                  job counts by state",
+  failed: "failed [--limit N]                      failed jobs with their reasons (newest first)",
+  "retry-failed": "retry-failed                            send every failed job back to be processed",
+  reconcile: "reconcile                               check every balance against its ledger (exit 1 on drift)",
+  grant: "grant <account> <credits> <reference>   add credits once per reference",
+  quarantine:
+    "quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)\n  quarantine replay [--reason R]          send refused items back through the pipeline",
+  price: "price <payload.json>                    explain what the price book charges for LiteLLM payloads",
+};
 
 const USAGE = `usage: npm run ops -- <command> [options] [--json]
 
 commands:
-  queues                                  job counts by state
-  reconcile                               check every balance against its ledger (exit 1 on drift)
-  grant <account> <credits> <reference>   add credits once per reference
-  quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)
-  quarantine replay [--reason R]          send refused items back through the pipeline
-  price <payload.json>                    explain what the price book charges for LiteLLM payloads
+${Object.values(HELP)
+  .map((line) => `  ${line}`)
+  .join("\n")}
 
-exit codes: 0 ok, 1 found a problem, 2 bad usage`;
+every command takes --json; exit codes: 0 ok, 1 found a problem, 2 bad usage`;
 
 const EXIT_OK = 0;
 const EXIT_PROBLEM = 1;
 const EXIT_USAGE = 2;
 
-type Flags = { json?: boolean; help?: boolean; reason?: string; all?: boolean };
+type Flags = { json?: boolean; help?: boolean; reason?: string; all?: boolean; limit?: string };
 
 function parseCommandLine(): { flags: Flags; words: string[] } {
   try {
@@ -43,6 +52,7 @@ function parseCommandLine(): { flags: Flags; words: string[] } {
         help: { type: "boolean", short: "h" },
         reason: { type: "string" },
         all: { type: "boolean" },
+        limit: { type: "string" },
       },
     });
     return { flags: values, words: positionals };
@@ -87,17 +97,55 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       const counts = await queue.getJobCounts("waiting", "active", "delayed", "prioritized", "completed", "failed");
       print(
         { [queue.name]: counts },
-        Object.entries(counts)
-          .map(([state, count]) => `${queue.name}\t${state}\t${count}`)
-          .join("\n"),
+        table(
+          ["queue", "state", "jobs"],
+          Object.entries(counts).map(([state, count]) => [queue.name, state, count]),
+        ),
       );
+      return EXIT_OK;
+    });
+  },
+
+  async failed() {
+    const limit = Number(flags.limit ?? 50);
+    if (!Number.isInteger(limit) || limit < 1) return usageError("--limit takes a positive whole number");
+    return withQueue(async (queue) => {
+      const jobs = await queue.getJobs(["failed"], 0, limit - 1, false);
+      const rows = jobs.map((job) => ({
+        id: job.id ?? "",
+        name: job.name,
+        attempts: job.attemptsMade,
+        failed_at: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
+        reason: job.failedReason,
+      }));
+      print(
+        rows,
+        rows.length === 0
+          ? "no failed jobs"
+          : table(
+              ["id", "name", "attempts", "failed at", "reason"],
+              rows.map((row) => [truncate(row.id, 24), row.name, row.attempts, row.failed_at ?? "-", truncate(row.reason, 80)]),
+            ),
+      );
+      return rows.length === 0 ? EXIT_OK : EXIT_PROBLEM;
+    });
+  },
+
+  async "retry-failed"() {
+    return withQueue(async (queue) => {
+      const failed = await queue.getFailedCount();
+      // Charging is idempotent per call, so a retried job charges nothing twice.
+      await queue.retryJobs({ state: "failed", count: 1000 });
+      print({ retried: failed }, `retried ${failed} failed job(s)`);
       return EXIT_OK;
     });
   },
 
   async reconcile() {
     return withDatabase(async ({ pool }) => {
-      const report = await reconcileLedger(pool);
+      const shown = flags.json ? undefined : progress("reconcile");
+      const report = await reconcileLedger(pool, { onProgress: (checked) => shown?.update(`${checked} accounts checked`) });
+      shown?.done();
       const human = report.ok
         ? `ok (${report.accountsChecked} accounts)`
         : [`drift found in ${report.accountsChecked} accounts:`, ...report.drifts.map((drift) => `  ${JSON.stringify(drift)}`)].join(
@@ -143,13 +191,17 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
           rows,
           rows.length === 0
             ? "quarantine is empty"
-            : rows
-                .map((row) =>
-                  [row.id, row.createdAt.toISOString(), row.stage, row.reason, row.idempotencyKey ?? "-", row.replayedAt ? "replayed" : "pending"].join(
-                    "\t",
-                  ),
-                )
-                .join("\n"),
+            : table(
+                ["id", "quarantined at", "stage", "reason", "idempotency key", "state"],
+                rows.map((row) => [
+                  row.id,
+                  row.createdAt.toISOString(),
+                  row.stage,
+                  row.reason,
+                  truncate(row.idempotencyKey ?? "-", 48),
+                  row.replayedAt ? "replayed" : "pending",
+                ]),
+              ),
         );
         return EXIT_OK;
       });
@@ -157,12 +209,12 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     if (action === "replay") {
       return withDatabase(({ pool }) =>
         withQueue(async (queue) => {
+          const shown = flags.json ? undefined : progress("replay");
           const result = await replayQuarantined(pool, queue, {
             reason: flags.reason,
-            onProgress: (progress) => {
-              if (!flags.json) process.stderr.write(`replayed ${progress.replayed}, still refused ${progress.stillRefused}\n`);
-            },
+            onProgress: (done) => shown?.update(`replayed ${done.replayed}, still refused ${done.stillRefused}`),
           });
+          shown?.done();
           print(result, `replayed ${result.replayed} item(s); ${result.stillRefused} still refused`);
           return result.stillRefused === 0 ? EXIT_OK : EXIT_PROBLEM;
         }),
@@ -236,9 +288,14 @@ function isDecimal(value: unknown): value is { coefficient: bigint; scale: numbe
 }
 
 const [command, ...args] = words;
-if (flags.help || command === undefined) {
+if (command === undefined) {
   process.stdout.write(`${USAGE}\n`);
-  process.exit(command === undefined && !flags.help ? EXIT_USAGE : EXIT_OK);
+  process.exit(flags.help ? EXIT_OK : EXIT_USAGE);
+}
+if (flags.help) {
+  const help = HELP[command];
+  process.stdout.write(help ? `usage: npm run ops -- ${help}\n  --json  machine-readable output\n` : `${USAGE}\n`);
+  process.exit(help ? EXIT_OK : EXIT_USAGE);
 }
 const run = commands[command];
 if (!run) usageError(`unknown command ${command}`);

@@ -17,7 +17,10 @@ const ACCOUNTS_PER_PAGE = 500;
  * sum of its ledger, each entry starts where the previous one ended, and every receipt has
  * exactly one ledger entry of its amount (the unique index on receipt_id rules out two).
  */
-export async function reconcileLedger(pool: pg.Pool): Promise<ReconcileReport> {
+export async function reconcileLedger(
+  pool: pg.Pool,
+  options: { onProgress?: (accountsChecked: number) => void } = {},
+): Promise<ReconcileReport> {
   const drifts: Drift[] = [];
   let accountsChecked = 0;
   let after = "";
@@ -31,6 +34,7 @@ export async function reconcileLedger(pool: pg.Pool): Promise<ReconcileReport> {
     accountsChecked += ids.length;
     after = ids[ids.length - 1]!;
     drifts.push(...(await balanceDrifts(pool, ids)), ...(await chainDrifts(pool, ids)), ...(await receiptDrifts(pool, ids)));
+    options.onProgress?.(accountsChecked);
   }
   return { ok: drifts.length === 0, accountsChecked, drifts };
 }

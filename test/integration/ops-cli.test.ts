@@ -4,10 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
+import { UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { recordGrant } from "../../src/ledger/grants.js";
 import { createUsageQueue } from "../../src/queue/producer.js";
-import { useTestDatabase } from "../support/harness.js";
+import { useTestDatabase, waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { usageEvent } from "../support/usage-events.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
@@ -68,7 +69,8 @@ describe("npm run ops", () => {
       [event.idempotencyKey, JSON.stringify(event)],
     );
     const listed = await ops("quarantine", "list", "--reason", "unpriced_model");
-    expect(listed.stdout).toMatch(/\tworker\tunpriced_model\tcli-replay-1\tpending\n$/);
+    expect(listed.stdout).toMatch(/^id +quarantined at +stage +reason +idempotency key +state\n/);
+    expect(listed.stdout).toMatch(/ +worker +unpriced_model +cli-replay-1 +pending\n$/);
     expect(JSON.parse((await ops("quarantine", "replay", "--json")).stdout)).toEqual({ replayed: 1, stillRefused: 0 });
     expect(JSON.parse((await ops("quarantine", "replay", "--json")).stdout)).toEqual({ replayed: 0, stillRefused: 0 });
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
@@ -84,6 +86,33 @@ describe("npm run ops", () => {
     await db.pool.query("DELETE FROM quarantine WHERE fingerprint = 'cli-replay'");
   });
 
+  it("lists failed jobs with their reasons and retries them", async () => {
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+    const queue = createUsageQueue(redis, db.name);
+    try {
+      expect(await ops("failed")).toMatchObject({ code: 0, stdout: "no failed jobs\n" });
+      await queue.add("charge-usage", { events: [] }, { jobId: "cli-failed" });
+      const failing = new Worker(queue.name, async () => {
+        throw new UnrecoverableError("database unreachable for an hour");
+      }, { connection: redis, prefix: db.name });
+      await waitFor(async () => (await queue.getJobState("cli-failed")) === "failed");
+      await failing.close();
+      const listed = await ops("failed");
+      expect(listed.code).toBe(1);
+      expect(listed.stdout).toMatch(/^id +name +attempts +failed at +reason\n/);
+      expect(listed.stdout).toMatch(/cli-failed +charge-usage .* database unreachable for an hour\n$/);
+      expect(JSON.parse((await ops("failed", "--json")).stdout)).toMatchObject([{ id: "cli-failed", reason: "database unreachable for an hour" }]);
+      expect(JSON.parse((await ops("retry-failed", "--json")).stdout)).toEqual({ retried: 1 });
+      expect(await queue.getJobState("cli-failed")).toBe("waiting");
+      const queues = await ops("queues");
+      expect(queues.stdout).toMatch(/usage-events +waiting +1\n/);
+      await queue.obliterate({ force: true });
+    } finally {
+      await queue.close();
+      await redis.quit();
+    }
+  });
+
   it("lists the quarantine and answers usage errors with exit 2", async () => {
     expect(await ops("quarantine", "list")).toMatchObject({ code: 0, stdout: "quarantine is empty\n" });
     expect(JSON.parse((await ops("quarantine", "list", "--json")).stdout)).toEqual([]);
@@ -91,5 +120,6 @@ describe("npm run ops", () => {
     expect((await ops("no-such-command")).code).toBe(2);
     expect((await ops()).code).toBe(2);
     expect(await ops("--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("quarantine replay") });
+    expect(await ops("reconcile", "--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("usage: npm run ops -- reconcile") });
   });
 });
