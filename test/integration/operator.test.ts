@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { useServiceHarness } from "../support/harness.js";
+import { closeDeps, createDeps, createLogger } from "../../src/deps.js";
+import { buildServer } from "../../src/http/server.js";
+import { useServiceHarness, waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
+import { TcpProxy } from "../support/tcp-proxy.js";
 import { ADMIN_TOKEN } from "../support/test-env.js";
 
 const h = useServiceHarness();
@@ -58,5 +61,29 @@ describe("queue UI", () => {
     const api = await h.app.inject({ method: "GET", url: "/admin/queues/api/queues", headers: { authorization: basic("admin", ADMIN_TOKEN) } });
     expect(api.statusCode).toBe(200);
     expect(api.json().queues.map((queue: { name: string }) => queue.name)).toEqual(["usage-events"]);
+  });
+});
+
+describe("/readyz", () => {
+  it("answers 503 while PostgreSQL is away and 200 again when it returns, without a restart", async () => {
+    const postgres = new URL(h.settings.databaseUrl);
+    const proxy = await TcpProxy.start({ host: postgres.hostname, port: Number(postgres.port || 5432) });
+    const throughProxy = new URL(h.settings.databaseUrl);
+    throughProxy.port = String(proxy.port);
+    const deps = createDeps({ ...h.settings, databaseUrl: throughProxy.toString() }, { logger: createLogger({ logLevel: "silent" }) });
+    const app = await buildServer(deps, { receiver: false });
+    const ready = async () => (await app.inject({ method: "GET", url: "/readyz" })).json();
+    try {
+      // Ready once its Redis connection is up.
+      await waitFor(async () => (await ready()).status === "ready");
+      await proxy.cut();
+      expect(await ready()).toMatchObject({ status: "unavailable", checks: { postgres: "down", redis: "ok" } });
+      await proxy.open();
+      await waitFor(async () => (await ready()).status === "ready");
+    } finally {
+      await app.close();
+      await proxy.cut();
+      await closeDeps(deps);
+    }
   });
 });
