@@ -101,6 +101,61 @@ describe("npm start (all-in-one process)", () => {
     expect(logged).not.toContain(ADMIN_TOKEN);
   });
 
+  it("finishes the jobs in hand on SIGTERM mid-load: nothing lost, nothing charged twice after restart", async () => {
+    const receiver = startProcess("workers/receiver.ts", serviceEnv());
+    services.push(receiver);
+    const receiverUrl = await receiver.baseUrl;
+    const batches = 16;
+    for (let batch = 0; batch < batches; batch++) {
+      const items = Array.from({ length: 512 }, (_, n) => litellmPayload(`sigterm-${batch}-${n}`, `sigterm-acct-${n % 50}`));
+      const posted = await fetch(`${receiverUrl}/v1/callbacks/litellm`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(items),
+      });
+      expect(posted.status).toBe(202);
+    }
+    const total = batches * 512;
+    const pool = new pg.Pool({ connectionString: databaseUrlFor(database) });
+    const receipts = async () =>
+      (await pool.query("SELECT count(*)::int AS n FROM charge_receipts WHERE idempotency_key LIKE 'sigterm-%'")).rows[0].n as number;
+    try {
+      const worker = startProcess("workers/usage-worker.ts", serviceEnv());
+      services.push(worker);
+      await worker.baseUrl;
+      await waitFor(async () => (await receipts()) > 0, 30_000);
+      const [code] = await (async () => {
+        const exited = once(worker.child, "exit");
+        worker.child.kill("SIGTERM");
+        return exited;
+      })();
+      expect(code).toBe(0);
+      const charged = await receipts();
+      expect(charged).toBeLessThan(total); // it really was stopped mid-load
+
+      const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+      const queue = createUsageQueue(redis, database);
+      expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
+
+      const restarted = startProcess("workers/usage-worker.ts", serviceEnv());
+      services.push(restarted);
+      await waitFor(async () => (await receipts()) === total, 60_000);
+      await waitFor(async () => (await queue.getJobCounts("waiting", "active")).waiting === 0);
+      const { rows } = await pool.query(
+        `SELECT count(*)::int AS entries, count(DISTINCT reference)::int AS keys
+         FROM ledger_entries WHERE reference LIKE 'sigterm-%'`,
+      );
+      expect(rows[0]).toEqual({ entries: total, keys: total });
+      await queue.close();
+      await redis.quit();
+      receiver.child.kill("SIGTERM");
+      restarted.child.kill("SIGTERM");
+      await Promise.all([once(receiver.child, "exit"), once(restarted.child, "exit")]);
+    } finally {
+      await pool.end();
+    }
+  }, 120_000);
+
   it("refuses to start with one line naming a missing setting", async () => {
     const { INGEST_TOKENS: _omitted, ...env } = serviceEnv();
     const service = startProcess("workers/all-in-one.ts", env);
