@@ -37,9 +37,10 @@ const envSchema = z.object({
   QUEUE_HIGH_WATER: positiveInt(200_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
   // Not in the external contract: lets tests and side-by-side deployments share one Redis.
+  // On Redis Cluster, wrap it in a hash tag ({spend-ingest}) so a queue's keys share a slot.
   QUEUE_PREFIX: z
     .string()
-    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
+    .regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, "letters, digits, '-' and '_', optionally as a {hash tag}")
     .default("spend-ingest"),
 });
 

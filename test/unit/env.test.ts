@@ -40,5 +40,7 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, PORT: "eighty" }).setting).toBe("PORT");
     expect(settingError({ ...valid, LOW_BALANCE_THRESHOLDS: "10,-5" }).setting).toBe("LOW_BALANCE_THRESHOLDS");
     expect(settingError({ ...valid, LOG_LEVEL: "loud" }).setting).toBe("LOG_LEVEL");
+    expect(settingError({ ...valid, QUEUE_PREFIX: "a:b" }).setting).toBe("QUEUE_PREFIX");
+    expect(parseEnv({ ...valid, QUEUE_PREFIX: "{spend-ingest}" }).queuePrefix).toBe("{spend-ingest}");
   });
 });
