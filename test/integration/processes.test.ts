@@ -124,6 +124,13 @@ describe("npm start (all-in-one process)", () => {
       services.push(worker);
       await worker.baseUrl;
       await waitFor(async () => (await receipts()) > 0, 30_000);
+      // Each process exposes its own metrics: the receiver what it received, the worker what it charged.
+      const metric = async (url: string, name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? Number.NaN);
+      expect(await metric(receiverUrl, "spend_ingest_events_received_total")).toBe(total);
+      // Counted just after the commit that the receipts query may already see.
+      await waitFor(async () => (await metric(await worker.baseUrl, "spend_ingest_charges_recorded_total")) > 0);
+      expect(await metric(await worker.baseUrl, "spend_ingest_events_received_total")).toBe(0);
       const [code] = await (async () => {
         const exited = once(worker.child, "exit");
         worker.child.kill("SIGTERM");
