@@ -7,12 +7,12 @@ import { parseCallbackBody } from "../src/ingest/callback-body.js";
 import { normaliseCallbackItem } from "../src/ingest/litellm-payload.js";
 import { replayQuarantined } from "../src/ingest/replay-quarantine.js";
 import { recordGrant } from "../src/ledger/grants.js";
-import { listQuarantined } from "../src/ledger/quarantine.js";
+import { assignBillingAccount, listQuarantined } from "../src/ledger/quarantine.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { toDecimalString } from "../src/pricing/decimal.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { candidateModelNames, type PricingOutcome, priceUsageEvent } from "../src/pricing/price-usage-event.js";
-import type { UsageEvent } from "../src/queue/contract.js";
+import { isStorableText, type UsageEvent } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
 import { progress, table, truncate } from "./ops-output.js";
 import { settingsOrExit } from "./runtime.js";
@@ -24,7 +24,7 @@ const HELP: Record<string, string> = {
   reconcile: "reconcile                               check every balance against its ledger (exit 1 on drift)",
   grant: "grant <account> <credits> <reference>   add credits once per reference",
   quarantine:
-    "quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)\n  quarantine replay [--reason R]          send refused items back through the pipeline",
+    "quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)\n  quarantine assign <id> <account>        bill a no_billing_account item to an account (then replay)\n  quarantine replay [--reason R]          send refused items back through the pipeline (receipt_conflict items stay)",
   price: "price <payload.json>                    explain what the price book charges for LiteLLM payloads",
 };
 
@@ -183,7 +183,21 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     });
   },
 
-  async quarantine([action]) {
+  async quarantine([action, ...rest]) {
+    if (action === "assign") {
+      const [id, account] = rest;
+      if (!id || !/^\d+$/.test(id) || !account || !isStorableText(account)) {
+        return usageError("quarantine assign needs <quarantine id> <account id>");
+      }
+      return withDatabase(async ({ pool }) => {
+        const assigned = await assignBillingAccount(pool, id, account);
+        print(
+          { assigned, id, billing_account_id: account },
+          assigned ? `item ${id} will be billed to ${account} when replayed` : `no pending no_billing_account item ${id}`,
+        );
+        return assigned ? EXIT_OK : EXIT_PROBLEM;
+      });
+    }
     if (action === "list") {
       return withDatabase(async ({ pool }) => {
         const rows = await listQuarantined(pool, { reason: flags.reason, limit: 1000, includeReplayed: flags.all });
@@ -220,7 +234,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
         }),
       );
     }
-    return usageError("quarantine needs list or replay");
+    return usageError("quarantine needs list, assign or replay");
   },
 
   async price([file]) {

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { Logger } from "pino";
-import { withTransaction } from "../db/client.js";
+import { jsonbText, withTransaction } from "../db/client.js";
 import { type Alert, type AlertFields, type AlertName, emitAlert } from "./catalog.js";
 
 export type OutboxAlert = Alert & { outboxId: string };
@@ -11,7 +11,7 @@ export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Prom
   const { rows } = await client.query<{ id: string; event: AlertName; fields: AlertFields }>(
     `INSERT INTO alert_outbox (event, fields)
      SELECT * FROM unnest($1::text[], $2::jsonb[]) RETURNING id, event, fields`,
-    [alerts.map((alert) => alert.event), alerts.map((alert) => JSON.stringify(alert.fields))],
+    [alerts.map((alert) => alert.event), alerts.map((alert) => jsonbText(alert.fields))],
   );
   return rows.map((row) => ({ event: row.event, fields: row.fields, outboxId: row.id }));
 }

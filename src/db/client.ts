@@ -26,15 +26,34 @@ export function createDatabase(
 /** Runs `work` in one transaction on one client, rolling back on any throw. */
 export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let result: T;
   try {
     await client.query("BEGIN");
-    const result = await work(client);
+    result = await work(client);
     await client.query("COMMIT");
-    return result;
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => {});
+    // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
+    const rollbackError = await client.query("ROLLBACK").then(
+      () => undefined,
+      (failure: Error) => failure,
+    );
+    client.release(rollbackError);
     throw error;
-  } finally {
-    client.release();
   }
+  client.release();
+  return result;
+}
+
+/**
+ * What PostgreSQL text and jsonb can hold of a string from outside: neither the NUL character
+ * nor a lone UTF-16 surrogate, so those are kept visibly instead of failing a whole batch on
+ * one hostile string.
+ */
+export function storableCopy(text: string): string {
+  return text.replaceAll("\u0000", "\\u0000").toWellFormed();
+}
+
+/** JSON for a jsonb parameter, every string in it made storable. */
+export function jsonbText(value: unknown): string {
+  return JSON.stringify(value ?? null, (_key, inner: unknown) => (typeof inner === "string" ? storableCopy(inner) : inner));
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
-import type { RejectedItem, UsageEvent } from "../queue/contract.js";
+import { isStorableText, MAX_STORED_TEXT, type RejectedItem, type UsageEvent } from "../queue/contract.js";
 import { UnparseableLine } from "./callback-body.js";
 import { NON_FINITE_LITERALS } from "./python-json.js";
 
@@ -9,13 +9,10 @@ import { NON_FINITE_LITERALS } from "./python-json.js";
  * The parts of LiteLLM's StandardLoggingPayload that billing reads. Every other field is
  * ignored, and `messages`, `response` text and `model_parameters` are never kept.
  */
-// Keys, names and accounts are indexed: PostgreSQL's btree takes at most ~2.7 kB per entry.
-const MAX_TEXT_LENGTH = 512;
-// PostgreSQL text cannot hold NUL; refusing it here keeps one hostile string from failing a job.
+// Model names are stored and indexed; see isStorableText.
 const optionalText = z
   .string()
-  .max(MAX_TEXT_LENGTH)
-  .refine((text) => !text.includes("\u0000"), "contains a NUL character")
+  .refine(isStorableText, `at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode`)
   .nullish();
 // A bad float reaches us as the string "NaN" or "Infinity" (see python-json.ts): say so.
 const number = () =>
@@ -58,18 +55,18 @@ export const usageObjectSchema = z.looseObject({
 });
 type UsageObject = z.infer<typeof usageObjectSchema>;
 
+// Account fields are checked when one is chosen (resolveBillingAccount): a field billing does
+// not use must not cost the call its charge.
 const accountMetadataSchema = z.looseObject({
-  user_api_key_team_id: optionalText,
-  user_api_key_user_id: optionalText,
-  user_api_key_end_user_id: optionalText,
   spend_logs_metadata: z.unknown().optional(),
   usage_object: z.unknown().optional(),
 });
 
 export const litellmPayloadSchema = z
   .looseObject({
-    litellm_call_id: optionalText,
-    id: optionalText,
+    // The key is chosen and checked by idempotencyKeyOf, whichever of the two it comes from.
+    litellm_call_id: z.unknown().optional(),
+    id: z.unknown().optional(),
     status: z.enum(["success", "failure"]).nullish(),
     cache_hit: z.boolean().nullish(),
     model: optionalText,
@@ -81,7 +78,7 @@ export const litellmPayloadSchema = z
     response_cost: number().min(0).max(MAX_REPORTED_COST_USD).nullish(),
     startTime: callTime,
     endTime: callTime,
-    end_user: optionalText,
+    end_user: z.unknown().optional(),
     metadata: accountMetadataSchema.nullish(),
     hidden_params: z.looseObject({ usage_object: z.unknown().optional() }).nullish(),
     response: z.unknown().optional(),
@@ -153,21 +150,33 @@ export function idempotencyKeyOf(item: unknown): string | null {
   return null;
 }
 
-/** The first non-empty of the contract's account fields, in the contract's order. */
-export function resolveBillingAccount(payload: LitellmPayload): string | null {
-  const metadata = payload.metadata;
-  const spendLogsMetadata = isRecord(metadata?.spend_logs_metadata) ? metadata.spend_logs_metadata : undefined;
-  const candidates = [
-    spendLogsMetadata?.billing_account_id,
-    metadata?.user_api_key_team_id,
-    metadata?.user_api_key_user_id,
-    metadata?.user_api_key_end_user_id,
-    payload.end_user,
-  ];
-  for (const candidate of candidates) {
-    if (typeof candidate === "string" && candidate.trim() !== "") return candidate.trim();
+export type ResolvedAccount = { ok: true; billingAccountId: string | null } | { ok: false; field: string; message: string };
+
+const ACCOUNT_FIELDS = [
+  ["metadata", "spend_logs_metadata", "billing_account_id"],
+  ["metadata", "user_api_key_team_id"],
+  ["metadata", "user_api_key_user_id"],
+  ["metadata", "user_api_key_end_user_id"],
+  ["end_user"],
+] as const;
+
+/**
+ * The first non-empty of the contract's account fields, in the contract's order. A whole
+ * number is taken as its decimal text; a chosen value that cannot be an account id is an error
+ * rather than a reason to bill the next field's account.
+ */
+export function resolveBillingAccount(payload: Record<string, unknown>): ResolvedAccount {
+  for (const path of ACCOUNT_FIELDS) {
+    let value: unknown = payload;
+    for (const step of path) value = isRecord(value) ? value[step] : undefined;
+    if (value === null || value === undefined || (typeof value === "string" && value.trim() === "")) continue;
+    const field = path.join(".");
+    const text = typeof value === "string" ? value.trim() : Number.isSafeInteger(value) ? String(value) : null;
+    if (text === null) return { ok: false, field, message: `expected text or a whole number, got ${typeof value}` };
+    if (!isStorableText(text)) return { ok: false, field, message: `at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode` };
+    return { ok: true, billingAccountId: text };
   }
-  return null;
+  return { ok: true, billingAccountId: null };
 }
 
 export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem };
@@ -179,7 +188,7 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
     ok: false,
     rejected: {
       reason,
-      idempotencyKey: idempotencyKey?.replaceAll("\u0000", "\\u0000") ?? null,
+      idempotencyKey,
       issues,
       item: sanitiseCallbackItem(item),
     },
@@ -196,6 +205,13 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
   if (idempotencyKey === null) {
     return reject("no_idempotency_key", [{ path: "litellm_call_id", message: "no litellm_call_id or id to key on" }]);
   }
+  if (!isStorableText(idempotencyKey)) {
+    return reject("invalid_idempotency_key", [
+      { path: "litellm_call_id", message: `the key must be at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode` },
+    ]);
+  }
+  const account = resolveBillingAccount(item);
+  if (!account.ok) return reject("invalid_billing_account", [{ path: account.field, message: account.message }]);
   const payload = parsed.data;
   const usage = cacheUsage(payload);
   if (!usage.success) throw new Error("unreachable: usage was validated by the schema");
@@ -203,7 +219,7 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
     ok: true,
     event: {
       idempotencyKey,
-      billingAccountId: resolveBillingAccount(payload),
+      billingAccountId: account.billingAccountId,
       status: payload.status ?? "success",
       cacheHit: payload.cache_hit === true,
       model: nonEmpty(payload.model),
@@ -288,7 +304,8 @@ function toIsoTime(value: number | string | null | undefined): string | null {
   if (value === null || value === undefined) return null;
   if (typeof value === "number") return new Date(value * 1000).toISOString();
   const match = LITELLM_DATETIME.exec(value);
-  if (!match) return null;
+  // PostgreSQL has no year 0 in its timestamps.
+  if (!match || match[1]!.startsWith("0000")) return null;
   const milliseconds = (match[3] ?? ".0").slice(1, 4).padEnd(3, "0");
   const iso = `${match[1]}T${match[2]}.${milliseconds}Z`;
   const time = new Date(iso);
@@ -315,7 +332,8 @@ const MAX_KEPT_TEXT = 1024;
 
 function scalarOf(value: unknown): unknown {
   if (typeof value === "string") {
-    return value.length > MAX_KEPT_TEXT ? `${value.slice(0, MAX_KEPT_TEXT)}…(${value.length} characters)` : value;
+    // toWellFormed: the cut may split a surrogate pair.
+    return value.length > MAX_KEPT_TEXT ? `${value.slice(0, MAX_KEPT_TEXT).toWellFormed()}…(${value.length} characters)` : value;
   }
   if (value === null || typeof value === "number" || typeof value === "boolean") return value;
   return { not_a_scalar: Array.isArray(value) ? "array" : typeof value };

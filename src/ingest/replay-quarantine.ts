@@ -8,6 +8,8 @@ import { enqueueCallbackItems } from "../queue/producer.js";
 import { normaliseCallbackItem } from "./litellm-payload.js";
 
 const ROWS_PER_PAGE = 500;
+// The first receipt stands: sending the other usage again could only be refused again.
+const NEVER_REPLAYED = ["receipt_conflict"];
 
 export type ReplayProgress = { replayed: number; stillRefused: number };
 
@@ -26,7 +28,12 @@ export async function replayQuarantined(
   const progress: ReplayProgress = { replayed: 0, stillRefused: 0 };
   let afterId: string | undefined;
   for (;;) {
-    const rows = await listQuarantined(pool, { reason: options.reason, afterId, limit: ROWS_PER_PAGE });
+    const rows = await listQuarantined(pool, {
+      reason: options.reason,
+      afterId,
+      limit: ROWS_PER_PAGE,
+      excludeReasons: NEVER_REPLAYED,
+    });
     if (rows.length === 0) break;
     afterId = rows[rows.length - 1]!.id;
     const events: UsageEvent[] = [];

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { Alert } from "../alerts/catalog.js";
 import { insertAlerts, type OutboxAlert } from "../alerts/outbox.js";
-import { withTransaction } from "../db/client.js";
+import { jsonbText, storableCopy, withTransaction } from "../db/client.js";
 
 export type QuarantineEntry = {
   stage: "receiver" | "worker";
@@ -41,7 +41,7 @@ export async function insertQuarantined(
       fingerprints,
       entries.map((entry) => entry.stage),
       entries.map((entry) => entry.reason),
-      entries.map((entry) => entry.idempotencyKey),
+      entries.map((entry) => (entry.idempotencyKey === null ? null : storableCopy(entry.idempotencyKey))),
       entries.map((entry) => jsonbText(entry.detail)),
       entries.map((entry) => jsonbText(entry.item)),
     ],
@@ -65,14 +65,6 @@ export async function insertQuarantined(
     });
   });
   return { inserted: inserted.size, alerts };
-}
-
-/**
- * JSON for a jsonb column. PostgreSQL cannot store the NUL character in jsonb, so it is kept
- * as the visible text \u0000 instead of failing the whole batch on one hostile string.
- */
-function jsonbText(value: unknown): string {
-  return JSON.stringify(value ?? null).replaceAll("\\u0000", "\\\\u0000");
 }
 
 function quarantineFingerprint(entry: QuarantineEntry): string {
@@ -115,7 +107,7 @@ export type QuarantinedRow = {
 /** Quarantined rows in id order, those not yet replayed unless `includeReplayed`. */
 export async function listQuarantined(
   pool: pg.Pool,
-  options: { reason?: string; afterId?: string; limit: number; includeReplayed?: boolean },
+  options: { reason?: string; afterId?: string; limit: number; includeReplayed?: boolean; excludeReasons?: string[] },
 ): Promise<QuarantinedRow[]> {
   const { rows } = await pool.query<{
     id: string;
@@ -128,9 +120,9 @@ export async function listQuarantined(
     replayed_at: Date | null;
   }>(
     `SELECT id, stage, reason, idempotency_key, detail, item, created_at, replayed_at FROM quarantine
-     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($3 OR replayed_at IS NULL)
+     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($3 OR replayed_at IS NULL) AND NOT reason = ANY($5::text[])
      ORDER BY id LIMIT $4`,
-    [options.reason ?? null, options.afterId ?? "0", options.includeReplayed ?? false, options.limit],
+    [options.reason ?? null, options.afterId ?? "0", options.includeReplayed ?? false, options.limit, options.excludeReasons ?? []],
   );
   return rows.map((row) => ({
     id: row.id,
@@ -148,4 +140,17 @@ export async function listQuarantined(
 export async function markReplayed(client: pg.PoolClient, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
   await client.query("UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])", [ids]);
+}
+
+/**
+ * Names the account a quarantined `no_billing_account` event should have been billed to, so
+ * that a replay charges it there. Only pending worker rows of that reason can be assigned.
+ */
+export async function assignBillingAccount(pool: pg.Pool, quarantineId: string, billingAccountId: string): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `UPDATE quarantine SET item = jsonb_set(item, '{billingAccountId}', to_jsonb($2::text))
+     WHERE id = $1 AND stage = 'worker' AND reason = 'no_billing_account' AND replayed_at IS NULL`,
+    [quarantineId, billingAccountId],
+  );
+  return rowCount === 1;
 }

@@ -5,6 +5,8 @@ export type Drift =
   | { kind: "chain_break"; billingAccountId: string; entryId: string; balanceBefore: string; expected: string }
   | { kind: "receipt_without_entry"; idempotencyKey: string }
   | { kind: "entry_without_receipt"; billingAccountId: string; entryId: string }
+  | { kind: "receipt_without_account"; idempotencyKey: string; billingAccountId: string }
+  | { kind: "entry_without_account"; entryId: string; billingAccountId: string }
   | { kind: "entry_amount_mismatch"; idempotencyKey: string; chargedCredits: string; amountCredits: string }
   | { kind: "entry_account_mismatch"; idempotencyKey: string; receiptAccount: string; entryAccount: string };
 
@@ -36,7 +38,28 @@ export async function reconcileLedger(
     drifts.push(...(await balanceDrifts(pool, ids)), ...(await chainDrifts(pool, ids)), ...(await receiptDrifts(pool, ids)));
     options.onProgress?.(accountsChecked);
   }
+  drifts.push(...(await accountlessDrifts(pool)));
   return { ok: drifts.length === 0, accountsChecked, drifts };
+}
+
+const ACCOUNTLESS_SHOWN = 1000;
+
+/** Receipts and entries naming an account that does not exist, which the account pages cannot see. */
+async function accountlessDrifts(pool: pg.Pool): Promise<Drift[]> {
+  const { rows: receipts } = await pool.query<{ idempotency_key: string; billing_account_id: string }>(
+    `SELECT r.idempotency_key, r.billing_account_id FROM charge_receipts r
+     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = r.billing_account_id) ORDER BY r.id LIMIT $1`,
+    [ACCOUNTLESS_SHOWN],
+  );
+  const { rows: entries } = await pool.query<{ id: string; billing_account_id: string }>(
+    `SELECT l.id, l.billing_account_id FROM ledger_entries l
+     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.billing_account_id) ORDER BY l.id LIMIT $1`,
+    [ACCOUNTLESS_SHOWN],
+  );
+  return [
+    ...receipts.map((row): Drift => ({ kind: "receipt_without_account", idempotencyKey: row.idempotency_key, billingAccountId: row.billing_account_id })),
+    ...entries.map((row): Drift => ({ kind: "entry_without_account", entryId: row.id, billingAccountId: row.billing_account_id })),
+  ];
 }
 
 async function balanceDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {

@@ -11,20 +11,30 @@ export const EVENTS_PER_JOB = 128;
 
 const tokenCount = z.number().int().min(0);
 
+// Keys, names and accounts are indexed (PostgreSQL's btree takes ~2.7 kB per entry) and must
+// round-trip through PostgreSQL text exactly: no NUL, no lone UTF-16 surrogate.
+export const MAX_STORED_TEXT = 512;
+
+export function isStorableText(text: string): boolean {
+  return text.length <= MAX_STORED_TEXT && !text.includes("\u0000") && text.isWellFormed();
+}
+
+const storableText = z.string().refine(isStorableText, `at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode`);
+
 /**
  * A LiteLLM call reduced to what billing reads. Never prompt or response text: job data sits
  * in Redis in clear. Fields added later must be optional so queued jobs still parse.
  */
 export const usageEventSchema = z
   .object({
-  idempotencyKey: z.string().min(1),
-  billingAccountId: z.string().min(1).nullable(),
+  idempotencyKey: storableText.min(1),
+  billingAccountId: storableText.min(1).nullable(),
   status: z.enum(["success", "failure"]),
   cacheHit: z.boolean(),
-  model: z.string().nullable(),
-  modelGroup: z.string().nullable(),
-  modelMapKey: z.string().nullable(),
-  provider: z.string().nullable(),
+  model: storableText.nullable(),
+  modelGroup: storableText.nullable(),
+  modelMapKey: storableText.nullable(),
+  provider: storableText.nullable(),
   promptTokens: tokenCount,
   completionTokens: tokenCount,
   cacheReadTokens: tokenCount,

@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
 import { deliverAlerts, deliverStrandedAlerts } from "../../src/alerts/outbox.js";
 import { recordGrant } from "../../src/ledger/grants.js";
+import { reconcileLedger } from "../../src/ledger/reconcile.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/ledger/record-usage.js";
 import { decimal } from "../../src/pricing/decimal.js";
 import { useTestDatabase } from "../support/harness.js";
@@ -99,6 +100,20 @@ describe("recordUsageBatch under concurrency", () => {
     ]);
     const again = await record(batch, [100n]);
     expect(again).toMatchObject({ charged: [], duplicates: 2, conflicts: 0, alerts: [] });
+  });
+});
+
+describe("reconcile", () => {
+  it("sees receipts and entries that name an account that does not exist", async () => {
+    await db.pool.query(
+      `INSERT INTO charge_receipts (idempotency_key, billing_account_id, pricing_source, provider_cost_usd, charged_credits,
+         prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_fingerprint, price_book_hash)
+       VALUES ('orphan-1', 'acct-nobody', 'price_book', 0, 5, 1, 1, 0, 0, 0, 'x', 'x')`,
+    );
+    const report = await reconcileLedger(db.pool);
+    expect(report.ok).toBe(false);
+    expect(report.drifts).toContainEqual({ kind: "receipt_without_account", idempotencyKey: "orphan-1", billingAccountId: "acct-nobody" });
+    await db.pool.query("DELETE FROM charge_receipts WHERE idempotency_key = 'orphan-1'");
   });
 });
 

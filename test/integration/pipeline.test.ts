@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { replayQuarantined } from "../../src/ingest/replay-quarantine.js";
+import { assignBillingAccount, listQuarantined } from "../../src/ledger/quarantine.js";
 import { enqueueCallbackItems } from "../../src/queue/producer.js";
 import { useServiceHarness } from "../support/harness.js";
 import { redisText } from "../support/redis-text.js";
@@ -196,6 +198,55 @@ describe("LiteLLM callback → queue → worker → ledger", () => {
     expect(await countRows("quarantine", "idempotency_key = $1 AND reason = $2", ["no-account-1", "no_billing_account"])).toBe(1);
     expect(await countRows("charge_receipts", "idempotency_key = ANY($1)", [["no-account-1", "failed-call-1"]])).toBe(0);
     expect(h.alerts("event_quarantined").some((line) => line.idempotency_key === "no-account-1")).toBe(true);
+  });
+});
+
+describe("quarantine that keeps what PostgreSQL cannot", () => {
+  it("quarantines hostile strings without failing the job, and charges the rest", async () => {
+    const response = await h.postCallback([
+      litellmPayload("hostile-good-1", "team-hostile"),
+      // Unknown model at $0 (quarantined by the worker) whose name holds the text \u0000.
+      litellmPayload("hostile-unpriced", "team-hostile", { model: "acme/unknown\\u0000", model_map_information: null, response_cost: 0 }),
+      // Refused at the door: the chosen account is not storable; what is kept of it must be.
+      litellmPayload("hostile-emoji", null, { end_user: `a${"😀".repeat(600)}` }),
+      litellmPayload("hostile-lone", "team-\ud800"),
+      litellmPayload("hostile-good-2", "team-hostile"),
+    ]);
+    expect(response.statusCode).toBe(207);
+    expect(response.json().rejected.map((item: { reason: string }) => item.reason)).toEqual(["invalid_billing_account", "invalid_billing_account"]);
+    await h.drainQueue();
+    expect((await receipt("hostile-good-1")).status).toBe(200);
+    expect((await receipt("hostile-good-2")).status).toBe(200);
+    expect(await countRows("quarantine", "idempotency_key = ANY($1)", [["hostile-unpriced", "hostile-emoji", "hostile-lone"]])).toBe(3);
+    expect(await h.deps.usageQueue.getJobCounts("failed", "delayed")).toEqual({ failed: 0, delayed: 0 });
+  });
+
+  it("bills a no_billing_account item to the account an operator assigns, once, by replay", async () => {
+    await h.postCallback([litellmPayload("assign-1", null, { end_user: "" })]);
+    await h.drainQueue();
+    const [row] = await listQuarantined(h.deps.database.pool, { reason: "no_billing_account", limit: 1000 }).then((rows) =>
+      rows.filter((candidate) => candidate.idempotencyKey === "assign-1"),
+    );
+    expect(row).toBeDefined();
+    expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-assigned")).toBe(true);
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "no_billing_account" });
+    await h.drainQueue();
+    expect((await receipt("assign-1")).body).toMatchObject({ billing_account_id: "team-assigned", charged_credits: 2250 });
+    expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-other")).toBe(false);
+  });
+
+  it("keeps receipt conflicts for inspection: replay neither resends nor re-alerts them", async () => {
+    await h.postCallback([litellmPayload("conflict-1", "team-conflict")]);
+    await h.drainQueue();
+    await h.postCallback([litellmPayload("conflict-1", "team-conflict", { prompt_tokens: 11 })]);
+    await h.drainQueue();
+    const conflicts = () => h.alerts("receipt_conflict").filter((line) => line.idempotency_key === "conflict-1").length;
+    expect(conflicts()).toBe(1);
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "receipt_conflict" })).toEqual({ replayed: 0, stillRefused: 0 });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue);
+    await h.drainQueue();
+    expect(conflicts()).toBe(1);
+    expect((await receipt("conflict-1")).body.prompt_tokens).toBe(10);
   });
 });
 

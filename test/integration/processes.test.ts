@@ -85,7 +85,7 @@ describe("npm start (all-in-one process)", () => {
     const summary = async () =>
       fetch(`${second}/v1/accounts/team-process/credits/summary`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     await waitFor(async () => (await summary()).status === 200);
-    await waitFor(async () => (await (await summary()).json()).balance_credits === -4500);
+    await waitFor(async () => ((await (await summary()).json()) as { balance_credits: number }).balance_credits === -4500);
     expect((await fetch(`${second}/readyz`)).status).toBe(200);
 
     services[0]!.child.kill("SIGHUP");

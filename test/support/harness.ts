@@ -87,11 +87,19 @@ export function useServiceHarness(overrides: Record<string, string> = {}, option
           headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
           ...(body === undefined ? {} : { payload: body as object }),
         }),
-      drainQueue: () =>
-        waitFor(async () => {
-          const counts = await deps.usageQueue.getJobCounts("waiting", "active", "delayed", "prioritized");
-          return Object.values(counts).every((count) => count === 0);
-        }),
+      drainQueue: async () => {
+        try {
+          await waitFor(async () => {
+            const counts = await deps.usageQueue.getJobCounts("waiting", "active", "delayed", "prioritized");
+            return Object.values(counts).every((count) => count === 0);
+          });
+        } catch (error) {
+          // Say which jobs are stuck and why, rather than only that the queue did not drain.
+          const stuck = await deps.usageQueue.getJobs(["delayed", "waiting", "active"], 0, 5);
+          const reasons = stuck.map((job) => `${job.id} (${job.attemptsMade} attempts): ${job.failedReason ?? "no reason yet"}`);
+          throw new Error(`${(error as Error).message}; stuck jobs: ${reasons.join("; ") || "none listed"}`);
+        }
+      },
     } satisfies Harness);
   });
 

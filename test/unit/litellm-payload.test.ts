@@ -184,3 +184,37 @@ describe("Python's json.dumps literals", () => {
     expect(accepted(parsed.items[0]).idempotencyKey).toBe("words-1");
   });
 });
+
+describe("keys and accounts that PostgreSQL must store exactly", () => {
+  it("ignores account fields it does not bill, however odd", () => {
+    const oddEndUser = { ...litellmPayload("odd-1", "team-odd"), end_user: "u".repeat(600) };
+    expect(accepted(oddEndUser).billingAccountId).toBe("team-odd");
+    const nulEndUser = litellmPayload("odd-2", "team-odd", { metadata: { user_api_key_end_user_id: "a\u0000b" } });
+    expect(accepted(nulEndUser).billingAccountId).toBe("team-odd");
+    const longId = { ...litellmPayload("x".repeat(600), "team-odd"), litellm_call_id: "call-odd-3" };
+    expect(accepted(longId).idempotencyKey).toBe("call-odd-3");
+  });
+
+  it("refuses a key or a chosen account that cannot be stored as sent", () => {
+    expect(rejected(litellmPayload("k".repeat(513), "t")).reason).toBe("invalid_idempotency_key");
+    expect(rejected(litellmPayload("lone-\ud800", "t")).reason).toBe("invalid_idempotency_key");
+    expect(rejected(litellmPayload("nul-\u0000", "t")).reason).toBe("invalid_idempotency_key");
+    const longAccount = litellmPayload("acct-1", null, { end_user: "e".repeat(513) });
+    expect(rejected(longAccount)).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "end_user" }] });
+    const loneAccount = litellmPayload("acct-2", "team-\udc00");
+    expect(rejected(loneAccount)).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "metadata.user_api_key_team_id" }] });
+    const objectAccount = litellmPayload("acct-3", "team", { metadata: { spend_logs_metadata: { billing_account_id: { id: 1 } } } });
+    expect(rejected(objectAccount)).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "metadata.spend_logs_metadata.billing_account_id" }] });
+  });
+
+  it("takes a whole-number billing account id as its decimal text, never falling through to the team", () => {
+    const numeric = litellmPayload("acct-4", "team", { metadata: { spend_logs_metadata: { billing_account_id: 12345 } } });
+    expect(accepted(numeric).billingAccountId).toBe("12345");
+  });
+
+  it("refuses year 0000, which PostgreSQL cannot store", () => {
+    expect(rejected({ ...litellmPayload("year-0", "t"), endTime: "0000-01-01 00:00:00" }).issues).toContainEqual(
+      expect.objectContaining({ path: "endTime" }),
+    );
+  });
+});
