@@ -17,7 +17,10 @@ function generator(seed: number) {
   const pick = <T>(choices: T[]): T => choices[int(choices.length)]!;
   let serial = 0;
 
-  const strings = ["", "NaN", "Infinity", "-Infinity", "None", "null", "0", "1e999", "\u0000", "🙂", "x".repeat(5000), "2025-02-30 10:00:00", "2025-01-24 09:20:46.847371"];
+  const strings = [
+    "", "NaN", "Infinity", "-Infinity", "None", "null", "0", "1e999", "\u0000", "\\u0000", "🙂", "\ud800", "a\udc00b",
+    "x".repeat(5000), `a${"😀".repeat(600)}`, "0000-01-01 00:00:00", "2025-02-30 10:00:00", "2025-01-24 09:20:46.847371",
+  ];
   const numbers = [0, -1, 1.5, 2 ** 31, 2 ** 53 + 1, 1e308, -1e308, 5e-324, 3_000_000_000, 1e30, 42];
   const value = (depth: number): unknown => {
     const kind = int(depth > 3 ? 4 : 6);
@@ -43,6 +46,8 @@ function generator(seed: number) {
     serial += 1;
     const item: Record<string, unknown> = litellmPayload(`fuzz-${seed}-${serial}`, next() < 0.8 ? `fuzz-acct-${int(20)}` : null, {
       response: { usage: { prompt_tokens: 10, completion_tokens: 20 } },
+      // Fields billing does not use may hold anything without costing the call its charge.
+      end_user: next() < 0.2 ? pick(strings) : "",
     });
     for (let change = int(4); change > 0; change--) {
       const field = pick(fields);
@@ -104,7 +109,7 @@ describe("fuzzing the receiver", () => {
       bodies.push({ payload: JSON.stringify(items), contentType: "application/json", items });
     }
 
-    const accepted = new Set<string>();
+    const accepted = new Map<string, unknown>();
     const statuses = new Map<number, number>();
     let cursor = 0;
     const send = async () => {
@@ -125,7 +130,7 @@ describe("fuzzing the receiver", () => {
         expect(answer.accepted + answer.rejected.length).toBe(body.items.length);
         const refused = new Set(answer.rejected.map((rejected: { index: number }) => rejected.index));
         body.items.forEach((item, index) => {
-          if (!refused.has(index)) accepted.add(idempotencyKeyOf(item)!);
+          if (!refused.has(index)) accepted.set(idempotencyKeyOf(item)!, item);
         });
       }
     };
@@ -136,6 +141,15 @@ describe("fuzzing the receiver", () => {
     const { rows: receipts } = await pool.query<{ idempotency_key: string }>("SELECT idempotency_key FROM charge_receipts");
     expect(receipts.length).toBeGreaterThan(1000);
     expect(receipts.filter((receipt) => !accepted.has(receipt.idempotency_key))).toEqual([]);
+    // Every accepted call ended somewhere: a receipt, a quarantine row, or not charged as a failure.
+    const { rows: quarantined } = await pool.query<{ idempotency_key: string }>(
+      "SELECT idempotency_key FROM quarantine WHERE stage = 'worker' AND idempotency_key IS NOT NULL",
+    );
+    const settled = new Set([...receipts, ...quarantined].map((row) => row.idempotency_key));
+    const unaccounted = [...accepted].filter(
+      ([key, item]) => !settled.has(key) && (item as { status?: unknown }).status !== "failure",
+    );
+    expect(unaccounted.map(([key]) => key)).toEqual([]);
     expect(await h.deps.usageQueue.getJobCounts("failed")).toEqual({ failed: 0 });
     const { rows } = await pool.query("SELECT count(*)::int AS n FROM quarantine WHERE stage = 'receiver'");
     expect(rows[0].n).toBeGreaterThan(1000);

@@ -485,3 +485,14 @@ describe("operator routes", () => {
     expect(ready.json().checks).toEqual({ postgres: "ok", redis: "ok" });
   });
 });
+
+describe("logs", () => {
+  // Last in the file, so it sees every line the tests above made the service write.
+  it("never hold a bearer token, right or wrong", () => {
+    const logged = JSON.stringify(h.logs);
+    expect(h.logs.length).toBeGreaterThan(50);
+    for (const token of ["test-ingest-token-0001", "test-ingest-token-0002", "test-admin-token-0001", "not-the-token-at-all"]) {
+      expect(logged).not.toContain(token);
+    }
+  });
+});
