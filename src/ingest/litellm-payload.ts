@@ -195,7 +195,7 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
   });
   if (item instanceof UnparseableLine) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
   if (!isRecord(item)) return reject("invalid_payload", [{ message: "each item must be a JSON object" }]);
-  const parsed = litellmPayloadSchema.safeParse(item);
+  const parsed = litellmPayloadSchema.safeParse(readFields(item));
   if (!parsed.success) {
     return reject(
       "invalid_payload",
@@ -238,6 +238,31 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
       eventTime: toIsoTime(payload.endTime) ?? toIsoTime(payload.startTime),
     },
   };
+}
+
+/**
+ * The fields the schema reads, as sent: validating this projection instead of the whole item
+ * keeps zod from copying prompts and responses it never looks at (most of a payload's bytes).
+ */
+function readFields(item: Record<string, unknown>): Record<string, unknown> {
+  const read: Record<string, unknown> = {};
+  for (const field of TOP_LEVEL_FIELDS) if (field in item) read[field] = item[field];
+  for (const [field, nested] of [
+    ["model_map_information", ["model_map_key"]],
+    ["metadata", ["spend_logs_metadata", "usage_object"]],
+    ["hidden_params", ["usage_object"]],
+    ["response", ["usage"]],
+  ] as const) {
+    const value = item[field];
+    if (!isRecord(value)) {
+      if (field in item) read[field] = value;
+      continue;
+    }
+    const kept: Record<string, unknown> = {};
+    for (const key of nested) if (key in value) kept[key] = value[key];
+    read[field] = kept;
+  }
+  return read;
 }
 
 const ACCOUNT_METADATA_FIELDS = ["user_api_key_team_id", "user_api_key_user_id", "user_api_key_end_user_id"];

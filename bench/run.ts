@@ -1,0 +1,367 @@
+/**
+ * The throughput benchmark: real receiver and worker processes against the PostgreSQL and
+ * Redis of DATABASE_URL / REDIS_URL, in a throwaway database and queue prefix. Load comes from
+ * concurrent HTTP clients posting LiteLLM json_array batches with prompts and responses.
+ *
+ *   npm run bench -- [--events 200000] [--accounts 1000] [--batch 512] [--workers 2]
+ *                    [--rate 5000] [--clients 4] [--hot-events 50000] [--naive-events 20000]
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, totalmem } from "node:os";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { runMigrations } from "../src/db/migrate.js";
+import { recordGrant } from "../src/ledger/grants.js";
+import { reconcileLedger } from "../src/ledger/reconcile.js";
+import { JOB_CHARGE_USAGE, type UsageEvent } from "../src/queue/contract.js";
+import { createUsageQueue } from "../src/queue/producer.js";
+
+const { values: flags } = parseArgs({
+  options: {
+    events: { type: "string", default: "200000" },
+    accounts: { type: "string", default: "1000" },
+    batch: { type: "string", default: "512" },
+    workers: { type: "string", default: "2" },
+    rate: { type: "string", default: "5000" },
+    clients: { type: "string", default: "4" },
+    "hot-events": { type: "string", default: "50000" },
+    "naive-events": { type: "string", default: "20000" },
+    "paced-events": { type: "string", default: "60000" },
+    // Extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    "node-args": { type: "string", default: "" },
+  },
+});
+const settings = {
+  events: Number(flags.events),
+  accounts: Number(flags.accounts),
+  batch: Number(flags.batch),
+  workers: Number(flags.workers),
+  rate: Number(flags.rate),
+  clients: Number(flags.clients),
+  hotEvents: Number(flags["hot-events"]),
+  naiveEvents: Number(flags["naive-events"]),
+  pacedEvents: Number(flags["paced-events"]),
+};
+
+const ADMIN_DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379/0";
+const INGEST_TOKEN = `bench-ingest-${randomBytes(8).toString("hex")}`;
+const ADMIN_TOKEN = `bench-admin-${randomBytes(8).toString("hex")}`;
+const RUN = `spend_ingest_bench_${randomBytes(4).toString("hex")}`;
+const databaseUrl = (() => {
+  const url = new URL(ADMIN_DATABASE_URL);
+  url.pathname = `/${RUN}`;
+  return url.toString();
+})();
+
+type Service = { name: string; child: ChildProcess; url: Promise<string>; peakRssBytes: number };
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+async function startService(name: string, entry: string): Promise<Service> {
+  const port = await freePort();
+  const nodeArgs = (flags["node-args"] ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", entry], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL,
+      INGEST_TOKENS: INGEST_TOKEN,
+      ADMIN_TOKEN,
+      PORT: String(port),
+      QUEUE_PREFIX: RUN,
+      LOG_LEVEL: "warn",
+      // The bench offers more than the default backlog guard in its fastest phase.
+      QUEUE_HIGH_WATER: "1000000",
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const ready = (async () => {
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`${name} exited ${child.exitCode}`);
+      const answered = await fetch(`${url}/healthz`).then((response) => response.ok, () => false);
+      if (answered) return url;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return { name, child, peakRssBytes: 0, url: ready };
+}
+
+function sampleRss(services: Service[]): NodeJS.Timeout {
+  return setInterval(() => {
+    for (const service of services) {
+      try {
+        const status = readFileSync(`/proc/${service.child.pid}/status`, "utf8");
+        const kilobytes = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+        service.peakRssBytes = Math.max(service.peakRssBytes, kilobytes * 1024);
+      } catch {
+        // The process has exited.
+      }
+    }
+  }, 200);
+}
+
+// A realistic call: LiteLLM's example payload with a prompt and a response of a typical size.
+const example = JSON.parse(readFileSync(new URL("../test/fixtures/standard_logging_payload.json", import.meta.url), "utf8"));
+const template = JSON.stringify({
+  ...example,
+  id: "__ID__",
+  endTime: "__END__",
+  messages: [
+    { role: "system", content: "You are a helpful assistant. ".repeat(8) },
+    { role: "user", content: "Summarise the quarterly report for the board, with risks and next steps. ".repeat(12) },
+  ],
+  response: {
+    ...example.response,
+    choices: [{ ...example.response.choices[0], message: { role: "assistant", content: "The quarter closed ahead of plan. ".repeat(10) } }],
+  },
+  metadata: { ...example.metadata, user_api_key_team_id: "__ACCOUNT__" },
+}).replace('"endTime":"__END__"', '"endTime":__END__');
+
+function batchBody(prefix: string, first: number, count: number, account: (n: number) => string): string {
+  const end = String(Date.now() / 1000);
+  const items: string[] = [];
+  for (let n = first; n < first + count; n++) {
+    items.push(template.replace("__ID__", `${prefix}-${n}`).replace("__ACCOUNT__", account(n)).replace("__END__", end));
+  }
+  return `[${items.join(",")}]`;
+}
+
+type LoadResult = { startedAtMs: number; seconds: number; ackMs: number[] };
+
+/**
+ * Posts `events` in batches from concurrent clients, at `rate` events/s when given. Unpaced
+ * phases build their bodies before the clock starts, so the load generator's own work does
+ * not take the two cores from the service it measures; a paced phase builds each body when
+ * due, so that its endTime is the moment it is offered.
+ */
+async function offerLoad(receiverUrl: string, prefix: string, events: number, account: (n: number) => string, rate?: number): Promise<LoadResult> {
+  const ackMs: number[] = [];
+  const batches = Math.ceil(events / settings.batch);
+  const bodyOf = (batch: number) => {
+    const first = batch * settings.batch;
+    return Buffer.from(batchBody(prefix, first, Math.min(settings.batch, events - first), account));
+  };
+  const prebuilt = rate ? undefined : Array.from({ length: batches }, (_, batch) => bodyOf(batch));
+  let nextBatch = 0;
+  const startedAtMs = Date.now();
+  const started = performance.now();
+  const client = async () => {
+    for (;;) {
+      const batch = nextBatch++;
+      if (batch >= batches) return;
+      if (rate) {
+        const due = started + ((batch * settings.batch) / rate) * 1000;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+      const body = prebuilt?.[batch] ?? bodyOf(batch);
+      for (;;) {
+        const sent = performance.now();
+        const response = await fetch(`${receiverUrl}/v1/callbacks/litellm`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json" },
+          body,
+        });
+        await response.arrayBuffer();
+        ackMs.push(performance.now() - sent);
+        if (response.status === 202) break;
+        if (response.status !== 503) throw new Error(`receiver answered ${response.status}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: rate ? Math.max(settings.clients, 8) : settings.clients }, client));
+  return { startedAtMs, seconds: (performance.now() - started) / 1000, ackMs };
+}
+
+async function waitForReceipts(pool: pg.Pool, prefix: string, expected: number): Promise<void> {
+  for (;;) {
+    const { rows } = await pool.query("SELECT count(*)::int AS n FROM charge_receipts WHERE idempotency_key LIKE $1", [`${prefix}-%`]);
+    if (rows[0].n >= expected) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** First post to last receipt commit, from the receipts' own commit times. */
+async function endToEnd(pool: pg.Pool, prefix: string, startedAtMs: number, events: number) {
+  const { rows } = await pool.query(
+    `SELECT extract(epoch FROM max(created_at)) * 1000 AS last_ms,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - event_time)) AS p50,
+            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - event_time)) AS p99
+     FROM charge_receipts WHERE idempotency_key LIKE $1`,
+    [`${prefix}-%`],
+  );
+  const seconds = (Number(rows[0].last_ms) - startedAtMs) / 1000;
+  return { eventsPerSecond: Math.round(events / seconds), seconds, eventToLedgerP50: Number(rows[0].p50), eventToLedgerP99: Number(rows[0].p99) };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function main() {
+  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${RUN}`);
+  await runMigrations(databaseUrl);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = createUsageQueue(redis, RUN);
+
+  const receiver = await startService("receiver", "workers/receiver.ts");
+  const workers = await Promise.all(
+    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "workers/usage-worker.ts")),
+  );
+  const services = [receiver, ...workers];
+  const sampler = sampleRss(services);
+  const results: Record<string, unknown> = {};
+  try {
+    const receiverUrl = await receiver.url;
+    await Promise.all(workers.map((worker) => worker.url));
+
+    // Funded accounts, as in normal running: charges do not cross zero, so no alert lines.
+    const accounts = Array.from({ length: settings.accounts }, (_, n) => `bench-acct-${n}`);
+    for (const account of [...accounts, "bench-hot"]) {
+      await recordGrant(pool, { billingAccountId: account, credits: 10n ** 15n, reference: `bench-${account}`, reason: "bench" });
+    }
+
+    process.stderr.write(`spread: ${settings.events} events over ${settings.accounts} accounts\n`);
+    const spreadLoad = await offerLoad(receiverUrl, "spread", settings.events, (n) => accounts[n % accounts.length]!);
+    await waitForReceipts(pool, "spread", settings.events);
+    const spread = await endToEnd(pool, "spread", spreadLoad.startedAtMs, settings.events);
+
+    process.stderr.write(`paced: ${settings.pacedEvents} events offered at ${settings.rate}/s\n`);
+    const pacedLoad = await offerLoad(receiverUrl, "paced", settings.pacedEvents, (n) => accounts[n % accounts.length]!, settings.rate);
+    await waitForReceipts(pool, "paced", settings.pacedEvents);
+    const paced = await endToEnd(pool, "paced", pacedLoad.startedAtMs, settings.pacedEvents);
+
+    process.stderr.write(`hot: ${settings.hotEvents} events on one account\n`);
+    const hotLoad = await offerLoad(receiverUrl, "hot", settings.hotEvents, () => "bench-hot");
+    await waitForReceipts(pool, "hot", settings.hotEvents);
+    const hot = await endToEnd(pool, "hot", hotLoad.startedAtMs, settings.hotEvents);
+
+    // The naive consumer: one job and one transaction per event, through the same workers.
+    process.stderr.write(`naive: ${settings.naiveEvents} single-event jobs\n`);
+    const naiveEvents: UsageEvent[] = Array.from({ length: settings.naiveEvents }, (_, n) => ({
+      idempotencyKey: `naive-${n}`,
+      billingAccountId: accounts[n % accounts.length]!,
+      status: "success",
+      cacheHit: false,
+      model: "gpt-4o",
+      modelGroup: null,
+      modelMapKey: "gpt-4o",
+      provider: "openai",
+      promptTokens: 10,
+      completionTokens: 20,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      reasoningTokens: 0,
+      reportedCostUsd: "0.000225",
+      eventTime: new Date().toISOString(),
+    }));
+    const naiveStarted = Date.now();
+    for (let first = 0; first < naiveEvents.length; first += 1000) {
+      await queue.addBulk(
+        naiveEvents.slice(first, first + 1000).map((event) => ({ name: JOB_CHARGE_USAGE, data: { events: [event] }, opts: { jobId: `naive-${event.idempotencyKey}` } })),
+      );
+    }
+    await waitForReceipts(pool, "naive", settings.naiveEvents);
+    const naive = await endToEnd(pool, "naive", naiveStarted, settings.naiveEvents);
+
+    // The books: every event charged exactly once, nothing failed, reconcile ok.
+    const total = settings.events + settings.pacedEvents + settings.hotEvents + settings.naiveEvents;
+    const { rows } = await pool.query(
+      `SELECT (SELECT count(*)::int FROM charge_receipts) AS receipts,
+              (SELECT count(*)::int FROM ledger_entries WHERE kind = 'charge') AS entries,
+              (SELECT coalesce(sum(charged_credits), 0)::text FROM charge_receipts) AS credits`,
+    );
+    const reconcile = await reconcileLedger(pool);
+    const failed = await queue.getFailedCount();
+    const checks = {
+      receipts: rows[0].receipts === total,
+      ledgerEntries: rows[0].entries === total,
+      creditsPerEvent: rows[0].credits === String(BigInt(total) * 2250n) ? true : rows[0].credits,
+      reconcile: reconcile.ok,
+      failedJobs: failed === 0,
+    };
+
+    const versions = await pool.query("SHOW server_version");
+    const redisInfo = await redis.info("server");
+    Object.assign(results, {
+      date: new Date().toISOString(),
+      settings,
+      spread: { eventsPerSecond: spread.eventsPerSecond, seconds: spread.seconds, offerSeconds: spreadLoad.seconds, ackP50Ms: percentile(spreadLoad.ackMs, 50), ackP99Ms: percentile(spreadLoad.ackMs, 99) },
+      paced: {
+        offeredEventsPerSecond: settings.rate,
+        eventsPerSecond: paced.eventsPerSecond,
+        ackP50Ms: percentile(pacedLoad.ackMs, 50),
+        ackP99Ms: percentile(pacedLoad.ackMs, 99),
+        eventToLedgerP50Seconds: paced.eventToLedgerP50,
+        eventToLedgerP99Seconds: paced.eventToLedgerP99,
+      },
+      hot: { eventsPerSecond: hot.eventsPerSecond, seconds: hot.seconds },
+      naive: { eventsPerSecond: naive.eventsPerSecond, seconds: naive.seconds },
+      ratioToNaive: Math.round((spread.eventsPerSecond / naive.eventsPerSecond) * 10) / 10,
+      peakRssMb: Object.fromEntries(services.map((service) => [service.name, Math.round(service.peakRssBytes / 1048576)])),
+      checks,
+      machine: {
+        cores: cpus().length,
+        memoryGb: Math.round(totalmem() / 1073741824),
+        node: process.version,
+        postgres: versions.rows[0].server_version,
+        redis: /redis_version:(\S+)/.exec(redisInfo)?.[1],
+      },
+    });
+  } finally {
+    clearInterval(sampler);
+    for (const service of services) service.child.kill("SIGTERM");
+    await Promise.all(services.map((service) => new Promise((resolve) => (service.child.exitCode === null ? service.child.once("exit", resolve) : resolve(null)))));
+    await queue.obliterate({ force: true }).catch(() => {});
+    await queue.close();
+    await redis.quit();
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
+    await admin.end();
+  }
+  report(results);
+}
+
+function report(results: Record<string, any>) {
+  const rows: Array<[string, string, string]> = [
+    ["end to end, spread over accounts", `${results.spread.eventsPerSecond} events/s`, ">= 10,000"],
+    ["end to end, one hot account", `${results.hot.eventsPerSecond} events/s`, ">= 5,000"],
+    ["naive consumer (1 job, 1 tx per event)", `${results.naive.eventsPerSecond} events/s`, ""],
+    ["ratio to naive", `${results.ratioToNaive}x`, ">= 5x"],
+    [`ack p50 / p99 per ${settings.batch}-event batch at ${settings.rate}/s`, `${results.paced.ackP50Ms.toFixed(0)} / ${results.paced.ackP99Ms.toFixed(0)} ms`, "p99 <= 100 ms"],
+    [`event to ledger p50 / p99 at ${settings.rate}/s`, `${results.paced.eventToLedgerP50Seconds.toFixed(2)} / ${results.paced.eventToLedgerP99Seconds.toFixed(2)} s`, "p99 <= 2 s"],
+    ["peak RSS", Object.entries(results.peakRssMb).map(([name, mb]) => `${name} ${mb} MB`).join(", "), "<= 300 MB each"],
+    ["books", Object.entries(results.checks).every(([, ok]) => ok === true) ? "every event charged once, reconcile ok" : JSON.stringify(results.checks), "all pass"],
+  ];
+  const width = Math.max(...rows.map(([name]) => name.length));
+  const valueWidth = Math.max(...rows.map(([, value]) => value.length));
+  process.stdout.write(`\nspend-ingest bench (${results.machine.cores} cores, Node ${results.machine.node}, PostgreSQL ${results.machine.postgres}, Redis ${results.machine.redis}; ${settings.workers} workers)\n`);
+  for (const [name, value, target] of rows) process.stdout.write(`  ${name.padEnd(width)}  ${value.padEnd(valueWidth)}  ${target}\n`);
+  mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+  const file = new URL(`./results/${results.date.replace(/[:.]/g, "-")}.json`, import.meta.url);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\nreport: bench/results/${results.date.replace(/[:.]/g, "-")}.json\n`);
+  const booksOk = Object.values(results.checks).every((ok) => ok === true);
+  process.exitCode = booksOk ? 0 : 1;
+}
+
+await main();
