@@ -18,7 +18,8 @@ type RejectedAnswer = { index: number; id: string | null; reason: string; issues
 export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
   // The body decides the log format, so the raw text is parsed here, not by Fastify's JSON parser.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(CALLBACK_CONTENT_TYPES, { parseAs: "string" }, (_request, body, done) => done(null, body));
+  // As one buffer, decoded once: cheaper than decoding every chunk of a multi-megabyte batch.
+  app.addContentTypeParser(CALLBACK_CONTENT_TYPES, { parseAs: "buffer" }, (_request, body, done) => done(null, body));
 
   app.addHook("onRequest", async (request, reply) => {
     if (!bearerTokenMatches(request.headers.authorization, deps.settings.ingestTokens)) {
@@ -27,7 +28,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
   });
 
   app.post("/v1/callbacks/litellm", { bodyLimit: deps.settings.maxBodyBytes }, async (request, reply) => {
-    const parsed = parseCallbackBody(typeof request.body === "string" ? request.body : "");
+    const parsed = parseCallbackBody(Buffer.isBuffer(request.body) ? request.body.toString("utf8") : "");
     if (!parsed.ok) return sendError(reply, 400, parsed.code, parsed.message);
     deps.metrics.eventsReceived.inc(parsed.items.length);
 

@@ -36,10 +36,8 @@ const callTime = z
   .union([
     // Epoch seconds up to 9999-12-31T23:59:59Z, the last instant an ISO-8601 year of four digits names.
     number().min(0).max(253_402_300_799),
-    z
-      .string()
-      .regex(LITELLM_DATETIME, "expected YYYY-MM-DD HH:MM:SS[.ffffff]")
-      .refine((text) => toIsoTime(text) !== null, "not a calendar date and time"),
+    // Whether the date exists is checked once, when it is converted (normaliseCallbackItem).
+    z.string().regex(LITELLM_DATETIME, "expected YYYY-MM-DD HH:MM:SS[.ffffff]"),
   ])
   .nullish();
 
@@ -82,29 +80,6 @@ export const litellmPayloadSchema = z
     metadata: accountMetadataSchema.nullish(),
     hidden_params: z.looseObject({ usage_object: z.unknown().optional() }).nullish(),
     response: z.unknown().optional(),
-  })
-  .superRefine((payload, context) => {
-    // zod runs this even when a field failed; compare only counts that are valid themselves.
-    if (!(payload.prompt_tokens >= 0 && payload.completion_tokens >= 0)) return;
-    const usage = cacheUsage(payload);
-    if (!usage.success) {
-      context.addIssue({ code: "custom", path: usage.path, message: usage.message });
-      return;
-    }
-    if (usage.cacheReadTokens + usage.cacheWriteTokens > payload.prompt_tokens) {
-      context.addIssue({
-        code: "custom",
-        path: ["prompt_tokens"],
-        message: "cached reads and cache writes exceed prompt_tokens",
-      });
-    }
-    if (usage.reasoningTokens > payload.completion_tokens) {
-      context.addIssue({
-        code: "custom",
-        path: ["completion_tokens"],
-        message: "reasoning tokens exceed completion_tokens",
-      });
-    }
   });
 export type LitellmPayload = z.infer<typeof litellmPayloadSchema>;
 
@@ -214,7 +189,20 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
   if (!account.ok) return reject("invalid_billing_account", [{ path: account.field, message: account.message }]);
   const payload = parsed.data;
   const usage = cacheUsage(payload);
-  if (!usage.success) throw new Error("unreachable: usage was validated by the schema");
+  if (!usage.success) return reject("invalid_payload", [{ path: usage.path.map(String).join("."), message: usage.message }]);
+  const detailIssues = [];
+  if (usage.cacheReadTokens + usage.cacheWriteTokens > payload.prompt_tokens) {
+    detailIssues.push({ path: "prompt_tokens", message: "cached reads and cache writes exceed prompt_tokens" });
+  }
+  if (usage.reasoningTokens > payload.completion_tokens) {
+    detailIssues.push({ path: "completion_tokens", message: "reasoning tokens exceed completion_tokens" });
+  }
+  const endTime = toIsoTime(payload.endTime);
+  const startTime = toIsoTime(payload.startTime);
+  for (const [path, raw, iso] of [["endTime", payload.endTime, endTime], ["startTime", payload.startTime, startTime]] as const) {
+    if (typeof raw === "string" && iso === null) detailIssues.push({ path, message: "not a calendar date and time" });
+  }
+  if (detailIssues.length > 0) return reject("invalid_payload", detailIssues);
   return {
     ok: true,
     event: {
@@ -235,7 +223,7 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
         payload.response_cost === null || payload.response_cost === undefined
           ? null
           : toDecimalString(decimalFromNumber(payload.response_cost)),
-      eventTime: toIsoTime(payload.endTime) ?? toIsoTime(payload.startTime),
+      eventTime: endTime ?? startTime,
     },
   };
 }

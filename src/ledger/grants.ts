@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { withTransaction } from "../db/client.js";
-import { lockAccounts, storeBalances } from "./record-usage.js";
+import { moveBalances } from "./record-usage.js";
 
 export type GrantRequest = { billingAccountId: string; credits: bigint; reference: string; reason: string | null };
 
@@ -48,7 +48,6 @@ class GrantConflict extends Error {
 
 async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
   return withTransaction(pool, async (client) => {
-    const balances = await lockAccounts(client, [request.billingAccountId]);
     const { rows } = await client.query<GrantRow>(
       `INSERT INTO grants (billing_account_id, reference, credits, reason) VALUES ($1, $2, $3, $4)
        ON CONFLICT (reference) DO NOTHING RETURNING *`,
@@ -62,17 +61,20 @@ async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<Gr
       const existing = toGrantRecord(existingRows[0]!);
       const same = existing.billingAccountId === request.billingAccountId && existing.credits === request.credits;
       if (!same) throw new GrantConflict(existing);
-      return { outcome: "existing", grant: existing, balanceCredits: balances.get(request.billingAccountId)! };
+      const { rows: account } = await client.query<{ balance_credits: string }>(
+        "SELECT balance_credits FROM accounts WHERE id = $1",
+        [existing.billingAccountId],
+      );
+      return { outcome: "existing", grant: existing, balanceCredits: BigInt(account[0]!.balance_credits) };
     }
     const grant = toGrantRecord(created);
-    const balanceBefore = balances.get(grant.billingAccountId)!;
-    const balanceAfter = balanceBefore + grant.credits;
+    const balanceAfter = (await moveBalances(client, new Map([[grant.billingAccountId, grant.credits]]))).get(grant.billingAccountId)!;
+    const balanceBefore = balanceAfter - grant.credits;
     await client.query(
       `INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, grant_id)
        VALUES ($1, 'grant', $2, $3, $4, $5, $6)`,
       [grant.billingAccountId, grant.credits.toString(), balanceBefore.toString(), balanceAfter.toString(), grant.reference, grant.id],
     );
-    await storeBalances(client, [grant.billingAccountId], new Map([[grant.billingAccountId, balanceAfter]]));
     return { outcome: "created", grant, balanceCredits: balanceAfter };
   });
 }

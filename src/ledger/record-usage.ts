@@ -61,14 +61,22 @@ export function usageFingerprint(event: UsageEvent): string {
  *
  * Locks are taken in one order (receipts by key, then accounts by id), so concurrent batches
  * touching the same accounts serialise instead of deadlocking, and only accounts that are
- * actually charged are created.
+ * actually charged are created. Each account is moved once per batch, by the batch's total.
  */
 export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
   const { firsts, repeats } = splitRepeatedKeys(batch.charges);
   return withTransaction(pool, async (client) => {
     const inserted = await insertReceipts(client, firsts, batch.priceBookHash);
     const newlyCharged = firsts.filter((usage) => inserted.has(usage.event.idempotencyKey));
-    const balances = await lockAccounts(client, newlyCharged.map((usage) => usage.event.billingAccountId));
+    const deltas = new Map<string, bigint>();
+    for (const usage of newlyCharged) {
+      const account = usage.event.billingAccountId;
+      deltas.set(account, (deltas.get(account) ?? 0n) - usage.charge.chargedCredits);
+    }
+    // Each account's balance before this batch; entries then walk it forward charge by charge.
+    const balances = new Map(
+      [...(await moveBalances(client, deltas))].map(([account, after]) => [account, after - deltas.get(account)!]),
+    );
 
     const alerts: Alert[] = [];
     const entries = newlyCharged.map((usage): BalanceMove => {
@@ -88,7 +96,6 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       return move;
     });
     await insertChargeEntries(client, entries);
-    await storeBalances(client, new Set(entries.map((entry) => entry.billingAccountId)), balances);
 
     const notInserted = [...firsts.filter((usage) => !inserted.has(usage.event.idempotencyKey)), ...repeats];
     const conflicting = await findConflicts(client, notInserted);
@@ -128,14 +135,19 @@ function splitRepeatedKeys(charges: PricedUsage[]): { firsts: PricedUsage[]; rep
   return { firsts, repeats };
 }
 
-/** Creates unseen accounts at balance 0 and locks all of them, in id order. */
-export async function lockAccounts(client: pg.PoolClient, accountIds: string[]): Promise<Map<string, bigint>> {
-  const ids = [...new Set(accountIds)].sort(compareText);
+/**
+ * Adds each delta to its account's balance, creating an unseen account at 0 first, in one
+ * statement that locks the rows in account order; returns each balance after the move.
+ */
+export async function moveBalances(client: pg.PoolClient, deltas: ReadonlyMap<string, bigint>): Promise<Map<string, bigint>> {
+  const ids = [...deltas.keys()].sort(compareText);
   if (ids.length === 0) return new Map();
-  await client.query("INSERT INTO accounts (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING", [ids]);
   const { rows } = await client.query<{ id: string; balance_credits: string }>(
-    "SELECT id, balance_credits FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-    [ids],
+    `INSERT INTO accounts AS a (id, balance_credits)
+     SELECT * FROM unnest($1::text[], $2::int8[])
+     ON CONFLICT (id) DO UPDATE SET balance_credits = a.balance_credits + EXCLUDED.balance_credits, updated_at = now()
+     RETURNING id, balance_credits`,
+    [ids, ids.map((id) => deltas.get(id)!.toString())],
   );
   return new Map(rows.map((row) => [row.id, BigInt(row.balance_credits)]));
 }
@@ -211,20 +223,6 @@ async function insertChargeEntries(client: pg.PoolClient, entries: BalanceMove[]
       entries.map((entry) => entry.idempotencyKey),
       entries.map((entry) => entry.receiptId),
     ],
-  );
-}
-
-export async function storeBalances(
-  client: pg.PoolClient,
-  accountIds: Iterable<string>,
-  balances: ReadonlyMap<string, bigint>,
-): Promise<void> {
-  const ids = [...accountIds];
-  if (ids.length === 0) return;
-  await client.query(
-    `UPDATE accounts AS a SET balance_credits = v.balance, updated_at = now()
-     FROM unnest($1::text[], $2::int8[]) AS v(id, balance) WHERE a.id = v.id`,
-    [ids, ids.map((id) => balances.get(id)!.toString())],
   );
 }
 
