@@ -220,6 +220,8 @@ async function main() {
   await admin.query(`CREATE DATABASE ${RUN}`);
   await runMigrations(databaseUrl);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+  // Dropping the throwaway database at the end ends idle connections; that is not a failure.
+  pool.on("error", () => {});
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = createUsageQueue(redis, RUN);
 

@@ -7,7 +7,7 @@ export const JOB_CHARGE_USAGE = "charge-usage";
 export const JOB_QUARANTINE_ITEMS = "quarantine-items";
 
 /** Events per job: a job is charged in one transaction, so this is the ledger's batch size. */
-export const EVENTS_PER_JOB = 128;
+export const EVENTS_PER_JOB = 512;
 
 const tokenCount = z.number().int().min(0);
 
