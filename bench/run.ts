@@ -1,5 +1,6 @@
 /**
- * The throughput benchmark: real receiver and worker processes against the PostgreSQL and
+ * The throughput benchmark: real receiver and worker processes (the build in dist/, as
+ * `npm run start:receiver` and `start:worker` run them) against the PostgreSQL and
  * Redis of DATABASE_URL / REDIS_URL, in a throwaway database and queue prefix. Load comes from
  * concurrent HTTP clients posting LiteLLM json_array batches with prompts and responses.
  *
@@ -73,7 +74,7 @@ async function freePort(): Promise<number> {
 async function startService(name: string, entry: string): Promise<Service> {
   const port = await freePort();
   const nodeArgs = (flags["node-args"] ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", entry], {
+  const child = spawn(process.execPath, [...nodeArgs, entry], {
     env: {
       PATH: process.env.PATH,
       DATABASE_URL: databaseUrl,
@@ -225,9 +226,9 @@ async function main() {
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = createUsageQueue(redis, RUN);
 
-  const receiver = await startService("receiver", "workers/receiver.ts");
+  const receiver = await startService("receiver", "dist/workers/receiver.js");
   const workers = await Promise.all(
-    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "workers/usage-worker.ts")),
+    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "dist/workers/usage-worker.js")),
   );
   const services = [receiver, ...workers];
   const sampler = sampleRss(services);

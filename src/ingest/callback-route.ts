@@ -28,23 +28,14 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
   });
 
   app.post("/v1/callbacks/litellm", { bodyLimit: deps.settings.maxBodyBytes }, async (request, reply) => {
-    const parsed = parseCallbackBody(Buffer.isBuffer(request.body) ? request.body.toString("utf8") : "");
-    if (!parsed.ok) return sendError(reply, 400, parsed.code, parsed.message);
-    deps.metrics.eventsReceived.inc(parsed.items.length);
-
-    const events: UsageEvent[] = [];
-    const rejected: RejectedItem[] = [];
-    const answers: RejectedAnswer[] = [];
-    parsed.items.forEach((item, index) => {
-      const normalised = normaliseCallbackItem(item);
-      if (normalised.ok) {
-        events.push(normalised.event);
-        return;
-      }
-      const { reason, idempotencyKey, issues } = normalised.rejected;
-      rejected.push(normalised.rejected);
-      answers.push({ index, id: idempotencyKey, reason, issues });
-    });
+    const body = request.body;
+    // The raw batch and its parsed items (prompts and all) are dropped here, before the first
+    // await, so they die young instead of being held while Redis answers.
+    request.body = undefined;
+    const read = readCallbackItems(Buffer.isBuffer(body) ? body.toString("utf8") : "");
+    if (!read.ok) return sendError(reply, 400, read.code, read.message);
+    const { events, rejected, answers } = read;
+    deps.metrics.eventsReceived.inc(events.length + rejected.length);
 
     const waiting = await withTimeout(deps.usageQueue.getWaitingCount(), ENQUEUE_TIMEOUT_MS).catch(() => null);
     if (waiting === null) return unavailable(reply, "the queue does not answer");
@@ -60,6 +51,28 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     request.log.info({ accepted: events.length, rejected: answers.length }, "callback queued");
     return reply.code(answers.length === 0 ? 202 : 207).send({ accepted: events.length, rejected: answers });
   });
+}
+
+/** Parses a callback body and sorts its items into usage events and refusals. */
+function readCallbackItems(
+  text: string,
+): { ok: false; code: string; message: string } | { ok: true; events: UsageEvent[]; rejected: RejectedItem[]; answers: RejectedAnswer[] } {
+  const parsed = parseCallbackBody(text);
+  if (!parsed.ok) return parsed;
+  const events: UsageEvent[] = [];
+  const rejected: RejectedItem[] = [];
+  const answers: RejectedAnswer[] = [];
+  parsed.items.forEach((item, index) => {
+    const normalised = normaliseCallbackItem(item);
+    if (normalised.ok) {
+      events.push(normalised.event);
+      return;
+    }
+    const { reason, idempotencyKey, issues } = normalised.rejected;
+    rejected.push(normalised.rejected);
+    answers.push({ index, id: idempotencyKey, reason, issues });
+  });
+  return { ok: true, events, rejected, answers };
 }
 
 function unavailable(reply: FastifyReply, message: string) {

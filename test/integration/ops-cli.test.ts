@@ -18,7 +18,7 @@ const db = useTestDatabase();
 async function ops(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const env = { PATH: process.env.PATH, DATABASE_URL: db.url, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: db.name };
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["--import", "tsx", "workers/ops.ts", ...args], { env });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", ...args], { env });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };

@@ -15,8 +15,8 @@ type Service = { child: ChildProcess; lines: string[]; baseUrl: Promise<string> 
 const database = `spend_ingest_p_${randomBytes(6).toString("hex")}`;
 
 function startProcess(entry: string, env: Record<string, string>): Service {
-  // As the npm scripts and the container run it: node itself, so signals reach the service.
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+  // As the npm scripts and the container run it: the build, by node itself, so signals reach it.
+  const child = spawn(process.execPath, [`dist/workers/${entry}.js`], {
     env: { PATH: process.env.PATH, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -71,7 +71,7 @@ describe("npm start (all-in-one process)", () => {
   });
 
   it("migrates from two processes at once, serves the contract and stops cleanly on SIGTERM", async () => {
-    services.push(startProcess("workers/all-in-one.ts", serviceEnv()), startProcess("workers/all-in-one.ts", serviceEnv()));
+    services.push(startProcess("all-in-one", serviceEnv()), startProcess("all-in-one", serviceEnv()));
     const [first, second] = await Promise.all(services.map((service) => service.baseUrl));
 
     const batch = [1, 2].map((n) => litellmPayload(`process-${n}`, "team-process"));
@@ -102,7 +102,7 @@ describe("npm start (all-in-one process)", () => {
   });
 
   it("finishes the jobs in hand on SIGTERM mid-load: nothing lost, nothing charged twice after restart", async () => {
-    const receiver = startProcess("workers/receiver.ts", serviceEnv());
+    const receiver = startProcess("receiver", serviceEnv());
     services.push(receiver);
     const receiverUrl = await receiver.baseUrl;
     const batches = 16;
@@ -120,7 +120,7 @@ describe("npm start (all-in-one process)", () => {
     const receipts = async () =>
       (await pool.query("SELECT count(*)::int AS n FROM charge_receipts WHERE idempotency_key LIKE 'sigterm-%'")).rows[0].n as number;
     try {
-      const worker = startProcess("workers/usage-worker.ts", serviceEnv());
+      const worker = startProcess("usage-worker", serviceEnv());
       services.push(worker);
       await worker.baseUrl;
       await waitFor(async () => (await receipts()) > 0, 30_000);
@@ -144,7 +144,7 @@ describe("npm start (all-in-one process)", () => {
       const queue = createUsageQueue(redis, database);
       expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
 
-      const restarted = startProcess("workers/usage-worker.ts", serviceEnv());
+      const restarted = startProcess("usage-worker", serviceEnv());
       services.push(restarted);
       await waitFor(async () => (await receipts()) === total, 60_000);
       await waitFor(async () => (await queue.getJobCounts("waiting", "active")).waiting === 0);
@@ -165,7 +165,7 @@ describe("npm start (all-in-one process)", () => {
 
   it("refuses to start with one line naming a missing setting", async () => {
     const { INGEST_TOKENS: _omitted, ...env } = serviceEnv();
-    const service = startProcess("workers/all-in-one.ts", env);
+    const service = startProcess("all-in-one", env);
     const [code] = await once(service.child, "exit");
     expect(code).toBe(2);
     expect(service.lines).toEqual(["spend-ingest: invalid setting INGEST_TOKENS: is required"]);

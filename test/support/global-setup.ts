@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
@@ -15,6 +16,8 @@ declare module "vitest" {
  * own, so two runs against one PostgreSQL never drop each other's template.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests that start processes run the build, as the npm scripts do: make it current.
+  execFileSync("node_modules/.bin/tsc", ["-p", "tsconfig.build.json"], { stdio: "inherit" });
   const template = `spend_ingest_template_${randomBytes(4).toString("hex")}`;
   await adminQuery(`CREATE DATABASE ${template}`);
   await runMigrations(databaseUrlFor(template));
