@@ -1,0 +1,251 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { runMigrations } from "../../src/db/migrate.js";
+import { recordGrant } from "../../src/ledger/grants.js";
+import { reconcileLedger } from "../../src/ledger/reconcile.js";
+import { createUsageQueue } from "../../src/queue/producer.js";
+import { waitFor } from "../support/harness.js";
+import { seededRandom } from "../support/random.js";
+import { OwnedPostgres, OwnedRedis, ServiceProcess } from "./cluster.js";
+
+const EVENTS = 20_000;
+const ACCOUNTS = 100;
+const BATCH = 512;
+// Slow enough that every fault lands in the middle of the load.
+const OFFERED_PER_SECOND = 2_500;
+const GRANT = 100_000;
+const TOKEN = `fault-ingest-${randomBytes(6).toString("hex")}`;
+const ADMIN = `fault-admin-${randomBytes(6).toString("hex")}`;
+
+let postgres: OwnedPostgres;
+let redis: OwnedRedis;
+
+beforeAll(async () => {
+  [postgres, redis] = await Promise.all([OwnedPostgres.start(), OwnedRedis.start()]);
+}, 120_000);
+
+afterAll(async () => {
+  postgres?.stop("immediate");
+  await redis?.kill();
+});
+
+const example = JSON.parse(readFileSync(new URL("../fixtures/standard_logging_payload.json", import.meta.url), "utf8"));
+
+type Call = { key: string; account: string; body: string; credits: number };
+
+/** The calls of one scenario, and what each must be charged: 25 credits a prompt token, 100 a completion token (gpt-4o). */
+function calls(scenario: string, seed: number): Call[] {
+  const next = seededRandom(seed);
+  return Array.from({ length: EVENTS }, (_, n) => {
+    const prompt = 1 + Math.floor(next() * 400);
+    const completion = 1 + Math.floor(next() * 400);
+    const key = `${scenario}-${n}`;
+    const account = `acct-${n % ACCOUNTS}`;
+    const body = JSON.stringify({
+      ...example,
+      id: key,
+      prompt_tokens: prompt,
+      completion_tokens: completion,
+      endTime: Date.now() / 1000,
+      metadata: { ...example.metadata, user_api_key_team_id: account },
+    });
+    return { key, account, body, credits: prompt * 25 + completion * 100 };
+  });
+}
+
+type Cluster = {
+  receiver: ServiceProcess;
+  workers: ServiceProcess[];
+  lines: string[];
+  database: string;
+  loadDone: Promise<void>;
+};
+
+/**
+ * Runs one scenario: real receiver and workers, EVENTS calls offered in batches from four
+ * clients that retry until they get a 2xx, 10% of the calls delivered again (half during the
+ * load, half after the fault), while `fault` does its damage. Then checks the books.
+ */
+async function runScenario(
+  scenario: string,
+  options: { workers: number; batches?: (all: Call[]) => Call[][] },
+  fault: (cluster: Cluster) => Promise<void>,
+) {
+  const name = `${scenario}_${randomBytes(3).toString("hex")}`;
+  const databaseUrl = await postgres.createDatabase(name);
+  await runMigrations(databaseUrl);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+  pool.on("error", () => {});
+  for (let n = 0; n < ACCOUNTS; n++) {
+    await recordGrant(pool, { billingAccountId: `acct-${n}`, credits: BigInt(GRANT), reference: `grant-${n}`, reason: null });
+  }
+
+  const lines: string[] = [];
+  const env = {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redis.url,
+    INGEST_TOKENS: TOKEN,
+    ADMIN_TOKEN: ADMIN,
+    QUEUE_PREFIX: name,
+    LOG_LEVEL: "warn",
+  };
+  const receiver = new ServiceProcess("receiver", env, lines);
+  const workers = Array.from({ length: options.workers }, () => new ServiceProcess("usage-worker", env, lines));
+  await Promise.all([receiver.start(), ...workers.map((worker) => worker.start())]);
+
+  const all = calls(scenario, name.length * 7919);
+  const batches = options.batches?.(all) ?? chunk(all, BATCH);
+  const repeated = all.filter((_, n) => n % 10 === 0);
+  const duringLoad = chunk(repeated.filter((_, n) => n % 2 === 0), BATCH);
+  const afterFault = chunk(repeated.filter((_, n) => n % 2 === 1), BATCH);
+
+  const post = async (batch: Call[]) => {
+    const body = `[${batch.map((call) => call.body).join(",")}]`;
+    for (;;) {
+      const answer = await fetch(`${receiver.url}/v1/callbacks/litellm`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body,
+      }).catch(() => undefined);
+      if (answer && answer.status === 202) return;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  };
+  const offered = [...batches, ...duringLoad];
+  const started = Date.now();
+  let nextBatch = 0;
+  const loadDone = Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (;;) {
+        const index = nextBatch++;
+        if (index >= offered.length) return;
+        const due = started + ((index * BATCH) / OFFERED_PER_SECOND) * 1000;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
+        await post(offered[index]!);
+      }
+    }),
+  ).then(() => undefined);
+
+  try {
+    await Promise.all([loadDone, fault({ receiver, workers, lines, database: databaseUrl, loadDone })]);
+    for (const batch of afterFault) await post(batch);
+
+    const receipts = async () => (await pool.query("SELECT count(*)::int AS n FROM charge_receipts")).rows[0].n as number;
+    await waitFor(async () => (await receipts()) >= EVENTS, 180_000);
+    const queueRedis = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const queue = createUsageQueue(queueRedis, name);
+    await waitFor(async () => {
+      const counts = await queue.getJobCounts("waiting", "active", "delayed", "prioritized");
+      return Object.values(counts).every((count) => count === 0);
+    }, 60_000);
+    // Alerts a killed worker committed but never logged are logged by a sweep within ~75 s.
+    await waitFor(async () => (await pool.query("SELECT count(*)::int AS n FROM alert_outbox WHERE delivered_at IS NULL")).rows[0].n === 0, 120_000);
+
+    // Every accepted call has exactly one receipt, at its own price.
+    const { rows } = await pool.query<{ idempotency_key: string; charged_credits: string }>(
+      "SELECT idempotency_key, charged_credits FROM charge_receipts",
+    );
+    expect(rows).toHaveLength(EVENTS);
+    const expected = new Map(all.map((call) => [call.key, call.credits]));
+    expect(rows.filter((row) => expected.get(row.idempotency_key) !== Number(row.charged_credits))).toEqual([]);
+
+    // Every account was charged what an independent sum of its calls says.
+    const { rows: balances } = await pool.query<{ id: string; balance_credits: string }>("SELECT id, balance_credits FROM accounts");
+    const spent = new Map<string, number>();
+    for (const call of all) spent.set(call.account, (spent.get(call.account) ?? 0) + call.credits);
+    expect(balances.filter((row) => Number(row.balance_credits) !== GRANT - spent.get(row.id)!)).toEqual([]);
+    expect(await reconcileLedger(pool)).toMatchObject({ ok: true });
+
+    // Every charge that left a balance below zero has its alert line (at least once).
+    const { rows: negative } = await pool.query<{ receipt_id: string }>(
+      "SELECT receipt_id::text FROM ledger_entries WHERE kind = 'charge' AND balance_after < 0",
+    );
+    const alerted = new Set(
+      lines
+        .map((line) => (line.startsWith("{") ? JSON.parse(line) : {}))
+        .filter((line) => line.event === "inv_post_call_negative_balance")
+        .map((line) => String(line.receipt_id)),
+    );
+    expect(negative.length).toBeGreaterThan(1000);
+    expect(negative.filter((row) => !alerted.has(row.receipt_id))).toEqual([]);
+
+    // No job is left active, and none failed.
+    expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await queueRedis.quit();
+  } finally {
+    await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
+    await pool.end();
+  }
+}
+
+function chunk<T>(items: T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let start = 0; start < items.length; start += size) chunks.push(items.slice(start, start + size));
+  return chunks;
+}
+
+const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
+
+describe("faults: nothing lost, nothing charged twice", () => {
+  it("a worker killed with SIGKILL every 2 s while 3 run (restarted each time)", async () => {
+    await runScenario("worker_kill", { workers: 3 }, async ({ workers, loadDone }) => {
+      let loading = true;
+      void loadDone.then(() => (loading = false));
+      let round = 0;
+      while (loading || round < 3) {
+        await sleep(2000);
+        const worker = workers[round % workers.length]!;
+        await worker.kill("SIGKILL");
+        await worker.start();
+        round += 1;
+      }
+    });
+  }, 600_000);
+
+  it("Redis killed with SIGKILL mid-load and restarted on the same append-only file", async () => {
+    await runScenario("redis_kill", { workers: 2 }, async () => {
+      await sleep(3000);
+      await redis.kill();
+      await sleep(2000);
+      await redis.resume();
+    });
+  }, 600_000);
+
+  it("PostgreSQL stopped for 15 s mid-load: the receiver keeps accepting, workers back off", async () => {
+    await runScenario("pg_stop", { workers: 2 }, async () => {
+      await sleep(3000);
+      postgres.stop("fast");
+      await sleep(15_000);
+      await postgres.resume();
+    });
+  }, 600_000);
+
+  it("the receiver killed with SIGKILL mid-request; clients retry the batch", async () => {
+    await runScenario("receiver_kill", { workers: 2 }, async ({ receiver }) => {
+      for (let kill = 0; kill < 3; kill++) {
+        await sleep(2000);
+        await receiver.kill("SIGKILL");
+        await sleep(500);
+        await receiver.start();
+      }
+    });
+  }, 600_000);
+
+  it("keys repeated inside a batch, and the same keys from two batches at once", async () => {
+    await runScenario(
+      "repeats",
+      {
+        workers: 2,
+        // Each batch carries some of its own calls twice, and its neighbour's first calls too.
+        batches: (all) =>
+          chunk(all, BATCH).map((batch, index, batches) => [...batch, ...batch.slice(0, 20), ...(batches[index + 1] ?? []).slice(0, 20)]),
+      },
+      async () => {},
+    );
+  }, 600_000);
+});
