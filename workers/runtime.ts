@@ -66,8 +66,13 @@ export function startUsageWorker(deps: Deps): UsageWorker {
     connection,
     prefix: deps.settings.queuePrefix,
     concurrency: WORKER_CONCURRENCY,
+    lockDuration: deps.settings.workerLockDurationMs,
+    stalledInterval: deps.settings.workerLockDurationMs,
   });
   worker.on("error", (error) => deps.logger.error({ err: error }, "worker error"));
+  worker.on("stalled", (jobId) =>
+    deps.logger.warn({ jobId }, "job stalled: its worker went silent past the lock; it runs again"),
+  );
   worker.on("failed", (job, error) =>
     deps.logger.warn({ jobId: job?.id, attempt: job?.attemptsMade, err: error }, "job failed"),
   );

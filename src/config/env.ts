@@ -36,6 +36,8 @@ const envSchema = z.object({
   MAX_BODY_BYTES: positiveInt(32 * 1024 * 1024),
   QUEUE_HIGH_WATER: positiveInt(200_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
+  // BullMQ's job lock: a worker silent for this long (a blocked event loop) loses its jobs to others.
+  WORKER_LOCK_DURATION_MS: positiveInt(30_000),
   // Not in the external contract: lets tests and side-by-side deployments share one Redis.
   // On Redis Cluster, wrap it in a hash tag ({spend-ingest}) so a queue's keys share a slot.
   QUEUE_PREFIX: z
@@ -57,6 +59,7 @@ export type Settings = {
   maxBodyBytes: number;
   queueHighWater: number;
   shutdownTimeoutMs: number;
+  workerLockDurationMs: number;
   queuePrefix: string;
 };
 
@@ -108,6 +111,7 @@ export function parseEnv(source: EnvSource): Settings {
     maxBodyBytes: env.MAX_BODY_BYTES,
     queueHighWater: env.QUEUE_HIGH_WATER,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
     queuePrefix: env.QUEUE_PREFIX,
   };
 }

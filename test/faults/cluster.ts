@@ -171,7 +171,11 @@ export class ServiceProcess {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
+    // A stopped process cannot act on SIGTERM; one that will not stop in time is killed.
+    child.kill("SIGCONT");
     child.kill(signal);
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 15_000);
     await exited;
+    clearTimeout(deadline);
   }
 }

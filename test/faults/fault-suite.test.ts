@@ -28,8 +28,11 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  postgres?.stop("immediate");
-  await redis?.kill();
+  try {
+    postgres?.stop("immediate");
+  } finally {
+    await redis?.kill();
+  }
 });
 
 const example = JSON.parse(readFileSync(new URL("../fixtures/standard_logging_payload.json", import.meta.url), "utf8"));
@@ -71,7 +74,7 @@ type Cluster = {
  */
 async function runScenario(
   scenario: string,
-  options: { workers: number; batches?: (all: Call[]) => Call[][] },
+  options: { workers: number; batches?: (all: Call[]) => Call[][]; env?: Record<string, string>; offeredPerSecond?: number },
   fault: (cluster: Cluster) => Promise<void>,
 ) {
   const name = `${scenario}_${randomBytes(3).toString("hex")}`;
@@ -91,6 +94,7 @@ async function runScenario(
     ADMIN_TOKEN: ADMIN,
     QUEUE_PREFIX: name,
     LOG_LEVEL: "warn",
+    ...options.env,
   };
   const receiver = new ServiceProcess("receiver", env, lines);
   const workers = Array.from({ length: options.workers }, () => new ServiceProcess("usage-worker", env, lines));
@@ -122,7 +126,7 @@ async function runScenario(
       for (;;) {
         const index = nextBatch++;
         if (index >= offered.length) return;
-        const due = started + ((index * BATCH) / OFFERED_PER_SECOND) * 1000;
+        const due = started + ((index * BATCH) / (options.offeredPerSecond ?? OFFERED_PER_SECOND)) * 1000;
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
         await post(offered[index]!);
       }
@@ -233,6 +237,19 @@ describe("faults: nothing lost, nothing charged twice", () => {
         await sleep(500);
         await receiver.start();
       }
+    });
+  }, 600_000);
+
+  it("a worker whose event loop stops past its job lock: the stalled job runs again and charges once", async () => {
+    // Offered at once, so that a backlog keeps both workers busy when one is frozen.
+    const options = { workers: 2, env: { WORKER_LOCK_DURATION_MS: "2000" }, offeredPerSecond: 100_000 };
+    await runScenario("lost_locks", options, async ({ workers, lines }) => {
+      await sleep(1500);
+      // SIGSTOP freezes the whole process, as a blocked event loop would, for three lock lengths.
+      process.kill(workers[0]!.pid!, "SIGSTOP");
+      await waitFor(() => lines.some((line) => line.includes("job stalled")), 20_000);
+      await sleep(2000);
+      process.kill(workers[0]!.pid!, "SIGCONT");
     });
   }, 600_000);
 
