@@ -10,7 +10,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
@@ -20,6 +19,7 @@ import { recordGrant } from "../src/ledger/grants.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { JOB_CHARGE_USAGE, type UsageEvent } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
+import { freePort } from "../test/support/ports.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -60,16 +60,6 @@ const databaseUrl = (() => {
 })();
 
 type Service = { name: string; child: ChildProcess; url: Promise<string>; peakRssBytes: number };
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 async function startService(name: string, entry: string): Promise<Service> {
   const port = await freePort();

@@ -1,26 +1,15 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chownSync, mkdtempSync, readdirSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import pg from "pg";
 import { waitFor } from "../support/harness.js";
+import { freePort } from "../support/ports.js";
 
 /**
  * The fault suite's own PostgreSQL, Redis and service processes, on their own ports and data
  * directories, so that stopping or killing them never disturbs the machine's services.
  */
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 const PG_BIN = (() => {
   const versions = readdirSync("/usr/lib/postgresql").sort();
@@ -72,53 +61,6 @@ export class OwnedPostgres {
     await client.query(`CREATE DATABASE ${name}`);
     await client.end();
     return this.url(name);
-  }
-}
-
-export class OwnedRedis {
-  private process: ChildProcess | undefined;
-  private constructor(
-    readonly directory: string,
-    readonly port: number,
-  ) {}
-
-  static async start(): Promise<OwnedRedis> {
-    const redis = new OwnedRedis(mkdtempSync(join(tmpdir(), "spend-ingest-redis-")), await freePort());
-    await redis.resume();
-    return redis;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}/0`;
-  }
-
-  /** Starts (again) on the same append-only file. */
-  async resume(): Promise<void> {
-    this.process = spawn(
-      "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.directory, "--appendonly", "yes",
-        "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction"],
-      { stdio: "ignore" },
-    );
-    await waitFor(async () => {
-      const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on("error", () => {});
-      try {
-        await probe.connect();
-        // Ready only once the append-only file is loaded.
-        return (await probe.ping()) === "PONG";
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    }, 30_000);
-  }
-
-  async kill(): Promise<void> {
-    const exited = new Promise((resolve) => this.process?.once("exit", resolve));
-    this.process?.kill("SIGKILL");
-    await exited;
   }
 }
 

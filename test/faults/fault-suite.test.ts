@@ -9,7 +9,8 @@ import { reconcileLedger } from "../../src/ledger/reconcile.js";
 import { createUsageQueue } from "../../src/queue/producer.js";
 import { waitFor } from "../support/harness.js";
 import { seededRandom } from "../support/random.js";
-import { OwnedPostgres, OwnedRedis, ServiceProcess } from "./cluster.js";
+import { TestRedisServer } from "../support/redis-server.js";
+import { OwnedPostgres, ServiceProcess } from "./cluster.js";
 
 const EVENTS = 20_000;
 const ACCOUNTS = 100;
@@ -21,10 +22,10 @@ const TOKEN = `fault-ingest-${randomBytes(6).toString("hex")}`;
 const ADMIN = `fault-admin-${randomBytes(6).toString("hex")}`;
 
 let postgres: OwnedPostgres;
-let redis: OwnedRedis;
+let redis: TestRedisServer;
 
 beforeAll(async () => {
-  [postgres, redis] = await Promise.all([OwnedPostgres.start(), OwnedRedis.start()]);
+  [postgres, redis] = await Promise.all([OwnedPostgres.start(), TestRedisServer.start({ appendOnly: true })]);
 }, 120_000);
 
 afterAll(async () => {
@@ -216,7 +217,7 @@ describe("faults: nothing lost, nothing charged twice", () => {
       await sleep(3000);
       await redis.kill();
       await sleep(2000);
-      await redis.resume();
+      await redis.restart();
     });
   }, 600_000);
 

@@ -1,15 +1,25 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { waitFor } from "./harness.js";
+import { freePort } from "./ports.js";
 
-/** A Redis server this test owns, on its own port, that the test may stop and start again. */
+/**
+ * A Redis server a test owns, on its own port and data directory, that the test may kill and
+ * start again; with `appendOnly`, it comes back on the same append-only file.
+ */
 export class TestRedisServer {
   private process: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly directory: string,
+    private readonly appendOnly: boolean,
+  ) {}
 
-  static async start(): Promise<TestRedisServer> {
-    const server = new TestRedisServer(await freePort());
+  static async start(options: { appendOnly?: boolean } = {}): Promise<TestRedisServer> {
+    const server = new TestRedisServer(await freePort(), mkdtempSync(join(tmpdir(), "spend-ingest-redis-")), options.appendOnly ?? false);
     await server.restart();
     return server;
   }
@@ -19,21 +29,25 @@ export class TestRedisServer {
   }
 
   async restart(): Promise<void> {
-    this.process = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore",
-    });
+    const persistence = this.appendOnly ? ["--appendonly", "yes", "--appendfsync", "everysec"] : ["--appendonly", "no"];
+    this.process = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.directory, "--save", "", "--maxmemory-policy", "noeviction", ...persistence],
+      { stdio: "ignore" },
+    );
     await waitFor(async () => {
       const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on("error", () => {}); // refused until the server listens: the loop asks again
       try {
         await probe.connect();
+        // Answers only once the append-only file is loaded.
         return (await probe.ping()) === "PONG";
       } catch {
         return false;
       } finally {
         probe.disconnect();
       }
-    });
+    }, 30_000);
   }
 
   /** As a crash would: SIGKILL, no shutdown. */
@@ -42,14 +56,4 @@ export class TestRedisServer {
     this.process?.kill("SIGKILL");
     await exited;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
 }
