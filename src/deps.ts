@@ -21,7 +21,10 @@ const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "a
 
 export function createLogger(settings: Pick<Settings, "logLevel">, destination?: DestinationStream): Logger {
   const options = { level: settings.logLevel, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  return destination ? pino(options, destination) : pino(options);
+  // Synchronous: an alert is marked delivered right after it is logged, so its line must be
+  // out of the process by then. pino's default stdout writes asynchronously, and a crash
+  // (SIGKILL) in between would lose a line the outbox already counts as delivered.
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
 export function createRedis(redisUrl: string, options: { forWorker: boolean }): Redis {

@@ -68,6 +68,9 @@ export function startUsageWorker(deps: Deps): UsageWorker {
     concurrency: WORKER_CONCURRENCY,
     lockDuration: deps.settings.workerLockDurationMs,
     stalledInterval: deps.settings.workerLockDurationMs,
+    // A job whose worker dies is run again; charging is idempotent, so repeated stalls (a crash
+    // loop) are retried rather than failed after BullMQ's default single stall.
+    maxStalledCount: 10,
   });
   worker.on("error", (error) => deps.logger.error({ err: error }, "worker error"));
   worker.on("stalled", (jobId) =>

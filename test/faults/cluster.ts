@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chownSync, mkdtempSync, readdirSync } from "node:fs";
+import { chownSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -55,6 +55,11 @@ export class OwnedPostgres {
     execFileSync(command, args, { stdio: "ignore" });
   }
 
+  /** Removes the data directory; the server must be stopped. */
+  remove(): void {
+    rmSync(this.dataDirectory, { recursive: true, force: true });
+  }
+
   async createDatabase(name: string): Promise<string> {
     const client = new pg.Client({ connectionString: this.url() });
     await client.connect();
@@ -107,6 +112,11 @@ export class ServiceProcess {
       if (child.exitCode !== null) throw new Error(`${this.role} exited ${child.exitCode}: ${this.lines.slice(-5).join("\n")}`);
       return fetch(`${this.url}/healthz`).then((response) => response.ok, () => false);
     }, 30_000);
+  }
+
+  /** Sends a signal without waiting: SIGSTOP freezes the process, SIGCONT wakes it. */
+  signal(signal: NodeJS.Signals): void {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
   }
 
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {

@@ -31,8 +31,9 @@ beforeAll(async () => {
 afterAll(async () => {
   try {
     postgres?.stop("immediate");
+    postgres?.remove();
   } finally {
-    await redis?.kill();
+    await redis?.remove();
   }
 });
 
@@ -66,6 +67,9 @@ type Cluster = {
   lines: string[];
   database: string;
   loadDone: Promise<void>;
+  /** Requests posted and not yet answered, right now. */
+  inFlight: () => number;
+  jobCounts: () => Promise<Record<string, number>>;
 };
 
 /**
@@ -75,7 +79,14 @@ type Cluster = {
  */
 async function runScenario(
   scenario: string,
-  options: { workers: number; batches?: (all: Call[]) => Call[][]; env?: Record<string, string>; offeredPerSecond?: number },
+  options: {
+    workers: number;
+    /** Workers started before the load; the others are left for the fault to start. */
+    startedWorkers?: number;
+    batches?: (all: Call[]) => Call[][];
+    env?: Record<string, string>;
+    offeredPerSecond?: number;
+  },
   fault: (cluster: Cluster) => Promise<void>,
 ) {
   const name = `${scenario}_${randomBytes(3).toString("hex")}`;
@@ -99,7 +110,11 @@ async function runScenario(
   };
   const receiver = new ServiceProcess("receiver", env, lines);
   const workers = Array.from({ length: options.workers }, () => new ServiceProcess("usage-worker", env, lines));
-  await Promise.all([receiver.start(), ...workers.map((worker) => worker.start())]);
+  await Promise.all([receiver.start(), ...workers.slice(0, options.startedWorkers ?? workers.length).map((worker) => worker.start())]);
+  const queueRedis = new Redis(redis.url, { maxRetriesPerRequest: null });
+  queueRedis.on("error", () => {});
+  const queue = createUsageQueue(queueRedis, name);
+  queue.on("error", () => {});
 
   const all = calls(scenario, name.length * 7919);
   const batches = options.batches?.(all) ?? chunk(all, BATCH);
@@ -107,19 +122,27 @@ async function runScenario(
   const duringLoad = chunk(repeated.filter((_, n) => n % 2 === 0), BATCH);
   const afterFault = chunk(repeated.filter((_, n) => n % 2 === 1), BATCH);
 
+  let inFlight = 0;
+  const refusals = new Map<number, number>();
   const post = async (batch: Call[]) => {
     const body = `[${batch.map((call) => call.body).join(",")}]`;
     for (;;) {
+      inFlight += 1;
       const answer = await fetch(`${receiver.url}/v1/callbacks/litellm`, {
         method: "POST",
         headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
         body,
       }).catch(() => undefined);
+      inFlight -= 1;
       if (answer && answer.status === 202) return;
+      // 0 stands for no answer at all (the receiver was down or died mid-request).
+      refusals.set(answer?.status ?? 0, (refusals.get(answer?.status ?? 0) ?? 0) + 1);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   };
-  const offered = [...batches, ...duringLoad];
+  // Repeats go out among the originals (some while those are still being charged) ...
+  const offered = batches.flatMap((batch, index) => (index % 2 === 1 && duringLoad[index >> 1] ? [batch, duringLoad[index >> 1]!] : [batch]));
+  offered.push(...duringLoad.slice(Math.ceil(batches.length / 2)));
   const started = Date.now();
   let nextBatch = 0;
   const loadDone = Promise.all(
@@ -135,13 +158,13 @@ async function runScenario(
   ).then(() => undefined);
 
   try {
-    await Promise.all([loadDone, fault({ receiver, workers, lines, database: databaseUrl, loadDone })]);
+    const jobCounts = () => queue.getJobCounts("waiting", "active", "delayed", "prioritized", "failed");
+    await Promise.all([loadDone, fault({ receiver, workers, lines, database: databaseUrl, loadDone, inFlight: () => inFlight, jobCounts })]);
+    // ... and after the fault.
     for (const batch of afterFault) await post(batch);
 
     const receipts = async () => (await pool.query("SELECT count(*)::int AS n FROM charge_receipts")).rows[0].n as number;
     await waitFor(async () => (await receipts()) >= EVENTS, 180_000);
-    const queueRedis = new Redis(redis.url, { maxRetriesPerRequest: null });
-    const queue = createUsageQueue(queueRedis, name);
     await waitFor(async () => {
       const counts = await queue.getJobCounts("waiting", "active", "delayed", "prioritized");
       return Object.values(counts).every((count) => count === 0);
@@ -176,14 +199,17 @@ async function runScenario(
     );
     expect(negative.length).toBeGreaterThan(1000);
     expect(negative.filter((row) => !alerted.has(row.receipt_id))).toEqual([]);
+    const alertLines = lines.filter((line) => line.includes('"event":"inv_post_call_negative_balance"')).length;
 
     // No job is left active, and none failed.
     expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
-    await queue.obliterate({ force: true });
-    await queue.close();
-    await queueRedis.quit();
+    const stalls = lines.filter((line) => line.includes("job stalled")).length;
+    return { refusals, alertLines, negativeCharges: negative.length, stalls };
   } finally {
     await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
+    await queue.obliterate({ force: true }).catch(() => {});
+    await queue.close();
+    await queueRedis.quit();
     await pool.end();
   }
 }
@@ -197,65 +223,85 @@ function chunk<T>(items: T[], size: number): T[][] {
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
 describe("faults: nothing lost, nothing charged twice", () => {
+  // Short job locks, so that a dead or frozen worker's jobs go to the others within seconds.
+  const SHORT_LOCKS = { WORKER_LOCK_DURATION_MS: "2000" };
+
   it("a worker killed with SIGKILL every 2 s while 3 run (restarted each time)", async () => {
-    await runScenario("worker_kill", { workers: 3 }, async ({ workers, loadDone }) => {
+    const result = await runScenario("worker_kill", { workers: 3, env: SHORT_LOCKS }, async ({ workers, loadDone }) => {
       let loading = true;
       void loadDone.then(() => (loading = false));
-      let round = 0;
-      while (loading || round < 3) {
-        await sleep(2000);
-        const worker = workers[round % workers.length]!;
-        await worker.kill("SIGKILL");
-        await worker.start();
-        round += 1;
+      for (let round = 0; loading || round < 3; round++) {
+        // Frozen for a moment, the workers find a backlog when they wake: the kill lands on work in hand.
+        for (const worker of workers) worker.signal("SIGSTOP");
+        await sleep(1500);
+        for (const worker of workers) worker.signal("SIGCONT");
+        await sleep(150);
+        const victim = workers[round % workers.length]!;
+        await victim.kill("SIGKILL");
+        await victim.start();
+        await sleep(350);
       }
     });
+    // The kills interrupted jobs in hand, which other workers ran again.
+    expect(result.stalls).toBeGreaterThan(0);
   }, 600_000);
 
-  it("Redis killed with SIGKILL mid-load and restarted on the same append-only file", async () => {
-    await runScenario("redis_kill", { workers: 2 }, async () => {
-      await sleep(3000);
+  it("Redis killed with SIGKILL while jobs wait, and restarted on the same append-only file", async () => {
+    await runScenario("redis_kill", { workers: 2 }, async ({ workers, jobCounts }) => {
+      await sleep(1500);
+      for (const worker of workers) worker.signal("SIGSTOP");
+      await waitFor(async () => (await jobCounts()).waiting! >= 5, 20_000);
+      const waitingBefore = (await jobCounts()).waiting!;
       await redis.kill();
-      await sleep(2000);
+      await sleep(1000);
       await redis.restart();
+      // Every acknowledged job came back from the append-only file.
+      expect((await jobCounts()).waiting).toBeGreaterThanOrEqual(waitingBefore);
+      for (const worker of workers) worker.signal("SIGCONT");
     });
   }, 600_000);
 
-  it("PostgreSQL stopped for 15 s mid-load: the receiver keeps accepting, workers back off", async () => {
-    await runScenario("pg_stop", { workers: 2 }, async () => {
+  it("PostgreSQL crashed and down for 15 s mid-load: the receiver keeps accepting, workers back off", async () => {
+    const result = await runScenario("pg_stop", { workers: 2 }, async () => {
       await sleep(3000);
-      postgres.stop("fast");
+      postgres.stop("immediate");
       await sleep(15_000);
       await postgres.resume();
     });
+    // The receiver needs only Redis: not one batch was refused while PostgreSQL was away.
+    expect([...result.refusals.keys()]).toEqual([]);
   }, 600_000);
 
   it("the receiver killed with SIGKILL mid-request; clients retry the batch", async () => {
-    await runScenario("receiver_kill", { workers: 2 }, async ({ receiver }) => {
+    const result = await runScenario("receiver_kill", { workers: 2 }, async ({ receiver, inFlight }) => {
       for (let kill = 0; kill < 3; kill++) {
-        await sleep(2000);
+        await sleep(1500);
+        await waitFor(() => inFlight() > 0, 10_000);
         await receiver.kill("SIGKILL");
         await sleep(500);
         await receiver.start();
       }
     });
+    // Requests went unanswered (cut mid-request or refused while it was down) and were retried.
+    expect(result.refusals.get(0) ?? 0).toBeGreaterThan(0);
   }, 600_000);
 
   it("a worker whose event loop stops past its job lock: the stalled job runs again and charges once", async () => {
-    // Offered at once, so that a backlog keeps both workers busy when one is frozen.
-    const options = { workers: 2, env: { WORKER_LOCK_DURATION_MS: "2000" }, offeredPerSecond: 100_000 };
-    await runScenario("lost_locks", options, async ({ workers, lines }) => {
-      await sleep(1500);
-      // SIGSTOP freezes the whole process, as a blocked event loop would, for three lock lengths.
-      process.kill(workers[0]!.pid!, "SIGSTOP");
-      await waitFor(() => lines.some((line) => line.includes("job stalled")), 20_000);
-      await sleep(2000);
-      process.kill(workers[0]!.pid!, "SIGCONT");
+    // Offered at once, with one worker running, so it has jobs in hand when it is frozen.
+    const options = { workers: 2, startedWorkers: 1, env: SHORT_LOCKS, offeredPerSecond: 100_000 };
+    const result = await runScenario("lost_locks", options, async ({ workers, lines, jobCounts }) => {
+      await waitFor(async () => (await jobCounts()).active! > 0, 20_000);
+      // SIGSTOP freezes the whole process, as a blocked event loop would.
+      workers[0]!.signal("SIGSTOP");
+      await workers[1]!.start();
+      await waitFor(() => lines.some((line) => line.includes("job stalled")), 30_000);
+      workers[0]!.signal("SIGCONT");
     });
+    expect(result.stalls).toBeGreaterThan(0);
   }, 600_000);
 
   it("keys repeated inside a batch, and the same keys from two batches at once", async () => {
-    await runScenario(
+    const result = await runScenario(
       "repeats",
       {
         workers: 2,
@@ -265,5 +311,7 @@ describe("faults: nothing lost, nothing charged twice", () => {
       },
       async () => {},
     );
+    // Without crashes, alerts are exactly once.
+    expect(result.alertLines).toBe(result.negativeCharges);
   }, 600_000);
 });

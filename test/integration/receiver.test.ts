@@ -39,7 +39,7 @@ describe("receiver limits", () => {
 
 describe("receiver while Redis is down", () => {
   const redis = TestRedisServer.start();
-  afterAll(async () => (await redis).kill());
+  afterAll(async () => (await redis).remove());
 
   it("answers 503 with Retry-After while Redis does not answer, and 202 again once it is back", async () => {
     const server = await redis;

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -50,10 +50,18 @@ export class TestRedisServer {
     }, 30_000);
   }
 
+  /** Kills the server and removes its data directory. */
+  async remove(): Promise<void> {
+    await this.kill();
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
   /** As a crash would: SIGKILL, no shutdown. */
   async kill(): Promise<void> {
-    const exited = new Promise((resolve) => this.process?.once("exit", resolve));
-    this.process?.kill("SIGKILL");
+    const running = this.process;
+    if (!running || running.exitCode !== null || running.signalCode !== null) return;
+    const exited = new Promise((resolve) => running.once("exit", resolve));
+    running.kill("SIGKILL");
     await exited;
   }
 }
