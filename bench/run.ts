@@ -34,6 +34,8 @@ const { values: flags } = parseArgs({
     "paced-events": { type: "string", default: "60000" },
     // Extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     "node-args": { type: "string", default: "" },
+    // As `npm run start:receiver` runs it: the receiver's old space capped at 256 MB.
+    "receiver-node-args": { type: "string", default: "--max-old-space-size=256" },
   },
 });
 const settings = {
@@ -63,7 +65,8 @@ type Service = { name: string; child: ChildProcess; url: Promise<string>; peakRs
 
 async function startService(name: string, entry: string): Promise<Service> {
   const port = await freePort();
-  const nodeArgs = (flags["node-args"] ?? "").split(" ").filter(Boolean);
+  const roleArgs = name === "receiver" ? (flags["receiver-node-args"] ?? "") : "";
+  const nodeArgs = `${flags["node-args"] ?? ""} ${roleArgs}`.split(" ").filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, entry], {
     env: {
       PATH: process.env.PATH,
