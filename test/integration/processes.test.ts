@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUsageQueue } from "../../src/queue/producer.js";
 import { waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
-import { ADMIN_DATABASE_URL, ADMIN_TOKEN, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
 type Service = { child: ChildProcess; lines: string[]; baseUrl: Promise<string> };
 
@@ -47,11 +47,6 @@ const serviceEnv = () => ({
   QUEUE_PREFIX: database,
 });
 
-async function adminQuery(sql: string) {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  await client.query(sql).finally(() => client.end());
-}
 
 describe("npm start (all-in-one process)", () => {
   const services: Service[] = [];

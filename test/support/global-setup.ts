@@ -1,9 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { runMigrations } from "../../src/db/migrate.js";
-import { ADMIN_DATABASE_URL, databaseUrlFor } from "./test-env.js";
+import { adminQuery, databaseUrlFor } from "./test-env.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -25,12 +24,3 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return () => adminQuery(`DROP DATABASE IF EXISTS ${template} WITH (FORCE)`);
 }
 
-async function adminQuery(sql: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await admin.connect();
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.end();
-  }
-}

@@ -9,7 +9,7 @@ import { buildServer } from "../../src/http/server.js";
 import { reconcileLedger } from "../../src/ledger/reconcile.js";
 import { startUsageWorker, type UsageWorker } from "../../workers/runtime.js";
 import {
-  ADMIN_DATABASE_URL,
+  adminQuery,
   ADMIN_TOKEN,
   databaseUrlFor,
   INGEST_TOKEN,
@@ -158,12 +158,3 @@ export async function waitFor(condition: () => Promise<boolean> | boolean, timeo
   }
 }
 
-async function adminQuery(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}

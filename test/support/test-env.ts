@@ -1,3 +1,5 @@
+import pg from "pg";
+
 /**
  * Where the suite finds PostgreSQL and Redis: DATABASE_URL / REDIS_URL as the README says,
  * defaulting to this machine's local services. Each test file gets a database of its own,
@@ -15,3 +17,14 @@ export function databaseUrlFor(database: string): string {
 export const INGEST_TOKEN = "test-ingest-token-0001";
 export const SECOND_INGEST_TOKEN = "test-ingest-token-0002";
 export const ADMIN_TOKEN = "test-admin-token-0001";
+
+/** Runs one statement (CREATE or DROP DATABASE) on the admin database. */
+export async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
