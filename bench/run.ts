@@ -17,9 +17,10 @@ import pg from "pg";
 import { runMigrations } from "../src/db/migrate.js";
 import { recordGrant } from "../src/ledger/grants.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
-import { JOB_CHARGE_USAGE, type UsageEvent } from "../src/queue/contract.js";
+import { JOB_CHARGE_USAGE } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
 import { freePort } from "../test/support/ports.js";
+import { usageEvent } from "../test/support/usage-events.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -261,23 +262,20 @@ async function main() {
 
     // The naive consumer: one job and one transaction per event, through the same workers.
     process.stderr.write(`naive: ${settings.naiveEvents} single-event jobs\n`);
-    const naiveEvents: UsageEvent[] = Array.from({ length: settings.naiveEvents }, (_, n) => ({
-      idempotencyKey: `naive-${n}`,
-      billingAccountId: accounts[n % accounts.length]!,
-      status: "success",
-      cacheHit: false,
-      model: "gpt-4o",
-      modelGroup: null,
-      modelMapKey: "gpt-4o",
-      provider: "openai",
-      promptTokens: 10,
-      completionTokens: 20,
-      cacheReadTokens: 0,
-      cacheWriteTokens: 0,
-      reasoningTokens: 0,
-      reportedCostUsd: "0.000225",
-      eventTime: new Date().toISOString(),
-    }));
+    // The same call as the HTTP phases (10 + 20 tokens of gpt-4o, 2,250 credits), already normalised.
+    const naiveEvents = Array.from({ length: settings.naiveEvents }, (_, n) =>
+      usageEvent({
+        idempotencyKey: `naive-${n}`,
+        billingAccountId: accounts[n % accounts.length]!,
+        model: "gpt-4o",
+        modelMapKey: "gpt-4o",
+        provider: "openai",
+        promptTokens: 10,
+        completionTokens: 20,
+        reportedCostUsd: "0.000225",
+        eventTime: new Date().toISOString(),
+      }),
+    );
     const naiveStarted = Date.now();
     for (let first = 0; first < naiveEvents.length; first += 1000) {
       await queue.addBulk(

@@ -58,7 +58,6 @@ export type UsageEvent = z.infer<typeof usageEventSchema>;
 
 /** Events are checked one by one (`parseUsageEvents`), so one unreadable event costs only itself. */
 export const chargeUsageJobSchema = z.object({ events: z.array(z.unknown()).min(1) });
-export type ChargeUsageJob = { events: UsageEvent[] };
 
 export function parseUsageEvents(events: unknown[]): { valid: UsageEvent[]; invalid: Array<{ item: unknown; issues: string[] }> } {
   const valid: UsageEvent[] = [];
@@ -81,4 +80,3 @@ export const rejectedItemSchema = z.object({
 export type RejectedItem = z.infer<typeof rejectedItemSchema>;
 
 export const quarantineItemsJobSchema = z.object({ items: z.array(rejectedItemSchema).min(1) });
-export type QuarantineItemsJob = z.infer<typeof quarantineItemsJobSchema>;
