@@ -11,6 +11,16 @@ const commaList = (value: string) =>
 const positiveInt = (fallback: number) =>
   z.coerce.number().int().positive().default(fallback);
 
+/**
+ * Where the paying account is read from, in order. The first three are filled by LiteLLM from
+ * the authenticated key (its admin-set metadata, team, user, organisation); the last two are
+ * set by whoever makes the call, so they are used only when an operator lists them.
+ */
+export const BILLING_ACCOUNT_SOURCES = ["key_metadata", "team", "user", "org", "spend_logs_metadata", "end_user"] as const;
+export type BillingAccountSource = (typeof BILLING_ACCOUNT_SOURCES)[number];
+export const CLIENT_SETTABLE_SOURCES: readonly BillingAccountSource[] = ["spend_logs_metadata", "end_user"];
+const DEFAULT_BILLING_ACCOUNT_FROM = "key_metadata,team,user";
+
 const envSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }),
@@ -24,6 +34,19 @@ const envSchema = z.object({
         .min(1, "at least one token is required"),
     ),
   ADMIN_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`),
+  // Unset: the queue UI is not served at all.
+  QUEUE_UI_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`).optional(),
+  QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off"),
+  BILLING_ACCOUNT_FROM: z
+    .string()
+    .default(DEFAULT_BILLING_ACCOUNT_FROM)
+    .transform(commaList)
+    .pipe(
+      z
+        .array(z.enum(BILLING_ACCOUNT_SOURCES, { error: `each source is one of ${BILLING_ACCOUNT_SOURCES.join(", ")}` }))
+        .min(1, "at least one source is required")
+        .refine((sources) => new Set(sources).size === sources.length, "a source is listed twice"),
+    ),
   PRICING_FILE: z.string().min(1).default("config/pricing.yaml"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOW_BALANCE_THRESHOLDS: z
@@ -34,6 +57,12 @@ const envSchema = z.object({
     .transform((values) => [...new Set(values.map(BigInt))].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0))),
   // LiteLLM's default batch is 512 calls carrying their prompts and responses.
   MAX_BODY_BYTES: positiveInt(32 * 1024 * 1024),
+  // LiteLLM sends 512 calls a batch; a few thousand tiny items cost little, millions sink a process.
+  MAX_ITEMS_PER_REQUEST: positiveInt(4096),
+  // Bodies being received or parsed at once, across requests: the receiver's memory bound.
+  MAX_BYTES_IN_FLIGHT: positiveInt(128 * 1024 * 1024),
+  // Below the process's file-descriptor limit (ulimit -n), which also holds the pools' sockets.
+  MAX_CONNECTIONS: positiveInt(1000),
   QUEUE_HIGH_WATER: positiveInt(200_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
   // BullMQ's job lock: a worker silent for this long (a blocked event loop) loses its jobs to others.
@@ -52,11 +81,17 @@ export type Settings = {
   port: number;
   ingestTokens: string[];
   adminToken: string;
+  queueUiToken: string | undefined;
+  queueUiActions: boolean;
+  billingAccountFrom: BillingAccountSource[];
   pricingFile: string;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   /** Highest first. */
   lowBalanceThresholds: bigint[];
   maxBodyBytes: number;
+  maxItemsPerRequest: number;
+  maxBytesInFlight: number;
+  maxConnections: number;
   queueHighWater: number;
   shutdownTimeoutMs: number;
   workerLockDurationMs: number;
@@ -85,30 +120,48 @@ export function parseMigrationEnv(source: EnvSource): { databaseUrl: string } {
   return { databaseUrl: parseWith(envSchema.pick({ DATABASE_URL: true }), source).DATABASE_URL };
 }
 
-/** What the operator CLI needs: the stores, not the HTTP secrets. */
-export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redisUrl" | "queuePrefix"> {
-  const env = parseWith(envSchema.pick({ DATABASE_URL: true, REDIS_URL: true, QUEUE_PREFIX: true }), source);
-  return { databaseUrl: env.DATABASE_URL, redisUrl: env.REDIS_URL, queuePrefix: env.QUEUE_PREFIX };
+/** What the operator CLI needs: the stores and how callback items are read, not the HTTP secrets. */
+export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redisUrl" | "queuePrefix" | "billingAccountFrom"> {
+  const env = parseWith(
+    envSchema.pick({ DATABASE_URL: true, REDIS_URL: true, QUEUE_PREFIX: true, BILLING_ACCOUNT_FROM: true }),
+    source,
+  );
+  return {
+    databaseUrl: env.DATABASE_URL,
+    redisUrl: env.REDIS_URL,
+    queuePrefix: env.QUEUE_PREFIX,
+    billingAccountFrom: env.BILLING_ACCOUNT_FROM,
+  };
 }
 
 /** What pricing alone needs, for `ops price`. */
-export function parsePricingEnv(source: EnvSource): Pick<Settings, "pricingFile"> {
-  return { pricingFile: parseWith(envSchema.pick({ PRICING_FILE: true }), source).PRICING_FILE };
+export function parsePricingEnv(source: EnvSource): Pick<Settings, "pricingFile" | "billingAccountFrom"> {
+  const env = parseWith(envSchema.pick({ PRICING_FILE: true, BILLING_ACCOUNT_FROM: true }), source);
+  return { pricingFile: env.PRICING_FILE, billingAccountFrom: env.BILLING_ACCOUNT_FROM };
 }
 
 /** Validates the environment once; the first bad setting is named in the error. */
 export function parseEnv(source: EnvSource): Settings {
   const env = parseWith(envSchema, source);
+  if (env.MAX_BYTES_IN_FLIGHT < env.MAX_BODY_BYTES) {
+    throw new InvalidSettingError("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
+  }
   return {
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
     port: env.PORT,
     ingestTokens: env.INGEST_TOKENS,
     adminToken: env.ADMIN_TOKEN,
+    queueUiToken: env.QUEUE_UI_TOKEN,
+    queueUiActions: env.QUEUE_UI_ACTIONS === "on",
+    billingAccountFrom: env.BILLING_ACCOUNT_FROM,
     pricingFile: env.PRICING_FILE,
     logLevel: env.LOG_LEVEL,
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
     maxBodyBytes: env.MAX_BODY_BYTES,
+    maxItemsPerRequest: env.MAX_ITEMS_PER_REQUEST,
+    maxBytesInFlight: env.MAX_BYTES_IN_FLIGHT,
+    maxConnections: env.MAX_CONNECTIONS,
     queueHighWater: env.QUEUE_HIGH_WATER,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
-import { isStorableText, MAX_STORED_TEXT, type RejectedItem, type UsageEvent } from "../queue/contract.js";
+import type { RejectedItem, UsageEvent } from "../queue/contract.js";
+import { isStorableText, MAX_ID_LENGTH as MAX_STORED_TEXT } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
 import { NON_FINITE_LITERALS } from "./python-json.js";
 

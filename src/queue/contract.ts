@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { isStorableText, STORABLE_TEXT_RULE } from "../usage/storable-text.js";
 
 /** The one queue between the receiver and the usage workers. */
 export const USAGE_QUEUE = "usage-events";
@@ -11,15 +12,7 @@ export const EVENTS_PER_JOB = 512;
 
 const tokenCount = z.number().int().min(0);
 
-// Keys, names and accounts are indexed (PostgreSQL's btree takes ~2.7 kB per entry) and must
-// round-trip through PostgreSQL text exactly: no NUL, no lone UTF-16 surrogate.
-export const MAX_STORED_TEXT = 512;
-
-export function isStorableText(text: string): boolean {
-  return text.length <= MAX_STORED_TEXT && !text.includes("\u0000") && text.isWellFormed();
-}
-
-const storableText = z.string().refine(isStorableText, `at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode`);
+const storableText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);
 
 /**
  * A LiteLLM call reduced to what billing reads. Never prompt or response text: job data sits
