@@ -13,9 +13,9 @@ import { toDecimalString } from "../src/pricing/decimal.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { candidateModelNames, type PricingOutcome, priceUsageEvent } from "../src/pricing/price-usage-event.js";
 import type { UsageEvent } from "../src/queue/contract.js";
-import { isStorableText } from "../src/usage/storable-text.js";
 import { createUsageQueue } from "../src/queue/producer.js";
-import { progress, table, truncate } from "./ops-output.js";
+import { canonicalId } from "../src/usage/storable-text.js";
+import { exactJsonInteger, progress, table, terminalSafe, terminalSafeJson, terminalSafeLines, truncate } from "./ops-output.js";
 import { settingsOrExit } from "./runtime.js";
 
 const HELP: Record<string, string> = {
@@ -42,6 +42,10 @@ const EXIT_OK = 0;
 const EXIT_PROBLEM = 1;
 const EXIT_USAGE = 2;
 
+// The account API's bound on a grant, so every grant's credits print as an exact JSON number.
+const MAX_GRANT_CREDITS = BigInt(Number.MAX_SAFE_INTEGER);
+const MAX_POSTGRES_BIGINT = 2n ** 63n - 1n;
+
 type Flags = { json?: boolean; help?: boolean; reason?: string; all?: boolean; limit?: string };
 
 function parseCommandLine(): { flags: Flags; words: string[] } {
@@ -63,13 +67,32 @@ function parseCommandLine(): { flags: Flags; words: string[] } {
 }
 
 function usageError(message: string): never {
-  process.stderr.write(`${message}\n${USAGE}\n`);
+  process.stderr.write(`${terminalSafe(message)}\n${USAGE}\n`);
   process.exit(EXIT_USAGE);
 }
 
+/** A positive whole number in plain digits, up to `max`; undefined for anything else. */
+function positiveInteger(text: string, max: bigint): bigint | undefined {
+  if (!/^[1-9]\d*$/.test(text)) return undefined;
+  const value = BigInt(text);
+  return value <= max ? value : undefined;
+}
+
+/** An account id or reference from the command line in its canonical form, or a usage error naming it. */
+function idArgument(command: string, argument: string, text: string): string {
+  // The command line cannot carry a lone surrogate or other bytes that are not UTF-8: Node
+  // hands them over as U+FFFD, and an id quietly made of those would be another id.
+  if (text.includes("\uFFFD")) {
+    return usageError(`${command}: ${argument} holds U+FFFD (the command line carried bytes that are not UTF-8)`);
+  }
+  const canonical = canonicalId(text);
+  return canonical.ok ? canonical.value : usageError(`${command}: ${argument} ${canonical.message}`);
+}
+
 const { flags, words } = parseCommandLine();
+// Every value is escaped where it is interpolated; this is the net for one that was missed.
 const print = (json: unknown, human: string) =>
-  process.stdout.write(flags.json ? `${JSON.stringify(json, null, 2)}\n` : `${human}\n`);
+  process.stdout.write(`${flags.json ? terminalSafeJson(json) : terminalSafeLines(human)}\n`);
 
 async function withDatabase<T>(work: (database: Database) => Promise<T>): Promise<T> {
   const database = createDatabase(settingsOrExit(parseOpsEnv).databaseUrl, { max: 2 });
@@ -149,7 +172,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       shown?.done();
       const human = report.ok
         ? `ok (${report.accountsChecked} accounts)`
-        : [`drift found in ${report.accountsChecked} accounts:`, ...report.drifts.map((drift) => `  ${JSON.stringify(drift)}`)].join(
+        : [`drift found in ${report.accountsChecked} accounts:`, ...report.drifts.map((drift) => `  ${terminalSafe(JSON.stringify(drift))}`)].join(
             "\n",
           );
       print(report, human);
@@ -157,44 +180,45 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     });
   },
 
-  async grant([account, credits, reference]) {
-    if (!account || !credits || !/^[1-9]\d*$/.test(credits) || !reference) {
+  async grant([accountText, creditsText, referenceText]) {
+    if (!accountText || !creditsText || !referenceText) {
       return usageError("grant needs <account> <credits (a positive integer)> <reference>");
     }
+    const credits = positiveInteger(creditsText, MAX_GRANT_CREDITS);
+    if (credits === undefined) return usageError(`grant: credits must be a whole number from 1 to ${MAX_GRANT_CREDITS}`);
+    const account = idArgument("grant", "account", accountText);
+    const reference = idArgument("grant", "reference", referenceText);
     return withDatabase(async ({ pool }) => {
-      const result = await recordGrant(pool, {
-        billingAccountId: account,
-        credits: BigInt(credits),
-        reference,
-        reason: "ops grant",
-      });
+      const result = await recordGrant(pool, { billingAccountId: account, credits, reference, reason: "ops grant" });
       const json = {
         outcome: result.outcome,
         billing_account_id: result.grant.billingAccountId,
-        credits: Number(result.grant.credits),
+        credits: exactJsonInteger(result.grant.credits),
         reference: result.grant.reference,
-        balance_credits: result.outcome === "conflict" ? null : Number(result.balanceCredits),
+        balance_credits: result.outcome === "conflict" ? null : exactJsonInteger(result.balanceCredits),
       };
       if (result.outcome === "conflict") {
-        print(json, `conflict: reference ${reference} was used for ${result.grant.credits} credits to ${result.grant.billingAccountId}`);
+        const { credits: grantedCredits, billingAccountId } = result.grant;
+        print(json, `conflict: reference ${terminalSafe(reference)} was used for ${grantedCredits} credits to ${terminalSafe(billingAccountId)}`);
         return EXIT_PROBLEM;
       }
-      print(json, `${result.outcome}: ${account} balance ${json.balance_credits}`);
+      print(json, `${result.outcome}: ${terminalSafe(account)} balance ${result.balanceCredits}`);
       return EXIT_OK;
     });
   },
 
   async quarantine([action, ...rest]) {
     if (action === "assign") {
-      const [id, account] = rest;
-      if (!id || !/^\d+$/.test(id) || !account || !isStorableText(account)) {
-        return usageError("quarantine assign needs <quarantine id> <account id>");
-      }
+      const [idText, accountText] = rest;
+      if (!idText || !accountText) return usageError("quarantine assign needs <quarantine id> <account id>");
+      const id = positiveInteger(idText, MAX_POSTGRES_BIGINT)?.toString();
+      if (id === undefined) return usageError(`quarantine assign: id must be a whole number from 1 to ${MAX_POSTGRES_BIGINT}`);
+      const account = idArgument("quarantine assign", "account", accountText);
       return withDatabase(async ({ pool }) => {
         const assigned = await assignBillingAccount(pool, id, account);
         print(
           { assigned, id, billing_account_id: account },
-          assigned ? `item ${id} will be billed to ${account} when replayed` : `no pending no_billing_account item ${id}`,
+          assigned ? `item ${id} will be billed to ${terminalSafe(account)} when replayed` : `no pending no_billing_account item ${id}`,
         );
         return assigned ? EXIT_OK : EXIT_PROBLEM;
       });
@@ -226,6 +250,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
         withQueue(async (queue) => {
           const shown = flags.json ? undefined : progress("replay");
           const result = await replayQuarantined(pool, queue, {
+            billingAccountFrom: settingsOrExit(parseOpsEnv).billingAccountFrom,
             reason: flags.reason,
             onProgress: (done) => shown?.update(`replayed ${done.replayed}, still refused ${done.stillRefused}`),
           });
@@ -240,23 +265,24 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 
   async price([file]) {
     if (!file) return usageError("price needs a file with LiteLLM payloads (JSON, JSON array or ndjson)");
-    const { pricingFile } = settingsOrExit(parsePricingEnv);
+    const { pricingFile, billingAccountFrom } = settingsOrExit(parsePricingEnv);
     let book: PriceBook;
     try {
       book = loadPriceBook(pricingFile);
     } catch (error) {
       if (!(error instanceof PriceBookError)) throw error;
-      process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${error.message}\n`);
+      process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${terminalSafe(error.message)}\n`);
       return EXIT_PROBLEM;
     }
-    const body = parseCallbackBody(readFileSync(file, "utf8"));
+    // The operator's own file: no item limit.
+    const body = parseCallbackBody(readFileSync(file, "utf8"), { maxItems: Number.POSITIVE_INFINITY });
     if (!body.ok) return usageError(`${file}: ${body.message}`);
     let problems = 0;
     type Explained =
       | { index: number; refused: string; issues: unknown[] }
       | { index: number; event: UsageEvent; namesTried: string[]; outcome: PricingOutcome };
     const explained = body.items.map((item, index): Explained => {
-      const normalised = normaliseCallbackItem(item);
+      const normalised = normaliseCallbackItem(item, { billingAccountFrom });
       if (!normalised.ok) {
         problems += 1;
         return { index, refused: normalised.rejected.reason, issues: normalised.rejected.issues };
@@ -276,17 +302,18 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     return problems === 0 ? EXIT_OK : EXIT_PROBLEM;
 
     function describePricing(entry: Explained): string {
-      if ("refused" in entry) return `item ${entry.index}: refused (${entry.refused}) ${JSON.stringify(entry.issues)}`;
+      if ("refused" in entry) return `item ${entry.index}: refused (${entry.refused}) ${terminalSafe(JSON.stringify(entry.issues))}`;
       const { event, outcome, namesTried } = entry;
-      const head = `item ${entry.index}: ${event.idempotencyKey} — names tried: ${namesTried.join(", ") || "(none)"}`;
-      if (!outcome.priced) return `${head}\n  not priced (${outcome.reason}): ${outcome.message}`;
+      const names = namesTried.map(terminalSafe).join(", ") || "(none)";
+      const head = `item ${entry.index}: ${terminalSafe(event.idempotencyKey)} — names tried: ${names}`;
+      if (!outcome.priced) return `${head}\n  not priced (${outcome.reason}): ${terminalSafe(outcome.message)}`;
       const charge = outcome.charge;
       const lines = charge.lines.map(
         (line) =>
           `  ${line.tokenClass.padEnd(16)} ${String(line.tokens).padStart(9)} × ${toDecimalString(line.rateUsd)} (${line.rateField}) = ${toDecimalString(line.costUsd)}`,
       );
       const entryLine = charge.priceEntry
-        ? `  entry ${charge.priceEntry} from ${charge.priceEntryOrigin}${charge.contextTier ? `, tier ${charge.contextTier}` : ""}`
+        ? `  entry ${terminalSafe(charge.priceEntry)} from ${charge.priceEntryOrigin}${charge.contextTier ? `, tier ${charge.contextTier}` : ""}`
         : `  ${charge.pricingSource}`;
       return [
         head,

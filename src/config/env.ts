@@ -19,7 +19,7 @@ const positiveInt = (fallback: number) =>
 export const BILLING_ACCOUNT_SOURCES = ["key_metadata", "team", "user", "org", "spend_logs_metadata", "end_user"] as const;
 export type BillingAccountSource = (typeof BILLING_ACCOUNT_SOURCES)[number];
 export const CLIENT_SETTABLE_SOURCES: readonly BillingAccountSource[] = ["spend_logs_metadata", "end_user"];
-const DEFAULT_BILLING_ACCOUNT_FROM = "key_metadata,team,user";
+export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["key_metadata", "team", "user"];
 
 const envSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
@@ -39,7 +39,7 @@ const envSchema = z.object({
   QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off"),
   BILLING_ACCOUNT_FROM: z
     .string()
-    .default(DEFAULT_BILLING_ACCOUNT_FROM)
+    .default(DEFAULT_BILLING_ACCOUNT_FROM.join(","))
     .transform(commaList)
     .pipe(
       z
@@ -60,7 +60,7 @@ const envSchema = z.object({
   // LiteLLM sends 512 calls a batch; a few thousand tiny items cost little, millions sink a process.
   MAX_ITEMS_PER_REQUEST: positiveInt(4096),
   // Bodies being received or parsed at once, across requests: the receiver's memory bound.
-  MAX_BYTES_IN_FLIGHT: positiveInt(128 * 1024 * 1024),
+  MAX_BYTES_IN_FLIGHT: positiveInt(96 * 1024 * 1024),
   // Below the process's file-descriptor limit (ulimit -n), which also holds the pools' sockets.
   MAX_CONNECTIONS: positiveInt(1000),
   QUEUE_HIGH_WATER: positiveInt(200_000),

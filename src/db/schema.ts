@@ -30,6 +30,8 @@ export const chargeReceipts = pgTable(
     id: bigserial("id", { mode: "bigint" }).primaryKey(),
     idempotencyKey: text("idempotency_key").notNull(),
     billingAccountId: text("billing_account_id").notNull(),
+    /** The account the caller named in spend_logs_metadata when a trusted source paid instead. */
+    claimedBillingAccountId: text("claimed_billing_account_id"),
     model: text("model"),
     modelGroup: text("model_group"),
     pricingSource: text("pricing_source").notNull(),

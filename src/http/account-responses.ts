@@ -61,6 +61,8 @@ export const invoiceResponseSchema = z
 export const receiptResponseSchema = z.object({
   idempotency_key: z.string(),
   billing_account_id: z.string(),
+  /** Set when the caller named another account in spend_logs_metadata and a trusted source paid. */
+  claimed_billing_account_id: z.string().nullable(),
   model: z.string().nullable(),
   model_group: z.string().nullable(),
   charged_credits: credits.nonnegative(),
@@ -102,6 +104,7 @@ export function receiptJson(receipt: ChargeReceipt) {
   return {
     idempotency_key: receipt.idempotencyKey,
     billing_account_id: receipt.billingAccountId,
+    claimed_billing_account_id: receipt.claimedBillingAccountId,
     model: receipt.model,
     model_group: receipt.modelGroup,
     charged_credits: creditsJson(receipt.chargedCredits),

@@ -9,6 +9,7 @@ import {
   listLedgerEntries,
 } from "../ledger/account-reads.js";
 import { recordGrant } from "../ledger/grants.js";
+import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
   creditsJson,
@@ -24,11 +25,13 @@ import { parseOrReject, sendError } from "./errors.js";
 
 const RECENT_ENTRIES = 10;
 
-const accountParams = z.object({ id: z.string().min(1).max(512) });
+// Ids and references in their one canonical form, as at ingest and in the CLI.
+const accountParams = z.object({ id: canonicalIdSchema });
+const receiptParams = z.object({ key: canonicalIdSchema });
 const grantBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  reference: z.string().min(1).max(512),
-  reason: z.string().max(1024).nullish(),
+  reference: canonicalIdSchema,
+  reason: storableFreeText(1024).nullish(),
 });
 const ledgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
@@ -126,7 +129,9 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
   });
 
   app.get("/v1/receipts/:key", async (request, reply) => {
-    const { key } = request.params as { key: string };
+    const params = parseOrReject(receiptParams, request.params, reply);
+    if (!params) return reply;
+    const { key } = params;
     const receipt = await findReceipt(db, key);
     if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${key}`);
     return receiptResponseSchema.parse(receiptJson(receipt));

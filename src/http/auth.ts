@@ -14,9 +14,16 @@ export function bearerTokenMatches(authorization: string | undefined, tokens: re
   return match !== null && matched;
 }
 
-/** Basic auth for `admin:<password>`, compared the same way. */
-export function basicAuthMatches(authorization: string | undefined, password: string): boolean {
+/**
+ * The username of `Authorization: Basic` credentials whose password is `password`, else
+ * undefined. Any non-empty username is taken: it names the operator in the audit log and proves
+ * nothing. The password is compared over fixed-length digests, as above.
+ */
+export function basicAuthUsername(authorization: string | undefined, password: string): string | undefined {
   const match = /^Basic\s+(\S+)\s*$/i.exec(authorization ?? "");
-  const presented = digest(Buffer.from(match?.[1] ?? "", "base64").toString("utf8"));
-  return timingSafeEqual(presented, digest(`admin:${password}`)) && match !== null;
+  const credentials = Buffer.from(match?.[1] ?? "", "base64").toString("utf8");
+  const separator = credentials.indexOf(":");
+  const presented = digest(separator < 0 ? "" : credentials.slice(separator + 1));
+  const matched = timingSafeEqual(presented, digest(password));
+  return matched && separator > 0 ? credentials.slice(0, separator) : undefined;
 }

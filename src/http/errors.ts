@@ -16,9 +16,8 @@ export function sendError(
 export function parseOrReject<T>(schema: z.ZodType<T>, value: unknown, reply: FastifyReply): T | undefined {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  sendError(reply, 400, "invalid_request", "the request does not match the schema", {
-    issues: parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message })),
-  });
+  const issues = parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message }));
+  sendError(reply, 400, "invalid_request", `${issues[0]!.path || "the request"}: ${issues[0]!.message}`, { issues });
   return undefined;
 }
 

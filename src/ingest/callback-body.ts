@@ -5,9 +5,76 @@ import { parsePythonJson } from "./python-json.js";
  * LiteLLM's generic_api callback sends one of three log formats, and sends ndjson with
  * `Content-Type: application/json`, so the body's shape decides which one it is.
  */
-export type ParsedCallbackBody = { ok: true; items: unknown[] } | { ok: false; code: string; message: string };
+export type ParsedCallbackBody = { ok: true; items: unknown[] } | BodyRefusal;
+export type BodyRefusal = { ok: false; code: string; message: string };
 
-export function parseCallbackBody(text: string): ParsedCallbackBody {
+export type BodyLimits = { maxItems: number };
+
+/**
+ * Parsing costs up to 64 bytes of heap per JSON value (an empty object; measured on Node's
+ * JSON.parse), so this many values bound one parse to 64 MB whatever the body's shape. LiteLLM's
+ * example payload holds 166 values, so a 512-call batch is about 85,000.
+ */
+export const MAX_JSON_VALUES = 1_000_000;
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const NEWLINE = 0x0a;
+const COMMA = 0x2c;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
+/**
+ * Judges a body's cost from its bytes, before anything is parsed: its JSON values (containers
+ * and commas outside strings) and, for a JSON array, its items. Valid or not, every body is
+ * counted the same way; a raw newline cannot occur inside a JSON string, so a broken ndjson
+ * line cannot hide the lines after it inside a string. UTF-8 continuation bytes are never ASCII,
+ * so bytes are enough.
+ */
+export function checkBodyCost(bytes: Uint8Array, limits: BodyLimits): { ok: true } | BodyRefusal {
+  let start = 0;
+  while (start < bytes.length && (bytes[start] === 0x20 || bytes[start] === 0x09 || bytes[start] === 0x0d || bytes[start] === NEWLINE)) start++;
+  const itemDepth = bytes[start] === OPEN_BRACKET ? 1 : 0;
+  let values = 0;
+  // An array's items are its depth-1 elements: one more than its depth-1 commas.
+  let itemCommas = 0;
+  let depth = 0;
+  let inString = false;
+  for (let index = start; index < bytes.length; index++) {
+    const byte = bytes[index];
+    if (inString) {
+      if (byte === BACKSLASH) index++;
+      else if (byte === QUOTE || byte === NEWLINE) inString = false;
+      continue;
+    }
+    if (byte === QUOTE) inString = true;
+    else if (byte === COMMA) {
+      values++;
+      if (depth === itemDepth && itemDepth === 1) itemCommas++;
+    } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+      values++;
+      depth++;
+    } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) depth--;
+    if (values > MAX_JSON_VALUES) {
+      return { ok: false, code: "too_many_values", message: `the body holds more than ${MAX_JSON_VALUES} JSON values` };
+    }
+    if (itemCommas >= limits.maxItems) return tooManyItems(limits);
+  }
+  return { ok: true };
+}
+
+function tooManyItems(limits: BodyLimits): BodyRefusal {
+  return {
+    ok: false,
+    code: "too_many_items",
+    message: `the batch holds more than ${limits.maxItems} items (LiteLLM sends 512 a batch by default); send smaller batches`,
+  };
+}
+
+/** Parses a body `checkBodyCost` let through; ndjson lines are counted before they are split. */
+export function parseCallbackBody(text: string, limits: BodyLimits): ParsedCallbackBody {
   const body = text.trim();
   if (body === "") return { ok: false, code: "empty_batch", message: "the body is empty" };
   const whole = parseJson(body);
@@ -16,9 +83,11 @@ export function parseCallbackBody(text: string): ParsedCallbackBody {
       return { ok: false, code: "invalid_body", message: "the body must be a JSON array or object" };
     }
     const items = Array.isArray(whole.value) ? whole.value : [whole.value];
+    if (items.length > limits.maxItems) return tooManyItems(limits);
     if (items.length === 0) return { ok: false, code: "empty_batch", message: "the batch has no items" };
     return { ok: true, items };
   }
+  if (countLines(body) > limits.maxItems) return tooManyItems(limits);
   const lines = body.split("\n").filter((line) => line.trim() !== "");
   if (lines.length > 1) {
     const items = lines.map((line) => parseJson(line));
@@ -28,6 +97,12 @@ export function parseCallbackBody(text: string): ParsedCallbackBody {
     }
   }
   return { ok: false, code: "invalid_json", message: "the body is not JSON, a JSON array or newline-delimited JSON" };
+}
+
+function countLines(text: string): number {
+  let lines = 1;
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) lines++;
+  return lines;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
+import { type BillingAccountSource, CLIENT_SETTABLE_SOURCES } from "../config/env.js";
 import type { RejectedItem, UsageEvent } from "../queue/contract.js";
-import { isStorableText, MAX_ID_LENGTH as MAX_STORED_TEXT } from "../usage/storable-text.js";
+import { canonicalId, isStorableText, STORABLE_TEXT_RULE } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
 import { NON_FINITE_LITERALS } from "./python-json.js";
 
@@ -13,7 +14,7 @@ import { NON_FINITE_LITERALS } from "./python-json.js";
 // Model names are stored and indexed; see isStorableText.
 const optionalText = z
   .string()
-  .refine(isStorableText, `at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode`)
+  .refine(isStorableText, STORABLE_TEXT_RULE)
   .nullish();
 // A bad float reaches us as the string "NaN" or "Infinity" (see python-json.ts): say so.
 const number = () =>
@@ -117,49 +118,82 @@ function tokenClasses(usage: UsageObject) {
 // A provider that returns no id makes LiteLLM write these.
 const NOT_A_KEY = new Set(["", "none", "null"]);
 
+/** The raw key text as sent, or null when the item has none; `canonicalId` decides if it is usable. */
 export function idempotencyKeyOf(item: unknown): string | null {
   if (!isRecord(item)) return null;
   for (const field of ["litellm_call_id", "id"]) {
     const value = item[field];
-    if (typeof value === "string" && !NOT_A_KEY.has(value.trim().toLowerCase())) return value.trim();
+    if (typeof value === "string" && !NOT_A_KEY.has(value.trim().toLowerCase())) return value;
   }
   return null;
 }
 
-export type ResolvedAccount = { ok: true; billingAccountId: string | null } | { ok: false; field: string; message: string };
+/** Where each account source is read, in the payload LiteLLM sends. */
+const ACCOUNT_SOURCE_FIELDS: Record<BillingAccountSource, ReadonlyArray<readonly string[]>> = {
+  key_metadata: [["metadata", "user_api_key_auth_metadata", "billing_account_id"]],
+  team: [["metadata", "user_api_key_team_id"]],
+  user: [["metadata", "user_api_key_user_id"]],
+  org: [["metadata", "user_api_key_org_id"]],
+  spend_logs_metadata: [["metadata", "spend_logs_metadata", "billing_account_id"]],
+  end_user: [["metadata", "user_api_key_end_user_id"], ["end_user"]],
+};
 
-const ACCOUNT_FIELDS = [
-  ["metadata", "spend_logs_metadata", "billing_account_id"],
-  ["metadata", "user_api_key_team_id"],
-  ["metadata", "user_api_key_user_id"],
-  ["metadata", "user_api_key_end_user_id"],
-  ["end_user"],
-] as const;
+export type ResolvedAccount =
+  | {
+      ok: true;
+      billingAccountId: string | null;
+      /** The account a caller named in spend_logs_metadata when a trusted source chose another one. */
+      claimedBillingAccountId: string | null;
+    }
+  | { ok: false; field: string; message: string };
 
-/**
- * The first non-empty of the contract's account fields, in the contract's order. A whole
- * number is taken as its decimal text; a chosen value that cannot be an account id is an error
- * rather than a reason to bill the next field's account.
- */
-export function resolveBillingAccount(payload: Record<string, unknown>): ResolvedAccount {
-  for (const path of ACCOUNT_FIELDS) {
+type AccountFieldValue = { field: string; text: string | null; problem: string | null };
+
+/** The first non-blank value among `paths`, as canonical account id text or a problem. */
+function accountFieldValue(payload: Record<string, unknown>, paths: ReadonlyArray<readonly string[]>): AccountFieldValue | null {
+  for (const path of paths) {
     let value: unknown = payload;
     for (const step of path) value = isRecord(value) ? value[step] : undefined;
+    // A blank value is no value: LiteLLM writes "" for fields the call did not set.
     if (value === null || value === undefined || (typeof value === "string" && value.trim() === "")) continue;
     const field = path.join(".");
-    const text = typeof value === "string" ? value.trim() : Number.isSafeInteger(value) ? String(value) : null;
-    if (text === null) return { ok: false, field, message: `expected text or a whole number, got ${typeof value}` };
-    if (!isStorableText(text)) return { ok: false, field, message: `at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode` };
-    return { ok: true, billingAccountId: text };
+    const text = typeof value === "string" ? value : Number.isSafeInteger(value) ? String(value) : null;
+    if (text === null) return { field, text: null, problem: `expected text or a whole number, got ${typeof value}` };
+    const canonical = canonicalId(text);
+    return canonical.ok ? { field, text: canonical.value, problem: null } : { field, text: null, problem: canonical.message };
   }
-  return { ok: true, billingAccountId: null };
+  return null;
 }
+
+/**
+ * The paying account: the first source in `sources` that has a value. A chosen value that
+ * cannot be an account id is an error rather than a reason to bill the next source's account.
+ * When a trusted source pays while the caller's spend_logs_metadata names another account,
+ * that claim is returned too, so the receipt can say it was overruled.
+ */
+export function resolveBillingAccount(payload: Record<string, unknown>, sources: readonly BillingAccountSource[]): ResolvedAccount {
+  for (const source of sources) {
+    const found = accountFieldValue(payload, ACCOUNT_SOURCE_FIELDS[source]);
+    if (found === null) continue;
+    if (found.text === null) return { ok: false, field: found.field, message: found.problem! };
+    const claim = CLIENT_SETTABLE_SOURCES.includes(source)
+      ? null
+      : accountFieldValue(payload, ACCOUNT_SOURCE_FIELDS.spend_logs_metadata)?.text ?? null;
+    return { ok: true, billingAccountId: found.text, claimedBillingAccountId: claim !== found.text ? claim : null };
+  }
+  return { ok: true, billingAccountId: null, claimedBillingAccountId: null };
+}
+
+export type ReadOptions = { billingAccountFrom: readonly BillingAccountSource[] };
 
 export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem };
 
 /** Validates one callback item and reduces it to a usage event, or says why it cannot be. */
-export function normaliseCallbackItem(item: unknown): NormalisedItem {
-  const idempotencyKey = idempotencyKeyOf(item);
+export function normaliseCallbackItem(item: unknown, options: ReadOptions): NormalisedItem {
+  const rawKey = idempotencyKeyOf(item);
+  const canonicalKey = rawKey === null ? null : canonicalId(rawKey);
+  // An unusable key is kept (shortened) as sent, so the quarantine row shows what arrived.
+  const idempotencyKey = canonicalKey?.ok ? canonicalKey.value : rawKey === null ? null : keptText(rawKey);
   const reject = (reason: string, issues: unknown[]): NormalisedItem => ({
     ok: false,
     rejected: {
@@ -181,12 +215,10 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
   if (idempotencyKey === null) {
     return reject("no_idempotency_key", [{ path: "litellm_call_id", message: "no litellm_call_id or id to key on" }]);
   }
-  if (!isStorableText(idempotencyKey)) {
-    return reject("invalid_idempotency_key", [
-      { path: "litellm_call_id", message: `the key must be at most ${MAX_STORED_TEXT} characters, no NUL, well-formed Unicode` },
-    ]);
+  if (!canonicalKey!.ok) {
+    return reject("invalid_idempotency_key", [{ path: "id", message: `the key ${canonicalKey!.message}` }]);
   }
-  const account = resolveBillingAccount(item);
+  const account = resolveBillingAccount(item, options.billingAccountFrom);
   if (!account.ok) return reject("invalid_billing_account", [{ path: account.field, message: account.message }]);
   const payload = parsed.data;
   const usage = cacheUsage(payload);
@@ -209,6 +241,7 @@ export function normaliseCallbackItem(item: unknown): NormalisedItem {
     event: {
       idempotencyKey,
       billingAccountId: account.billingAccountId,
+      claimedBillingAccountId: account.claimedBillingAccountId,
       status: payload.status ?? "success",
       cacheHit: payload.cache_hit === true,
       model: nonEmpty(payload.model),
@@ -254,7 +287,7 @@ function readFields(item: Record<string, unknown>): Record<string, unknown> {
   return read;
 }
 
-const ACCOUNT_METADATA_FIELDS = ["user_api_key_team_id", "user_api_key_user_id", "user_api_key_end_user_id"];
+const ACCOUNT_METADATA_FIELDS = ["user_api_key_team_id", "user_api_key_user_id", "user_api_key_org_id", "user_api_key_end_user_id"];
 const TOP_LEVEL_FIELDS = [
   "litellm_call_id",
   "id",
@@ -289,8 +322,9 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
   if (isRecord(item.metadata)) {
     const metadata = pick(item.metadata, ACCOUNT_METADATA_FIELDS);
     if (item.metadata.usage_object !== undefined) metadata.usage_object = sanitiseUsage(item.metadata.usage_object);
-    if (isRecord(item.metadata.spend_logs_metadata)) {
-      metadata.spend_logs_metadata = pick(item.metadata.spend_logs_metadata, ["billing_account_id"]);
+    for (const nested of ["spend_logs_metadata", "user_api_key_auth_metadata"]) {
+      const value = item.metadata[nested];
+      if (isRecord(value)) metadata[nested] = pick(value, ["billing_account_id"]);
     }
     kept.metadata = metadata;
   }
@@ -344,11 +378,13 @@ function pick(source: Record<string, unknown>, fields: string[]): Record<string,
 
 const MAX_KEPT_TEXT = 1024;
 
+function keptText(value: string): string {
+  // toWellFormed: the cut may split a surrogate pair.
+  return value.length > MAX_KEPT_TEXT ? `${value.slice(0, MAX_KEPT_TEXT).toWellFormed()}…(${value.length} characters)` : value;
+}
+
 function scalarOf(value: unknown): unknown {
-  if (typeof value === "string") {
-    // toWellFormed: the cut may split a surrogate pair.
-    return value.length > MAX_KEPT_TEXT ? `${value.slice(0, MAX_KEPT_TEXT).toWellFormed()}…(${value.length} characters)` : value;
-  }
+  if (typeof value === "string") return keptText(value);
   if (value === null || typeof value === "number" || typeof value === "boolean") return value;
   return { not_a_scalar: Array.isArray(value) ? "array" : typeof value };
 }

@@ -5,7 +5,7 @@ import { withTransaction } from "../db/client.js";
 import { listQuarantined, markReplayed } from "../ledger/quarantine.js";
 import { type UsageEvent, usageEventSchema } from "../queue/contract.js";
 import { enqueueCallbackItems } from "../queue/producer.js";
-import { normaliseCallbackItem } from "./litellm-payload.js";
+import { normaliseCallbackItem, type ReadOptions } from "./litellm-payload.js";
 
 const ROWS_PER_PAGE = 500;
 // The first receipt stands: sending the other usage again could only be refused again.
@@ -22,7 +22,7 @@ export type ReplayProgress = { replayed: number; stillRefused: number };
 export async function replayQuarantined(
   pool: pg.Pool,
   queue: Queue,
-  options: { reason?: string; onProgress?: (progress: ReplayProgress) => void } = {},
+  options: ReadOptions & { reason?: string; onProgress?: (progress: ReplayProgress) => void },
 ): Promise<ReplayProgress> {
   const runId = randomUUID();
   const progress: ReplayProgress = { replayed: 0, stillRefused: 0 };
@@ -39,7 +39,7 @@ export async function replayQuarantined(
     const events: UsageEvent[] = [];
     const replayedIds: string[] = [];
     for (const row of rows) {
-      const event = usageEventFrom(row.stage, row.item);
+      const event = usageEventFrom(row.stage, row.item, options);
       if (event === null) {
         progress.stillRefused += 1;
         continue;
@@ -60,11 +60,11 @@ export async function replayQuarantined(
   return progress;
 }
 
-function usageEventFrom(stage: "receiver" | "worker", item: unknown): UsageEvent | null {
+function usageEventFrom(stage: "receiver" | "worker", item: unknown, options: ReadOptions): UsageEvent | null {
   if (stage === "worker") {
     const parsed = usageEventSchema.safeParse(item);
     return parsed.success ? parsed.data : null;
   }
-  const normalised = normaliseCallbackItem(item);
+  const normalised = normaliseCallbackItem(item, options);
   return normalised.ok ? normalised.event : null;
 }

@@ -3,6 +3,14 @@ import type pg from "pg";
 import type { Alert } from "../alerts/catalog.js";
 import { insertAlerts, type OutboxAlert } from "../alerts/outbox.js";
 import { jsonbText, storableCopy, withTransaction } from "../db/client.js";
+import {
+  chargeUsageJobSchema,
+  JOB_CHARGE_USAGE,
+  JOB_QUARANTINE_ITEMS,
+  parseUsageEvents,
+  quarantineItemsJobSchema,
+  type RejectedItem,
+} from "../queue/contract.js";
 
 export type QuarantineEntry = {
   stage: "receiver" | "worker";
@@ -153,4 +161,62 @@ export async function assignBillingAccount(pool: pg.Pool, quarantineId: string, 
     [quarantineId, billingAccountId],
   );
   return rowCount === 1;
+}
+
+/** A job an operator takes out of the queue, as the books see it (nothing of BullMQ). */
+export type RemovedJob = { id: string; name: string; data: unknown };
+
+/**
+ * Keeps what queued jobs carry before an operator removes them, so that `quarantine replay`
+ * can send it back: a charge job's usage events as `removed_from_queue` (events this version
+ * cannot read as `invalid_job_event`, as the worker would), a quarantine job's items as the
+ * receiver refused them, and data no job schema reads, whole, as `invalid_job_event`. Everything
+ * is committed when this returns, so the caller removes the jobs only after.
+ */
+export async function quarantineRemovedJobs(
+  pool: pg.Pool,
+  jobs: RemovedJob[],
+  removedBy: string,
+): Promise<{ items: number; inserted: number; alerts: OutboxAlert[] }> {
+  const entries: QuarantineEntry[] = [];
+  const refusedItems: RejectedItem[] = [];
+  for (const job of jobs) {
+    const origin = { jobId: job.id, job: job.name, removedBy };
+    const charge = job.name === JOB_CHARGE_USAGE ? chargeUsageJobSchema.safeParse(job.data) : undefined;
+    const refused = job.name === JOB_QUARANTINE_ITEMS ? quarantineItemsJobSchema.safeParse(job.data) : undefined;
+    if (charge?.success) {
+      const { valid, invalid } = parseUsageEvents(charge.data.events);
+      for (const event of valid) {
+        entries.push({
+          stage: "worker",
+          reason: "removed_from_queue",
+          idempotencyKey: event.idempotencyKey,
+          detail: { message: "removed from the queue by an operator", ...origin },
+          item: event,
+          model: event.model,
+          modelGroup: event.modelGroup,
+        });
+      }
+      for (const { item, issues } of invalid) {
+        entries.push({ stage: "worker", reason: "invalid_job_event", idempotencyKey: null, detail: { issues, ...origin }, item });
+      }
+    } else if (refused?.success) {
+      refusedItems.push(...refused.data.items);
+    } else {
+      // A job whose data no schema reads, or whose name this version does not know, is kept whole.
+      const unread = (charge ?? refused)?.error;
+      const issues = unread ? unread.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`) : [`unknown job name ${job.name}`];
+      entries.push({ stage: "worker", reason: "invalid_job_event", idempotencyKey: null, detail: { issues, ...origin }, item: job.data });
+    }
+  }
+  const kept = await withTransaction(pool, async (client) => {
+    const { inserted, alerts } = await insertQuarantined(client, entries);
+    return { inserted, alerts: await insertAlerts(client, alerts) };
+  });
+  const refused = refusedItems.length > 0 ? await quarantineRejectedItems(pool, refusedItems) : { inserted: 0, alerts: [] };
+  return {
+    items: entries.length + refusedItems.length,
+    inserted: kept.inserted + refused.inserted,
+    alerts: [...kept.alerts, ...refused.alerts],
+  };
 }

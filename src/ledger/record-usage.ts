@@ -163,10 +163,10 @@ async function insertReceipts(
     `INSERT INTO charge_receipts (
        idempotency_key, billing_account_id, model, model_group, pricing_source, price_entry,
        provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
-       cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, price_book_hash)
+       cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id, price_book_hash)
      SELECT u.*, $15 FROM unnest(
        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::int8[],
-       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[]) AS u
+       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[]) AS u
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING id, idempotency_key`,
     [
@@ -186,6 +186,7 @@ async function insertReceipts(
       column((u) => usageFingerprint(u.event)),
       priceBookHash,
       column((u) => u.event.eventTime),
+      column((u) => u.event.claimedBillingAccountId ?? null),
     ],
   );
   return new Map(rows.map((row) => [row.idempotency_key, row.id]));

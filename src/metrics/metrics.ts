@@ -25,6 +25,17 @@ export function createMetrics(queues: Queue[]) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    billingAccountOverruled: new Counter({
+      name: "spend_ingest_billing_account_overruled_total",
+      help: "Callback items whose caller named another account in spend_logs_metadata than the trusted source that pays",
+      registers: [registry],
+    }),
+    requestsRefused: new Counter({
+      name: "spend_ingest_requests_refused_total",
+      help: "Callback requests refused whole before their items were read, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     chargesRecorded: new Counter({
       name: "spend_ingest_charges_recorded_total",
       help: "Charge receipts committed to the ledger by this worker",

@@ -29,11 +29,10 @@ export type PricingOutcome =
 
 /** The one function from a usage event to what it costs; pure, exact, never negative. */
 export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutcome {
-  const names = candidateModelNames(event);
-  if (names.some((name) => book.isFreeModel(name))) return unitemised(book, "free", ZERO);
+  const entryName = candidateModelNames(event).find((name) => book.models.has(name));
+  if (freeModelNames(event, entryName).some((name) => book.isFreeModel(name))) return unitemised(book, "free", ZERO);
   if (event.cacheHit) return unitemised(book, "cache_hit", ZERO);
 
-  const entryName = names.find((name) => book.models.has(name));
   if (entryName !== undefined) {
     const entry = book.models.get(entryName)!;
     const { tier, lines } = tokenCostLines(event, entry);
@@ -72,14 +71,23 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
 
 /** model_group, model, model_map_key, each also without a leading `provider/`. */
 export function candidateModelNames(event: UsageEvent): string[] {
-  const names: string[] = [];
-  for (const name of [event.modelGroup, event.model, event.modelMapKey]) {
-    if (name === null) continue;
-    names.push(name);
-    const slash = name.indexOf("/");
-    if (slash > 0 && slash < name.length - 1) names.push(name.slice(slash + 1));
-  }
-  return [...new Set(names)];
+  return [...new Set([event.modelGroup, event.model, event.modelMapKey].flatMap(withAndWithoutProvider))];
+}
+
+/**
+ * The names `free_models` is matched against: the entry the call is priced by, or with no
+ * entry the model that served it. Never every name the payload carries, since a caller can
+ * add a name (`model_map_key: "x:free"`) beside a priced model; never model_group alone,
+ * since an alias says nothing of what served the call.
+ */
+function freeModelNames(event: UsageEvent, entryName: string | undefined): string[] {
+  return entryName !== undefined ? [entryName] : withAndWithoutProvider(event.model ?? event.modelMapKey);
+}
+
+function withAndWithoutProvider(name: string | null): string[] {
+  if (name === null) return [];
+  const slash = name.indexOf("/");
+  return slash > 0 && slash < name.length - 1 ? [name, name.slice(slash + 1)] : [name];
 }
 
 /** Whole credits for a USD cost: ceil(cost × markup × credits_per_usd). */

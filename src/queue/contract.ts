@@ -22,6 +22,8 @@ export const usageEventSchema = z
   .object({
   idempotencyKey: storableText.min(1),
   billingAccountId: storableText.min(1).nullable(),
+  /** The account the caller named (spend_logs_metadata) when a trusted source paid instead. */
+  claimedBillingAccountId: storableText.min(1).nullish(),
   status: z.enum(["success", "failure"]),
   cacheHit: z.boolean(),
   model: storableText.nullable(),

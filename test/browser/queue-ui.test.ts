@@ -9,8 +9,10 @@ import { ADMIN_TOKEN } from "../support/test-env.js";
 // Debian's chromium package (.ci/run installs it); Playwright's own browser download cannot run here.
 const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = "test-results/queue-ui.png";
+const QUEUE_UI_TOKEN = "test-queue-ui-token-0001";
 
-const h = useServiceHarness();
+// Actions on, so that "Retry all" below is let through to Bull Board.
+const h = useServiceHarness({ QUEUE_UI_TOKEN, QUEUE_UI_ACTIONS: "on" });
 
 describe("queue UI in a real browser", () => {
   let browser: Browser;
@@ -29,7 +31,7 @@ describe("queue UI in a real browser", () => {
     await browser?.close();
   });
 
-  it("is refused without credentials, and with them shows the queue and a failed job", async () => {
+  it("is refused without its own credential or with ADMIN_TOKEN, and with it shows a failed job, retries it and cleans it into quarantine", async () => {
     // A job whose events this version cannot read at all fails at once, with its reason.
     const failing = await h.deps.usageQueue.add(JOB_CHARGE_USAGE, { events: "not a list" }, { jobId: "ui-failed-job" });
     await waitFor(async () => (await failing.getState()) === "failed");
@@ -40,8 +42,14 @@ describe("queue UI in a real browser", () => {
     expect((await anonymous.request.get(`${baseUrl}/admin/queues`)).status()).toBe(401);
     await anonymous.close();
 
+    // The account API's token does not open it.
     const admin = await browser.newContext({ httpCredentials: { username: "admin", password: ADMIN_TOKEN } });
-    const page = await admin.newPage();
+    expect((await (await admin.newPage()).goto(`${baseUrl}/admin/queues`))?.status()).toBe(401);
+    expect((await admin.request.get(`${baseUrl}/admin/queues`)).status()).toBe(401);
+    await admin.close();
+
+    const operator = await browser.newContext({ httpCredentials: { username: "ops-alice", password: QUEUE_UI_TOKEN } });
+    const page = await operator.newPage();
     const opened = await page.goto(`${baseUrl}/admin/queues`);
     expect(opened?.status()).toBe(200);
     await page.getByText("usage-events").first().waitFor({ timeout: 15_000 });
@@ -59,6 +67,15 @@ describe("queue UI in a real browser", () => {
     const confirm = page.getByRole("button", { name: /^(Retry|Confirm|Yes)/ }).last();
     if (await confirm.isVisible().catch(() => false)) await confirm.click();
     await waitFor(async () => (await h.deps.usageQueue.getJob("ui-failed-job"))!.finishedOn !== failedBefore);
-    await admin.close();
+
+    // "Clean all" is answered by spend-ingest, not Bull Board: the job's data goes to quarantine first.
+    await page.reload();
+    await page.getByRole("button", { name: "Clean all" }).click();
+    const confirmClean = page.getByRole("button", { name: /^(Clean|Confirm|Yes)/ }).last();
+    if (await confirmClean.isVisible().catch(() => false)) await confirmClean.click();
+    await waitFor(async () => (await h.deps.usageQueue.getJob("ui-failed-job")) === undefined);
+    const { rows } = await h.deps.database.pool.query("SELECT reason, item FROM quarantine WHERE detail->>'jobId' = 'ui-failed-job'");
+    expect(rows).toEqual([{ reason: "invalid_job_event", item: { events: "not a list" } }]);
+    await operator.close();
   });
 });

@@ -99,11 +99,12 @@ describe("fuzzing the receiver", () => {
   it(`answers ${BODIES} hostile bodies without a 5xx, accounts for every item, and charges only what it accepted`, async () => {
     const nextBody = generator(7);
     const bodies = Array.from({ length: BODIES }, nextBody);
-    // Two 10,000-item arrays, of small items, half of them valid.
+    // Two arrays of as many small items as a request may hold; 100 of them invalid, so that the
+    // 207 answer (which lists 100 refusals in full) names every one.
     for (const batch of [0, 1]) {
-      const items = Array.from({ length: 10_000 }, (_, n) =>
-        n % 2 === 0
-          ? { id: `fuzz-big-${batch}-${n}`, model: "gpt-4o", prompt_tokens: 1, completion_tokens: 1, end_user: `fuzz-acct-${n % 20}` }
+      const items = Array.from({ length: h.settings.maxItemsPerRequest }, (_, n) =>
+        n % 2 === 0 || n >= 200
+          ? { id: `fuzz-big-${batch}-${n}`, model: "gpt-4o", prompt_tokens: 1, completion_tokens: 1, metadata: { user_api_key_team_id: `fuzz-acct-${n % 20}` } }
           : { id: `fuzz-big-${batch}-${n}`, prompt_tokens: "many" },
       );
       bodies.push({ payload: JSON.stringify(items), contentType: "application/json", items });
@@ -127,6 +128,7 @@ describe("fuzzing the receiver", () => {
           expect(rejected).toEqual({ index: expect.any(Number), id: expect.toBeOneOf([expect.any(String), null]), reason: expect.any(String), issues: expect.any(Array) });
         }
         if (!body.items) continue;
+        expect(answer.rejected_count ?? 0).toBe(answer.rejected.length);
         expect(answer.accepted + answer.rejected.length).toBe(body.items.length);
         const refused = new Set(answer.rejected.map((rejected: { index: number }) => rejected.index));
         body.items.forEach((item, index) => {

@@ -15,13 +15,14 @@ import { TEST_REDIS_URL } from "../support/test-env.js";
 
 const db = useTestDatabase();
 
-async function ops(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs the built CLI; `code` is its exit code, or Node's error code when it could not be started. */
+async function ops(...args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
   const env = { PATH: process.env.PATH, DATABASE_URL: db.url, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: db.name };
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", ...args], { env });
     return { code: 0, stdout, stderr };
   } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
+    const failed = error as { code: number | string; stdout: string; stderr: string };
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
   }
 }
@@ -111,6 +112,128 @@ describe("npm run ops", () => {
       await queue.close();
       await redis.quit();
     }
+  });
+
+  describe("terminal-safe output", () => {
+    // A clear screen and a fake green line, an OSC title, a C1 CSI and a right-to-left override.
+    const HOSTILE = "\x1b[2J\x1b[32mreconcile: ok\x1b[0m \x1b]0;pwned\x07 \u009b31m \u202e";
+    const SHOWN = String.raw`\x1b[2J\x1b[32mreconcile: ok\x1b[0m \x1b]0;pwned\x07 \x9b31m \u{202e}`;
+    // What a terminal acts on or reorders by; our own line breaks are the one control allowed.
+    const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
+    it("quarantine list shows hostile keys and reasons escaped, in human output and --json", async () => {
+      const event = usageEvent({ idempotencyKey: `k${HOSTILE}`, billingAccountId: `acct${HOSTILE}`, model: `m${HOSTILE}` });
+      await db.pool.query(
+        "INSERT INTO quarantine (fingerprint, stage, reason, idempotency_key, item) VALUES ('cli-hostile', 'worker', $1, $2, $3)",
+        [`r${HOSTILE}`, event.idempotencyKey, JSON.stringify(event)],
+      );
+      try {
+        const human = await ops("quarantine", "list");
+        expect(human.code).toBe(0);
+        expect(human.stdout).not.toMatch(RAW_CONTROL);
+        expect(human.stdout).toContain(` r${SHOWN} `);
+        expect(human.stdout).toContain(String.raw` k\x1b[2J\x1b[32mreconcile: ok\x1b[0m`);
+        expect(human.stdout.split("\n")).toHaveLength(3); // header, one row, the final newline
+
+        const json = await ops("quarantine", "list", "--json");
+        expect(json.stdout).not.toMatch(RAW_CONTROL);
+        expect(json.stdout).toContain(String.raw`\u001b]0;pwned\u0007 \u009b31m \u202e`);
+        const [row] = JSON.parse(json.stdout);
+        expect(row).toMatchObject({ reason: `r${HOSTILE}`, idempotencyKey: event.idempotencyKey, item: event });
+      } finally {
+        await db.pool.query("DELETE FROM quarantine WHERE fingerprint = 'cli-hostile'");
+      }
+    });
+
+    it("usage errors quote a hostile argument escaped", async () => {
+      const refused = await ops("grant", `acct${HOSTILE}`, "5", "ref-hostile");
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).not.toMatch(RAW_CONTROL);
+      expect((await ops(`no-such-${HOSTILE}`)).stderr).toContain(`unknown command no-such-${SHOWN}\n`);
+    });
+  });
+
+  describe("account ids and references on the command line", () => {
+    const firstLine = (text: string) => text.split("\n")[0];
+
+    it.each([
+      ["a control character", "acct\x1b[31m", "holds a control character"],
+      ["a tab", "acct\tx", "holds a control character"],
+      ["a C1 control", "acct\u009b", "holds a control character"],
+      ["blank text", "   ", "is empty or blank"],
+      ["513 characters", "a".repeat(513), "is longer than 512 characters"],
+      // The command line carries UTF-8: Node hands a lone surrogate over as U+FFFD.
+      ["a lone surrogate", "acct-\ud800", "holds U+FFFD"],
+    ])("grant refuses %s in the account or the reference with exit 2, naming it", async (_case, bad, reason) => {
+      const inAccount = await ops("grant", bad, "5", "ref-bad");
+      expect(inAccount.code).toBe(2);
+      expect(firstLine(inAccount.stderr)).toMatch(new RegExp(`^grant: account ${reason.replace("+", "\\+")}`));
+      const inReference = await ops("grant", "acct-bad", "5", bad);
+      expect(inReference.code).toBe(2);
+      expect(firstLine(inReference.stderr)).toMatch(new RegExp(`^grant: reference ${reason.replace("+", "\\+")}`));
+      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM grants WHERE reference = 'ref-bad' OR billing_account_id = 'acct-bad'");
+      expect(rows[0].n).toBe(0);
+    });
+
+    it("a NUL cannot reach the command: the operating system's argv ends at it", async () => {
+      const refused = await ops("grant", "acct\u0000x", "5", "ref-nul");
+      expect(refused.code).toBe("ERR_INVALID_ARG_VALUE");
+    });
+
+    it("an account and a reference typed in NFD are the NFC ones: one account, one grant", async () => {
+      const nfd = "cafe\u0301-acct";
+      const nfc = nfd.normalize("NFC");
+      const first = await ops("grant", nfd, "100", "ref-cafe\u0301", "--json");
+      expect(first.code).toBe(0);
+      expect(JSON.parse(first.stdout)).toMatchObject({ outcome: "created", billing_account_id: nfc, reference: "ref-caf\u00e9" });
+      const again = await ops("grant", nfc, "100", "ref-caf\u00e9", "--json");
+      expect(JSON.parse(again.stdout)).toMatchObject({ outcome: "existing", billing_account_id: nfc, balance_credits: 100 });
+      expect(JSON.parse((await ops("grant", nfd, "50", "ref-cafe-2", "--json")).stdout)).toMatchObject({ balance_credits: 150 });
+      const { rows } = await db.pool.query("SELECT id FROM accounts WHERE id LIKE 'caf%'");
+      expect(rows).toEqual([{ id: nfc }]);
+    });
+
+    it("grant credits up to Number.MAX_SAFE_INTEGER, and prints a bigger balance exactly", async () => {
+      for (const credits of ["99999999999999999999", "9007199254740992", "0", "1e3", "07"]) {
+        const refused = await ops("grant", "acct-big", credits, `ref-${credits}`);
+        expect(refused.code, credits).toBe(2);
+        expect(firstLine(refused.stderr), credits).toBe("grant: credits must be a whole number from 1 to 9007199254740991");
+      }
+      const most = await ops("grant", "acct-big", "9007199254740991", "ref-most", "--json");
+      expect(JSON.parse(most.stdout)).toMatchObject({ credits: 9007199254740991, balance_credits: 9007199254740991 });
+      const beyond = await ops("grant", "acct-big", "1", "ref-one-more", "--json");
+      expect(JSON.parse(beyond.stdout)).toMatchObject({ credits: 1, balance_credits: "9007199254740992" });
+      expect((await ops("grant", "acct-big", "1", "ref-one-more")).stdout).toBe("existing: acct-big balance 9007199254740992\n");
+    });
+
+    it("quarantine assign takes an id that fits a bigint and a canonical account", async () => {
+      for (const id of ["1e20", "99999999999999999999", "9223372036854775808", "0", "-1", "x"]) {
+        const refused = await ops("quarantine", "assign", id, "acct-x");
+        expect(refused.code, id).toBe(2);
+      }
+      expect(firstLine((await ops("quarantine", "assign", "1e20", "acct-x")).stderr)).toBe(
+        "quarantine assign: id must be a whole number from 1 to 9223372036854775807",
+      );
+      expect((await ops("quarantine", "assign", "9223372036854775807", "acct-x")).code).toBe(1); // well-formed, no such item
+      const badAccount = await ops("quarantine", "assign", "1", "acct\x1b");
+      expect(badAccount.code).toBe(2);
+      expect(firstLine(badAccount.stderr)).toBe("quarantine assign: account holds a control character (NUL, ESC, newline and the like)");
+
+      const event = usageEvent({ idempotencyKey: "cli-assign-1", billingAccountId: null, model: "gpt-4o" });
+      const { rows } = await db.pool.query<{ id: string }>(
+        "INSERT INTO quarantine (fingerprint, stage, reason, idempotency_key, item) VALUES ('cli-assign', 'worker', 'no_billing_account', $1, $2) RETURNING id",
+        [event.idempotencyKey, JSON.stringify(event)],
+      );
+      try {
+        const assigned = await ops("quarantine", "assign", rows[0]!.id, "cafe\u0301-team", "--json");
+        expect(assigned.code).toBe(0);
+        expect(JSON.parse(assigned.stdout)).toMatchObject({ assigned: true, billing_account_id: "caf\u00e9-team" });
+        const { rows: stored } = await db.pool.query("SELECT item->>'billingAccountId' AS account FROM quarantine WHERE fingerprint = 'cli-assign'");
+        expect(stored).toEqual([{ account: "caf\u00e9-team" }]);
+      } finally {
+        await db.pool.query("DELETE FROM quarantine WHERE fingerprint = 'cli-assign'");
+      }
+    });
   });
 
   it("lists the quarantine and answers usage errors with exit 2", async () => {

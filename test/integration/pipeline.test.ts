@@ -120,14 +120,20 @@ describe("LiteLLM callback → queue → worker → ledger", () => {
     expect(h.alerts("receipt_conflict")).toEqual([]);
   });
 
-  it("charges 0 for a free model reached through its alias, whatever LiteLLM reported", async () => {
+  it("charges 0 for a free model that served the call, whatever LiteLLM reported or the alias it was reached by", async () => {
     await h.postCallback([
       litellmPayload("free-alias-1", "team-free", {
-        model_group: "test-free-model",
-        model: "openai/gpt-4o",
+        model_group: "my-alias",
+        model: "test-free-model",
+        model_map_information: null,
         response_cost: 0.5,
       }),
-      litellmPayload("free-glob-1", "team-free", { model_group: "", model: "openrouter/meta-llama/llama-3:free", response_cost: 0.01 }),
+      litellmPayload("free-glob-1", "team-free", {
+        model_group: "",
+        model: "openrouter/meta-llama/llama-3:free",
+        model_map_information: null,
+        response_cost: 0.01,
+      }),
     ]);
     await h.drainQueue();
     for (const key of ["free-alias-1", "free-glob-1"]) {
@@ -208,7 +214,7 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
       // Unknown model at $0 (quarantined by the worker) whose name holds the text \u0000.
       litellmPayload("hostile-unpriced", "team-hostile", { model: "acme/unknown\\u0000", model_map_information: null, response_cost: 0 }),
       // Refused at the door: the chosen account is not storable; what is kept of it must be.
-      litellmPayload("hostile-emoji", null, { end_user: `a${"😀".repeat(600)}` }),
+      litellmPayload("hostile-emoji", `a${"😀".repeat(600)}`),
       litellmPayload("hostile-lone", "team-\ud800"),
       litellmPayload("hostile-good-2", "team-hostile"),
     ]);
@@ -229,7 +235,7 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
     );
     expect(row).toBeDefined();
     expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-assigned")).toBe(true);
-    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "no_billing_account" });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "no_billing_account" });
     await h.drainQueue();
     expect((await receipt("assign-1")).body).toMatchObject({ billing_account_id: "team-assigned", charged_credits: 2250 });
     expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-other")).toBe(false);
@@ -242,8 +248,8 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
     await h.drainQueue();
     const conflicts = () => h.alerts("receipt_conflict").filter((line) => line.idempotency_key === "conflict-1").length;
     expect(conflicts()).toBe(1);
-    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "receipt_conflict" })).toEqual({ replayed: 0, stillRefused: 0 });
-    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue);
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "receipt_conflict" })).toEqual({ replayed: 0, stillRefused: 0 });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom });
     await h.drainQueue();
     expect(conflicts()).toBe(1);
     expect((await receipt("conflict-1")).body.prompt_tokens).toBe(10);

@@ -59,7 +59,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
         response: { usage: { cache_read_input_tokens: 50000, cache_creation_input_tokens: 10000 } },
       }),
       call("cache-hit", { model: "gpt-4o", cache_hit: true, response_cost: 0.5 }),
-      call("free-alias", { model_group: "test-free-model", model: "gpt-4o", response_cost: 0.01 }),
+      call("free-alias", { model_group: "my-alias", model: "test-free-model", model_map_information: null, response_cost: 0.01 }),
       // 1 × 2.5e-6 + 1 × 1e-5 from the override = 125 credits.
       call("override", { model: "gpt-4o", prompt_tokens: 1, completion_tokens: 1 }),
     ]);
@@ -108,7 +108,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
     expect(h.alerts("event_quarantined").filter((line) => line.idempotency_key === "unknown-zero")).toHaveLength(1);
 
     // Replayed before the fix: refused again, still pending, alerted again as a new refusal.
-    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "unpriced_model" });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model" });
     await h.drainQueue();
     expect((await listQuarantined(h.deps.database.pool, { reason: "unpriced_model", limit: 10 })).length).toBe(1);
     expect(h.alerts("inv_unpriced_model").filter((line) => line.idempotency_key === "unknown-zero")).toHaveLength(2);
@@ -116,7 +116,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
 
     writeFileSync(pricingFile, `${BOOK}  secret-model: {input_cost_per_token: 1e-6, output_cost_per_token: 2e-6}\n`);
     expect(h.worker!.reloadPriceBook()).toBe(true);
-    const replay = await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "unpriced_model" });
+    const replay = await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model" });
     expect(replay).toEqual({ replayed: 1, stillRefused: 0 });
     await h.drainQueue();
     // 10 × 1e-6 + 20 × 2e-6 = 0.00005 USD = 500 credits.
@@ -127,7 +127,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
     expect((await receipt("override")).body).toMatchObject({ charged_credits: 125, price_book_hash: hashBefore });
 
     // Replayed again, and the original delivered again: still one charge.
-    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { reason: "unpriced_model" })).toEqual({
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model" })).toEqual({
       replayed: 0,
       stillRefused: 0,
     });

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { Redis } from "ioredis";
@@ -7,36 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUsageQueue } from "../../src/queue/producer.js";
 import { waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
+import { type ServiceProcess, startServiceProcess } from "../support/service-process.js";
 import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
-
-type Service = { child: ChildProcess; lines: string[]; baseUrl: Promise<string> };
 
 // A fresh, empty database: `npm start` must create the schema itself.
 const database = `spend_ingest_p_${randomBytes(6).toString("hex")}`;
-
-function startProcess(entry: string, env: Record<string, string>): Service {
-  // As the npm scripts and the container run it: the build, by node itself, so signals reach it.
-  const child = spawn(process.execPath, [`dist/workers/${entry}.js`], {
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: string[] = [];
-  const baseUrl = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      for (const line of String(chunk).split("\n").filter(Boolean)) {
-        lines.push(line);
-        const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
-        if (address) resolve(address[1]!);
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`exited ${code}: ${lines.join("\n")}`)));
-  });
-  // A process expected to fail never listens; its promise must not count as unhandled.
-  baseUrl.catch(() => {});
-  return { child, lines, baseUrl };
-}
 
 const serviceEnv = () => ({
   DATABASE_URL: databaseUrlFor(database),
@@ -47,9 +21,8 @@ const serviceEnv = () => ({
   QUEUE_PREFIX: database,
 });
 
-
 describe("npm start (all-in-one process)", () => {
-  const services: Service[] = [];
+  const services: ServiceProcess[] = [];
 
   beforeAll(async () => {
     await adminQuery(`CREATE DATABASE ${database}`);
@@ -66,7 +39,7 @@ describe("npm start (all-in-one process)", () => {
   });
 
   it("migrates from two processes at once, serves the contract and stops cleanly on SIGTERM", async () => {
-    services.push(startProcess("all-in-one", serviceEnv()), startProcess("all-in-one", serviceEnv()));
+    services.push(startServiceProcess("all-in-one", serviceEnv()), startServiceProcess("all-in-one", serviceEnv()));
     const [first, second] = await Promise.all(services.map((service) => service.baseUrl));
 
     const batch = [1, 2].map((n) => litellmPayload(`process-${n}`, "team-process"));
@@ -97,7 +70,7 @@ describe("npm start (all-in-one process)", () => {
   });
 
   it("finishes the jobs in hand on SIGTERM mid-load: nothing lost, nothing charged twice after restart", async () => {
-    const receiver = startProcess("receiver", serviceEnv());
+    const receiver = startServiceProcess("receiver", serviceEnv());
     services.push(receiver);
     const receiverUrl = await receiver.baseUrl;
     const batches = 16;
@@ -115,7 +88,7 @@ describe("npm start (all-in-one process)", () => {
     const receipts = async () =>
       (await pool.query("SELECT count(*)::int AS n FROM charge_receipts WHERE idempotency_key LIKE 'sigterm-%'")).rows[0].n as number;
     try {
-      const worker = startProcess("usage-worker", serviceEnv());
+      const worker = startServiceProcess("usage-worker", serviceEnv());
       services.push(worker);
       await worker.baseUrl;
       await waitFor(async () => (await receipts()) > 0, 30_000);
@@ -139,7 +112,7 @@ describe("npm start (all-in-one process)", () => {
       const queue = createUsageQueue(redis, database);
       expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
 
-      const restarted = startProcess("usage-worker", serviceEnv());
+      const restarted = startServiceProcess("usage-worker", serviceEnv());
       services.push(restarted);
       await waitFor(async () => (await receipts()) === total, 60_000);
       await waitFor(async () => (await queue.getJobCounts("waiting", "active")).waiting === 0);
@@ -160,7 +133,7 @@ describe("npm start (all-in-one process)", () => {
 
   it("refuses to start with one line naming a missing setting", async () => {
     const { INGEST_TOKENS: _omitted, ...env } = serviceEnv();
-    const service = startProcess("all-in-one", env);
+    const service = startServiceProcess("all-in-one", env);
     const [code] = await once(service.child, "exit");
     expect(code).toBe(2);
     expect(service.lines).toEqual(["spend-ingest: invalid setting INGEST_TOKENS: is required"]);

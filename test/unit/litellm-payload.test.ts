@@ -1,16 +1,21 @@
 import { describe, expect, it } from "vitest";
-import { parseCallbackBody } from "../../src/ingest/callback-body.js";
-import { normaliseCallbackItem } from "../../src/ingest/litellm-payload.js";
+import { type BillingAccountSource, DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/config/env.js";
+import { checkBodyCost, MAX_JSON_VALUES, parseCallbackBody } from "../../src/ingest/callback-body.js";
+import { normaliseCallbackItem, type ReadOptions } from "../../src/ingest/litellm-payload.js";
 import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
 
-function accepted(item: unknown) {
-  const result = normaliseCallbackItem(item);
+const DEFAULT_READ: ReadOptions = { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM };
+const readFrom = (...sources: BillingAccountSource[]): ReadOptions => ({ billingAccountFrom: sources });
+const LIMITS = { maxItems: 4096 };
+
+function accepted(item: unknown, options = DEFAULT_READ) {
+  const result = normaliseCallbackItem(item, options);
   if (!result.ok) throw new Error(`rejected: ${JSON.stringify(result.rejected)}`);
   return result.event;
 }
 
-function rejected(item: unknown) {
-  const result = normaliseCallbackItem(item);
+function rejected(item: unknown, options = DEFAULT_READ) {
+  const result = normaliseCallbackItem(item, options);
   if (result.ok) throw new Error("accepted");
   return result.rejected;
 }
@@ -20,6 +25,7 @@ describe("normaliseCallbackItem", () => {
     expect(accepted(STANDARD_LOGGING_PAYLOAD)).toEqual({
       idempotencyKey: "chatcmpl-2299b6a2-82a3-465a-b47c-04e685a2227f",
       billingAccountId: null,
+      claimedBillingAccountId: null,
       status: "success",
       cacheHit: false,
       model: "gpt-4o",
@@ -45,21 +51,60 @@ describe("normaliseCallbackItem", () => {
     }
   });
 
-  it("resolves the billing account in the contract's order", () => {
+  it("by default bills only what LiteLLM fills from the authenticated key: its metadata, team, user", () => {
     const metadata = {
-      spend_logs_metadata: { billing_account_id: "billing" },
+      user_api_key_auth_metadata: { billing_account_id: "key-account" },
       user_api_key_team_id: "team",
       user_api_key_user_id: "user",
+      user_api_key_org_id: "org",
       user_api_key_end_user_id: "end-user-key",
     };
     const base = { ...litellmPayload("k", null), end_user: "end-user" };
-    const account = (meta: Record<string, unknown>) => accepted({ ...base, metadata: meta }).billingAccountId;
-    expect(account(metadata)).toBe("billing");
-    expect(account({ ...metadata, spend_logs_metadata: { billing_account_id: " " } })).toBe("team");
-    expect(account({ ...metadata, spend_logs_metadata: null, user_api_key_team_id: "" })).toBe("user");
-    expect(account({ user_api_key_end_user_id: "end-user-key" })).toBe("end-user-key");
-    expect(account({})).toBe("end-user");
-    expect(accepted({ ...base, metadata: {}, end_user: "" }).billingAccountId).toBeNull();
+    const account = (meta: Record<string, unknown>, options = DEFAULT_READ) =>
+      accepted({ ...base, metadata: meta }, options).billingAccountId;
+    expect(account(metadata)).toBe("key-account");
+    expect(account({ ...metadata, user_api_key_auth_metadata: { billing_account_id: " " } })).toBe("team");
+    expect(account({ ...metadata, user_api_key_auth_metadata: null, user_api_key_team_id: "" })).toBe("user");
+    // End users come from the caller's `user` parameter: never a payer unless listed.
+    expect(account({ user_api_key_end_user_id: "end-user-key" })).toBeNull();
+    expect(account({}, readFrom("team", "end_user"))).toBe("end-user");
+    expect(account({ user_api_key_org_id: "org" }, readFrom("team", "org"))).toBe("org");
+  });
+
+  it("never lets a caller's spend_logs_metadata choose the payer by default, and says so on the event", () => {
+    const forged = litellmPayload("forged-1", "team-a", { metadata: { spend_logs_metadata: { billing_account_id: "victim" } } });
+    expect(accepted(forged)).toMatchObject({ billingAccountId: "team-a", claimedBillingAccountId: "victim" });
+    // Listed first, as a deployment whose every key holder is a trusted backend may choose.
+    expect(accepted(forged, readFrom("spend_logs_metadata", "team"))).toMatchObject({
+      billingAccountId: "victim",
+      claimedBillingAccountId: null,
+    });
+    // Listed after the team, the team still pays and the claim is kept.
+    expect(accepted(forged, readFrom("team", "spend_logs_metadata"))).toMatchObject({
+      billingAccountId: "team-a",
+      claimedBillingAccountId: "victim",
+    });
+    const agreeing = litellmPayload("agree-1", "team-a", { metadata: { spend_logs_metadata: { billing_account_id: "team-a" } } });
+    expect(accepted(agreeing).claimedBillingAccountId).toBeNull();
+    // No trusted source: the claim does not pay; the call waits in quarantine for an account.
+    const claimOnly = litellmPayload("claim-only", null, { metadata: { spend_logs_metadata: { billing_account_id: "victim" } } });
+    expect(accepted(claimOnly)).toMatchObject({ billingAccountId: null });
+  });
+
+  it("keeps account ids and keys in one canonical form: NFC, never trimmed", () => {
+    const nfd = "Jose\u0301";
+    expect(accepted(litellmPayload("nfd-1", nfd)).billingAccountId).toBe("Jos\u00e9");
+    expect(accepted(litellmPayload("nfd-1", "Jos\u00e9")).billingAccountId).toBe("Jos\u00e9");
+    expect(accepted(litellmPayload("padded", " team ")).billingAccountId).toBe(" team ");
+    expect(accepted(litellmPayload(" key ", "t")).idempotencyKey).toBe(" key ");
+    expect(accepted(litellmPayload("cafe\u0301-call", "t")).idempotencyKey).toBe("caf\u00e9-call");
+    for (const hostile of ["esc-\u001b[2J", "c1-\u009b", "nl-\nx", "nul-\u0000"]) {
+      expect(rejected(litellmPayload("ctl", hostile))).toMatchObject({
+        reason: "invalid_billing_account",
+        issues: [{ path: "metadata.user_api_key_team_id" }],
+      });
+      expect(rejected(litellmPayload(hostile, "t")).reason).toBe("invalid_idempotency_key");
+    }
   });
 
   it("reads cache detail from the first usage object present, OpenAI and Anthropic shapes", () => {
@@ -133,6 +178,7 @@ describe("normaliseCallbackItem", () => {
     expect(kept.metadata).toEqual({
       user_api_key_team_id: "t",
       user_api_key_user_id: null,
+      user_api_key_org_id: null,
       user_api_key_end_user_id: null,
       spend_logs_metadata: { billing_account_id: "b" },
     });
@@ -142,21 +188,46 @@ describe("normaliseCallbackItem", () => {
 
 describe("parseCallbackBody", () => {
   it("tells json_array, single object and ndjson apart by the body", () => {
-    expect(parseCallbackBody('[{"a":1},{"a":2}]')).toEqual({ ok: true, items: [{ a: 1 }, { a: 2 }] });
-    expect(parseCallbackBody('{"a":1}')).toEqual({ ok: true, items: [{ a: 1 }] });
-    expect(parseCallbackBody('{"a":1}\n\n{"a":2}\n')).toEqual({ ok: true, items: [{ a: 1 }, { a: 2 }] });
+    expect(parseCallbackBody('[{"a":1},{"a":2}]', LIMITS)).toEqual({ ok: true, items: [{ a: 1 }, { a: 2 }] });
+    expect(parseCallbackBody('{"a":1}', LIMITS)).toEqual({ ok: true, items: [{ a: 1 }] });
+    expect(parseCallbackBody('{"a":1}\n\n{"a":2}\n', LIMITS)).toEqual({ ok: true, items: [{ a: 1 }, { a: 2 }] });
   });
 
   it("lets one bad ndjson line cost only itself", () => {
-    const parsed = parseCallbackBody('{"a":1}\n{oops\n{"a":3}');
+    const parsed = parseCallbackBody('{"a":1}\n{oops\n{"a":3}', LIMITS);
     expect(parsed.ok && parsed.items.length).toBe(3);
     if (parsed.ok) expect(rejected(parsed.items[1]).reason).toBe("invalid_json");
   });
 
   it("refuses an empty body or batch and a body that is not JSON", () => {
-    expect(parseCallbackBody("  ")).toMatchObject({ ok: false, code: "empty_batch" });
-    expect(parseCallbackBody("[]")).toMatchObject({ ok: false, code: "empty_batch" });
-    expect(parseCallbackBody("<xml/>")).toMatchObject({ ok: false, code: "invalid_json" });
+    expect(parseCallbackBody("  ", LIMITS)).toMatchObject({ ok: false, code: "empty_batch" });
+    expect(parseCallbackBody("[]", LIMITS)).toMatchObject({ ok: false, code: "empty_batch" });
+    expect(parseCallbackBody("<xml/>", LIMITS)).toMatchObject({ ok: false, code: "invalid_json" });
+  });
+});
+
+describe("checkBodyCost", () => {
+  const bytes = (text: string) => Buffer.from(text, "utf8");
+
+  it("counts an array's items and refuses more than the limit before anything is parsed", () => {
+    const items = (n: number) => `[${Array(n).fill('{"id":"a,[{"}').join(",")}]`;
+    expect(checkBodyCost(bytes(items(4)), { maxItems: 4 })).toEqual({ ok: true });
+    expect(checkBodyCost(bytes(items(5)), { maxItems: 4 })).toMatchObject({ ok: false, code: "too_many_items" });
+    // Commas and brackets inside strings, nested arrays and escaped quotes are not items.
+    const nested = '[{"a":[1,2,3],"b":"x\\",\\"[,,"},{"c":{"d":[4,5]}}]';
+    expect(JSON.parse(nested)).toHaveLength(2);
+    expect(checkBodyCost(bytes(nested), { maxItems: 2 })).toEqual({ ok: true });
+    expect(parseCallbackBody(items(5), { maxItems: 4 })).toMatchObject({ ok: false, code: "too_many_items" });
+    expect(parseCallbackBody("{}\n".repeat(5), { maxItems: 4 })).toMatchObject({ ok: false, code: "too_many_items" });
+  });
+
+  it("refuses a body of more JSON values than one parse may hold, whatever its shape", () => {
+    const oneItemOfEmptyObjects = `[{"x":[${"{},".repeat(MAX_JSON_VALUES)}{}]}]`;
+    expect(checkBodyCost(bytes(oneItemOfEmptyObjects), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+    // A broken ndjson line cannot hide what follows inside an unterminated string.
+    const brokenThenDense = `{"id":"unterminated\n[${"0,".repeat(MAX_JSON_VALUES)}0]`;
+    expect(checkBodyCost(bytes(brokenThenDense), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+    expect(checkBodyCost(bytes(JSON.stringify(Array(512).fill(STANDARD_LOGGING_PAYLOAD))), { maxItems: 512 })).toEqual({ ok: true });
   });
 });
 
@@ -167,9 +238,9 @@ describe("Python's json.dumps literals", () => {
     const infinite = JSON.stringify(litellmPayload("inf-1", "t")).replace('"prompt_tokens":10', '"prompt_tokens":-Infinity');
     expect(bad).toContain("NaN");
     expect(infinite).toContain("-Infinity");
-    const parsed = parseCallbackBody(`[${good},${bad},${infinite}]`);
+    const parsed = parseCallbackBody(`[${good},${bad},${infinite}]`, LIMITS);
     if (!parsed.ok) throw new Error("the batch did not parse");
-    expect(normaliseCallbackItem(parsed.items[0]).ok).toBe(true);
+    expect(normaliseCallbackItem(parsed.items[0], DEFAULT_READ).ok).toBe(true);
     expect(rejected(parsed.items[1]).issues).toEqual([{ path: "response_cost", message: "NaN is not a finite number" }]);
     expect(rejected(parsed.items[2]).issues).toContainEqual({ path: "prompt_tokens", message: "-Infinity is not a finite number" });
   });
@@ -178,7 +249,7 @@ describe("Python's json.dumps literals", () => {
     const payload = { ...litellmPayload("words-1", "t"), model_parameters: { temperature: "NaN" }, note: "Infinity and NaN" };
     const text = JSON.stringify(payload).replace('"saved_cache_cost":0', '"saved_cache_cost":Infinity');
     expect(text).toContain('"saved_cache_cost":Infinity');
-    const parsed = parseCallbackBody(text);
+    const parsed = parseCallbackBody(text, LIMITS);
     if (!parsed.ok) throw new Error("the body did not parse");
     expect((parsed.items[0] as { note: string }).note).toBe("Infinity and NaN");
     expect(accepted(parsed.items[0]).idempotencyKey).toBe("words-1");
@@ -200,16 +271,17 @@ describe("keys and accounts that PostgreSQL must store exactly", () => {
     expect(rejected(litellmPayload("lone-\ud800", "t")).reason).toBe("invalid_idempotency_key");
     expect(rejected(litellmPayload("nul-\u0000", "t")).reason).toBe("invalid_idempotency_key");
     const longAccount = litellmPayload("acct-1", null, { end_user: "e".repeat(513) });
-    expect(rejected(longAccount)).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "end_user" }] });
+    expect(rejected(longAccount, readFrom("end_user"))).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "end_user" }] });
+    expect(rejected(litellmPayload("acct-1b", "t".repeat(513))).reason).toBe("invalid_billing_account");
     const loneAccount = litellmPayload("acct-2", "team-\udc00");
     expect(rejected(loneAccount)).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "metadata.user_api_key_team_id" }] });
     const objectAccount = litellmPayload("acct-3", "team", { metadata: { spend_logs_metadata: { billing_account_id: { id: 1 } } } });
-    expect(rejected(objectAccount)).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "metadata.spend_logs_metadata.billing_account_id" }] });
+    expect(rejected(objectAccount, readFrom("spend_logs_metadata", "team"))).toMatchObject({ reason: "invalid_billing_account", issues: [{ path: "metadata.spend_logs_metadata.billing_account_id" }] });
   });
 
   it("takes a whole-number billing account id as its decimal text, never falling through to the team", () => {
     const numeric = litellmPayload("acct-4", "team", { metadata: { spend_logs_metadata: { billing_account_id: 12345 } } });
-    expect(accepted(numeric).billingAccountId).toBe("12345");
+    expect(accepted(numeric, readFrom("spend_logs_metadata", "team")).billingAccountId).toBe("12345");
   });
 
   it("refuses year 0000, which PostgreSQL cannot store", () => {

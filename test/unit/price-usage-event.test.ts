@@ -341,12 +341,56 @@ describe("priceUsageEvent", () => {
   });
 
   describe("free models", () => {
-    it("a model_group alias listed in free_models costs 0 whatever LiteLLM reported", () => {
+    const FREE = { pricingSource: "free", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n };
+
+    it("a name added beside a priced model does not make it free: 2M tokens of gpt-4o with model_map_key x:free", () => {
+      // 1,000,000 × 2.5e-6 + 1,000,000 × 1e-5 = 12.5 USD = 125,000,000 credits
+      const charge = expectPriced(
+        priceUsageEvent(
+          usageEvent({ model: "gpt-4o", modelMapKey: "x:free", promptTokens: 1_000_000, completionTokens: 1_000_000, reportedCostUsd: "0" }),
+          book(),
+        ),
+      );
+      expect(charge).toMatchObject({ pricingSource: "price_book", priceEntry: "gpt-4o", chargedCredits: 125_000_000n });
+      // nor does a free name as model_map_key when an unpriced model served the call
+      expect(expectUnpriced(priceUsageEvent(usageEvent({ model: "x", modelMapKey: "vendor/thing:free", promptTokens: 5 }), book()))).toContain(
+        "not in the price book",
+      );
+    });
+
+    it("an operator alias in model_group that matches a glob is not free when the served model is priced", () => {
+      const charge = expectPriced(
+        priceUsageEvent(
+          usageEvent({ modelGroup: "test-free-model", model: "openai/gpt-4o", promptTokens: 1000, completionTokens: 1000, reportedCostUsd: "0" }),
+          book(),
+        ),
+      );
+      // 1,000 × 2.5e-6 + 1,000 × 1e-5 = 0.0125 USD = 125,000 credits
+      expect(charge).toMatchObject({ pricingSource: "price_book", priceEntry: "gpt-4o", chargedCredits: 125_000n });
+      // model_group alone never makes a call free
+      expect(expectUnpriced(priceUsageEvent(usageEvent({ modelGroup: "x:free", promptTokens: 5 }), book()))).toContain("x:free");
+    });
+
+    it("an alias that has its own price-book entry is free when it matches a glob", () => {
+      const priceBook = book(`
+credits_per_usd: 10000000
+free_models: ["team-free"]
+models:
+  team-free: {input_cost_per_token: 1e-6, output_cost_per_token: 1e-6}
+  gpt-4o: {input_cost_per_token: 2.5e-6, output_cost_per_token: 1.0e-5}
+`);
+      expect(priceUsageEvent(usageEvent({ modelGroup: "team-free", model: "gpt-4o", promptTokens: 1000 }), priceBook)).toEqual({
+        priced: true,
+        charge: FREE,
+      });
+    });
+
+    it("a free served model costs 0 whatever LiteLLM reported and whatever the alias", () => {
       const charge = expectPriced(
         priceUsageEvent(
           usageEvent({
-            modelGroup: "test-free-model",
-            model: "gpt-4o", // in the book, but the free alias wins
+            modelGroup: "team-llama",
+            model: "openrouter/meta-llama/llama-3:free",
             promptTokens: 1000,
             completionTokens: 1000,
             reportedCostUsd: "0.5",
@@ -354,24 +398,11 @@ describe("priceUsageEvent", () => {
           book(),
         ),
       );
-      expect(charge).toEqual({ pricingSource: "free", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n });
+      expect(charge).toEqual(FREE);
     });
 
-    it('"*:free" matches "openrouter/meta-llama/llama-3:free" given as model', () => {
-      const charge = expectPriced(
-        priceUsageEvent(
-          usageEvent({ model: "openrouter/meta-llama/llama-3:free", promptTokens: 10, reportedCostUsd: "0.01" }),
-          book(),
-        ),
-      );
-      expect(charge.pricingSource).toBe("free");
-      expect(charge.chargedCredits).toBe(0n);
-    });
-
-    it("matches via model_map_key too, and wins over a cache hit", () => {
-      const viaMapKey = expectPriced(
-        priceUsageEvent(usageEvent({ model: "x", modelMapKey: "vendor/thing:free", promptTokens: 5 }), book()),
-      );
+    it("model_map_key stands for the served model when model is absent, and free wins over a cache hit", () => {
+      const viaMapKey = expectPriced(priceUsageEvent(usageEvent({ modelMapKey: "vendor/thing:free", promptTokens: 5 }), book()));
       expect(viaMapKey.pricingSource).toBe("free");
       const cacheHit = expectPriced(priceUsageEvent(usageEvent({ model: "a:free", cacheHit: true }), book()));
       expect(cacheHit.pricingSource).toBe("free");

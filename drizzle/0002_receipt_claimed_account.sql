@@ -1,0 +1,1 @@
+ALTER TABLE "charge_receipts" ADD COLUMN "claimed_billing_account_id" text;

@@ -1,0 +1,156 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createUsageQueue } from "../../src/queue/producer.js";
+import { waitFor } from "../support/harness.js";
+import { litellmPayload } from "../support/litellm-payloads.js";
+import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
+import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+
+/** The receiver's stated memory bound (README): peak RSS under every probe below. */
+const RECEIVER_RSS_BOUND_MIB = 512;
+const MIB = 1024 * 1024;
+
+// As `npm run start:receiver` runs it, node options and all.
+const RECEIVER_NODE_ARGS = JSON.parse(readFileSync("package.json", "utf8"))
+  .scripts["start:receiver"].split(" ")
+  .filter((word: string) => word.startsWith("--"));
+
+const prefix = `spend_ingest_h_${randomBytes(6).toString("hex")}`;
+let receiver: ServiceProcess;
+let baseUrl: string;
+const peaks: Record<string, number> = {};
+
+function post(body: Uint8Array | string) {
+  return fetch(`${baseUrl}/v1/callbacks/litellm`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json" },
+    body,
+  });
+}
+
+/** A body of `bytes` made of the tiny item `unit` repeated, as a JSON array. */
+function repeatedItems(unit: string, bytes: number): Buffer {
+  const count = Math.floor((bytes - 2) / (unit.length + 1));
+  return Buffer.from(`[${Array(count).fill(unit).join(",")}]`);
+}
+
+async function expectAliveUnderBound(probe: string) {
+  expect((await fetch(`${baseUrl}/healthz`)).status).toBe(200);
+  peaks[probe] = Math.round(peakRssMib(receiver.child.pid!));
+  expect(peaks[probe]).toBeLessThan(RECEIVER_RSS_BOUND_MIB);
+}
+
+beforeAll(async () => {
+  receiver = startServiceProcess(
+    "receiver",
+    {
+      DATABASE_URL: ADMIN_DATABASE_URL,
+      REDIS_URL: TEST_REDIS_URL,
+      INGEST_TOKENS: INGEST_TOKEN,
+      ADMIN_TOKEN,
+      PORT: "0",
+      QUEUE_PREFIX: prefix,
+    },
+    RECEIVER_NODE_ARGS,
+  );
+  baseUrl = await receiver.baseUrl;
+});
+
+afterAll(async () => {
+  receiver?.child.kill("SIGKILL");
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = createUsageQueue(redis, prefix);
+  await queue.obliterate({ force: true });
+  await queue.close();
+  await redis.quit();
+  console.log(`receiver peak RSS by probe (MiB): ${JSON.stringify(peaks)}`);
+});
+
+describe("a receiver under hostile bodies and sockets (npm run start:receiver, real process)", () => {
+  it("refuses bodies of tiny items at 1, 4 and 32 MiB with 413 before parsing them, and stays up", async () => {
+    for (const mib of [1, 4, 32]) {
+      const answer = await post(repeatedItems("{}", mib * MIB - 64));
+      expect(answer.status).toBe(413);
+      expect(await answer.json()).toMatchObject({ error: { code: "too_many_items" } });
+      await expectAliveUnderBound(`tiny items ${mib} MiB`);
+    }
+  });
+
+  it("refuses one item made of millions of tiny values with 413", async () => {
+    const values = Buffer.from(`[{"id":"one","padding":[${Array(8 * MIB).fill("{}").join(",")}]}]`);
+    const answer = await post(values);
+    expect(answer.status).toBe(413);
+    expect(await answer.json()).toMatchObject({ error: { code: "too_many_values" } });
+    await expectAliveUnderBound("one item of tiny values");
+  });
+
+  it("bounds the 207 answer: the first 100 refusals in full, then a count", async () => {
+    const items = Array.from({ length: 4000 }, (_, index) => ({ id: `refused-${index}`, prompt_tokens: -1 }));
+    const answer = await post(JSON.stringify(items));
+    expect(answer.status).toBe(207);
+    const body = (await answer.json()) as { accepted: number; rejected: unknown[]; rejected_count: number };
+    expect(body).toMatchObject({ accepted: 0, rejected_count: 4000 });
+    expect(body.rejected).toHaveLength(100);
+  });
+
+  it("takes 30 concurrent 31 MiB batches within its bytes-in-flight budget: each 202 or 503 with Retry-After", async () => {
+    const prompt = "p".repeat(60_000);
+    const batch = Buffer.from(
+      JSON.stringify(
+        Array.from({ length: 512 }, (_, index) =>
+          litellmPayload(`big-${index}`, "team-big", { messages: [{ role: "user", content: prompt }] }),
+        ),
+      ),
+    );
+    expect(batch.length).toBeGreaterThan(30 * MIB);
+    expect(batch.length).toBeLessThan(32 * MIB);
+    const answers = await Promise.all(Array.from({ length: 30 }, () => post(batch)));
+    const statuses = answers.map((answer) => answer.status);
+    console.log(`30 concurrent 31 MiB batches: ${statuses.filter((status) => status === 202).length} accepted, the rest 503`);
+    expect(statuses.every((status) => status === 202 || status === 503)).toBe(true);
+    expect(statuses.filter((status) => status === 202).length).toBeGreaterThan(0);
+    for (const answer of answers.filter((answer) => answer.status === 503)) {
+      expect(answer.headers.get("retry-after")).toBe("5");
+      expect(await answer.json()).toMatchObject({ error: { code: "receiver_busy" } });
+    }
+    await expectAliveUnderBound("30 concurrent 31 MiB batches");
+  }, 120_000);
+
+  it("keeps answering with 1,100 silent sockets open, and closes silent and trickling sockets in seconds", async () => {
+    const sockets: Socket[] = [];
+    const closedAt: number[] = [];
+    const opened = Date.now();
+    for (let index = 0; index < 1_100; index++) {
+      const socket = connect(Number(new URL(baseUrl).port), "127.0.0.1");
+      socket.on("error", () => {});
+      socket.on("close", () => closedAt.push(Date.now() - opened));
+      sockets.push(socket);
+    }
+    await waitFor(() => sockets.every((socket) => !socket.connecting || socket.destroyed), 10_000);
+    // Past the connection cap the newcomer takes a silent socket's place.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const started = Date.now();
+    const answer = await fetch(`${baseUrl}/healthz`);
+    expect(answer.status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(1_000);
+
+    const trickle = connect(Number(new URL(baseUrl).port), "127.0.0.1");
+    trickle.on("error", () => {});
+    let trickleClosed = false;
+    trickle.on("close", () => (trickleClosed = true));
+    const header = "POST /v1/callbacks/litellm HTTP/1.1\r\nHost: x\r\n";
+    let sent = 0;
+    const dripping = setInterval(() => sent < header.length && trickle.write(header[sent++]!), 500);
+    try {
+      await waitFor(() => closedAt.length === sockets.length && trickleClosed, 20_000);
+    } finally {
+      clearInterval(dripping);
+    }
+    // The server's idle and header timeouts (10 s), checked every second.
+    expect(Math.max(...closedAt)).toBeLessThan(15_000);
+    await expectAliveUnderBound("1,100 silent sockets");
+  }, 60_000);
+});
