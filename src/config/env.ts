@@ -34,8 +34,11 @@ const envSchema = z.object({
         .min(1, "at least one token is required"),
     ),
   ADMIN_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`),
-  // Unset: the queue UI is not served at all.
-  QUEUE_UI_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`).optional(),
+  // Unset or empty (as a compose file passes an unset variable): the queue UI is not served at all.
+  QUEUE_UI_TOKEN: z.preprocess(
+    (value) => (value === "" ? undefined : value),
+    z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`).optional(),
+  ),
   QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off"),
   BILLING_ACCOUNT_FROM: z
     .string()

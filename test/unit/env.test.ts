@@ -43,4 +43,32 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, QUEUE_PREFIX: "a:b" }).setting).toBe("QUEUE_PREFIX");
     expect(parseEnv({ ...valid, QUEUE_PREFIX: "{spend-ingest}" }).queuePrefix).toBe("{spend-ingest}");
   });
+
+  it("takes the payer only from key-derived sources unless others are listed, from a fixed vocabulary", () => {
+    expect(parseEnv(valid).billingAccountFrom).toEqual(["key_metadata", "team", "user"]);
+    expect(parseEnv({ ...valid, BILLING_ACCOUNT_FROM: "spend_logs_metadata, team" }).billingAccountFrom).toEqual([
+      "spend_logs_metadata",
+      "team",
+    ]);
+    expect(settingError({ ...valid, BILLING_ACCOUNT_FROM: "team,billing_account_id" }).setting).toBe("BILLING_ACCOUNT_FROM");
+    expect(settingError({ ...valid, BILLING_ACCOUNT_FROM: "team,team" }).setting).toBe("BILLING_ACCOUNT_FROM");
+    expect(settingError({ ...valid, BILLING_ACCOUNT_FROM: "" }).setting).toBe("BILLING_ACCOUNT_FROM");
+  });
+
+  it("serves the queue UI only with a token of its own, read-only unless actions are turned on", () => {
+    expect(parseEnv(valid)).toMatchObject({ queueUiToken: undefined, queueUiActions: false });
+    expect(parseEnv({ ...valid, QUEUE_UI_TOKEN: "" }).queueUiToken).toBeUndefined();
+    expect(parseEnv({ ...valid, QUEUE_UI_TOKEN: "queue-ui-token-aaaa", QUEUE_UI_ACTIONS: "on" })).toMatchObject({
+      queueUiToken: "queue-ui-token-aaaa",
+      queueUiActions: true,
+    });
+    expect(settingError({ ...valid, QUEUE_UI_TOKEN: "short" }).setting).toBe("QUEUE_UI_TOKEN");
+    expect(settingError({ ...valid, QUEUE_UI_ACTIONS: "yes" }).setting).toBe("QUEUE_UI_ACTIONS");
+  });
+
+  it("bounds every request and refuses a bytes-in-flight budget smaller than one body", () => {
+    expect(parseEnv(valid)).toMatchObject({ maxItemsPerRequest: 4096, maxBytesInFlight: 96 * 1024 * 1024, maxConnections: 1000 });
+    expect(settingError({ ...valid, MAX_BODY_BYTES: "1000", MAX_BYTES_IN_FLIGHT: "999" }).setting).toBe("MAX_BYTES_IN_FLIGHT");
+    expect(settingError({ ...valid, MAX_ITEMS_PER_REQUEST: "0" }).setting).toBe("MAX_ITEMS_PER_REQUEST");
+  });
 });
