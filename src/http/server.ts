@@ -28,7 +28,7 @@ export async function buildServer(deps: Deps, roles: ServerRoles = { receiver: t
     keepAliveTimeout: 10_000,
     forceCloseConnections: "idle",
     // Ids in paths are up to MAX_ID_LENGTH UTF-16 units, each up to 9 characters percent-encoded.
-    maxParamLength: MAX_ID_LENGTH * 9,
+    routerOptions: { maxParamLength: MAX_ID_LENGTH * 9 },
     // A path that does not decode (percent-encoded invalid UTF-8) gets the one error shape too.
     frameworkErrors: (error, _request, reply) => sendError(reply, 400, "bad_url", error.message),
   });
