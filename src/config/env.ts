@@ -146,6 +146,10 @@ export function parsePricingEnv(source: EnvSource): Pick<Settings, "pricingFile"
 /** Validates the environment once; the first bad setting is named in the error. */
 export function parseEnv(source: EnvSource): Settings {
   const env = parseWith(envSchema, source);
+  // One secret per audience: the account API's or the gateway's token must never open the queue UI.
+  if (env.QUEUE_UI_TOKEN !== undefined && [env.ADMIN_TOKEN, ...env.INGEST_TOKENS].includes(env.QUEUE_UI_TOKEN)) {
+    throw new InvalidSettingError("QUEUE_UI_TOKEN", "must differ from ADMIN_TOKEN and every INGEST_TOKENS token");
+  }
   if (env.MAX_BYTES_IN_FLIGHT < env.MAX_BODY_BYTES) {
     throw new InvalidSettingError("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
   }

@@ -1,37 +1,52 @@
-import type { Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 
-// A socket that has sent nothing for this long is taken for idle, not slow.
-const SILENT_MS = 1_000;
+// A connection younger than this is taken for slow, not idle.
+const GRACE_MS = 1_000;
+
+type Connection = { openedAt: number; requestsInHand: number; requestsServed: number };
 
 /**
  * At most `max` open connections, kept below the process's file-descriptor limit. At the cap a
- * newcomer takes the place of the oldest socket that has sent nothing for a second, so a flood
- * of silent sockets cannot shut real callers out while it waits for its timeouts; when no socket
- * is silent the newcomer is closed.
+ * newcomer takes the place of the oldest connection that is not in the middle of a request:
+ * first one that never completed its headers (silent, or trickling them), then an idle
+ * keep-alive one. So sockets that send nothing, or a byte now and then, cannot shut callers out
+ * while they wait for their timeouts. When every connection is busy the newcomer is closed.
  */
 export function limitConnections(server: Server, max: number): void {
   // Insertion order is age order.
-  const openedAt = new Map<Socket, number>();
+  const connections = new Map<Socket, Connection>();
   server.on("connection", (socket: Socket) => {
-    if (openedAt.size >= max) {
-      const silent = oldestSilentSocket(openedAt, Date.now() - SILENT_MS);
-      if (silent === undefined) {
+    if (connections.size >= max) {
+      const evicted = oldestIdle(connections, Date.now() - GRACE_MS);
+      if (evicted === undefined) {
         socket.destroy();
         return;
       }
-      silent.destroy();
-      openedAt.delete(silent);
+      evicted.destroy();
+      connections.delete(evicted);
     }
-    openedAt.set(socket, Date.now());
-    socket.once("close", () => openedAt.delete(socket));
+    connections.set(socket, { openedAt: Date.now(), requestsInHand: 0, requestsServed: 0 });
+    socket.once("close", () => connections.delete(socket));
+  });
+  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+    const connection = connections.get(request.socket);
+    if (connection === undefined) return;
+    connection.requestsInHand += 1;
+    response.once("close", () => {
+      connection.requestsInHand -= 1;
+      connection.requestsServed += 1;
+    });
   });
 }
 
-function oldestSilentSocket(openedAt: ReadonlyMap<Socket, number>, openedBefore: number): Socket | undefined {
-  for (const [socket, opened] of openedAt) {
-    if (opened > openedBefore) return undefined;
-    if (socket.bytesRead === 0) return socket;
+function oldestIdle(connections: ReadonlyMap<Socket, Connection>, openedBefore: number): Socket | undefined {
+  let idleKeepAlive: Socket | undefined;
+  for (const [socket, connection] of connections) {
+    if (connection.openedAt > openedBefore) break;
+    if (connection.requestsInHand > 0) continue;
+    if (connection.requestsServed === 0) return socket;
+    idleKeepAlive ??= socket;
   }
-  return undefined;
+  return idleKeepAlive;
 }

@@ -13,7 +13,7 @@ export type BodyLimits = { maxItems: number };
 /**
  * Parsing costs up to 64 bytes of heap per JSON value (an empty object; measured on Node's
  * JSON.parse), so this many values bound one parse to 64 MB whatever the body's shape. LiteLLM's
- * example payload holds 166 values, so a 512-call batch is about 85,000.
+ * example payload holds about 300 (keys included), so a 512-call batch is about 152,000.
  */
 export const MAX_JSON_VALUES = 1_000_000;
 
@@ -27,33 +27,38 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 
 /**
- * Judges a body's cost from its bytes, before anything is parsed: its JSON values (containers
- * and commas outside strings) and, for a JSON array, its items. Valid or not, every body is
- * counted the same way; a raw newline cannot occur inside a JSON string, so a broken ndjson
- * line cannot hide the lines after it inside a string. UTF-8 continuation bytes are never ASCII,
- * so bytes are enough.
+ * Judges a body's cost from its bytes, before anything is parsed: its JSON values (containers,
+ * strings and bare tokens such as numbers and literals, outside strings) and, for a JSON array,
+ * its items. Valid or not, every body is counted the same way: a raw newline cannot occur inside
+ * a JSON string, so it always ends one (even right after a backslash), and a broken ndjson line
+ * cannot hide the lines after it. UTF-8 continuation bytes are never ASCII, so bytes are enough.
  */
 export function checkBodyCost(bytes: Uint8Array, limits: BodyLimits): { ok: true } | BodyRefusal {
-  let start = 0;
-  while (start < bytes.length && (bytes[start] === 0x20 || bytes[start] === 0x09 || bytes[start] === 0x0d || bytes[start] === NEWLINE)) start++;
-  const itemDepth = bytes[start] === OPEN_BRACKET ? 1 : 0;
   let values = 0;
-  // An array's items are its depth-1 elements: one more than its depth-1 commas.
+  // The first container decides: an array's items are its depth-1 elements, one more than its
+  // depth-1 commas. Anything before it (a BOM, odd whitespace) does not hide it.
+  let itemDepth = -1;
   let itemCommas = 0;
   let depth = 0;
   let inString = false;
-  for (let index = start; index < bytes.length; index++) {
-    const byte = bytes[index];
+  let inToken = false;
+  for (let index = 0; index < bytes.length; index++) {
+    const byte = bytes[index]!;
     if (inString) {
-      if (byte === BACKSLASH) index++;
-      else if (byte === QUOTE || byte === NEWLINE) inString = false;
+      if (byte === NEWLINE || byte === QUOTE) inString = false;
+      else if (byte === BACKSLASH && bytes[index + 1] !== NEWLINE) index++;
       continue;
     }
-    if (byte === QUOTE) inString = true;
-    else if (byte === COMMA) {
+    const tokenByte = isTokenByte(byte);
+    if (tokenByte && !inToken) values++;
+    inToken = tokenByte;
+    if (byte === QUOTE) {
+      inString = true;
       values++;
-      if (depth === itemDepth && itemDepth === 1) itemCommas++;
+    } else if (byte === COMMA) {
+      if (depth === 1 && itemDepth === 1) itemCommas++;
     } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+      if (itemDepth === -1) itemDepth = byte === OPEN_BRACKET ? 1 : 0;
       values++;
       depth++;
     } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) depth--;
@@ -63,6 +68,18 @@ export function checkBodyCost(bytes: Uint8Array, limits: BodyLimits): { ok: true
     if (itemCommas >= limits.maxItems) return tooManyItems(limits);
   }
   return { ok: true };
+}
+
+/** Bytes of a bare JSON token (a number, true, false, null, or Python's NaN and Infinity). */
+function isTokenByte(byte: number): boolean {
+  return (
+    (byte >= 0x30 && byte <= 0x39) || // 0-9
+    (byte >= 0x41 && byte <= 0x5a) || // A-Z
+    (byte >= 0x61 && byte <= 0x7a) || // a-z
+    byte === 0x2d || // -
+    byte === 0x2b || // +
+    byte === 0x2e // .
+  );
 }
 
 function tooManyItems(limits: BodyLimits): BodyRefusal {

@@ -41,7 +41,16 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
       metrics.requestsRefused.inc({ reason: "bytes_in_flight" });
       return unavailable(reply, "receiver_busy", "the receiver is at its limit of bodies in flight");
     }
-    reply.raw.once("close", () => inFlight.release(bytes));
+    // Released once, on whichever comes first: the answer's end, or the connection's (a pipelined
+    // request still queued when its socket closes never gets an answer to close).
+    const socket = request.raw.socket;
+    const release = () => {
+      reply.raw.off("close", release);
+      socket.off("close", release);
+      inFlight.release(bytes);
+    };
+    reply.raw.once("close", release);
+    socket.once("close", release);
   });
 
   app.post("/v1/callbacks/litellm", { bodyLimit: settings.maxBodyBytes }, async (request, reply) => {

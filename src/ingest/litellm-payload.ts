@@ -118,10 +118,14 @@ function tokenClasses(usage: UsageObject) {
 // A provider that returns no id makes LiteLLM write these.
 const NOT_A_KEY = new Set(["", "none", "null"]);
 
-/** The raw key text as sent, or null when the item has none; `canonicalId` decides if it is usable. */
+/**
+ * The raw key text as sent, or null when the item has none; `canonicalId` decides if it is
+ * usable. `id` first: it is LiteLLM's request id (the provider's response id, else its call id),
+ * the `request_id` of its spend log; a caller can set `litellm_call_id` through a header.
+ */
 export function idempotencyKeyOf(item: unknown): string | null {
   if (!isRecord(item)) return null;
-  for (const field of ["litellm_call_id", "id"]) {
+  for (const field of ["id", "litellm_call_id"]) {
     const value = item[field];
     if (typeof value === "string" && !NOT_A_KEY.has(value.trim().toLowerCase())) return value;
   }
@@ -213,7 +217,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
     );
   }
   if (idempotencyKey === null) {
-    return reject("no_idempotency_key", [{ path: "litellm_call_id", message: "no litellm_call_id or id to key on" }]);
+    return reject("no_idempotency_key", [{ path: "id", message: "no id or litellm_call_id to key on" }]);
   }
   if (!canonicalKey!.ok) {
     return reject("invalid_idempotency_key", [{ path: "id", message: `the key ${canonicalKey!.message}` }]);

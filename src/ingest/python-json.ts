@@ -16,9 +16,12 @@ export function parsePythonJson(text: string): unknown {
   }
 }
 
-/** Quotes NaN, Infinity and -Infinity where they stand as values, leaving strings untouched. */
+/**
+ * Quotes NaN, Infinity and -Infinity where they stand as values, leaving strings untouched. The
+ * pieces are joined once: appending one by one would build a rope of a node per literal.
+ */
 function quoteNonFiniteLiterals(text: string): string {
-  let result = "";
+  const pieces: string[] = [];
   let copiedUpTo = 0;
   let inString = false;
   for (let index = 0; index < text.length; index++) {
@@ -34,14 +37,16 @@ function quoteNonFiniteLiterals(text: string): string {
     }
     for (const literal of NON_FINITE_LITERALS) {
       if (text.startsWith(literal, index) && !isWordChar(text[index - 1]) && !isWordChar(text[index + literal.length])) {
-        result += `${text.slice(copiedUpTo, index)}"${literal}"`;
+        pieces.push(text.slice(copiedUpTo, index), `"${literal}"`);
         index += literal.length - 1;
         copiedUpTo = index + 1;
         break;
       }
     }
   }
-  return copiedUpTo === 0 ? text : result + text.slice(copiedUpTo);
+  if (copiedUpTo === 0) return text;
+  pieces.push(text.slice(copiedUpTo));
+  return pieces.join("");
 }
 
 function isWordChar(char: string | undefined): boolean {

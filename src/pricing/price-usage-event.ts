@@ -29,8 +29,8 @@ export type PricingOutcome =
 
 /** The one function from a usage event to what it costs; pure, exact, never negative. */
 export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutcome {
-  const entryName = candidateModelNames(event).find((name) => book.models.has(name));
-  if (freeModelNames(event, entryName).some((name) => book.isFreeModel(name))) return unitemised(book, "free", ZERO);
+  const entryName = findPriceEntry(event, book);
+  if (freeModelNames(event, entryName, book).some((name) => book.isFreeModel(name))) return unitemised(book, "free", ZERO);
   if (event.cacheHit) return unitemised(book, "cache_hit", ZERO);
 
   if (entryName !== undefined) {
@@ -75,13 +75,28 @@ export function candidateModelNames(event: UsageEvent): string[] {
 }
 
 /**
- * The names `free_models` is matched against: the entry the call is priced by, or with no
- * entry the model that served it. Never every name the payload carries, since a caller can
- * add a name (`model_map_key: "x:free"`) beside a priced model; never model_group alone,
- * since an alias says nothing of what served the call.
+ * The entry that prices the call: the operator's own entries by any of the call's names first,
+ * then LiteLLM's cost map by the model that served it, never by model_group: an alias is the
+ * operator's name, and often reuses (or is chosen by a caller to match) another model's.
  */
-function freeModelNames(event: UsageEvent, entryName: string | undefined): string[] {
-  return entryName !== undefined ? [entryName] : withAndWithoutProvider(event.model ?? event.modelMapKey);
+function findPriceEntry(event: UsageEvent, book: PriceBook): string | undefined {
+  const names = candidateModelNames(event);
+  const servedNames = new Set([event.model, event.modelMapKey].flatMap(withAndWithoutProvider));
+  return (
+    names.find((name) => book.models.get(name)?.origin === "price_book") ??
+    names.find((name) => servedNames.has(name) && book.models.has(name))
+  );
+}
+
+/**
+ * The names `free_models` is matched against: the operator's entry the call is priced by, else
+ * the model that served it. Never every name the payload carries, since a caller can add a name
+ * (`model_map_key: "x:free"`) beside a priced model; never model_group alone, since an alias
+ * says nothing of what served the call.
+ */
+function freeModelNames(event: UsageEvent, entryName: string | undefined, book: PriceBook): string[] {
+  if (entryName !== undefined && book.models.get(entryName)!.origin === "price_book") return [entryName];
+  return withAndWithoutProvider(event.model ?? event.modelMapKey);
 }
 
 function withAndWithoutProvider(name: string | null): string[] {

@@ -386,11 +386,11 @@ describe("callback answers", () => {
     expect((await receipt("single-1")).status).toBe(200);
   });
 
-  it("uses litellm_call_id before id", async () => {
+  it("keys on id before litellm_call_id, which a caller can set through a header", async () => {
     await h.postCallback([{ ...litellmPayload("provider-id", "team-keys"), litellm_call_id: "litellm-call-1" }]);
     await h.drainQueue();
-    expect((await receipt("litellm-call-1")).status).toBe(200);
-    expect((await receipt("provider-id")).status).toBe(404);
+    expect((await receipt("provider-id")).status).toBe(200);
+    expect((await receipt("litellm-call-1")).status).toBe(404);
   });
 
   it("accepts LiteLLM's example exactly as sent, and quarantines it for having no billing account", async () => {

@@ -63,6 +63,8 @@ describe("parseEnv", () => {
       queueUiActions: true,
     });
     expect(settingError({ ...valid, QUEUE_UI_TOKEN: "short" }).setting).toBe("QUEUE_UI_TOKEN");
+    expect(settingError({ ...valid, QUEUE_UI_TOKEN: valid.ADMIN_TOKEN }).setting).toBe("QUEUE_UI_TOKEN");
+    expect(settingError({ ...valid, QUEUE_UI_TOKEN: "ingest-token-bbbbbbbb" }).setting).toBe("QUEUE_UI_TOKEN");
     expect(settingError({ ...valid, QUEUE_UI_ACTIONS: "yes" }).setting).toBe("QUEUE_UI_ACTIONS");
   });
 

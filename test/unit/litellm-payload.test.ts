@@ -43,9 +43,9 @@ describe("normaliseCallbackItem", () => {
     });
   });
 
-  it("keys on litellm_call_id, else id, and never on empty, None or null", () => {
-    expect(accepted({ ...litellmPayload("provider-id", "t"), litellm_call_id: "call-1" }).idempotencyKey).toBe("call-1");
-    expect(accepted({ ...litellmPayload("provider-id", "t"), litellm_call_id: "" }).idempotencyKey).toBe("provider-id");
+  it("keys on id, else litellm_call_id (which a caller can set), and never on empty, None or null", () => {
+    expect(accepted({ ...litellmPayload("provider-id", "t"), litellm_call_id: "call-1" }).idempotencyKey).toBe("provider-id");
+    expect(accepted({ ...litellmPayload("None", "t"), litellm_call_id: "call-1" }).idempotencyKey).toBe("call-1");
     for (const id of ["None", "null", "", "  "]) {
       expect(rejected({ ...litellmPayload(id, "t"), litellm_call_id: null }).reason).toBe("no_idempotency_key");
     }
@@ -224,9 +224,15 @@ describe("checkBodyCost", () => {
   it("refuses a body of more JSON values than one parse may hold, whatever its shape", () => {
     const oneItemOfEmptyObjects = `[{"x":[${"{},".repeat(MAX_JSON_VALUES)}{}]}]`;
     expect(checkBodyCost(bytes(oneItemOfEmptyObjects), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
-    // A broken ndjson line cannot hide what follows inside an unterminated string.
-    const brokenThenDense = `{"id":"unterminated\n[${"0,".repeat(MAX_JSON_VALUES)}0]`;
-    expect(checkBodyCost(bytes(brokenThenDense), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+    // A broken ndjson line cannot hide what follows inside an unterminated string, even after a backslash.
+    for (const broken of ['{"id":"unterminated', '{"a":"\\']) {
+      const brokenThenDense = `${broken}\n[${"{},".repeat(MAX_JSON_VALUES)}{}]`;
+      expect(checkBodyCost(bytes(brokenThenDense), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+    }
+    // Bare tokens count too: Python's NaN literals, numbers, separated by whitespace alone.
+    expect(checkBodyCost(bytes(`{}\n${"NaN ".repeat(MAX_JSON_VALUES)}`), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+    // Whatever comes before the first bracket (a BOM, a no-break space), the array's items are counted.
+    expect(checkBodyCost(bytes(`\ufeff\u00a0[${Array(5).fill("{}").join(",")}]`), { maxItems: 4 })).toMatchObject({ code: "too_many_items" });
     expect(checkBodyCost(bytes(JSON.stringify(Array(512).fill(STANDARD_LOGGING_PAYLOAD))), { maxItems: 512 })).toEqual({ ok: true });
   });
 });
@@ -262,8 +268,8 @@ describe("keys and accounts that PostgreSQL must store exactly", () => {
     expect(accepted(oddEndUser).billingAccountId).toBe("team-odd");
     const nulEndUser = litellmPayload("odd-2", "team-odd", { metadata: { user_api_key_end_user_id: "a\u0000b" } });
     expect(accepted(nulEndUser).billingAccountId).toBe("team-odd");
-    const longId = { ...litellmPayload("x".repeat(600), "team-odd"), litellm_call_id: "call-odd-3" };
-    expect(accepted(longId).idempotencyKey).toBe("call-odd-3");
+    const longCallId = { ...litellmPayload("id-odd-3", "team-odd"), litellm_call_id: "x".repeat(600) };
+    expect(accepted(longCallId).idempotencyKey).toBe("id-odd-3");
   });
 
   it("refuses a key or a chosen account that cannot be stored as sent", () => {

@@ -90,6 +90,8 @@ const COST_MAP = {
   "plain-model": { input_cost_per_token: 1e-6, output_cost_per_token: 2e-6, cache_read_input_token_cost: null },
   "reasoner-x": { input_cost_per_token: 1e-6, output_cost_per_token: 2e-6, output_cost_per_reasoning_token: 5e-6 },
   "output-only": { output_cost_per_token: 2e-6 },
+  // A free model's entry whose name a caller can pick as model_group on a wildcard route.
+  "openrouter/x-ai/grok-4-fast:free": { input_cost_per_token: 0, output_cost_per_token: 0 },
   // Priced per image: cannot price tokens, so not an entry.
   "dall-e-3": { output_cost_per_image: 0.04, input_cost_per_pixel: 1e-8, litellm_provider: "openai", mode: "image_generation" },
   // The operator's `models:` entry below replaces this one whole.
@@ -369,6 +371,17 @@ describe("priceUsageEvent", () => {
       expect(charge).toMatchObject({ pricingSource: "price_book", priceEntry: "gpt-4o", chargedCredits: 125_000n });
       // model_group alone never makes a call free
       expect(expectUnpriced(priceUsageEvent(usageEvent({ modelGroup: "x:free", promptTokens: 5 }), book()))).toContain("x:free");
+    });
+
+    it("a model_group naming a free cost-map entry neither prices nor frees a call another model served", () => {
+      const priceBook = book();
+      const charge = expectPriced(
+        priceUsageEvent(
+          usageEvent({ modelGroup: "openrouter/x-ai/grok-4-fast:free", model: "gpt-4o", promptTokens: 1_000_000, completionTokens: 1_000_000 }),
+          priceBook,
+        ),
+      );
+      expect(charge).toMatchObject({ pricingSource: "price_book", priceEntry: "gpt-4o", chargedCredits: 125_000_000n });
     });
 
     it("an alias that has its own price-book entry is free when it matches a glob", () => {
