@@ -11,7 +11,13 @@ import { assignBillingAccount, listQuarantined } from "../src/ledger/quarantine.
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { toDecimalString } from "../src/pricing/decimal.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
-import { candidateModelNames, type PricingOutcome, priceUsageEvent } from "../src/pricing/price-usage-event.js";
+import {
+  candidateNames,
+  type Divergence,
+  type PricedLine,
+  type PricingOutcome,
+  priceUsageEvent,
+} from "../src/pricing/price-usage-event.js";
 import type { UsageEvent } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
 import { canonicalId } from "../src/usage/storable-text.js";
@@ -280,7 +286,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     let problems = 0;
     type Explained =
       | { index: number; refused: string; issues: unknown[] }
-      | { index: number; event: UsageEvent; namesTried: string[]; outcome: PricingOutcome };
+      | { index: number; event: UsageEvent; namesTried: ReturnType<typeof candidateNames>; outcome: PricingOutcome };
     const explained = body.items.map((item, index): Explained => {
       const normalised = normaliseCallbackItem(item, { billingAccountFrom });
       if (!normalised.ok) {
@@ -290,7 +296,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       const { event } = normalised;
       const outcome = priceUsageEvent(event, book);
       if (!outcome.priced) problems += 1;
-      return { index, event, namesTried: candidateModelNames(event), outcome };
+      return { index, event, namesTried: candidateNames(event), outcome };
     });
     const json = {
       price_book_hash: book.hash,
@@ -304,22 +310,45 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     function describePricing(entry: Explained): string {
       if ("refused" in entry) return `item ${entry.index}: refused (${entry.refused}) ${terminalSafe(JSON.stringify(entry.issues))}`;
       const { event, outcome, namesTried } = entry;
-      const names = namesTried.map(terminalSafe).join(", ") || "(none)";
-      const head = `item ${entry.index}: ${terminalSafe(event.idempotencyKey)} — names tried: ${names}`;
-      if (!outcome.priced) return `${head}\n  not priced (${outcome.reason}): ${terminalSafe(outcome.message)}`;
+      const names = (list: string[]) => list.map(terminalSafe).join(", ") || "(none)";
+      const head = [
+        `item ${entry.index}: ${terminalSafe(event.idempotencyKey)}`,
+        `  (a) price book, names tried: ${names(namesTried.price_book)}`,
+        `  (b) LiteLLM's rates for the call: ${event.gatewayRates ? "model_map_value" : "(none)"}`,
+        `  (c) cost map, names tried: ${names(namesTried.cost_map)}`,
+      ].join("\n");
+      if (!outcome.priced) {
+        const divergence = outcome.divergence ? `\n${describeDivergence(outcome.divergence)}` : "";
+        return `${head}\n  not priced (${outcome.reason}): ${terminalSafe(outcome.message)}${divergence}`;
+      }
       const charge = outcome.charge;
-      const lines = charge.lines.map(
-        (line) =>
-          `  ${line.tokenClass.padEnd(16)} ${String(line.tokens).padStart(9)} × ${toDecimalString(line.rateUsd)} (${line.rateField}) = ${toDecimalString(line.costUsd)}`,
-      );
+      const tiers = [charge.contextTier && `context tier ${charge.contextTier}`, charge.serviceTier && `service tier ${charge.serviceTier}`].filter(Boolean);
       const entryLine = charge.priceEntry
-        ? `  entry ${terminalSafe(charge.priceEntry)} from ${charge.priceEntryOrigin}${charge.contextTier ? `, tier ${charge.contextTier}` : ""}`
-        : `  ${charge.pricingSource}`;
+        ? `  answered by step ${charge.rateStep}: entry ${terminalSafe(charge.priceEntry)}${tiers.length ? `, ${tiers.join(", ")}` : ""}`
+        : `  ${charge.pricingSource}${charge.reason ? `: ${terminalSafe(charge.reason)}` : ""}`;
+      const reported = charge.reportedCostUsd === null ? "none" : `$${toDecimalString(charge.reportedCostUsd)}`;
       return [
         head,
         entryLine,
-        ...lines,
+        ...describeLines(charge.lines),
         `  cost $${toDecimalString(charge.providerCostUsd)} × markup ${toDecimalString(book.markup)} × ${toDecimalString(book.creditsPerUsd)} credits/USD → ${charge.chargedCredits} credits (rounded up)`,
+        `  LiteLLM reported ${reported}${charge.divergence ? "" : ", no divergence"}`,
+        ...(charge.divergence ? [describeDivergence(charge.divergence)] : []),
+        ...(charge.priceEntry && charge.reason ? [`  charged: ${terminalSafe(charge.reason)}`] : []),
+      ].join("\n");
+    }
+
+    function describeLines(lines: PricedLine[]): string[] {
+      return lines.map(
+        (line) =>
+          `  ${line.tokenClass.padEnd(16)} ${String(line.tokens).padStart(9)} × ${toDecimalString(line.rateUsd)} (${terminalSafe(line.rateField)}) = ${toDecimalString(line.costUsd)}`,
+      );
+    }
+
+    function describeDivergence(divergence: Divergence): string {
+      return [
+        `  divergence: at the gateway's own rates (step ${divergence.step}, ${terminalSafe(divergence.entry)}) $${toDecimalString(divergence.gatewayCostUsd)} = ${divergence.gatewayCredits} credits; LiteLLM reported ${divergence.reportedCredits} credits`,
+        ...describeLines(divergence.lines).map((line) => `  ${line}`),
       ].join("\n");
     }
   },

@@ -46,6 +46,10 @@ export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBo
           failedCallsSkipped: result.failedCallsSkipped,
         };
         recordChargeMetrics(metrics, result.charged, summary);
+        for (const { charge } of result.charged) {
+          if (charge.divergence) metrics.priceDivergences.inc({ rate_step: charge.divergence.step, action: settings.priceBook.onDivergence });
+        }
+        for (const { step } of result.divergencesQuarantined) metrics.priceDivergences.inc({ rate_step: step, action: "quarantine" });
         timer();
         log.debug({ events: events.length, ...summary }, "usage charged");
         return summary;

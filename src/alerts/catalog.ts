@@ -8,11 +8,16 @@ export const ALERT_CATALOG = {
   inv_unpriced_model: { level: "error", summary: "an event could not be priced and was quarantined" },
   receipt_conflict: { level: "warn", summary: "an idempotency key arrived again with different usage; the first stands" },
   event_quarantined: { level: "warn", summary: "an item was quarantined" },
+  inv_price_divergence: {
+    level: "warn",
+    summary: "the exact cost at the gateway's own rates differs from LiteLLM's reported cost by a credit or more",
+  },
 } as const satisfies Record<string, { level: "error" | "warn"; summary: string }>;
 
 export type AlertName = keyof typeof ALERT_CATALOG;
 
-export type AlertFields = Record<string, string | number | boolean | null>;
+type AlertValue = string | number | boolean | null | AlertValue[] | { [field: string]: AlertValue };
+export type AlertFields = Record<string, AlertValue>;
 
 export type Alert = { event: AlertName; fields: AlertFields };
 

@@ -35,7 +35,13 @@ export const chargeReceipts = pgTable(
     model: text("model"),
     modelGroup: text("model_group"),
     pricingSource: text("pricing_source").notNull(),
+    /** Where the rates came from: price_book (the operator's), gateway (LiteLLM's for the call), cost_map. */
+    rateStep: text("rate_step"),
     priceEntry: text("price_entry"),
+    /** Why the charge is not simply the rates' cost (LiteLLM's reported cost, on_divergence). */
+    pricingReason: text("pricing_reason"),
+    /** LiteLLM's response_cost, as the exact decimal it stands for (15 significant digits). */
+    reportedCostUsd: numeric("reported_cost_usd"),
     providerCostUsd: numeric("provider_cost_usd").notNull(),
     chargedCredits: bigint("charged_credits", { mode: "bigint" }).notNull(),
     promptTokens: integer("prompt_tokens").notNull(),

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
+import { RATE_FIELDS, rateValues, SEARCH_CONTEXT_SIZES, type SearchContextSize } from "../pricing/price-book.js";
 import { type BillingAccountSource, CLIENT_SETTABLE_SOURCES } from "../config/env.js";
 import type { RejectedItem, UsageEvent } from "../queue/contract.js";
 import { canonicalId, isStorableText, STORABLE_TEXT_RULE } from "../usage/storable-text.js";
@@ -43,15 +44,22 @@ const callTime = z
   ])
   .nullish();
 
+// OpenAI's, Anthropic's and Gemini's usage, as LiteLLM logs each.
 export const usageObjectSchema = z.looseObject({
   prompt_tokens: optionalTokenCount,
   completion_tokens: optionalTokenCount,
   cache_read_input_tokens: optionalTokenCount,
   cache_creation_input_tokens: optionalTokenCount,
   prompt_tokens_details: z
-    .looseObject({ cached_tokens: optionalTokenCount, cache_creation_tokens: optionalTokenCount })
+    .looseObject({
+      cached_tokens: optionalTokenCount,
+      cache_creation_tokens: optionalTokenCount,
+      audio_tokens: optionalTokenCount,
+      cache_creation_token_details: z.looseObject({ ephemeral_1h_input_tokens: optionalTokenCount }).nullish(),
+    })
     .nullish(),
-  completion_tokens_details: z.looseObject({ reasoning_tokens: optionalTokenCount }).nullish(),
+  completion_tokens_details: z.looseObject({ reasoning_tokens: optionalTokenCount, audio_tokens: optionalTokenCount }).nullish(),
+  server_tool_use: z.looseObject({ web_search_requests: optionalTokenCount }).nullish(),
 });
 type UsageObject = z.infer<typeof usageObjectSchema>;
 
@@ -71,8 +79,10 @@ export const litellmPayloadSchema = z
     cache_hit: z.boolean().nullish(),
     model: optionalText,
     model_group: optionalText,
+    // model_map_value (the rates LiteLLM used) is read leniently by gatewayRateText.
     model_map_information: z.looseObject({ model_map_key: optionalText }).nullish(),
     custom_llm_provider: optionalText,
+    call_type: optionalText,
     prompt_tokens: tokenCount,
     completion_tokens: tokenCount,
     response_cost: number().min(0).max(MAX_REPORTED_COST_USD).nullish(),
@@ -85,19 +95,28 @@ export const litellmPayloadSchema = z
   });
 export type LitellmPayload = z.infer<typeof litellmPayloadSchema>;
 
-type CacheUsage =
-  | { success: true; cacheReadTokens: number; cacheWriteTokens: number; reasoningTokens: number }
-  | { success: false; path: PropertyKey[]; message: string };
+type TokenDetail = ReturnType<typeof tokenClasses>;
+type UsageDetail = ({ success: true } & TokenDetail) | { success: false; path: PropertyKey[]; message: string };
 
-/** Cache and reasoning detail from the first usage object present, in LiteLLM's order. */
-function cacheUsage(payload: LitellmPayload): CacheUsage {
+const NO_DETAIL: TokenDetail = {
+  cacheReadTokens: 0,
+  cacheWriteTokens: 0,
+  cacheWrite1hTokens: 0,
+  reasoningTokens: 0,
+  audioInputTokens: 0,
+  audioOutputTokens: 0,
+  webSearchRequests: 0,
+};
+
+/** Cache, reasoning, audio and web search detail from the first usage object present, in LiteLLM's order. */
+function usageDetail(payload: LitellmPayload): UsageDetail {
   const candidates: Array<[PropertyKey[], unknown]> = [
     [["metadata", "usage_object"], payload.metadata?.usage_object],
     [["hidden_params", "usage_object"], payload.hidden_params?.usage_object],
     [["response", "usage"], isRecord(payload.response) ? payload.response.usage : undefined],
   ];
   const found = candidates.find(([, value]) => isRecord(value));
-  if (!found) return { success: true, cacheReadTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
+  if (!found) return { success: true, ...NO_DETAIL };
   const [path, value] = found;
   const parsed = usageObjectSchema.safeParse(value);
   if (!parsed.success) {
@@ -107,12 +126,41 @@ function cacheUsage(payload: LitellmPayload): CacheUsage {
   return { success: true, ...tokenClasses(parsed.data) };
 }
 
+/** The one rule for which usage field counts which class of tokens. */
 function tokenClasses(usage: UsageObject) {
   return {
     cacheReadTokens: usage.prompt_tokens_details?.cached_tokens ?? usage.cache_read_input_tokens ?? 0,
     cacheWriteTokens: usage.cache_creation_input_tokens ?? usage.prompt_tokens_details?.cache_creation_tokens ?? 0,
+    cacheWrite1hTokens: usage.prompt_tokens_details?.cache_creation_token_details?.ephemeral_1h_input_tokens ?? 0,
     reasoningTokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
+    audioInputTokens: usage.prompt_tokens_details?.audio_tokens ?? 0,
+    audioOutputTokens: usage.completion_tokens_details?.audio_tokens ?? 0,
+    webSearchRequests: usage.server_tool_use?.web_search_requests ?? 0,
   };
+}
+
+/**
+ * The rates LiteLLM used for this call (model_map_information.model_map_value), as exact decimal
+ * text; a field that is not a finite non-negative number is left out, not a reason to refuse.
+ */
+function gatewayRateText(item: Record<string, unknown>): Record<string, string> | null {
+  const information = item.model_map_information;
+  const value = isRecord(information) ? information.model_map_value : undefined;
+  if (!isRecord(value)) return null;
+  const rates: Record<string, string> = {};
+  for (const [field, rate] of rateValues(value)) {
+    if (typeof rate === "number" && Number.isFinite(rate) && rate >= 0) rates[field] = toDecimalString(decimalFromNumber(rate));
+  }
+  return Object.keys(rates).length > 0 ? rates : null;
+}
+
+/** `model_parameters.service_tier` and the web search context size the call asked for, if any. */
+function requestedTiers(item: Record<string, unknown>): { serviceTier: string | null; searchContextSize: SearchContextSize | null } {
+  const parameters = isRecord(item.model_parameters) ? item.model_parameters : {};
+  const serviceTier = typeof parameters.service_tier === "string" && isStorableText(parameters.service_tier) ? parameters.service_tier : null;
+  const options = isRecord(parameters.web_search_options) ? parameters.web_search_options : {};
+  const size = SEARCH_CONTEXT_SIZES.find((known) => known === options.search_context_size) ?? null;
+  return { serviceTier, searchContextSize: size };
 }
 
 // A provider that returns no id makes LiteLLM write these.
@@ -225,14 +273,17 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
   const account = resolveBillingAccount(item, options.billingAccountFrom);
   if (!account.ok) return reject("invalid_billing_account", [{ path: account.field, message: account.message }]);
   const payload = parsed.data;
-  const usage = cacheUsage(payload);
+  const usage = usageDetail(payload);
   if (!usage.success) return reject("invalid_payload", [{ path: usage.path.map(String).join("."), message: usage.message }]);
   const detailIssues = [];
-  if (usage.cacheReadTokens + usage.cacheWriteTokens > payload.prompt_tokens) {
-    detailIssues.push({ path: "prompt_tokens", message: "cached reads and cache writes exceed prompt_tokens" });
+  if (usage.cacheReadTokens + usage.cacheWriteTokens + usage.audioInputTokens > payload.prompt_tokens) {
+    detailIssues.push({ path: "prompt_tokens", message: "cached reads, cache writes and audio input exceed prompt_tokens" });
   }
-  if (usage.reasoningTokens > payload.completion_tokens) {
-    detailIssues.push({ path: "completion_tokens", message: "reasoning tokens exceed completion_tokens" });
+  if (usage.cacheWrite1hTokens > usage.cacheWriteTokens) {
+    detailIssues.push({ path: "prompt_tokens_details.cache_creation_token_details", message: "1-hour cache writes exceed cache writes" });
+  }
+  if (usage.reasoningTokens + usage.audioOutputTokens > payload.completion_tokens) {
+    detailIssues.push({ path: "completion_tokens", message: "reasoning and audio output tokens exceed completion_tokens" });
   }
   const endTime = toIsoTime(payload.endTime);
   const startTime = toIsoTime(payload.startTime);
@@ -252,11 +303,18 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       modelGroup: nonEmpty(payload.model_group),
       modelMapKey: nonEmpty(payload.model_map_information?.model_map_key),
       provider: nonEmpty(payload.custom_llm_provider),
+      callType: nonEmpty(payload.call_type),
+      ...requestedTiers(item),
       promptTokens: payload.prompt_tokens,
       completionTokens: payload.completion_tokens,
       cacheReadTokens: usage.cacheReadTokens,
       cacheWriteTokens: usage.cacheWriteTokens,
+      cacheWrite1hTokens: usage.cacheWrite1hTokens,
       reasoningTokens: usage.reasoningTokens,
+      audioInputTokens: usage.audioInputTokens,
+      audioOutputTokens: usage.audioOutputTokens,
+      webSearchRequests: usage.webSearchRequests,
+      gatewayRates: gatewayRateText(item),
       reportedCostUsd:
         payload.response_cost === null || payload.response_cost === undefined
           ? null
@@ -300,6 +358,7 @@ const TOP_LEVEL_FIELDS = [
   "model",
   "model_group",
   "custom_llm_provider",
+  "call_type",
   "prompt_tokens",
   "completion_tokens",
   "response_cost",
@@ -310,7 +369,7 @@ const TOP_LEVEL_FIELDS = [
 
 /**
  * The fields billing reads and nothing else, so a quarantined item can be inspected and
- * replayed without keeping prompt or response text.
+ * replayed without keeping prompt or response text (of model_parameters, only the tiers).
  */
 export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
   if (item instanceof UnparseableLine) return { not_json: { sha256: item.sha256, bytes: item.bytes } };
@@ -321,7 +380,23 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
   }
   const kept: Record<string, unknown> = pick(item, TOP_LEVEL_FIELDS);
   if (isRecord(item.model_map_information)) {
-    kept.model_map_information = pick(item.model_map_information, ["model_map_key"]);
+    const information = pick(item.model_map_information, ["model_map_key"]);
+    const value = item.model_map_information.model_map_value;
+    if (isRecord(value)) {
+      const rates = pick(value, RATE_FIELDS.filter((field) => !field.includes(".")));
+      if (isRecord(value.search_context_cost_per_query)) {
+        rates.search_context_cost_per_query = pick(value.search_context_cost_per_query, SEARCH_CONTEXT_SIZES.map((size) => `search_context_size_${size}`));
+      }
+      information.model_map_value = rates;
+    }
+    kept.model_map_information = information;
+  }
+  if (isRecord(item.model_parameters)) {
+    const parameters = pick(item.model_parameters, ["service_tier"]);
+    if (isRecord(item.model_parameters.web_search_options)) {
+      parameters.web_search_options = pick(item.model_parameters.web_search_options, ["search_context_size"]);
+    }
+    kept.model_parameters = parameters;
   }
   if (isRecord(item.metadata)) {
     const metadata = pick(item.metadata, ACCOUNT_METADATA_FIELDS);
@@ -344,11 +419,15 @@ function sanitiseUsage(usage: unknown): unknown {
   if (!isRecord(usage)) return scalarOf(usage);
   const kept = pick(usage, ["prompt_tokens", "completion_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"]);
   if (isRecord(usage.prompt_tokens_details)) {
-    kept.prompt_tokens_details = pick(usage.prompt_tokens_details, ["cached_tokens", "cache_creation_tokens"]);
+    const details = pick(usage.prompt_tokens_details, ["cached_tokens", "cache_creation_tokens", "audio_tokens"]);
+    const creation = usage.prompt_tokens_details.cache_creation_token_details;
+    if (isRecord(creation)) details.cache_creation_token_details = pick(creation, ["ephemeral_1h_input_tokens"]);
+    kept.prompt_tokens_details = details;
   }
   if (isRecord(usage.completion_tokens_details)) {
-    kept.completion_tokens_details = pick(usage.completion_tokens_details, ["reasoning_tokens"]);
+    kept.completion_tokens_details = pick(usage.completion_tokens_details, ["reasoning_tokens", "audio_tokens"]);
   }
+  if (isRecord(usage.server_tool_use)) kept.server_tool_use = pick(usage.server_tool_use, ["web_search_requests"]);
   return kept;
 }
 

@@ -5,7 +5,11 @@ import type { UsageEvent } from "../queue/contract.js";
 import type { QuarantineEntry } from "./quarantine.js";
 import { type PricedUsage, recordUsageBatch, type UsageBatch, type UsageBatchResult } from "./record-usage.js";
 
-export type ChargeUsageResult = UsageBatchResult & { failedCallsSkipped: number };
+export type ChargeUsageResult = UsageBatchResult & {
+  failedCallsSkipped: number;
+  /** Calls held in quarantine because their rates and LiteLLM's figure differ (on_divergence: quarantine). */
+  divergencesQuarantined: Array<{ step: "gateway" | "cost_map" }>;
+};
 
 /**
  * Prices each event and records the batch: events with no billing account or no trustworthy
@@ -27,6 +31,7 @@ export async function chargeUsageEvents(
     item,
   }));
   let failedCallsSkipped = 0;
+  const divergencesQuarantined: ChargeUsageResult["divergencesQuarantined"] = [];
   for (const event of events) {
     const { billingAccountId } = event;
     if (billingAccountId === null) {
@@ -40,6 +45,7 @@ export async function chargeUsageEvents(
     const pricing = priceUsageEvent(event, settings.priceBook);
     if (!pricing.priced) {
       quarantines.push(workerQuarantine(event, pricing.reason, pricing.message));
+      if (pricing.divergence) divergencesQuarantined.push({ step: pricing.divergence.step });
       continue;
     }
     charges.push({ event: { ...event, billingAccountId }, charge: pricing.charge });
@@ -50,7 +56,7 @@ export async function chargeUsageEvents(
     priceBookHash: settings.priceBook.hash,
     lowBalanceThresholds: settings.lowBalanceThresholds,
   });
-  return { ...result, failedCallsSkipped };
+  return { ...result, failedCallsSkipped, divergencesQuarantined };
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Alert } from "../alerts/catalog.js";
 import { insertAlerts, type OutboxAlert } from "../alerts/outbox.js";
 import { withTransaction } from "../db/client.js";
 import { toDecimalString } from "../pricing/decimal.js";
-import type { Charge } from "../pricing/price-usage-event.js";
+import type { Charge, PricedLine } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../queue/contract.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
@@ -93,6 +93,7 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
         balanceAfter,
       };
       alerts.push(...balanceAlertsFor(move, batch.lowBalanceThresholds));
+      if (usage.charge.divergence) alerts.push(divergenceAlert(usage, move.chargedCredits));
       return move;
     });
     await insertChargeEntries(client, entries);
@@ -109,6 +110,31 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       alerts: await insertAlerts(client, alerts),
     };
   });
+}
+
+/** Once per receipt: a charge whose rates and LiteLLM's own figure disagree by a credit or more. */
+function divergenceAlert(usage: PricedUsage, chargedCredits: bigint): Alert {
+  const { divergence } = usage.charge;
+  return {
+    event: "inv_price_divergence",
+    fields: {
+      idempotency_key: usage.event.idempotencyKey,
+      billing_account_id: usage.event.billingAccountId,
+      model: usage.event.model,
+      charged_credits: Number(chargedCredits),
+      reported_credits: Number(divergence!.reportedCredits),
+      gateway_credits: Number(divergence!.gatewayCredits),
+      rate_step: divergence!.step,
+      entry: divergence!.entry,
+      terms: divergenceTerms(divergence!.lines),
+    },
+  };
+}
+
+function divergenceTerms(lines: PricedLine[]) {
+  return lines
+    .filter((line) => line.tokens > 0)
+    .map((line) => ({ term: line.tokenClass, quantity: line.tokens, rate_field: line.rateField, rate_usd: toDecimalString(line.rateUsd), cost_usd: toDecimalString(line.costUsd) }));
 }
 
 function conflictQuarantine(usage: PricedUsage): QuarantineEntry {
@@ -163,10 +189,12 @@ async function insertReceipts(
     `INSERT INTO charge_receipts (
        idempotency_key, billing_account_id, model, model_group, pricing_source, price_entry,
        provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
-       cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id, price_book_hash)
+       cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id,
+       rate_step, pricing_reason, reported_cost_usd, price_book_hash)
      SELECT u.*, $15 FROM unnest(
        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::int8[],
-       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[]) AS u
+       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[],
+       $18::text[], $19::text[], $20::numeric[]) AS u
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING id, idempotency_key`,
     [
@@ -187,6 +215,9 @@ async function insertReceipts(
       priceBookHash,
       column((u) => u.event.eventTime),
       column((u) => u.event.claimedBillingAccountId ?? null),
+      column((u) => u.charge.rateStep),
+      column((u) => u.charge.reason),
+      column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
     ],
   );
   return new Map(rows.map((row) => [row.idempotency_key, row.id]));

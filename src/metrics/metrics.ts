@@ -36,6 +36,12 @@ export function createMetrics(queues: Queue[]) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    priceDivergences: new Counter({
+      name: "spend_ingest_price_divergence_total",
+      help: "Calls whose exact cost at the gateway's rates differs from LiteLLM's reported cost by a credit or more, by rate step and what on_divergence did",
+      labelNames: ["rate_step", "action"] as const,
+      registers: [registry],
+    }),
     chargesRecorded: new Counter({
       name: "spend_ingest_charges_recorded_total",
       help: "Charge receipts committed to the ledger by this worker",

@@ -70,6 +70,19 @@ export function ceilToBigInt(value: Decimal): bigint {
   return remainder > 0n ? quotient + 1n : quotient;
 }
 
+/**
+ * The value rounded to `digits` significant digits, half away from zero: how a double's
+ * shortest text (0.00022500000000000002) becomes the figure it stands for (0.000225).
+ */
+export function roundToSignificant(value: Decimal, digits: number): Decimal {
+  const magnitude = value.coefficient < 0n ? -value.coefficient : value.coefficient;
+  const excess = magnitude.toString().length - digits;
+  if (excess <= 0) return value;
+  const unit = 10n ** BigInt(excess);
+  const rounded = ((magnitude + unit / 2n) / unit) * unit;
+  return normalise({ coefficient: value.coefficient < 0n ? -rounded : rounded, scale: value.scale });
+}
+
 /** Plain decimal text without exponent, as PostgreSQL `numeric` accepts it. */
 export function toDecimalString(value: Decimal): string {
   const negative = value.coefficient < 0n;

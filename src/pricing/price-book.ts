@@ -5,45 +5,62 @@ import { parseDocument, visit } from "yaml";
 import { z } from "zod";
 import { type Decimal, decimal, decimalFromNumber, ZERO } from "./decimal.js";
 
-const BASE_RATE_FIELDS = [
+/**
+ * The rates that price a class of tokens, by LiteLLM's field names. Each may also come in a
+ * context tier (`_above_200k_tokens`), a service tier (`_priority`, `_flex`), or both.
+ */
+export const TOKEN_RATE_FIELDS = [
   "input_cost_per_token",
   "output_cost_per_token",
   "cache_read_input_token_cost",
   "cache_creation_input_token_cost",
+  "cache_creation_input_token_cost_above_1hr",
   "output_cost_per_reasoning_token",
+  "input_cost_per_audio_token",
+  "output_cost_per_audio_token",
 ] as const;
+
+export type TokenRateField = (typeof TOKEN_RATE_FIELDS)[number];
 
 export const CONTEXT_TIERS = [
   { threshold: 200_000, suffix: "_above_200k_tokens" },
   { threshold: 128_000, suffix: "_above_128k_tokens" },
 ] as const;
 
-const TIERED_RATE_FIELDS = [
-  "input_cost_per_token",
-  "output_cost_per_token",
-  "cache_read_input_token_cost",
-  "cache_creation_input_token_cost",
-] as const;
+export const SERVICE_TIERS = ["priority", "flex"] as const;
 
-export type BaseRateField = (typeof BASE_RATE_FIELDS)[number];
-export type TieredRateField = (typeof TIERED_RATE_FIELDS)[number];
+/** Web search is priced per request, by the search context size the call asked for. */
+export const SEARCH_CONTEXT_SIZES = ["low", "medium", "high"] as const;
+export type SearchContextSize = (typeof SEARCH_CONTEXT_SIZES)[number];
+const SEARCH_RATE_FIELD = "search_context_cost_per_query";
+export const searchRateField = (size: SearchContextSize) => `${SEARCH_RATE_FIELD}.search_context_size_${size}`;
 
-const RATE_FIELDS: readonly string[] = [
-  ...BASE_RATE_FIELDS,
-  ...CONTEXT_TIERS.flatMap(({ suffix }) => TIERED_RATE_FIELDS.map((field) => `${field}${suffix}`)),
+/** Every rate field a price book entry, the cost map or a payload's model_map_value may carry. */
+export const RATE_FIELDS: readonly string[] = [
+  ...TOKEN_RATE_FIELDS.flatMap((field) =>
+    ["", ...CONTEXT_TIERS.map(({ suffix }) => suffix)].flatMap((context) =>
+      ["", ...SERVICE_TIERS.map((tier) => `_${tier}`)].map((service) => `${field}${context}${service}`),
+    ),
+  ),
+  ...SEARCH_CONTEXT_SIZES.map(searchRateField),
 ];
 
 /** USD per token for one model, by LiteLLM's field names; absent fields are undefined. */
 export type ModelRates = {
-  /** Where the entry came from: the operator's `models:` or LiteLLM's cost map. */
-  origin: "price_book" | "litellm_cost_map";
+  /** Where the entry came from: the operator's `models:`, LiteLLM's cost map, or the call itself. */
+  origin: "price_book" | "litellm_cost_map" | "gateway";
   rates: Partial<Record<string, Decimal>>;
 };
+
+export const ON_DIVERGENCE = ["price_book", "reported", "higher", "quarantine"] as const;
+export type OnDivergence = (typeof ON_DIVERGENCE)[number];
 
 export type PriceBook = {
   creditsPerUsd: Decimal;
   markup: Decimal;
   unknownModels: "reported_cost" | "quarantine";
+  /** What is charged when the exact cost at the gateway's rates and LiteLLM's own figure differ. */
+  onDivergence: OnDivergence;
   freeModelPatterns: string[];
   isFreeModel: (name: string) => boolean;
   models: ReadonlyMap<string, ModelRates>;
@@ -65,6 +82,7 @@ const priceBookFileSchema = z.object({
   credits_per_usd: decimalText,
   markup: decimalText.default(1),
   unknown_models: z.enum(["reported_cost", "quarantine"]).default("reported_cost"),
+  on_divergence: z.enum(ON_DIVERGENCE).default("price_book"),
   free_models: z.array(z.string().min(1)).default([]),
   litellm_cost_map: z.string().min(1).nullish(),
   models: z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).nullish(),
@@ -112,6 +130,7 @@ export function parsePriceBook(text: string, options: { baseDirectory: string })
     creditsPerUsd,
     markup,
     unknownModels: file.unknown_models,
+    onDivergence: file.on_divergence,
     freeModelPatterns: file.free_models,
     isFreeModel: (name) => freePatterns.some((pattern) => pattern.test(name)),
     models,
@@ -142,9 +161,7 @@ function readRates(
   options: { requireInputAndOutput: boolean },
 ): ModelRates["rates"] | null {
   const rates: ModelRates["rates"] = {};
-  for (const field of RATE_FIELDS) {
-    const value = entry[field];
-    if (value === undefined || value === null) continue;
+  for (const [field, value] of rateValues(entry)) {
     if (typeof value !== "number" && typeof value !== "string") {
       throw new PriceBookError(`model ${model} field ${field}: expected a number, got ${typeof value}`);
     }
@@ -163,6 +180,38 @@ function readRates(
   rates.input_cost_per_token ??= ZERO;
   rates.output_cost_per_token ??= ZERO;
   return rates;
+}
+
+/**
+ * The rate fields an entry sets (null and absent fields are unset), search context costs
+ * flattened to `search_context_cost_per_query.search_context_size_<size>`.
+ */
+export function rateValues(entry: Record<string, unknown>): Array<[string, unknown]> {
+  const search = entry[SEARCH_RATE_FIELD];
+  const searchBySize = typeof search === "object" && search !== null ? (search as Record<string, unknown>) : {};
+  return RATE_FIELDS.flatMap((field): Array<[string, unknown]> => {
+    const value = field.startsWith(`${SEARCH_RATE_FIELD}.`) ? searchBySize[field.slice(SEARCH_RATE_FIELD.length + 1)] : entry[field];
+    return value === undefined || value === null ? [] : [[field, value]];
+  });
+}
+
+/**
+ * Rates LiteLLM used for a call (decimal text, from its model_map_value), when they can price
+ * tokens: at least one token rate above zero. All zero is not trusted as free.
+ */
+export function gatewayRates(values: Readonly<Record<string, string>> | null | undefined): ModelRates | null {
+  if (!values) return null;
+  const rates: ModelRates["rates"] = {};
+  for (const [field, text] of Object.entries(values)) {
+    if (!RATE_FIELDS.includes(field)) continue;
+    const rate = decimal(text);
+    if (rate.coefficient >= 0n) rates[field] = rate;
+  }
+  const pricesTokens = TOKEN_RATE_FIELDS.some((field) => (rates[field]?.coefficient ?? 0n) > 0n);
+  if (!pricesTokens) return null;
+  rates.input_cost_per_token ??= ZERO;
+  rates.output_cost_per_token ??= ZERO;
+  return { origin: "gateway", rates };
 }
 
 function readDecimal(field: string, value: number | string): Decimal {

@@ -1,91 +1,214 @@
 import type { UsageEvent } from "../queue/contract.js";
-import { add, ceilToBigInt, type Decimal, decimal, fromBigInt, isZero, multiply, ZERO } from "./decimal.js";
-import { CONTEXT_TIERS, type ModelRates, type PriceBook, type TieredRateField } from "./price-book.js";
+import {
+  add,
+  ceilToBigInt,
+  compare,
+  type Decimal,
+  decimal,
+  fromBigInt,
+  isZero,
+  multiply,
+  roundToSignificant,
+  ZERO,
+} from "./decimal.js";
+import {
+  CONTEXT_TIERS,
+  gatewayRates,
+  type ModelRates,
+  type PriceBook,
+  SERVICE_TIERS,
+  searchRateField,
+  type TokenRateField,
+} from "./price-book.js";
 
 export type PricingSource = "free" | "cache_hit" | "price_book" | "reported_cost";
 
-export type TokenClass = "uncached_prompt" | "cache_read" | "cache_write" | "completion" | "reasoning";
+/**
+ * Where the rates came from: (a) the operator's `models:`, (b) the rates LiteLLM used for the
+ * call (its model_map_value), (c) the bundled LiteLLM cost map.
+ */
+export type RateStep = "price_book" | "gateway" | "cost_map";
 
-/** One term of a token-priced call: tokens × the rate that applied. */
+export type TokenClass =
+  | "uncached_prompt"
+  | "cache_read"
+  | "cache_write"
+  | "cache_write_1h"
+  | "completion"
+  | "reasoning"
+  | "audio_input"
+  | "audio_output"
+  | "web_search";
+
+/** One term of a priced call: a quantity (tokens, or web search requests) × the rate that applied. */
 export type PricedLine = { tokenClass: TokenClass; tokens: number; rateField: string; rateUsd: Decimal; costUsd: Decimal };
+
+/** The exact cost at the gateway's own rates next to LiteLLM's figure, when they differ by a credit or more. */
+export type Divergence = {
+  step: "gateway" | "cost_map";
+  entry: string;
+  lines: PricedLine[];
+  gatewayCostUsd: Decimal;
+  gatewayCredits: bigint;
+  reportedCredits: bigint;
+};
 
 export type Charge = {
   pricingSource: PricingSource;
-  /** The price-book entry that priced the call, when one did. */
+  rateStep: RateStep | null;
+  /** The entry whose rates priced the call (`model_map_value` for the gateway's own). */
   priceEntry: string | null;
-  /** Where that entry came from, when one priced the call. */
-  priceEntryOrigin: ModelRates["origin"] | null;
-  /** The context tier whose rates applied (`_above_200k_tokens`), if any. */
+  /** The context tier whose rates applied (`above_200k_tokens`), if any. */
   contextTier: string | null;
-  /** The terms of the sum, for a call priced from the book; empty otherwise. */
+  /** The service tier whose rates applied (`priority`, `flex`), if any. */
+  serviceTier: string | null;
+  /** The terms of the sum, for a call priced from rates; empty otherwise. */
   lines: PricedLine[];
   providerCostUsd: Decimal;
   chargedCredits: bigint;
+  /** LiteLLM's response_cost as the decimal it stands for (see normalisedReportedCost). */
+  reportedCostUsd: Decimal | null;
+  /** Why a call was charged what it was, where that is not its rates (reported cost, on_divergence). */
+  reason: string | null;
+  divergence: Divergence | null;
 };
 
 export type PricingOutcome =
   | { priced: true; charge: Charge }
-  | { priced: false; reason: "unpriced_model"; message: string };
+  | { priced: false; reason: "unpriced_model" | "price_divergence"; message: string; divergence?: Divergence };
+
+/** Names tried at each rate step, in order, for `ops price`. */
+export type RateLookup = { step: RateStep; entry: string; rates: ModelRates } | null;
+
+// Calls LiteLLM prices per image, second, character, query or page: their cost is its own figure.
+const NOT_PRICED_BY_TOKENS = new Set([
+  "image_generation",
+  "aimage_generation",
+  "image_edit",
+  "aimage_edit",
+  "image_variation",
+  "aimage_variation",
+  "speech",
+  "aspeech",
+  "transcription",
+  "atranscription",
+  "rerank",
+  "arerank",
+  "moderation",
+  "amoderation",
+  "ocr",
+  "aocr",
+  "search",
+  "asearch",
+  "video_generation",
+  "avideo_generation",
+]);
+
+// A double's shortest text carries noise past the 15th significant digit (0.00022500000000000002).
+const REPORTED_COST_DIGITS = 15;
+
+/** LiteLLM's response_cost text as the decimal it stands for: rounded to 15 significant digits. */
+export function normalisedReportedCost(text: string | null): Decimal | null {
+  return text === null ? null : roundToSignificant(decimal(text), REPORTED_COST_DIGITS);
+}
 
 /** The one function from a usage event to what it costs; pure, exact, never negative. */
 export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutcome {
-  const entryName = findPriceEntry(event, book);
-  if (freeModelNames(event, entryName, book).some((name) => book.isFreeModel(name))) return unitemised(book, "free", ZERO);
-  if (event.cacheHit) return unitemised(book, "cache_hit", ZERO);
-
-  if (entryName !== undefined) {
-    const entry = book.models.get(entryName)!;
-    const { tier, lines } = tokenCostLines(event, entry);
-    const providerCostUsd = lines.map((line) => line.costUsd).reduce(add, ZERO);
-    return {
-      priced: true,
-      charge: {
-        pricingSource: "price_book",
-        priceEntry: entryName,
-        priceEntryOrigin: entry.origin,
-        contextTier: tier,
-        lines,
-        providerCostUsd,
-        chargedCredits: creditsForCost(providerCostUsd, book),
-      },
-    };
-  }
-
+  const lookup = findRates(event, book);
+  if (freeModelNames(event, lookup).some((name) => book.isFreeModel(name))) return unitemised(event, book, "free", ZERO, null);
+  if (event.cacheHit) return unitemised(event, book, "cache_hit", ZERO, null);
+  const reported = normalisedReportedCost(event.reportedCostUsd);
   const label = event.modelGroup ?? event.model ?? event.modelMapKey ?? "(no model)";
-  if (book.unknownModels === "quarantine") {
-    return { priced: false, reason: "unpriced_model", message: `${label} is not in the price book` };
+
+  if (event.callType !== null && event.callType !== undefined && NOT_PRICED_BY_TOKENS.has(event.callType)) {
+    if (reported === null) {
+      return { priced: false, reason: "unpriced_model", message: `a ${event.callType} call is priced by LiteLLM's cost, and it reported none` };
+    }
+    return unitemised(event, book, "reported_cost", reported, `a ${event.callType} call is not priced by tokens: LiteLLM's reported cost`);
   }
-  if (event.reportedCostUsd === null) {
-    return { priced: false, reason: "unpriced_model", message: `${label} is not in the price book and LiteLLM reported no cost` };
+
+  if (lookup === null) {
+    if (book.unknownModels === "quarantine") {
+      return { priced: false, reason: "unpriced_model", message: `${label} is not in the price book` };
+    }
+    if (reported === null) {
+      return { priced: false, reason: "unpriced_model", message: `${label} is not in the price book and LiteLLM reported no cost` };
+    }
+    if (isZero(reported) && event.promptTokens + event.completionTokens > 0) {
+      return {
+        priced: false,
+        reason: "unpriced_model",
+        message: `${label} is not in the price book and LiteLLM reported 0 for a call with tokens`,
+      };
+    }
+    return unitemised(event, book, "reported_cost", reported, `${label} has no rates anywhere: LiteLLM's reported cost`);
   }
-  const reported = decimal(event.reportedCostUsd);
-  if (isZero(reported) && event.promptTokens + event.completionTokens > 0) {
+
+  const priced = termsAt(event, lookup.rates);
+  const providerCostUsd = sum(priced.lines);
+  const divergence = reported === null ? null : divergenceFrom(event, book, lookup, priced.lines, reported);
+  const charge: Charge = {
+    pricingSource: "price_book",
+    rateStep: lookup.step,
+    priceEntry: lookup.entry,
+    contextTier: priced.contextTier,
+    serviceTier: priced.serviceTier,
+    lines: priced.lines,
+    providerCostUsd,
+    chargedCredits: creditsForCost(providerCostUsd, book),
+    reportedCostUsd: reported,
+    reason: null,
+    divergence,
+  };
+  if (divergence === null || book.onDivergence === "price_book") return { priced: true, charge };
+  if (book.onDivergence === "quarantine") {
     return {
       priced: false,
-      reason: "unpriced_model",
-      message: `${label} is not in the price book and LiteLLM reported 0 for a call with tokens`,
+      reason: "price_divergence",
+      message: `${label}: ${divergence.gatewayCredits} credits at the gateway's rates, LiteLLM reported ${divergence.reportedCredits}`,
+      divergence,
     };
   }
-  return unitemised(book, "reported_cost", reported);
+  const useReported = book.onDivergence === "reported" || compare(reported!, providerCostUsd) > 0;
+  if (!useReported) return { priced: true, charge: { ...charge, reason: "on_divergence: higher (the rates' cost)" } };
+  return {
+    priced: true,
+    charge: {
+      ...charge,
+      pricingSource: "reported_cost",
+      providerCostUsd: reported!,
+      chargedCredits: creditsForCost(reported!, book),
+      reason: `on_divergence: ${book.onDivergence} (LiteLLM's reported cost)`,
+    },
+  };
 }
 
-/** model_group, model, model_map_key, each also without a leading `provider/`. */
-export function candidateModelNames(event: UsageEvent): string[] {
-  return [...new Set([event.modelGroup, event.model, event.modelMapKey].flatMap(withAndWithoutProvider))];
+/** The names the price book is searched by, at each step, in order. */
+export function candidateNames(event: UsageEvent): Record<"price_book" | "cost_map", string[]> {
+  const providerModel = event.provider && event.model && !event.model.startsWith(`${event.provider}/`) ? `${event.provider}/${event.model}` : null;
+  return {
+    price_book: unique([event.modelGroup, event.model, event.modelMapKey, providerModel].flatMap(withAndWithoutProvider)),
+    // Never model_group: it is the operator's alias, which often reuses another model's name.
+    cost_map: unique([...[providerModel, event.modelMapKey, event.model].filter(isName), ...[event.modelMapKey, event.model].flatMap(withAndWithoutProvider)]),
+  };
 }
 
 /**
- * The entry that prices the call: the operator's own entries by any of the call's names first,
- * then LiteLLM's cost map by the model that served it, never by model_group: an alias is the
- * operator's name, and often reuses (or is chosen by a caller to match) another model's.
+ * The rates for a call, in the contract's order: (a) the operator's own entries, (b) the rates
+ * LiteLLM used for it when they price tokens, (c) the bundled cost map by the model that served it.
  */
-function findPriceEntry(event: UsageEvent, book: PriceBook): string | undefined {
-  const names = candidateModelNames(event);
-  const servedNames = new Set([event.model, event.modelMapKey].flatMap(withAndWithoutProvider));
-  return (
-    names.find((name) => book.models.get(name)?.origin === "price_book") ??
-    names.find((name) => servedNames.has(name) && book.models.has(name))
-  );
+export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
+  const names = candidateNames(event);
+  const operatorEntry = names.price_book.find((name) => book.models.get(name)?.origin === "price_book");
+  if (operatorEntry !== undefined) return { step: "price_book", entry: operatorEntry, rates: book.models.get(operatorEntry)! };
+  const gateway = gatewayRates(event.gatewayRates);
+  if (gateway !== null) return { step: "gateway", entry: "model_map_value", rates: gateway };
+  return costMapRates(event, book);
+}
+
+function costMapRates(event: UsageEvent, book: PriceBook): RateLookup {
+  const entry = candidateNames(event).cost_map.find((name) => book.models.get(name)?.origin === "litellm_cost_map");
+  return entry === undefined ? null : { step: "cost_map", entry, rates: book.models.get(entry)! };
 }
 
 /**
@@ -94,15 +217,36 @@ function findPriceEntry(event: UsageEvent, book: PriceBook): string | undefined 
  * (`model_map_key: "x:free"`) beside a priced model; never model_group alone, since an alias
  * says nothing of what served the call.
  */
-function freeModelNames(event: UsageEvent, entryName: string | undefined, book: PriceBook): string[] {
-  if (entryName !== undefined && book.models.get(entryName)!.origin === "price_book") return [entryName];
+function freeModelNames(event: UsageEvent, lookup: RateLookup): string[] {
+  if (lookup?.step === "price_book") return [lookup.entry];
   return withAndWithoutProvider(event.model ?? event.modelMapKey);
 }
 
-function withAndWithoutProvider(name: string | null): string[] {
-  if (name === null) return [];
-  const slash = name.indexOf("/");
-  return slash > 0 && slash < name.length - 1 ? [name, name.slice(slash + 1)] : [name];
+/**
+ * The check against LiteLLM: the exact cost at the gateway's own rates (b, else c), so an
+ * operator's deliberate price (a) is never flagged, next to LiteLLM's figure.
+ */
+function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<RateLookup>, lines: PricedLine[], reported: Decimal): Divergence | null {
+  const reference = lookup.step === "price_book" ? (gatewayLookup(event) ?? costMapRates(event, book)) : lookup;
+  if (reference === null) return null;
+  const referenceLines = reference === lookup ? lines : termsAt(event, reference.rates).lines;
+  const gatewayCostUsd = sum(referenceLines);
+  const difference = add(gatewayCostUsd, { coefficient: -reported.coefficient, scale: reported.scale });
+  const magnitude = difference.coefficient < 0n ? { ...difference, coefficient: -difference.coefficient } : difference;
+  if (compare(multiply(magnitude, book.creditsPerUsd), fromBigInt(1n)) < 0) return null;
+  return {
+    step: reference.step === "gateway" ? "gateway" : "cost_map",
+    entry: reference.entry,
+    lines: referenceLines,
+    gatewayCostUsd,
+    gatewayCredits: creditsForCost(gatewayCostUsd, book),
+    reportedCredits: creditsForCost(reported, book),
+  };
+}
+
+function gatewayLookup(event: UsageEvent): RateLookup {
+  const gateway = gatewayRates(event.gatewayRates);
+  return gateway === null ? null : { step: "gateway", entry: "model_map_value", rates: gateway };
 }
 
 /** Whole credits for a USD cost: ceil(cost × markup × credits_per_usd). */
@@ -110,27 +254,39 @@ export function creditsForCost(costUsd: Decimal, book: PriceBook): bigint {
   return ceilToBigInt(multiply(multiply(costUsd, book.markup), book.creditsPerUsd));
 }
 
-/** A charge with no token terms: free, a cache hit, or LiteLLM's reported cost. */
-function unitemised(book: PriceBook, pricingSource: PricingSource, cost: Decimal): PricingOutcome {
+/** A charge with no terms: free, a cache hit, or LiteLLM's reported cost. */
+function unitemised(event: UsageEvent, book: PriceBook, pricingSource: PricingSource, cost: Decimal, reason: string | null): PricingOutcome {
   return {
     priced: true,
     charge: {
       pricingSource,
+      rateStep: null,
       priceEntry: null,
-      priceEntryOrigin: null,
       contextTier: null,
+      serviceTier: null,
       lines: [],
       providerCostUsd: cost,
       chargedCredits: creditsForCost(cost, book),
+      reportedCostUsd: normalisedReportedCost(event.reportedCostUsd),
+      reason,
+      divergence: null,
     },
   };
 }
 
-function tokenCostLines(event: UsageEvent, entry: ModelRates): { tier: string | null; lines: PricedLine[] } {
-  const { tier, rate } = contextTierRates(event.promptTokens, entry);
+type AppliedRate = { field: string; rate: Decimal };
+
+/**
+ * Every term of the call at `entry`'s rates. A class without a rate of its own is priced at the
+ * rate it is a kind of: cache reads and writes and audio input at the input rate, reasoning and
+ * audio output at the output rate, 1-hour cache writes at the 5-minute write rate.
+ */
+function termsAt(event: UsageEvent, entry: ModelRates): { contextTier: string | null; serviceTier: string | null; lines: PricedLine[] } {
+  const tiers = tieredRates(event, entry);
+  const { rate } = tiers;
   const input = rate("input_cost_per_token") ?? { field: "input_cost_per_token", rate: ZERO };
   const output = rate("output_cost_per_token") ?? { field: "output_cost_per_token", rate: ZERO };
-  const reasoningRate = entry.rates.output_cost_per_reasoning_token;
+  const cacheWrite = rate("cache_creation_input_token_cost") ?? input;
   const line = (tokenClass: TokenClass, tokens: number, applied: AppliedRate): PricedLine => ({
     tokenClass,
     tokens,
@@ -138,43 +294,84 @@ function tokenCostLines(event: UsageEvent, entry: ModelRates): { tier: string | 
     rateUsd: applied.rate,
     costUsd: multiply(fromBigInt(BigInt(tokens)), applied.rate),
   });
+  const cacheWrite1h = event.cacheWrite1hTokens ?? 0;
+  const audioInput = event.audioInputTokens ?? 0;
+  const audioOutput = event.audioOutputTokens ?? 0;
+  const webSearches = event.webSearchRequests ?? 0;
+  const lines = [
+    line("uncached_prompt", event.promptTokens - event.cacheReadTokens - event.cacheWriteTokens - audioInput, input),
+    line("cache_read", event.cacheReadTokens, rate("cache_read_input_token_cost") ?? input),
+    line("cache_write", event.cacheWriteTokens - cacheWrite1h, cacheWrite),
+    line("completion", event.completionTokens - event.reasoningTokens - audioOutput, output),
+    line("reasoning", event.reasoningTokens, rate("output_cost_per_reasoning_token") ?? output),
+  ];
+  // Terms most calls do not have are listed only when they do.
+  if (cacheWrite1h > 0) lines.push(line("cache_write_1h", cacheWrite1h, rate("cache_creation_input_token_cost_above_1hr") ?? cacheWrite));
+  if (audioInput > 0) lines.push(line("audio_input", audioInput, rate("input_cost_per_audio_token") ?? input));
+  if (audioOutput > 0) lines.push(line("audio_output", audioOutput, rate("output_cost_per_audio_token") ?? output));
+  if (webSearches > 0) {
+    const field = searchRateField(event.searchContextSize ?? "medium");
+    const perSearch = entry.rates[field];
+    lines.push(line("web_search", webSearches, perSearch ? { field, rate: perSearch } : { field: `${field} (not in the entry)`, rate: ZERO }));
+  }
+  // Read after the lines: a tier counts as applied once a rate of it priced a term.
+  return { contextTier: tiers.contextTier, serviceTier: tiers.serviceTier, lines };
+}
+
+/**
+ * The rate for a class: at the service tier the call asked for (`_priority`, `_flex`) where the
+ * entry has one, else above a context threshold (`_above_200k_tokens`) where the entry prices
+ * that tier, else the base rate.
+ */
+function tieredRates(event: UsageEvent, entry: ModelRates) {
+  const context = CONTEXT_TIERS.find(
+    ({ threshold, suffix }) =>
+      event.promptTokens > threshold &&
+      (entry.rates[`input_cost_per_token${suffix}`] !== undefined || entry.rates[`output_cost_per_token${suffix}`] !== undefined),
+  );
+  const service = SERVICE_TIERS.find((tier) => tier === event.serviceTier);
+  let contextUsed = false;
+  let serviceUsed = false;
+  const rate = (field: TokenRateField): AppliedRate | undefined => {
+    const candidates: Array<[string, "context" | "service" | "both" | "base"]> = [];
+    if (context && service) candidates.push([`${field}${context.suffix}_${service}`, "both"]);
+    if (service) candidates.push([`${field}_${service}`, "service"]);
+    if (context) candidates.push([`${field}${context.suffix}`, "context"]);
+    candidates.push([field, "base"]);
+    for (const [name, kind] of candidates) {
+      const found = entry.rates[name];
+      if (found === undefined) continue;
+      contextUsed ||= kind === "context" || kind === "both";
+      serviceUsed ||= kind === "service" || kind === "both";
+      return { field: name, rate: found };
+    }
+    return undefined;
+  };
   return {
-    tier,
-    lines: [
-      line("uncached_prompt", event.promptTokens - event.cacheReadTokens - event.cacheWriteTokens, input),
-      line("cache_read", event.cacheReadTokens, rate("cache_read_input_token_cost") ?? input),
-      line("cache_write", event.cacheWriteTokens, rate("cache_creation_input_token_cost") ?? input),
-      line("completion", event.completionTokens - event.reasoningTokens, output),
-      line(
-        "reasoning",
-        event.reasoningTokens,
-        reasoningRate ? { field: "output_cost_per_reasoning_token", rate: reasoningRate } : output,
-      ),
-    ],
+    rate,
+    get contextTier() {
+      return contextUsed ? context!.suffix.slice(1) : null;
+    },
+    get serviceTier() {
+      return serviceUsed ? service! : null;
+    },
   };
 }
 
-type AppliedRate = { field: string; rate: Decimal };
+function sum(lines: PricedLine[]): Decimal {
+  return lines.map((line) => line.costUsd).reduce(add, ZERO);
+}
 
-/**
- * Above a context tier's threshold, an entry that has that tier's rates prices the whole call
- * with them; a class without a tier rate keeps its base rate.
- */
-function contextTierRates(
-  promptTokens: number,
-  entry: ModelRates,
-): { tier: string | null; rate: (field: TieredRateField) => AppliedRate | undefined } {
-  const tier = CONTEXT_TIERS.find(
-    ({ threshold, suffix }) =>
-      promptTokens > threshold &&
-      (entry.rates[`input_cost_per_token${suffix}`] !== undefined ||
-        entry.rates[`output_cost_per_token${suffix}`] !== undefined),
-  );
-  const rate = (field: TieredRateField): AppliedRate | undefined => {
-    const tiered = tier ? entry.rates[`${field}${tier.suffix}`] : undefined;
-    if (tiered) return { field: `${field}${tier!.suffix}`, rate: tiered };
-    const base = entry.rates[field];
-    return base ? { field, rate: base } : undefined;
-  };
-  return { tier: tier?.suffix.slice(1) ?? null, rate };
+function withAndWithoutProvider(name: string | null | undefined): string[] {
+  if (name === null || name === undefined) return [];
+  const slash = name.indexOf("/");
+  return slash > 0 && slash < name.length - 1 ? [name, name.slice(slash + 1)] : [name];
+}
+
+function isName(name: string | null | undefined): name is string {
+  return name !== null && name !== undefined;
+}
+
+function unique(names: string[]): string[] {
+  return [...new Set(names)];
 }

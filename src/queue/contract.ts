@@ -1,5 +1,8 @@
 import { z } from "zod";
+import { RATE_FIELDS, SEARCH_CONTEXT_SIZES } from "../pricing/price-book.js";
 import { isStorableText, STORABLE_TEXT_RULE } from "../usage/storable-text.js";
+
+const DECIMAL_TEXT = /^\d+(\.\d+)?$/;
 
 /** The one queue between the receiver and the usage workers. */
 export const USAGE_QUEUE = "usage-events";
@@ -30,23 +33,41 @@ export const usageEventSchema = z
   modelGroup: storableText.nullable(),
   modelMapKey: storableText.nullable(),
   provider: storableText.nullable(),
+  callType: storableText.nullish(),
+  /** `model_parameters.service_tier`: `priority` and `flex` have rates of their own. */
+  serviceTier: storableText.nullish(),
+  searchContextSize: z.enum(SEARCH_CONTEXT_SIZES).nullish(),
   promptTokens: tokenCount,
   completionTokens: tokenCount,
   cacheReadTokens: tokenCount,
   cacheWriteTokens: tokenCount,
+  /** Of cacheWriteTokens, those written for an hour (Anthropic's ephemeral_1h). */
+  cacheWrite1hTokens: tokenCount.optional(),
   reasoningTokens: tokenCount,
+  /** Of promptTokens and completionTokens, the audio ones. */
+  audioInputTokens: tokenCount.optional(),
+  audioOutputTokens: tokenCount.optional(),
+  webSearchRequests: tokenCount.optional(),
+  /** The rates LiteLLM used for this call (its model_map_value), as decimal text by field. */
+  gatewayRates: z
+    .record(z.string().refine((field) => RATE_FIELDS.includes(field), "not a rate field"), z.string().regex(DECIMAL_TEXT))
+    .nullish(),
   /** LiteLLM's own `response_cost`, as plain non-negative decimal text. */
-  reportedCostUsd: z.string().regex(/^\d+(\.\d+)?$/, "a non-negative decimal without exponent").nullable(),
+  reportedCostUsd: z.string().regex(DECIMAL_TEXT, "a non-negative decimal without exponent").nullable(),
   /** ISO-8601, UTC. */
   eventTime: z.string().nullable(),
   })
   // Pricing subtracts the detail classes from their totals; a job must never make them negative.
-  .refine((event) => event.cacheReadTokens + event.cacheWriteTokens <= event.promptTokens, {
-    message: "cached reads and cache writes exceed promptTokens",
+  .refine((event) => event.cacheReadTokens + event.cacheWriteTokens + (event.audioInputTokens ?? 0) <= event.promptTokens, {
+    message: "cached reads, cache writes and audio input exceed promptTokens",
     path: ["promptTokens"],
   })
-  .refine((event) => event.reasoningTokens <= event.completionTokens, {
-    message: "reasoning tokens exceed completionTokens",
+  .refine((event) => (event.cacheWrite1hTokens ?? 0) <= event.cacheWriteTokens, {
+    message: "1-hour cache writes exceed cacheWriteTokens",
+    path: ["cacheWrite1hTokens"],
+  })
+  .refine((event) => event.reasoningTokens + (event.audioOutputTokens ?? 0) <= event.completionTokens, {
+    message: "reasoning and audio output tokens exceed completionTokens",
     path: ["completionTokens"],
   });
 export type UsageEvent = z.infer<typeof usageEventSchema>;

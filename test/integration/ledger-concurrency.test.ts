@@ -16,12 +16,16 @@ function usage(key: string, account: string, credits: number): PricedUsage {
     event: usageEvent({ idempotencyKey: key, billingAccountId: account, model: "m", promptTokens: credits }) as PricedUsage["event"],
     charge: {
       pricingSource: "price_book",
+      rateStep: "price_book",
       priceEntry: "m",
-      priceEntryOrigin: "price_book",
       contextTier: null,
+      serviceTier: null,
       lines: [],
       providerCostUsd: decimal(`${credits}e-7`),
       chargedCredits: BigInt(credits),
+      reportedCostUsd: null,
+      reason: null,
+      divergence: null,
     },
   };
 }

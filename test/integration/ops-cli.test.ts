@@ -59,7 +59,10 @@ describe("npm run ops", () => {
     expect(human.stdout).toContain("→ 2250 credits");
     expect(human.stdout).toContain("not priced (unpriced_model)");
     const json = JSON.parse((await ops("price", file, "--json")).stdout);
-    expect(json.items[0].outcome.charge).toMatchObject({ chargedCredits: "2250", providerCostUsd: "0.000225", priceEntry: "gpt-4o" });
+    expect(human.stdout).toContain("(a) price book, names tried: gpt-4o, openai/gpt-4o");
+    expect(human.stdout).toContain("answered by step gateway: entry model_map_value");
+    expect(human.stdout).toContain("LiteLLM reported $0.000225, no divergence");
+    expect(json.items[0].outcome.charge).toMatchObject({ chargedCredits: "2250", providerCostUsd: "0.000225", rateStep: "gateway", priceEntry: "model_map_value" });
     expect(json.items[1].outcome).toMatchObject({ priced: false, reason: "unpriced_model" });
   });
 

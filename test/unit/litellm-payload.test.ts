@@ -37,6 +37,22 @@ describe("normaliseCallbackItem", () => {
       cacheReadTokens: 0,
       cacheWriteTokens: 0,
       reasoningTokens: 0,
+      callType: "acompletion",
+      serviceTier: null,
+      searchContextSize: null,
+      cacheWrite1hTokens: 0,
+      audioInputTokens: 0,
+      audioOutputTokens: 0,
+      webSearchRequests: 0,
+      // The rates LiteLLM used, as the decimals it wrote (its _batches rates price no call here).
+      gatewayRates: {
+        input_cost_per_token: "0.0000025",
+        output_cost_per_token: "0.00001",
+        cache_read_input_token_cost: "0.00000125",
+        "search_context_cost_per_query.search_context_size_low": "0.03",
+        "search_context_cost_per_query.search_context_size_medium": "0.035",
+        "search_context_cost_per_query.search_context_size_high": "0.05",
+      },
       // LiteLLM's own float sum, kept digit for digit as it was sent.
       reportedCostUsd: "0.00022500000000000002",
       eventTime: "2025-01-24T09:20:46.851Z",
@@ -170,10 +186,11 @@ describe("normaliseCallbackItem", () => {
     const item = {
       ...litellmPayload("bad", "t", { metadata: { spend_logs_metadata: { billing_account_id: "b", note: "free text" } } }),
       prompt_tokens: -1,
+      model_parameters: { temperature: 0.2, tools: [{ type: "function" }], service_tier: "priority" },
     };
     const kept = rejected(item).item as Record<string, unknown>;
     expect(kept).not.toHaveProperty("messages");
-    expect(kept).not.toHaveProperty("model_parameters");
+    expect(kept.model_parameters).toEqual({ service_tier: "priority" });
     expect(kept.response).toEqual({ usage: { prompt_tokens: 10, completion_tokens: 20 } });
     expect(kept.metadata).toEqual({
       user_api_key_team_id: "t",

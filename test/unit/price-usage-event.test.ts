@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decimal, toDecimalString, ZERO } from "../../src/pricing/decimal.js";
+import { type Decimal, decimal, toDecimalString, ZERO } from "../../src/pricing/decimal.js";
 import { type PriceBook, PriceBookError, parsePriceBook } from "../../src/pricing/price-book.js";
 import {
-  candidateModelNames,
+  candidateNames,
   type PricingOutcome,
   priceUsageEvent,
 } from "../../src/pricing/price-usage-event.js";
@@ -115,6 +115,23 @@ litellm_cost_map: cost-map.json
 models:
   gpt-4o: {input_cost_per_token: 2.5e-6, output_cost_per_token: 1.0e-5, cache_read_input_token_cost: 1.25e-6}
 `;
+
+/** A charge with no terms, as free, cache hits and reported costs are. */
+function unitemisedCharge(pricingSource: string, providerCostUsd: Decimal, chargedCredits: bigint) {
+  return {
+    pricingSource,
+    rateStep: null,
+    priceEntry: null,
+    contextTier: null,
+    serviceTier: null,
+    lines: [],
+    providerCostUsd,
+    chargedCredits,
+    reportedCostUsd: null,
+    reason: null,
+    divergence: null,
+  };
+}
 
 function book(yaml: string = BASE_BOOK): PriceBook {
   return parsePriceBook(yaml, { baseDirectory: workDir });
@@ -318,9 +335,13 @@ describe("priceUsageEvent", () => {
     const charge = expectPriced(priceUsageEvent(usageEvent({ model: "gpt-4o", promptTokens: 1, completionTokens: 1 }), book()));
     expect(charge).toEqual({
       pricingSource: "price_book",
+      rateStep: "price_book",
       priceEntry: "gpt-4o",
-      priceEntryOrigin: "price_book",
       contextTier: null,
+      serviceTier: null,
+      reportedCostUsd: null,
+      reason: null,
+      divergence: null,
       lines: [
         { tokenClass: "uncached_prompt", tokens: 1, rateField: "input_cost_per_token", rateUsd: decimal("2.5e-6"), costUsd: decimal("2.5e-6") },
         { tokenClass: "cache_read", tokens: 0, rateField: "cache_read_input_token_cost", rateUsd: decimal("1.25e-6"), costUsd: ZERO },
@@ -343,7 +364,7 @@ describe("priceUsageEvent", () => {
   });
 
   describe("free models", () => {
-    const FREE = { pricingSource: "free", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n };
+    const FREE = unitemisedCharge("free", ZERO, 0n);
 
     it("a name added beside a priced model does not make it free: 2M tokens of gpt-4o with model_map_key x:free", () => {
       // 1,000,000 × 2.5e-6 + 1,000,000 × 1e-5 = 12.5 USD = 125,000,000 credits
@@ -411,7 +432,7 @@ models:
           book(),
         ),
       );
-      expect(charge).toEqual(FREE);
+      expect(charge).toEqual({ ...FREE, reportedCostUsd: decimal("0.5") });
     });
 
     it("model_map_key stands for the served model when model is absent, and free wins over a cache hit", () => {
@@ -450,7 +471,7 @@ free_models: ["*:free", "gpt-4o.mini", "model-?"]
           book(),
         ),
       );
-      expect(charge).toEqual({ pricingSource: "cache_hit", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n });
+      expect(charge).toEqual({ ...unitemisedCharge("cache_hit", ZERO, 0n), reportedCostUsd: decimal("0.1") });
     });
 
     it("a cache hit on an unknown model with no reported cost is still 0, not unpriced", () => {
@@ -512,15 +533,20 @@ models:
       ).toBe("claude-3-5-sonnet-20241022");
     });
 
-    it("candidateModelNames lists group, model, map key, each then without one leading provider/", () => {
+    it("candidateNames: the price book by group, model, map key and provider/model; the cost map never by group", () => {
       expect(
-        candidateModelNames(
-          usageEvent({ modelGroup: "proxy/alias", model: "openrouter/openai/gpt-4o", modelMapKey: "gpt-4o" }),
-        ),
-      ).toEqual(["proxy/alias", "alias", "openrouter/openai/gpt-4o", "openai/gpt-4o", "gpt-4o"]);
+        candidateNames(usageEvent({ modelGroup: "proxy/alias", model: "openrouter/openai/gpt-4o", modelMapKey: "gpt-4o" })),
+      ).toEqual({
+        price_book: ["proxy/alias", "alias", "openrouter/openai/gpt-4o", "openai/gpt-4o", "gpt-4o"],
+        cost_map: ["gpt-4o", "openrouter/openai/gpt-4o", "openai/gpt-4o"],
+      });
+      expect(candidateNames(usageEvent({ modelGroup: "gpt-4", model: "gpt-4o-mini", modelMapKey: "gpt-4o-mini", provider: "azure" }))).toEqual({
+        price_book: ["gpt-4", "gpt-4o-mini", "azure/gpt-4o-mini"],
+        cost_map: ["azure/gpt-4o-mini", "gpt-4o-mini"],
+      });
       // no empty names from a leading or trailing slash, no duplicates
-      expect(candidateModelNames(usageEvent({ modelGroup: "/x", model: "y/", modelMapKey: "/x" }))).toEqual(["/x", "y/"]);
-      expect(candidateModelNames(usageEvent())).toEqual([]);
+      expect(candidateNames(usageEvent({ modelGroup: "/x", model: "y/", modelMapKey: "/x" }))).toEqual({ price_book: ["/x", "y/"], cost_map: ["/x", "y/"] });
+      expect(candidateNames(usageEvent())).toEqual({ price_book: [], cost_map: [] });
     });
   });
 
@@ -668,13 +694,9 @@ models:
         priceUsageEvent(usageEvent({ model: "mystery-model", promptTokens: 5, reportedCostUsd: "0.00123456789" }), book()),
       );
       expect(charge).toEqual({
-        pricingSource: "reported_cost",
-        priceEntry: null,
-        priceEntryOrigin: null,
-        contextTier: null,
-        lines: [],
-        providerCostUsd: decimal("0.00123456789"),
-        chargedCredits: 12_346n,
+        ...unitemisedCharge("reported_cost", decimal("0.00123456789"), 12_346n),
+        reportedCostUsd: decimal("0.00123456789"),
+        reason: "mystery-model has no rates anywhere: LiteLLM's reported cost",
       });
     });
 
@@ -692,7 +714,7 @@ models:
 
     it('reported "0" with zero tokens → charged 0, source reported_cost', () => {
       const charge = expectPriced(priceUsageEvent(usageEvent({ model: "mystery", reportedCostUsd: "0" }), book()));
-      expect(charge).toEqual({ pricingSource: "reported_cost", priceEntry: null, priceEntryOrigin: null, contextTier: null, lines: [], providerCostUsd: ZERO, chargedCredits: 0n });
+      expect(charge).toMatchObject({ ...unitemisedCharge("reported_cost", ZERO, 0n), reportedCostUsd: ZERO, reason: expect.any(String) });
     });
 
     it("unknown_models: quarantine → unpriced even with a reported cost; known models still priced", () => {
