@@ -6,6 +6,7 @@ import { type Decimal, decimal, toDecimalString, ZERO } from "../../src/pricing/
 import { type PriceBook, PriceBookError, parsePriceBook } from "../../src/pricing/price-book.js";
 import {
   candidateNames,
+  normalisedReportedCost,
   type PricingOutcome,
   priceUsageEvent,
 } from "../../src/pricing/price-usage-event.js";
@@ -687,6 +688,95 @@ models:
     });
   });
 
+  describe("the rates LiteLLM used (model_map_value) and every term", () => {
+    const gpt4oRates = {
+      input_cost_per_token: "0.0000025",
+      output_cost_per_token: "0.00001",
+      cache_read_input_token_cost: "0.00000125",
+      input_cost_per_token_priority: "0.00000425",
+      output_cost_per_token_priority: "0.000017",
+      input_cost_per_token_flex: "0.00000125",
+    };
+    const noOverride = () => book(BASE_BOOK.replace(/models:\n.*\n$/, "models: {}\n"));
+
+    it("are step (b): after the operator's entries, before the cost map; an alias never reaches the cost map", () => {
+      const aliased = usageEvent({ modelGroup: "gpt-4o", model: "custom-deployment", gatewayRates: { input_cost_per_token: "0.000001", output_cost_per_token: "0.000002" }, promptTokens: 10_000, completionTokens: 2_000 });
+      // with an operator entry for gpt-4o (the alias), that entry prices it
+      expect(expectPriced(priceUsageEvent(aliased, book()))).toMatchObject({ rateStep: "price_book", priceEntry: "gpt-4o", chargedCredits: 450_000n });
+      // without, the deployment's own price: 10,000 × 1e-6 + 2,000 × 2e-6 = 0.014
+      expect(expectPriced(priceUsageEvent(aliased, noOverride()))).toMatchObject({ rateStep: "gateway", priceEntry: "model_map_value", chargedCredits: 140_000n });
+      // neither: the cost map by the served model, never by the alias
+      const unknownServed = usageEvent({ modelGroup: "gpt-4o", model: "custom-deployment", promptTokens: 1, reportedCostUsd: "0.5" });
+      expect(expectPriced(priceUsageEvent(unknownServed, noOverride())).pricingSource).toBe("reported_cost");
+    });
+
+    it("rates that are all zero are not trusted as free: the cost map, else LiteLLM's figure, else quarantine", () => {
+      const zero = { input_cost_per_token: "0", output_cost_per_token: "0" };
+      expect(expectPriced(priceUsageEvent(usageEvent({ model: "gpt-4o", gatewayRates: zero, promptTokens: 1 }), noOverride())).rateStep).toBe("cost_map");
+      expectUnpriced(priceUsageEvent(usageEvent({ model: "mystery", gatewayRates: zero, promptTokens: 1, reportedCostUsd: "0" }), noOverride()));
+    });
+
+    it("service tiers price at their own rates where the entry has them, else at the base rate", () => {
+      const call = (serviceTier: string | null) =>
+        expectPriced(priceUsageEvent(usageEvent({ model: "gpt-4o", serviceTier, gatewayRates: gpt4oRates, promptTokens: 1000, completionTokens: 200 }), noOverride()));
+      // 1,000 × 4.25e-6 + 200 × 1.7e-5 = 0.00765
+      expect(call("priority")).toMatchObject({ serviceTier: "priority", chargedCredits: 76_500n });
+      // flex has an input rate only: 1,000 × 1.25e-6 + 200 × 1e-5 = 0.00325
+      expect(call("flex")).toMatchObject({ serviceTier: "flex", chargedCredits: 32_500n });
+      expect(call("default")).toMatchObject({ serviceTier: null, chargedCredits: 45_000n });
+    });
+
+    it("1-hour cache writes at their rate, else at the 5-minute rate; audio and web searches as their own terms", () => {
+      const anthropic = { input_cost_per_token: "0.000003", output_cost_per_token: "0.000015", cache_creation_input_token_cost: "0.00000375", cache_creation_input_token_cost_above_1hr: "0.000006" };
+      const write = (rates: Record<string, string>) =>
+        expectPriced(priceUsageEvent(usageEvent({ model: "claude", gatewayRates: rates, promptTokens: 4050, cacheWriteTokens: 4000, cacheWrite1hTokens: 3000, completionTokens: 100 }), noOverride()));
+      // 50 × 3e-6 + 1,000 × 3.75e-6 + 3,000 × 6e-6 + 100 × 1.5e-5 = 0.0234
+      expect(write(anthropic).chargedCredits).toBe(234_000n);
+      const { cache_creation_input_token_cost_above_1hr: _, ...without1h } = anthropic;
+      // 50 × 3e-6 + 4,000 × 3.75e-6 + 100 × 1.5e-5 = 0.01665
+      expect(write(without1h).chargedCredits).toBe(166_500n);
+
+      const search = { ...anthropic, "search_context_cost_per_query.search_context_size_medium": "0.01", "search_context_cost_per_query.search_context_size_high": "0.03" };
+      const searched = (searchContextSize: "high" | null, rates: Record<string, string>) =>
+        expectPriced(priceUsageEvent(usageEvent({ model: "claude", gatewayRates: rates, webSearchRequests: 2, searchContextSize }), noOverride()));
+      expect(searched(null, search).lines.at(-1)).toMatchObject({ tokenClass: "web_search", tokens: 2, rateField: "search_context_cost_per_query.search_context_size_medium" });
+      expect(searched(null, search).chargedCredits).toBe(200_000n);
+      expect(searched("high", search).chargedCredits).toBe(600_000n);
+      // An entry without a search rate shows the term at 0 and says so.
+      expect(searched(null, anthropic).lines.at(-1)).toMatchObject({ tokenClass: "web_search", rateField: "search_context_cost_per_query.search_context_size_medium (not in the entry)" });
+    });
+
+    it("calls not priced by tokens (images, speech, transcription…) are charged LiteLLM's figure, normalised, with the reason", () => {
+      const image = expectPriced(priceUsageEvent(usageEvent({ model: "gpt-4o", callType: "aimage_generation", gatewayRates: gpt4oRates, reportedCostUsd: "0.040000000000000001" }), book()));
+      expect(image).toMatchObject({ pricingSource: "reported_cost", chargedCredits: 400_000n, reason: "a aimage_generation call is not priced by tokens: LiteLLM's reported cost" });
+      expectUnpriced(priceUsageEvent(usageEvent({ model: "tts-1", callType: "speech", reportedCostUsd: null }), book()));
+    });
+
+    it("LiteLLM's figure is read as the shortest round-trip decimal rounded to 15 significant digits", () => {
+      expect(toDecimalString(normalisedReportedCost("0.00022500000000000002")!)).toBe("0.000225");
+      expect(toDecimalString(normalisedReportedCost("0.0076500000000000005")!)).toBe("0.00765");
+      expect(toDecimalString(normalisedReportedCost("0.123456789012345678")!)).toBe("0.123456789012346");
+      expect(normalisedReportedCost(null)).toBeNull();
+      // an unknown model's reported double never adds a credit
+      expect(credits(book(), { model: "mystery", promptTokens: 1, reportedCostUsd: "0.00022500000000000002" })).toBe(2_250n);
+    });
+
+    it("a divergence of a credit or more is reported, and on_divergence decides what is charged", () => {
+      const o3 = { input_cost_per_token: "0.0000011", output_cost_per_token: "0.0000044" };
+      const event = usageEvent({ model: "o3-mini", gatewayRates: o3, promptTokens: 1500, completionTokens: 900, reasoningTokens: 700, reportedCostUsd: "0.00473" });
+      const withPolicy = (policy: string) => book(`${BASE_BOOK.replace(/models:\n.*\n$/, "models: {}\n")}on_divergence: ${policy}\n`);
+      const charged = expectPriced(priceUsageEvent(event, withPolicy("price_book")));
+      expect(charged).toMatchObject({ chargedCredits: 56_100n, divergence: { step: "gateway", gatewayCredits: 56_100n, reportedCredits: 47_300n } });
+      expect(expectPriced(priceUsageEvent(event, withPolicy("reported")))).toMatchObject({ pricingSource: "reported_cost", chargedCredits: 47_300n });
+      expect(expectPriced(priceUsageEvent(event, withPolicy("higher")))).toMatchObject({ pricingSource: "price_book", chargedCredits: 56_100n });
+      expect(priceUsageEvent(event, withPolicy("quarantine"))).toMatchObject({ priced: false, reason: "price_divergence" });
+      // less than a credit apart is not a divergence
+      const close = usageEvent({ ...event, reportedCostUsd: "0.00561000009" });
+      expect(expectPriced(priceUsageEvent(close, withPolicy("quarantine"))).divergence).toBeNull();
+      expect(bookError("credits_per_usd: 1\non_divergence: shrug\n").message).toContain("on_divergence");
+    });
+  });
+
   describe("unknown models", () => {
     it("charge LiteLLM's reported cost: ceil(reported × markup × credits_per_usd)", () => {
       // 0.00123456789 × 1 × 1e7 = 12,345.6789 → 12,346 credits
@@ -853,7 +943,16 @@ describe("property: chargedCredits equals an independent exact reference", () =>
   const SEED = 0x5eed1234;
 
   type Level = { in: Exact; out: Exact; cr?: Exact; cw?: Exact };
-  type Entry = { base: Level; reasoning?: Exact; tier128?: Level; tier200?: Level };
+  type Entry = {
+    base: Level;
+    reasoning?: Exact;
+    tier128?: Level;
+    tier200?: Level;
+    cacheWrite1h?: Exact;
+    audioIn?: Exact;
+    audioOut?: Exact;
+    searchMedium?: Exact;
+  };
 
   function randomRate(rng: () => number): Exact {
     if (rng() < 0.05) return { m: 0n, k: 0 };
@@ -881,6 +980,17 @@ describe("property: chargedCredits equals an independent exact reference", () =>
     };
   }
 
+  /** The terms the contract adds: each at its own rate, else the rate of what it is a kind of. */
+  function extraRates(entry: Entry, promptTokens: number) {
+    const r = classRates(entry, promptTokens);
+    return {
+      cacheWrite1h: entry.cacheWrite1h ?? r.cacheWrite,
+      audioIn: entry.audioIn ?? r.input,
+      audioOut: entry.audioOut ?? r.output,
+      search: entry.searchMedium ?? { m: 0n, k: 0 },
+    };
+  }
+
   /** A higher tier whose every effective rate is ≥ the lower level's, so crossing a threshold never lowers a charge. */
   function higherLevel(rng: () => number, entry: Entry, lower: Level): Level {
     const lowerPrompt = lower === entry.base ? 0 : lower === entry.tier128 ? 128_001 : 200_001;
@@ -898,6 +1008,10 @@ describe("property: chargedCredits equals an independent exact reference", () =>
     if (rng() < 0.4) entry.reasoning = randomRate(rng);
     if (rng() < 0.25) entry.tier128 = higherLevel(rng, entry, entry.base);
     if (rng() < 0.35) entry.tier200 = higherLevel(rng, entry, entry.tier128 ?? entry.base);
+    if (rng() < 0.3) entry.cacheWrite1h = randomRate(rng);
+    if (rng() < 0.3) entry.audioIn = randomRate(rng);
+    if (rng() < 0.3) entry.audioOut = randomRate(rng);
+    if (rng() < 0.3) entry.searchMedium = randomRate(rng);
     return entry;
   }
 
@@ -912,6 +1026,9 @@ describe("property: chargedCredits equals an independent exact reference", () =>
     if (entry.reasoning) fields.push(["output_cost_per_reasoning_token", entry.reasoning]);
     if (entry.tier128) level(entry.tier128, "_above_128k_tokens");
     if (entry.tier200) level(entry.tier200, "_above_200k_tokens");
+    if (entry.cacheWrite1h) fields.push(["cache_creation_input_token_cost_above_1hr", entry.cacheWrite1h]);
+    if (entry.audioIn) fields.push(["input_cost_per_audio_token", entry.audioIn]);
+    if (entry.audioOut) fields.push(["output_cost_per_audio_token", entry.audioOut]);
     return fields;
   }
 
@@ -931,19 +1048,38 @@ describe("property: chargedCredits equals an independent exact reference", () =>
     const cacheWriteTokens = rng() < 0.5 ? int(rng, 0, promptTokens - cacheReadTokens) : 0;
     const completionTokens = rng() < 0.1 ? 0 : rng() < 0.5 ? int(rng, 1, 1_000) : int(rng, 1, 200_000);
     const reasoningTokens = rng() < 0.5 ? int(rng, 0, completionTokens) : 0;
-    return { promptTokens, cacheReadTokens, cacheWriteTokens, completionTokens, reasoningTokens };
+    const cacheWrite1hTokens = rng() < 0.3 ? int(rng, 0, cacheWriteTokens) : 0;
+    const audioInputTokens = rng() < 0.3 ? int(rng, 0, promptTokens - cacheReadTokens - cacheWriteTokens) : 0;
+    const audioOutputTokens = rng() < 0.3 ? int(rng, 0, completionTokens - reasoningTokens) : 0;
+    const webSearchRequests = rng() < 0.3 ? int(rng, 0, 5) : 0;
+    return {
+      promptTokens,
+      cacheReadTokens,
+      cacheWriteTokens,
+      cacheWrite1hTokens,
+      audioInputTokens,
+      completionTokens,
+      reasoningTokens,
+      audioOutputTokens,
+      webSearchRequests,
+    };
   }
 
   type Tokens = ReturnType<typeof randomTokens>;
 
   function referenceUsd(entry: Entry, t: Tokens): Rational {
     const r = classRates(entry, t.promptTokens);
+    const x = extraRates(entry, t.promptTokens);
     const terms: Array<[number, Exact]> = [
-      [t.promptTokens - t.cacheReadTokens - t.cacheWriteTokens, r.input],
+      [t.promptTokens - t.cacheReadTokens - t.cacheWriteTokens - t.audioInputTokens, r.input],
       [t.cacheReadTokens, r.cacheRead],
-      [t.cacheWriteTokens, r.cacheWrite],
-      [t.completionTokens - t.reasoningTokens, r.output],
+      [t.cacheWriteTokens - t.cacheWrite1hTokens, r.cacheWrite],
+      [t.cacheWrite1hTokens, x.cacheWrite1h],
+      [t.audioInputTokens, x.audioIn],
+      [t.completionTokens - t.reasoningTokens - t.audioOutputTokens, r.output],
       [t.reasoningTokens, r.reasoning],
+      [t.audioOutputTokens, x.audioOut],
+      [t.webSearchRequests, x.search],
     ];
     return terms.reduce<Rational>(
       (sum, [count, rate]) => ratAdd(sum, ratMul({ n: BigInt(count), d: 1n }, toRational(rate))),
@@ -981,9 +1117,16 @@ describe("property: chargedCredits equals an independent exact reference", () =>
           const text = spell(value, rng);
           return quoted || value.m.toString().length > 15 ? JSON.stringify(text) : text;
         };
-        const inline = fields.map(([name, value]) => `${name}: ${literal(value)}`).join(", ");
+        const search = entry.searchMedium ? literal(entry.searchMedium) : undefined;
+        const inline = [
+          ...fields.map(([name, value]) => `${name}: ${literal(value)}`),
+          ...(search ? [`search_context_cost_per_query: {search_context_size_medium: ${search}}`] : []),
+        ].join(", ");
         if (viaCostMap) {
-          const json = fields.map(([name, value]) => `"${name}": ${literal(value)}`).join(", ");
+          const json = [
+            ...fields.map(([name, value]) => `"${name}": ${literal(value)}`),
+            ...(search ? [`"search_context_cost_per_query": {"search_context_size_medium": ${search}}`] : []),
+          ].join(", ");
           writeFileSync(join(dir, `map-${index}.json`), `{"sample_spec": {"input_cost_per_token": "doc"}, "prop-model": {${json}}}`);
           yaml += `litellm_cost_map: map-${index}.json\nmodels:\n  "prop-model:free": {${inline}}\n`;
         } else {
@@ -1014,6 +1157,10 @@ describe("property: chargedCredits equals an independent exact reference", () =>
           { ...tokens, promptTokens: tokens.promptTokens + 1, cacheWriteTokens: tokens.cacheWriteTokens + 1 },
           { ...tokens, completionTokens: tokens.completionTokens + 1 },
           { ...tokens, completionTokens: tokens.completionTokens + 1, reasoningTokens: tokens.reasoningTokens + 1 },
+          { ...tokens, promptTokens: tokens.promptTokens + 1, cacheWriteTokens: tokens.cacheWriteTokens + 1, cacheWrite1hTokens: tokens.cacheWrite1hTokens + 1 },
+          { ...tokens, promptTokens: tokens.promptTokens + 1, audioInputTokens: tokens.audioInputTokens + 1 },
+          { ...tokens, completionTokens: tokens.completionTokens + 1, audioOutputTokens: tokens.audioOutputTokens + 1 },
+          { ...tokens, webSearchRequests: tokens.webSearchRequests + 1 },
         ];
         for (const bigger of more) {
           expect(priceOf(bigger) >= charged, JSON.stringify({ index, tokens, bigger })).toBe(true);
@@ -1032,11 +1179,16 @@ describe("property: chargedCredits equals an independent exact reference", () =>
   it("the reference itself agrees with the hand-computed examples", () => {
     // gpt-4o 1 + 1: (2.5e-6 + 1e-5) × 1 × 1e7 = 125
     const entry: Entry = { base: { in: { m: 25n, k: 7 }, out: { m: 1n, k: 5 }, cr: { m: 125n, k: 8 } } };
-    const t: Tokens = { promptTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0, completionTokens: 1, reasoningTokens: 0 };
+    const none = { cacheWrite1hTokens: 0, audioInputTokens: 0, audioOutputTokens: 0, webSearchRequests: 0 };
+    const t: Tokens = { ...none, promptTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0, completionTokens: 1, reasoningTokens: 0 };
     expect(ratCeil(ratMul(referenceUsd(entry, t), { n: 10_000_000n, d: 1n }))).toBe(125n);
     // 1,000 prompt (400 cached) + 200 completion = 0.004 USD → 40,000
-    const t2: Tokens = { promptTokens: 1000, cacheReadTokens: 400, cacheWriteTokens: 0, completionTokens: 200, reasoningTokens: 0 };
+    const t2: Tokens = { ...none, promptTokens: 1000, cacheReadTokens: 400, cacheWriteTokens: 0, completionTokens: 200, reasoningTokens: 0 };
     expect(ratCeil(ratMul(referenceUsd(entry, t2), { n: 10_000_000n, d: 1n }))).toBe(40_000n);
+    // gpt-4o-audio-preview's rates: 200 × 2.5e-6 + 800 audio × 1e-4 + 100 × 1e-5 + 400 audio × 2e-4 = 0.1615 → 1,615,000
+    const audio: Entry = { base: { in: { m: 25n, k: 7 }, out: { m: 1n, k: 5 } }, audioIn: { m: 1n, k: 4 }, audioOut: { m: 2n, k: 4 } };
+    const t3: Tokens = { ...none, promptTokens: 1000, cacheReadTokens: 0, cacheWriteTokens: 0, audioInputTokens: 800, completionTokens: 500, reasoningTokens: 0, audioOutputTokens: 400 };
+    expect(ratCeil(ratMul(referenceUsd(audio, t3), { n: 10_000_000n, d: 1n }))).toBe(1_615_000n);
     expect(spell({ m: 25n, k: 7 }, () => 0)).toBe("2.5e-6");
     expect(spell({ m: 25n, k: 7 }, () => 0.5)).toBe("0.0000025");
   });

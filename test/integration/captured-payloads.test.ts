@@ -1,0 +1,159 @@
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { replayQuarantined } from "../../src/ingest/replay-quarantine.js";
+import { type Harness, useServiceHarness } from "../support/harness.js";
+
+/**
+ * Payloads the real LiteLLM library (1.80.9) sent for real kinds of call, each with its own
+ * response_cost. Each names its account in spend_logs_metadata, so these harnesses trust it, as
+ * a gateway whose every key holder is a trusted backend would.
+ */
+const CAPTURED_DIR = fileURLToPath(new URL("../fixtures/litellm/captured/", import.meta.url));
+const captured = (name: string): Record<string, unknown> & { id: string; response_cost: number } =>
+  JSON.parse(readFileSync(join(CAPTURED_DIR, `${name}.json`), "utf8"));
+const TRUSTED_BACKEND = { BILLING_ACCOUNT_FROM: "spend_logs_metadata,team" };
+
+/**
+ * What each call costs at the rates in its own model_map_value, over every term, in credits at
+ * 1e7 per USD, worked by hand; `litellm` is LiteLLM's own figure where it bills another amount.
+ */
+const EXPECTED: Record<string, { credits: number; litellm?: number }> = {
+  // 10,000 × 1.65e-7 + 2,000 × 6.6e-7 (Azure's entry, not OpenAI's) = 0.00297
+  "azure-gpt-4o-mini": { credits: 29_700 },
+  // 50 × 3e-6 + 4,000 one-hour writes × 6e-6 + 100 × 1.5e-5 = 0.02565
+  "claude-3-5-sonnet-1h-cache-write": { credits: 256_500 },
+  // 500 × 3e-6 + 200 × 1.5e-5 + 2 web searches × 0.01 (medium) = 0.0245; LiteLLM billed no search
+  "claude-3-5-sonnet-web-search": { credits: 245_000, litellm: 45_000 },
+  // above 200k: 10,000 × 6e-6 + 200,000 reads × 6e-7 + 5,000 writes × 7.5e-6 + 800 × 2.25e-5 = 0.2355
+  "claude-sonnet-4-5-above-200k-with-cache": { credits: 2_355_000 },
+  // 1,952 × 1.25e-6 + 2,048 reads × 3.125e-7 (Gemini's rate) + 1,700 (1,200 reasoning) × 1e-5 = 0.02008
+  "gemini-2.5-pro-cached-and-thinking": { credits: 200_800 },
+  // 200 × 2.5e-6 + 800 audio × 1e-4 + 100 × 1e-5 + 400 audio × 2e-4 = 0.1615; LiteLLM left out 100 text tokens
+  "gpt-4o-audio-preview-audio-tokens": { credits: 1_615_000, litellm: 1_605_000 },
+  // 10 × 2.5e-6 + 20 × 1e-5 = 0.000225 (LiteLLM's double: 0.00022500000000000002)
+  "gpt-4o-plain-float-noise": { credits: 2_250 },
+  // priority: 1,000 × 4.25e-6 + 200 × 1.7e-5 = 0.00765
+  "gpt-4o-service-tier-priority": { credits: 76_500 },
+  // 1,500 × 1.1e-6 + 900 (700 reasoning) × 4.4e-6 = 0.00561; LiteLLM billed 700 of the 900
+  "o3-mini-reasoning": { credits: 56_100, litellm: 47_300 },
+  // model_group gpt-4 routed to gpt-4o-mini: 10,000 × 1.5e-7 + 2,000 × 6e-7 = 0.0027
+  "router-alias-gpt-4-to-gpt-4o-mini": { credits: 27_000 },
+  // the deployment's own price: 10,000 × 1e-6 + 2,000 × 2e-6 = 0.014
+  "router-deployment-custom-price-gpt-4o": { credits: 140_000 },
+};
+
+/** ceil(response_cost × 1e7) from its shortest text rounded to 15 significant digits, in bigint arithmetic. */
+function litellmCredits(responseCost: number): bigint {
+  const [mantissa, exponent] = responseCost.toExponential(14).split("e") as [string, string];
+  const digits = BigInt(mantissa.replace(".", "").replace("-", ""));
+  const power = Number(exponent) - 14 + 7; // digits × 10^power credits
+  if (power >= 0) return digits * 10n ** BigInt(power);
+  const unit = 10n ** BigInt(-power);
+  return (digits + unit - 1n) / unit;
+}
+
+async function receipt(h: Harness, key: string) {
+  const response = await h.admin("GET", `/v1/receipts/${encodeURIComponent(key)}`);
+  return { status: response.statusCode, body: response.json() };
+}
+
+const divergenceLines = (h: Harness, key: string) => h.alerts("inv_price_divergence").filter((line) => line.idempotency_key === key);
+
+describe("every captured LiteLLM call, posted through the receiver", () => {
+  const h = useServiceHarness(TRUSTED_BACKEND);
+
+  it("covers every file in captured/", () => {
+    const files = readdirSync(CAPTURED_DIR).map((file) => file.replace(/\.json$/, ""));
+    expect(files.sort()).toEqual(Object.keys(EXPECTED).sort());
+  });
+
+  it("charges the exact cost at the rates LiteLLM used, over every term, and says so where LiteLLM differs", async () => {
+    const names = Object.keys(EXPECTED);
+    const response = await h.postCallback(names.map(captured));
+    expect(response.statusCode).toBe(202);
+    await h.drainQueue();
+    for (const name of names) {
+      const payload = captured(name);
+      const { credits, litellm } = EXPECTED[name]!;
+      const { status, body } = await receipt(h, payload.id);
+      expect(status, name).toBe(200);
+      expect(body, name).toMatchObject({ charged_credits: credits, pricing_source: "price_book", rate_step: "gateway" });
+      expect(BigInt(Math.round(Number(body.reported_cost_usd) * 1e7)), name).toBe(BigInt(litellm ?? credits));
+      if (litellm === undefined) {
+        // LiteLLM agrees: the charge is its own figure, normalised, to the credit.
+        expect(BigInt(credits), name).toBe(litellmCredits(payload.response_cost));
+        expect(divergenceLines(h, payload.id), name).toEqual([]);
+      } else {
+        expect(BigInt(litellm), name).toBe(litellmCredits(payload.response_cost));
+        const lines = divergenceLines(h, payload.id);
+        expect(lines, name).toHaveLength(1);
+        expect(lines[0], name).toMatchObject({ charged_credits: credits, reported_credits: litellm, gateway_credits: credits, rate_step: "gateway" });
+      }
+    }
+    const metrics = (await h.app.inject({ method: "GET", url: "/metrics" })).body;
+    expect(metrics).toMatch(/^spend_ingest_price_divergence_total\{rate_step="gateway",action="price_book"\} 3$/m);
+  });
+
+  it("a redelivered call is not checked or alerted twice", async () => {
+    const payload = captured("o3-mini-reasoning");
+    await h.postCallback([payload]);
+    await h.drainQueue();
+    expect(divergenceLines(h, payload.id)).toHaveLength(1);
+  });
+});
+
+describe("an operator's entry for an alias wins over everything", () => {
+  const directory = mkdtempSync(join(tmpdir(), "spend-ingest-alias-book-"));
+  const costMap = fileURLToPath(new URL("../../config/litellm/model_prices_and_context_window.json", import.meta.url));
+  const book = join(directory, "pricing.yaml");
+  writeFileSync(
+    book,
+    `credits_per_usd: 10000000\nlitellm_cost_map: ${costMap}\nmodels:\n  gpt-4: {input_cost_per_token: 1e-6, output_cost_per_token: 1e-6}\n`,
+  );
+  const h = useServiceHarness({ ...TRUSTED_BACKEND, PRICING_FILE: book });
+
+  it("the alias gpt-4 is charged at the operator's price, never at gpt-4's cost-map price or the routed model's", async () => {
+    const payload = captured("router-alias-gpt-4-to-gpt-4o-mini");
+    await h.postCallback([payload]);
+    await h.drainQueue();
+    // 10,000 × 1e-6 + 2,000 × 1e-6 = 0.012; the check still compares LiteLLM with its own rates: no divergence.
+    expect((await receipt(h, payload.id)).body).toMatchObject({ charged_credits: 120_000, rate_step: "price_book", price_entry: "gpt-4" });
+    expect(divergenceLines(h, payload.id)).toEqual([]);
+  });
+});
+
+describe("on_divergence: quarantine, then the book fixed and the call replayed", () => {
+  const directory = mkdtempSync(join(tmpdir(), "spend-ingest-divergence-book-"));
+  const costMap = fileURLToPath(new URL("../../config/litellm/model_prices_and_context_window.json", import.meta.url));
+  const book = join(directory, "pricing.yaml");
+  const writeBook = (onDivergence: string) =>
+    writeFileSync(book, `credits_per_usd: 10000000\non_divergence: ${onDivergence}\nlitellm_cost_map: ${costMap}\n`);
+  writeBook("quarantine");
+  const h = useServiceHarness({ ...TRUSTED_BACKEND, PRICING_FILE: book });
+
+  it("holds the divergent call, charges the agreeing one, and charges the held one once after the fix", async () => {
+    const divergent = captured("o3-mini-reasoning");
+    const agreeing = captured("gpt-4o-service-tier-priority");
+    await h.postCallback([divergent, agreeing]);
+    await h.drainQueue();
+    expect((await receipt(h, agreeing.id)).body).toMatchObject({ charged_credits: 76_500 });
+    expect((await receipt(h, divergent.id)).status).toBe(404);
+    const { rows } = await h.deps.database.pool.query("SELECT reason FROM quarantine WHERE idempotency_key = $1", [divergent.id]);
+    expect(rows).toEqual([{ reason: "price_divergence" }]);
+
+    writeBook("higher");
+    expect(h.worker!.reloadPriceBook()).toBe(true);
+    const replay = { billingAccountFrom: h.settings.billingAccountFrom, reason: "price_divergence" };
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, replay)).toEqual({ replayed: 1, stillRefused: 0 });
+    await h.drainQueue();
+    // higher: 56,100 at the rates against LiteLLM's 47,300.
+    expect((await receipt(h, divergent.id)).body).toMatchObject({ charged_credits: 56_100, pricing_reason: "on_divergence: higher (the rates' cost)" });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, replay);
+    await h.drainQueue();
+    const { rows: receipts } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM charge_receipts WHERE idempotency_key = $1", [divergent.id]);
+    expect(receipts[0].n).toBe(1);
+  });
+});
