@@ -295,7 +295,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       }
       const { event } = normalised;
       const outcome = priceUsageEvent(event, book);
-      if (!outcome.priced) problems += 1;
+      // A divergence from LiteLLM's own figure is a finding, charged or not.
+      if (!outcome.priced || outcome.charge.divergence) problems += 1;
       return { index, event, namesTried: candidateNames(event), outcome };
     });
     const json = {
