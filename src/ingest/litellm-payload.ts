@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
-import { RATE_FIELDS, rateValues, SEARCH_CONTEXT_SIZES, type SearchContextSize } from "../pricing/price-book.js";
+import { RATE_FIELDS, SEARCH_CONTEXT_SIZES, type SearchContextSize, searchRateField } from "../pricing/price-book.js";
 import { type BillingAccountSource, CLIENT_SETTABLE_SOURCES } from "../config/env.js";
 import type { RejectedItem, UsageEvent } from "../queue/contract.js";
 import { canonicalId, isStorableText, STORABLE_TEXT_RULE } from "../usage/storable-text.js";
@@ -140,19 +140,32 @@ function tokenClasses(usage: UsageObject) {
 }
 
 /**
- * The rates LiteLLM used for this call (model_map_information.model_map_value), as exact decimal
- * text; a field that is not a finite non-negative number is left out, not a reason to refuse.
+ * The rates LiteLLM used for this call (model_map_information.model_map_value), as the shortest
+ * round-trip text of each double (the decimal LiteLLM wrote); a field that is not a finite
+ * non-negative number is left out, not a reason to refuse. Walks the object's own fields once:
+ * this runs for every call.
  */
 function gatewayRateText(item: Record<string, unknown>): Record<string, string> | null {
   const information = item.model_map_information;
   const value = isRecord(information) ? information.model_map_value : undefined;
   if (!isRecord(value)) return null;
   const rates: Record<string, string> = {};
-  for (const [field, rate] of rateValues(value)) {
-    if (typeof rate === "number" && Number.isFinite(rate) && rate >= 0) rates[field] = toDecimalString(decimalFromNumber(rate));
+  let found = false;
+  const keep = (field: string, rate: unknown) => {
+    if (typeof rate === "number" && Number.isFinite(rate) && rate >= 0) {
+      rates[field] = String(rate);
+      found = true;
+    }
+  };
+  for (const field in value) {
+    if (RATE_FIELD_SET.has(field)) keep(field, value[field]);
   }
-  return Object.keys(rates).length > 0 ? rates : null;
+  const search = value.search_context_cost_per_query;
+  if (isRecord(search)) for (const size of SEARCH_CONTEXT_SIZES) keep(searchRateField(size), search[`search_context_size_${size}`]);
+  return found ? rates : null;
 }
+
+const RATE_FIELD_SET: ReadonlySet<string> = new Set(RATE_FIELDS);
 
 /** `model_parameters.service_tier` and the web search context size the call asked for, if any. */
 function requestedTiers(item: Record<string, unknown>): { serviceTier: string | null; searchContextSize: SearchContextSize | null } {

@@ -64,7 +64,7 @@ export function isZero(value: Decimal): boolean {
 
 /** The smallest integer not below the value. */
 export function ceilToBigInt(value: Decimal): bigint {
-  const unit = 10n ** BigInt(value.scale);
+  const unit = powerOfTen(value.scale);
   const quotient = value.coefficient / unit;
   const remainder = value.coefficient % unit;
   return remainder > 0n ? quotient + 1n : quotient;
@@ -93,7 +93,14 @@ export function toDecimalString(value: Decimal): string {
 }
 
 function rescale(value: Decimal, scale: number): bigint {
-  return value.coefficient * 10n ** BigInt(scale - value.scale);
+  return scale === value.scale ? value.coefficient : value.coefficient * powerOfTen(scale - value.scale);
+}
+
+// Prices use a few dozen scales at most; computing 10^n anew each time is most of an addition.
+const POWERS_OF_TEN = Array.from({ length: 64 }, (_, exponent) => 10n ** BigInt(exponent));
+
+function powerOfTen(exponent: number): bigint {
+  return POWERS_OF_TEN[exponent] ?? 10n ** BigInt(exponent);
 }
 
 function normalise(value: Decimal): Decimal {

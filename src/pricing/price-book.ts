@@ -64,6 +64,8 @@ export type PriceBook = {
   freeModelPatterns: string[];
   isFreeModel: (name: string) => boolean;
   models: ReadonlyMap<string, ModelRates>;
+  /** Whether `models:` has any entry: most books have none, and step (a) is then skipped. */
+  hasOperatorEntries: boolean;
   /** sha256 of the price book and cost map texts, kept on every receipt it priced. */
   hash: string;
 };
@@ -134,6 +136,7 @@ export function parsePriceBook(text: string, options: { baseDirectory: string })
     freeModelPatterns: file.free_models,
     isFreeModel: (name) => freePatterns.some((pattern) => pattern.test(name)),
     models,
+    hasOperatorEntries: Object.keys(file.models ?? {}).length > 0,
     hash: hash.digest("hex"),
   };
 }
@@ -201,6 +204,21 @@ export function rateValues(entry: Record<string, unknown>): Array<[string, unkno
  */
 export function gatewayRates(values: Readonly<Record<string, string>> | null | undefined): ModelRates | null {
   if (!values) return null;
+  // Most calls of a batch share their model's rates: parse each set once.
+  let key = "";
+  for (const field in values) key += `${field}=${values[field]};`;
+  const known = gatewayRatesCache.get(key);
+  if (known !== undefined) return known;
+  const rates = parseGatewayRates(values);
+  if (gatewayRatesCache.size >= GATEWAY_RATES_CACHED) gatewayRatesCache.delete(gatewayRatesCache.keys().next().value!);
+  gatewayRatesCache.set(key, rates);
+  return rates;
+}
+
+const GATEWAY_RATES_CACHED = 1_000;
+const gatewayRatesCache = new Map<string, ModelRates | null>();
+
+function parseGatewayRates(values: Readonly<Record<string, string>>): ModelRates | null {
   const rates: ModelRates["rates"] = {};
   for (const [field, text] of Object.entries(values)) {
     if (!RATE_FIELDS.includes(field)) continue;

@@ -185,12 +185,20 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
 
 /** The names the price book is searched by, at each step, in order. */
 export function candidateNames(event: UsageEvent): Record<"price_book" | "cost_map", string[]> {
-  const providerModel = event.provider && event.model && !event.model.startsWith(`${event.provider}/`) ? `${event.provider}/${event.model}` : null;
-  return {
-    price_book: unique([event.modelGroup, event.model, event.modelMapKey, providerModel].flatMap(withAndWithoutProvider)),
-    // Never model_group: it is the operator's alias, which often reuses another model's name.
-    cost_map: unique([...[providerModel, event.modelMapKey, event.model].filter(isName), ...[event.modelMapKey, event.model].flatMap(withAndWithoutProvider)]),
-  };
+  return { price_book: priceBookNames(event), cost_map: costMapNames(event) };
+}
+
+function providerModel(event: UsageEvent): string | null {
+  return event.provider && event.model && !event.model.startsWith(`${event.provider}/`) ? `${event.provider}/${event.model}` : null;
+}
+
+function priceBookNames(event: UsageEvent): string[] {
+  return unique([event.modelGroup, event.model, event.modelMapKey, providerModel(event)].flatMap(withAndWithoutProvider));
+}
+
+// Never model_group: it is the operator's alias, which often reuses another model's name.
+function costMapNames(event: UsageEvent): string[] {
+  return unique([...[providerModel(event), event.modelMapKey, event.model].filter(isName), ...[event.modelMapKey, event.model].flatMap(withAndWithoutProvider)]);
 }
 
 /**
@@ -198,8 +206,9 @@ export function candidateNames(event: UsageEvent): Record<"price_book" | "cost_m
  * LiteLLM used for it when they price tokens, (c) the bundled cost map by the model that served it.
  */
 export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
-  const names = candidateNames(event);
-  const operatorEntry = names.price_book.find((name) => book.models.get(name)?.origin === "price_book");
+  const operatorEntry = book.hasOperatorEntries
+    ? priceBookNames(event).find((name) => book.models.get(name)?.origin === "price_book")
+    : undefined;
   if (operatorEntry !== undefined) return { step: "price_book", entry: operatorEntry, rates: book.models.get(operatorEntry)! };
   const gateway = gatewayRates(event.gatewayRates);
   if (gateway !== null) return { step: "gateway", entry: "model_map_value", rates: gateway };
@@ -207,7 +216,7 @@ export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
 }
 
 function costMapRates(event: UsageEvent, book: PriceBook): RateLookup {
-  const entry = candidateNames(event).cost_map.find((name) => book.models.get(name)?.origin === "litellm_cost_map");
+  const entry = costMapNames(event).find((name) => book.models.get(name)?.origin === "litellm_cost_map");
   return entry === undefined ? null : { step: "cost_map", entry, rates: book.models.get(entry)! };
 }
 

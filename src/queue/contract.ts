@@ -3,6 +3,8 @@ import { RATE_FIELDS, SEARCH_CONTEXT_SIZES } from "../pricing/price-book.js";
 import { isStorableText, STORABLE_TEXT_RULE } from "../usage/storable-text.js";
 
 const DECIMAL_TEXT = /^\d+(\.\d+)?$/;
+// A double's shortest round-trip text, exponent and all (1.25e-7), as JavaScript prints it.
+const RATE_TEXT = /^\d+(\.\d+)?(e[+-]?\d+)?$/;
 
 /** The one queue between the receiver and the usage workers. */
 export const USAGE_QUEUE = "usage-events";
@@ -50,7 +52,7 @@ export const usageEventSchema = z
   webSearchRequests: tokenCount.optional(),
   /** The rates LiteLLM used for this call (its model_map_value), as decimal text by field. */
   gatewayRates: z
-    .record(z.string().refine((field) => RATE_FIELDS.includes(field), "not a rate field"), z.string().regex(DECIMAL_TEXT))
+    .record(z.string().refine((field) => RATE_FIELDS.includes(field), "not a rate field"), z.string().regex(RATE_TEXT))
     .nullish(),
   /** LiteLLM's own `response_cost`, as plain non-negative decimal text. */
   reportedCostUsd: z.string().regex(DECIMAL_TEXT, "a non-negative decimal without exponent").nullable(),
