@@ -10,7 +10,7 @@ import { recordGrant } from "../src/ledger/grants.js";
 import { assignBillingAccount, listQuarantined } from "../src/ledger/quarantine.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { toDecimalString } from "../src/pricing/decimal.js";
-import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
+import { gatewayRates, loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import {
   candidateNames,
   type Divergence,
@@ -315,7 +315,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       const head = [
         `item ${entry.index}: ${terminalSafe(event.idempotencyKey)}`,
         `  (a) price book, names tried: ${names(namesTried.price_book)}`,
-        `  (b) LiteLLM's rates for the call: ${event.gatewayRates ? "model_map_value" : "(none)"}`,
+        `  (b) LiteLLM's rates for the call: ${gatewayRates(event.gatewayRates) ? "model_map_value" : event.gatewayRates ? "(model_map_value prices no tokens)" : "(none)"}`,
         `  (c) cost map, names tried: ${names(namesTried.cost_map)}`,
       ].join("\n");
       if (!outcome.priced) {

@@ -55,6 +55,7 @@ export const usageObjectSchema = z.looseObject({
       cached_tokens: optionalTokenCount,
       cache_creation_tokens: optionalTokenCount,
       audio_tokens: optionalTokenCount,
+      web_search_requests: optionalTokenCount,
       cache_creation_token_details: z.looseObject({ ephemeral_1h_input_tokens: optionalTokenCount }).nullish(),
     })
     .nullish(),
@@ -135,7 +136,8 @@ function tokenClasses(usage: UsageObject) {
     reasoningTokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
     audioInputTokens: usage.prompt_tokens_details?.audio_tokens ?? 0,
     audioOutputTokens: usage.completion_tokens_details?.audio_tokens ?? 0,
-    webSearchRequests: usage.server_tool_use?.web_search_requests ?? 0,
+    // Anthropic's server tool use, else Gemini's grounding searches as LiteLLM logs them.
+    webSearchRequests: usage.server_tool_use?.web_search_requests ?? usage.prompt_tokens_details?.web_search_requests ?? 0,
   };
 }
 
@@ -166,6 +168,19 @@ function gatewayRateText(item: Record<string, unknown>): Record<string, string> 
 }
 
 const RATE_FIELD_SET: ReadonlySet<string> = new Set(RATE_FIELDS);
+const OTHER_UNIT_RATE = /_cost_per_(second|image|pixel|character|query|page|audio_per_second|video_per_second)/;
+
+/** Whether LiteLLM's entry for the call has a rate above zero for a unit other than tokens. */
+function pricesOtherUnits(item: Record<string, unknown>): boolean {
+  const information = item.model_map_information;
+  const value = isRecord(information) ? information.model_map_value : undefined;
+  if (!isRecord(value)) return false;
+  for (const field in value) {
+    const rate = value[field];
+    if (OTHER_UNIT_RATE.test(field) && typeof rate === "number" && rate > 0) return true;
+  }
+  return false;
+}
 
 /** `model_parameters.service_tier` and the web search context size the call asked for, if any. */
 function requestedTiers(item: Record<string, unknown>): { serviceTier: string | null; searchContextSize: SearchContextSize | null } {
@@ -328,6 +343,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       audioOutputTokens: usage.audioOutputTokens,
       webSearchRequests: usage.webSearchRequests,
       gatewayRates: gatewayRateText(item),
+      gatewayPricesOtherUnits: pricesOtherUnits(item),
       reportedCostUsd:
         payload.response_cost === null || payload.response_cost === undefined
           ? null
@@ -396,7 +412,8 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
     const information = pick(item.model_map_information, ["model_map_key"]);
     const value = item.model_map_information.model_map_value;
     if (isRecord(value)) {
-      const rates = pick(value, RATE_FIELDS.filter((field) => !field.includes(".")));
+      const otherUnits = Object.keys(value).filter((field) => OTHER_UNIT_RATE.test(field));
+      const rates = pick(value, [...RATE_FIELDS.filter((field) => !field.includes(".")), ...otherUnits]);
       if (isRecord(value.search_context_cost_per_query)) {
         rates.search_context_cost_per_query = pick(value.search_context_cost_per_query, SEARCH_CONTEXT_SIZES.map((size) => `search_context_size_${size}`));
       }
@@ -432,7 +449,7 @@ function sanitiseUsage(usage: unknown): unknown {
   if (!isRecord(usage)) return scalarOf(usage);
   const kept = pick(usage, ["prompt_tokens", "completion_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"]);
   if (isRecord(usage.prompt_tokens_details)) {
-    const details = pick(usage.prompt_tokens_details, ["cached_tokens", "cache_creation_tokens", "audio_tokens"]);
+    const details = pick(usage.prompt_tokens_details, ["cached_tokens", "cache_creation_tokens", "audio_tokens", "web_search_requests"]);
     const creation = usage.prompt_tokens_details.cache_creation_token_details;
     if (isRecord(creation)) details.cache_creation_token_details = pick(creation, ["ephemeral_1h_input_tokens"]);
     kept.prompt_tokens_details = details;

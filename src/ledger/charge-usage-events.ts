@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { priceDivergenceFields } from "../alerts/price-divergence.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../queue/contract.js";
@@ -44,8 +45,12 @@ export async function chargeUsageEvents(
     }
     const pricing = priceUsageEvent(event, settings.priceBook);
     if (!pricing.priced) {
-      quarantines.push(workerQuarantine(event, pricing.reason, pricing.message));
-      if (pricing.divergence) divergencesQuarantined.push({ step: pricing.divergence.step });
+      const quarantined = workerQuarantine(event, pricing.reason, pricing.message);
+      if (pricing.divergence) {
+        quarantined.detail = { message: pricing.message, divergence: priceDivergenceFields(pricing.divergence) };
+        divergencesQuarantined.push({ step: pricing.divergence.step });
+      }
+      quarantines.push(quarantined);
       continue;
     }
     charges.push({ event: { ...event, billingAccountId }, charge: pricing.charge });

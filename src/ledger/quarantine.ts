@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import type { Alert } from "../alerts/catalog.js";
+import type { Alert, AlertFields } from "../alerts/catalog.js";
 import { insertAlerts, type OutboxAlert } from "../alerts/outbox.js";
 import { jsonbText, storableCopy, withTransaction } from "../db/client.js";
 import {
@@ -62,6 +62,20 @@ export async function insertQuarantined(
       alerts.push({
         event: "inv_unpriced_model",
         fields: { idempotency_key: entry.idempotencyKey, model: entry.model ?? null, model_group: entry.modelGroup ?? null },
+      });
+    }
+    const { divergence } = (entry.detail ?? {}) as { divergence?: AlertFields };
+    if (entry.reason === "price_divergence" && divergence) {
+      const event = entry.item as { billingAccountId?: string | null; model?: string | null };
+      alerts.push({
+        event: "inv_price_divergence",
+        fields: {
+          idempotency_key: entry.idempotencyKey,
+          billing_account_id: event.billingAccountId ?? null,
+          model: event.model ?? null,
+          charged_credits: null,
+          ...divergence,
+        },
       });
     }
     if (entry.reason === "receipt_conflict") {

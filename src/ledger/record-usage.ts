@@ -4,7 +4,8 @@ import type { Alert } from "../alerts/catalog.js";
 import { insertAlerts, type OutboxAlert } from "../alerts/outbox.js";
 import { withTransaction } from "../db/client.js";
 import { toDecimalString } from "../pricing/decimal.js";
-import type { Charge, PricedLine } from "../pricing/price-usage-event.js";
+import type { Charge } from "../pricing/price-usage-event.js";
+import { priceDivergenceFields } from "../alerts/price-divergence.js";
 import type { UsageEvent } from "../queue/contract.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
@@ -114,7 +115,6 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
 
 /** Once per receipt: a charge whose rates and LiteLLM's own figure disagree by a credit or more. */
 function divergenceAlert(usage: PricedUsage, chargedCredits: bigint): Alert {
-  const { divergence } = usage.charge;
   return {
     event: "inv_price_divergence",
     fields: {
@@ -122,19 +122,9 @@ function divergenceAlert(usage: PricedUsage, chargedCredits: bigint): Alert {
       billing_account_id: usage.event.billingAccountId,
       model: usage.event.model,
       charged_credits: Number(chargedCredits),
-      reported_credits: Number(divergence!.reportedCredits),
-      gateway_credits: Number(divergence!.gatewayCredits),
-      rate_step: divergence!.step,
-      entry: divergence!.entry,
-      terms: divergenceTerms(divergence!.lines),
+      ...priceDivergenceFields(usage.charge.divergence!),
     },
   };
-}
-
-function divergenceTerms(lines: PricedLine[]) {
-  return lines
-    .filter((line) => line.tokens > 0)
-    .map((line) => ({ term: line.tokenClass, quantity: line.tokens, rate_field: line.rateField, rate_usd: toDecimalString(line.rateUsd), cost_usd: toDecimalString(line.costUsd) }));
 }
 
 function conflictQuarantine(usage: PricedUsage): QuarantineEntry {

@@ -100,8 +100,21 @@ const NOT_PRICED_BY_TOKENS = new Set([
   "aocr",
   "search",
   "asearch",
-  "video_generation",
-  "avideo_generation",
+  "create_video",
+  "acreate_video",
+  "video_remix",
+  "avideo_remix",
+  "video_edit",
+  "avideo_edit",
+  "vector_store_search",
+  "avector_store_search",
+  "call_mcp_tool",
+  "code_interpreter_tool",
+  // Batches are billed at batch rates LiteLLM applies itself.
+  "create_batch",
+  "acreate_batch",
+  "retrieve_batch",
+  "aretrieve_batch",
 ]);
 
 // A double's shortest text carries noise past the 15th significant digit (0.00022500000000000002).
@@ -120,11 +133,18 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
   const reported = normalisedReportedCost(event.reportedCostUsd);
   const label = event.modelGroup ?? event.model ?? event.modelMapKey ?? "(no model)";
 
-  if (event.callType !== null && event.callType !== undefined && NOT_PRICED_BY_TOKENS.has(event.callType)) {
-    if (reported === null) {
-      return { priced: false, reason: "unpriced_model", message: `a ${event.callType} call is priced by LiteLLM's cost, and it reported none` };
+  const otherUnits =
+    event.callType !== null && event.callType !== undefined && NOT_PRICED_BY_TOKENS.has(event.callType)
+      ? `a ${event.callType} call is not priced by tokens`
+      : event.gatewayPricesOtherUnits && gatewayRates(event.gatewayRates) === null
+        ? `${label} is priced by LiteLLM per second, image, character or query, not by tokens`
+        : null;
+  if (otherUnits !== null) {
+    // Never a silent zero: a call with usage that LiteLLM says cost nothing is not trusted as free.
+    if (reported === null || (isZero(reported) && event.promptTokens + event.completionTokens > 0)) {
+      return { priced: false, reason: "unpriced_model", message: `${otherUnits}, and LiteLLM reported ${reported === null ? "no" : "a zero"} cost` };
     }
-    return unitemised(event, book, "reported_cost", reported, `a ${event.callType} call is not priced by tokens: LiteLLM's reported cost`);
+    return unitemised(event, book, "reported_cost", reported, `${otherUnits}: LiteLLM's reported cost`);
   }
 
   if (lookup === null) {
@@ -160,7 +180,8 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
     reason: null,
     divergence,
   };
-  if (divergence === null || book.onDivergence === "price_book") return { priced: true, charge };
+  // An operator's own price (a) is deliberate: a divergence is reported, never acted on.
+  if (divergence === null || book.onDivergence === "price_book" || lookup.step === "price_book") return { priced: true, charge };
   if (book.onDivergence === "quarantine") {
     return {
       priced: false,
@@ -242,7 +263,7 @@ function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<
   const gatewayCostUsd = sum(referenceLines);
   const difference = add(gatewayCostUsd, { coefficient: -reported.coefficient, scale: reported.scale });
   const magnitude = difference.coefficient < 0n ? { ...difference, coefficient: -difference.coefficient } : difference;
-  if (compare(multiply(magnitude, book.creditsPerUsd), fromBigInt(1n)) < 0) return null;
+  if (compare(multiply(multiply(magnitude, book.markup), book.creditsPerUsd), fromBigInt(1n)) < 0) return null;
   return {
     step: reference.step === "gateway" ? "gateway" : "cost_map",
     entry: reference.entry,
@@ -328,9 +349,9 @@ function termsAt(event: UsageEvent, entry: ModelRates): { contextTier: string | 
 }
 
 /**
- * The rate for a class: at the service tier the call asked for (`_priority`, `_flex`) where the
- * entry has one, else above a context threshold (`_above_200k_tokens`) where the entry prices
- * that tier, else the base rate.
+ * The rate for a class: above a context threshold (`_above_200k_tokens`) where the entry prices
+ * that tier, else at the service tier the call asked for (`_priority`, `_flex`) where the entry
+ * has one, else the base rate.
  */
 function tieredRates(event: UsageEvent, entry: ModelRates) {
   const context = CONTEXT_TIERS.find(
@@ -342,10 +363,11 @@ function tieredRates(event: UsageEvent, entry: ModelRates) {
   let contextUsed = false;
   let serviceUsed = false;
   const rate = (field: TokenRateField): AppliedRate | undefined => {
+    // As LiteLLM does: above a context threshold the context tier's rate wins over the service tier's.
     const candidates: Array<[string, "context" | "service" | "both" | "base"]> = [];
     if (context && service) candidates.push([`${field}${context.suffix}_${service}`, "both"]);
-    if (service) candidates.push([`${field}_${service}`, "service"]);
     if (context) candidates.push([`${field}${context.suffix}`, "context"]);
+    if (service) candidates.push([`${field}_${service}`, "service"]);
     candidates.push([field, "base"]);
     for (const [name, kind] of candidates) {
       const found = entry.rates[name];

@@ -50,6 +50,8 @@ export const usageEventSchema = z
   audioInputTokens: tokenCount.optional(),
   audioOutputTokens: tokenCount.optional(),
   webSearchRequests: tokenCount.optional(),
+  /** LiteLLM's entry for the call prices other units (seconds, images, characters, queries). */
+  gatewayPricesOtherUnits: z.boolean().optional(),
   /** The rates LiteLLM used for this call (its model_map_value), as decimal text by field. */
   gatewayRates: z
     .record(z.string().refine((field) => RATE_FIELDS.includes(field), "not a rate field"), z.string().regex(RATE_TEXT))

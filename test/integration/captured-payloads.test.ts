@@ -98,10 +98,20 @@ describe("every captured LiteLLM call, posted through the receiver", () => {
   });
 
   it("a redelivered call is not checked or alerted twice", async () => {
-    const payload = captured("o3-mini-reasoning");
+    const payload = { ...captured("o3-mini-reasoning"), id: "o3-redelivered" };
+    for (const _ of [1, 2]) {
+      await h.postCallback([payload]);
+      await h.drainQueue();
+    }
+    expect(divergenceLines(h, payload.id)).toHaveLength(1);
+  });
+
+  it("keeps LiteLLM's double as the decimal it stands for on the receipt", async () => {
+    const payload = captured("gpt-4o-plain-float-noise");
+    expect(payload.response_cost).toBe(0.00022500000000000002);
     await h.postCallback([payload]);
     await h.drainQueue();
-    expect(divergenceLines(h, payload.id)).toHaveLength(1);
+    expect((await receipt(h, payload.id)).body).toMatchObject({ reported_cost_usd: "0.000225", charged_credits: 2_250 });
   });
 });
 
@@ -143,6 +153,10 @@ describe("on_divergence: quarantine, then the book fixed and the call replayed",
     expect((await receipt(h, divergent.id)).status).toBe(404);
     const { rows } = await h.deps.database.pool.query("SELECT reason FROM quarantine WHERE idempotency_key = $1", [divergent.id]);
     expect(rows).toEqual([{ reason: "price_divergence" }]);
+    // Held, and still said: the alert names both figures, though nothing was charged.
+    expect(divergenceLines(h, divergent.id)).toEqual([
+      expect.objectContaining({ charged_credits: null, gateway_credits: 56_100, reported_credits: 47_300, rate_step: "gateway" }),
+    ]);
 
     writeBook("higher");
     expect(h.worker!.reloadPriceBook()).toBe(true);

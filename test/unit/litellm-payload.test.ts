@@ -44,6 +44,7 @@ describe("normaliseCallbackItem", () => {
       audioInputTokens: 0,
       audioOutputTokens: 0,
       webSearchRequests: 0,
+      gatewayPricesOtherUnits: false,
       // The rates LiteLLM used, as the decimals it wrote (its _batches rates price no call here).
       gatewayRates: {
         input_cost_per_token: "0.0000025",

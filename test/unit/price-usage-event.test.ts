@@ -726,6 +726,15 @@ models:
       expect(call("default")).toMatchObject({ serviceTier: null, chargedCredits: 45_000n });
     });
 
+    it("above a context threshold the context tier's rates win over the service tier's, as in LiteLLM", () => {
+      const tiered = { ...gpt4oRates, input_cost_per_token_above_200k_tokens: "0.000006", output_cost_per_token_above_200k_tokens: "0.0000225" };
+      const charge = expectPriced(
+        priceUsageEvent(usageEvent({ model: "long", serviceTier: "priority", gatewayRates: tiered, promptTokens: 215_000, completionTokens: 800 }), noOverride()),
+      );
+      // 215,000 × 6e-6 + 800 × 2.25e-5 = 1.308: asking for priority never makes a long call cheaper
+      expect(charge).toMatchObject({ contextTier: "above_200k_tokens", serviceTier: null, chargedCredits: 13_080_000n });
+    });
+
     it("1-hour cache writes at their rate, else at the 5-minute rate; audio and web searches as their own terms", () => {
       const anthropic = { input_cost_per_token: "0.000003", output_cost_per_token: "0.000015", cache_creation_input_token_cost: "0.00000375", cache_creation_input_token_cost_above_1hr: "0.000006" };
       const write = (rates: Record<string, string>) =>
@@ -746,10 +755,19 @@ models:
       expect(searched(null, anthropic).lines.at(-1)).toMatchObject({ tokenClass: "web_search", rateField: "search_context_cost_per_query.search_context_size_medium (not in the entry)" });
     });
 
+    it("a deployment LiteLLM prices per second, image or character is charged LiteLLM's figure, never the cost map's token rates", () => {
+      const perSecond = usageEvent({ model: "gpt-4o", gatewayRates: { input_cost_per_token: "0" }, gatewayPricesOtherUnits: true, promptTokens: 10, completionTokens: 20, reportedCostUsd: "0.0008" });
+      expect(expectPriced(priceUsageEvent(perSecond, noOverride()))).toMatchObject({ pricingSource: "reported_cost", chargedCredits: 8_000n });
+      expectUnpriced(priceUsageEvent(usageEvent({ ...perSecond, reportedCostUsd: "0" }), noOverride()));
+    });
+
     it("calls not priced by tokens (images, speech, transcription…) are charged LiteLLM's figure, normalised, with the reason", () => {
       const image = expectPriced(priceUsageEvent(usageEvent({ model: "gpt-4o", callType: "aimage_generation", gatewayRates: gpt4oRates, reportedCostUsd: "0.040000000000000001" }), book()));
       expect(image).toMatchObject({ pricingSource: "reported_cost", chargedCredits: 400_000n, reason: "a aimage_generation call is not priced by tokens: LiteLLM's reported cost" });
       expectUnpriced(priceUsageEvent(usageEvent({ model: "tts-1", callType: "speech", reportedCostUsd: null }), book()));
+      // a paid image call LiteLLM says cost nothing is not trusted as free
+      expectUnpriced(priceUsageEvent(usageEvent({ model: "gpt-image-1", callType: "aimage_generation", promptTokens: 4050, reportedCostUsd: "0" }), book()));
+      expect(expectPriced(priceUsageEvent(usageEvent({ model: "gpt-4o", callType: "acreate_batch", reportedCostUsd: "0.0001125" }), book())).chargedCredits).toBe(1_125n);
     });
 
     it("LiteLLM's figure is read as the shortest round-trip decimal rounded to 15 significant digits", () => {
@@ -774,6 +792,20 @@ models:
       const close = usageEvent({ ...event, reportedCostUsd: "0.00561000009" });
       expect(expectPriced(priceUsageEvent(close, withPolicy("quarantine"))).divergence).toBeNull();
       expect(bookError("credits_per_usd: 1\non_divergence: shrug\n").message).toContain("on_divergence");
+      // exactly one credit apart is a divergence; markup counts
+      expect(expectPriced(priceUsageEvent(usageEvent({ ...event, reportedCostUsd: "0.0056099" }), withPolicy("price_book"))).divergence).not.toBeNull();
+      const marked = book(`${BASE_BOOK.replace(/models:\n.*\n$/, "models: {}\n").replace("markup: 1.0", "markup: 3")}`);
+      // half a credit apart: no divergence at markup 1, one and a half at markup 3
+      const halfCredit = usageEvent({ ...event, reportedCostUsd: "0.00560995" });
+      expect(expectPriced(priceUsageEvent(halfCredit, withPolicy("price_book"))).divergence).toBeNull();
+      expect(expectPriced(priceUsageEvent(halfCredit, marked)).divergence).not.toBeNull();
+    });
+
+    it("never acts on a divergence from an operator's own price, only reports it", () => {
+      const event = usageEvent({ modelGroup: "my-o3", model: "o3-mini", gatewayRates: { input_cost_per_token: "0.0000011", output_cost_per_token: "0.0000044" }, promptTokens: 1500, completionTokens: 900, reasoningTokens: 700, reportedCostUsd: "0.00473" });
+      const operator = book(`credits_per_usd: 10000000\non_divergence: reported\nmodels:\n  my-o3: {input_cost_per_token: 2e-6, output_cost_per_token: 8e-6}\n`);
+      // 1,500 × 2e-6 + 900 × 8e-6 = 0.0102, whatever LiteLLM's figure; the gateway's rates still diverge from it
+      expect(expectPriced(priceUsageEvent(event, operator))).toMatchObject({ rateStep: "price_book", chargedCredits: 102_000n, divergence: { gatewayCredits: 56_100n } });
     });
   });
 
