@@ -40,46 +40,77 @@ export function checkBodyCost(bytes: Uint8Array, limits: BodyLimits): { ok: true
   let itemDepth = -1;
   let itemCommas = 0;
   let depth = 0;
-  let inString = false;
   let inToken = false;
+  // Where the next raw newline is, found once and reused: strings are skipped with indexOf.
+  let nextNewline = -1;
   for (let index = 0; index < bytes.length; index++) {
-    const byte = bytes[index]!;
-    if (inString) {
-      if (byte === NEWLINE || byte === QUOTE) inString = false;
-      else if (byte === BACKSLASH && bytes[index + 1] !== NEWLINE) index++;
+    const kind = BYTE_KINDS[bytes[index]!]!;
+    if (kind === TOKEN) {
+      if (!inToken && ++values > MAX_JSON_VALUES) return tooManyValues();
+      inToken = true;
       continue;
     }
-    const tokenByte = isTokenByte(byte);
-    if (tokenByte && !inToken) values++;
-    inToken = tokenByte;
-    if (byte === QUOTE) {
-      inString = true;
+    inToken = false;
+    if (kind === OTHER) continue;
+    if (kind === STRING) {
       values++;
-    } else if (byte === COMMA) {
+      if (nextNewline < index) nextNewline = indexOrEnd(bytes, NEWLINE, index);
+      const end = stringEnd(bytes, index + 1, nextNewline);
+      // After the closing quote; a newline that cut the string off is read next, as structure.
+      index = bytes[end] === QUOTE ? end : end - 1;
+    } else if (kind === SEPARATOR) {
       if (depth === 1 && itemDepth === 1) itemCommas++;
-    } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
-      if (itemDepth === -1) itemDepth = byte === OPEN_BRACKET ? 1 : 0;
+    } else if (kind === OPEN) {
+      if (itemDepth === -1) itemDepth = bytes[index] === OPEN_BRACKET ? 1 : 0;
       values++;
       depth++;
-    } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) depth--;
-    if (values > MAX_JSON_VALUES) {
-      return { ok: false, code: "too_many_values", message: `the body holds more than ${MAX_JSON_VALUES} JSON values` };
-    }
+    } else depth--;
+    if (values > MAX_JSON_VALUES) return tooManyValues();
     if (itemCommas >= limits.maxItems) return tooManyItems(limits);
   }
   return { ok: true };
 }
 
-/** Bytes of a bare JSON token (a number, true, false, null, or Python's NaN and Infinity). */
-function isTokenByte(byte: number): boolean {
-  return (
-    (byte >= 0x30 && byte <= 0x39) || // 0-9
-    (byte >= 0x41 && byte <= 0x5a) || // A-Z
-    (byte >= 0x61 && byte <= 0x7a) || // a-z
-    byte === 0x2d || // -
-    byte === 0x2b || // +
-    byte === 0x2e // .
-  );
+const [OTHER, TOKEN, STRING, SEPARATOR, OPEN, CLOSE] = [0, 1, 2, 3, 4, 5] as const;
+
+/** What each byte is to the cost check, by a table: this loop runs over every byte of every body. */
+const BYTE_KINDS = (() => {
+  const kinds = new Uint8Array(256);
+  // A bare JSON token: a number, true, false, null, or Python's NaN and Infinity.
+  for (const byte of Buffer.from("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-+.")) kinds[byte] = TOKEN;
+  kinds[QUOTE] = STRING;
+  kinds[COMMA] = SEPARATOR;
+  kinds[OPEN_BRACE] = OPEN;
+  kinds[OPEN_BRACKET] = OPEN;
+  kinds[CLOSE_BRACE] = CLOSE;
+  kinds[CLOSE_BRACKET] = CLOSE;
+  return kinds;
+})();
+
+/**
+ * Where a string that starts at `start` ends: its closing quote (one not escaped by an odd run of
+ * backslashes), or the first raw newline, which no JSON string can hold, or the body's end.
+ */
+function stringEnd(bytes: Uint8Array, start: number, newline: number): number {
+  for (let from = start; ; ) {
+    const quote = indexOrEnd(bytes, QUOTE, from);
+    if (newline < quote) return newline;
+    if (quote === bytes.length) return quote;
+    let backslashes = 0;
+    while (quote - 1 - backslashes >= start && bytes[quote - 1 - backslashes] === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
+  }
+}
+
+function indexOrEnd(bytes: Uint8Array, byte: number, from: number): number {
+  const found = bytes.indexOf(byte, from);
+  return found === -1 ? bytes.length : found;
+}
+
+
+function tooManyValues(): BodyRefusal {
+  return { ok: false, code: "too_many_values", message: `the body holds more than ${MAX_JSON_VALUES} JSON values` };
 }
 
 function tooManyItems(limits: BodyLimits): BodyRefusal {

@@ -147,7 +147,7 @@ function tokenClasses(usage: UsageObject) {
  * non-negative number is left out, not a reason to refuse. Walks the object's own fields once:
  * this runs for every call.
  */
-function gatewayRateText(item: Record<string, unknown>): Record<string, string> | null {
+function gatewayRateText(item: Record<string, unknown>, searched: boolean): Record<string, string> | null {
   const information = item.model_map_information;
   const value = isRecord(information) ? information.model_map_value : undefined;
   if (!isRecord(value)) return null;
@@ -162,7 +162,8 @@ function gatewayRateText(item: Record<string, unknown>): Record<string, string> 
   for (const field in value) {
     if (RATE_FIELD_SET.has(field)) keep(field, value[field]);
   }
-  const search = value.search_context_cost_per_query;
+  // Search rates only price a call that searched.
+  const search = searched ? value.search_context_cost_per_query : undefined;
   if (isRecord(search)) for (const size of SEARCH_CONTEXT_SIZES) keep(searchRateField(size), search[`search_context_size_${size}`]);
   return found ? rates : null;
 }
@@ -324,7 +325,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
     event: {
       idempotencyKey,
       billingAccountId: account.billingAccountId,
-      claimedBillingAccountId: account.claimedBillingAccountId,
+      ...(account.claimedBillingAccountId === null ? {} : { claimedBillingAccountId: account.claimedBillingAccountId }),
       status: payload.status ?? "success",
       cacheHit: payload.cache_hit === true,
       model: nonEmpty(payload.model),
@@ -332,25 +333,37 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       modelMapKey: nonEmpty(payload.model_map_information?.model_map_key),
       provider: nonEmpty(payload.custom_llm_provider),
       callType: nonEmpty(payload.call_type),
-      ...requestedTiers(item),
       promptTokens: payload.prompt_tokens,
       completionTokens: payload.completion_tokens,
       cacheReadTokens: usage.cacheReadTokens,
       cacheWriteTokens: usage.cacheWriteTokens,
-      cacheWrite1hTokens: usage.cacheWrite1hTokens,
       reasoningTokens: usage.reasoningTokens,
-      audioInputTokens: usage.audioInputTokens,
-      audioOutputTokens: usage.audioOutputTokens,
-      webSearchRequests: usage.webSearchRequests,
-      gatewayRates: gatewayRateText(item),
-      gatewayPricesOtherUnits: pricesOtherUnits(item),
       reportedCostUsd:
         payload.response_cost === null || payload.response_cost === undefined
           ? null
           : toDecimalString(decimalFromNumber(payload.response_cost)),
       eventTime: endTime ?? startTime,
+      gatewayRates: gatewayRateText(item, usage.webSearchRequests > 0),
+      ...presentDetail(item, usage),
     },
   };
+}
+
+/**
+ * The detail most calls do not have, only where a call has it: every event sits in Redis, is
+ * written by the receiver and read by a worker, so a field of every event costs on every call.
+ */
+function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Partial<UsageEvent> {
+  const detail: Partial<UsageEvent> = {};
+  const { serviceTier, searchContextSize } = requestedTiers(item);
+  if (serviceTier !== null) detail.serviceTier = serviceTier;
+  if (searchContextSize !== null) detail.searchContextSize = searchContextSize;
+  if (usage.cacheWrite1hTokens > 0) detail.cacheWrite1hTokens = usage.cacheWrite1hTokens;
+  if (usage.audioInputTokens > 0) detail.audioInputTokens = usage.audioInputTokens;
+  if (usage.audioOutputTokens > 0) detail.audioOutputTokens = usage.audioOutputTokens;
+  if (usage.webSearchRequests > 0) detail.webSearchRequests = usage.webSearchRequests;
+  if (pricesOtherUnits(item)) detail.gatewayPricesOtherUnits = true;
+  return detail;
 }
 
 /**

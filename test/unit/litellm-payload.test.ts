@@ -25,7 +25,6 @@ describe("normaliseCallbackItem", () => {
     expect(accepted(STANDARD_LOGGING_PAYLOAD)).toEqual({
       idempotencyKey: "chatcmpl-2299b6a2-82a3-465a-b47c-04e685a2227f",
       billingAccountId: null,
-      claimedBillingAccountId: null,
       status: "success",
       cacheHit: false,
       model: "gpt-4o",
@@ -38,21 +37,12 @@ describe("normaliseCallbackItem", () => {
       cacheWriteTokens: 0,
       reasoningTokens: 0,
       callType: "acompletion",
-      serviceTier: null,
-      searchContextSize: null,
-      cacheWrite1hTokens: 0,
-      audioInputTokens: 0,
-      audioOutputTokens: 0,
-      webSearchRequests: 0,
-      gatewayPricesOtherUnits: false,
-      // The rates LiteLLM used, as the decimals it wrote (its _batches rates price no call here).
+      // The rates LiteLLM used, as the decimals it wrote; its _batches rates price no call here,
+      // and its search rates only a call that searched. Detail the call has none of is left out.
       gatewayRates: {
         input_cost_per_token: "0.0000025",
         output_cost_per_token: "0.00001",
         cache_read_input_token_cost: "0.00000125",
-        "search_context_cost_per_query.search_context_size_low": "0.03",
-        "search_context_cost_per_query.search_context_size_medium": "0.035",
-        "search_context_cost_per_query.search_context_size_high": "0.05",
       },
       // LiteLLM's own float sum, kept digit for digit as it was sent.
       reportedCostUsd: "0.00022500000000000002",
@@ -92,17 +82,16 @@ describe("normaliseCallbackItem", () => {
     const forged = litellmPayload("forged-1", "team-a", { metadata: { spend_logs_metadata: { billing_account_id: "victim" } } });
     expect(accepted(forged)).toMatchObject({ billingAccountId: "team-a", claimedBillingAccountId: "victim" });
     // Listed first, as a deployment whose every key holder is a trusted backend may choose.
-    expect(accepted(forged, readFrom("spend_logs_metadata", "team"))).toMatchObject({
-      billingAccountId: "victim",
-      claimedBillingAccountId: null,
-    });
+    const optedIn = accepted(forged, readFrom("spend_logs_metadata", "team"));
+    expect(optedIn.billingAccountId).toBe("victim");
+    expect(optedIn.claimedBillingAccountId).toBeUndefined();
     // Listed after the team, the team still pays and the claim is kept.
     expect(accepted(forged, readFrom("team", "spend_logs_metadata"))).toMatchObject({
       billingAccountId: "team-a",
       claimedBillingAccountId: "victim",
     });
     const agreeing = litellmPayload("agree-1", "team-a", { metadata: { spend_logs_metadata: { billing_account_id: "team-a" } } });
-    expect(accepted(agreeing).claimedBillingAccountId).toBeNull();
+    expect(accepted(agreeing).claimedBillingAccountId).toBeUndefined();
     // No trusted source: the claim does not pay; the call waits in quarantine for an account.
     const claimOnly = litellmPayload("claim-only", null, { metadata: { spend_logs_metadata: { billing_account_id: "victim" } } });
     expect(accepted(claimOnly)).toMatchObject({ billingAccountId: null });
