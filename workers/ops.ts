@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { parseOpsEnv, parsePricingEnv } from "../src/config/env.js";
+import { parseGatewayEnv, parseOpsEnv, parsePricingEnv } from "../src/config/env.js";
+import { countsJson, type GatewayReport, reconcileGateway } from "../src/gateway/reconcile.js";
+import { createSpendLogPool } from "../src/gateway/spend-log.js";
 import { createDatabase, type Database } from "../src/db/client.js";
 import { createRedis } from "../src/deps.js";
 import { parseCallbackBody } from "../src/ingest/callback-body.js";
@@ -19,7 +21,7 @@ import {
   priceUsageEvent,
 } from "../src/pricing/price-usage-event.js";
 import type { UsageEvent } from "../src/queue/contract.js";
-import { createUsageQueue } from "../src/queue/producer.js";
+import { createUsageQueue, enqueueCallbackItems } from "../src/queue/producer.js";
 import { canonicalId } from "../src/usage/storable-text.js";
 import { exactJsonInteger, progress, table, terminalSafe, terminalSafeJson, terminalSafeLines, truncate } from "./ops-output.js";
 import { settingsOrExit } from "./runtime.js";
@@ -33,6 +35,8 @@ const HELP: Record<string, string> = {
   quarantine:
     "quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)\n  quarantine assign <id> <account>        bill a no_billing_account item to an account (then replay)\n  quarantine replay [--reason R]          send refused items back through the pipeline (receipt_conflict items stay)",
   price: "price <payload.json>                    explain what the price book charges for LiteLLM payloads",
+  gateway:
+    "gateway reconcile --since T [--until T] [--apply]\n                                          calls in LiteLLM's spend log never billed (--apply: bill them once)",
 };
 
 const USAGE = `usage: npm run ops -- <command> [options] [--json]
@@ -52,7 +56,16 @@ const EXIT_USAGE = 2;
 const MAX_GRANT_CREDITS = BigInt(Number.MAX_SAFE_INTEGER);
 const MAX_POSTGRES_BIGINT = 2n ** 63n - 1n;
 
-type Flags = { json?: boolean; help?: boolean; reason?: string; all?: boolean; limit?: string };
+type Flags = {
+  json?: boolean;
+  help?: boolean;
+  reason?: string;
+  all?: boolean;
+  limit?: string;
+  since?: string;
+  until?: string;
+  apply?: boolean;
+};
 
 function parseCommandLine(): { flags: Flags; words: string[] } {
   try {
@@ -64,6 +77,9 @@ function parseCommandLine(): { flags: Flags; words: string[] } {
         reason: { type: "string" },
         all: { type: "boolean" },
         limit: { type: "string" },
+        since: { type: "string" },
+        until: { type: "string" },
+        apply: { type: "boolean" },
       },
     });
     return { flags: values, words: positionals };
@@ -121,7 +137,64 @@ async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) =
   }
 }
 
+/** The price book of PRICING_FILE, or the one line that says why it does not load (exit 1). */
+function priceBookOrExit(): PriceBook {
+  const { pricingFile } = settingsOrExit(parsePricingEnv);
+  try {
+    return loadPriceBook(pricingFile);
+  } catch (error) {
+    if (!(error instanceof PriceBookError)) throw error;
+    process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${terminalSafe(error.message)}\n`);
+    process.exit(EXIT_PROBLEM);
+  }
+}
+
+/** A time on the command line: an ISO-8601 date or date and time (UTC unless it says otherwise). */
+function timeArgument(flag: string, text: string | undefined): Date {
+  const time = text === undefined ? Number.NaN : Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
+  if (Number.isNaN(time)) return usageError(`gateway reconcile: --${flag} takes a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z`);
+  return new Date(time);
+}
+
 const commands: Record<string, (args: string[]) => Promise<number>> = {
+  async gateway([action]) {
+    if (action !== "reconcile") return usageError("gateway needs reconcile");
+    const since = timeArgument("since", flags.since);
+    const until = flags.until === undefined ? new Date() : timeArgument("until", flags.until);
+    if (until <= since) return usageError("gateway reconcile: --until must be after --since");
+    const { litellmDatabaseUrl } = settingsOrExit(parseGatewayEnv);
+    const { billingAccountFrom } = settingsOrExit(parseOpsEnv);
+    const book = priceBookOrExit();
+    const spendLog = createSpendLogPool(litellmDatabaseUrl);
+    try {
+      return await withDatabase(({ pool }) =>
+        withQueue(async (queue) => {
+          const shown = flags.json ? undefined : progress("gateway reconcile");
+          const report = await reconcileGateway({
+            spendLog,
+            pool,
+            priceBook: book,
+            billingAccountFrom,
+            since,
+            until,
+            apply: flags.apply ? (missing) => enqueueCallbackItems(queue, missing) : undefined,
+            onProgress: (total) => shown?.update(`${total.litellmCalls} calls read, ${total.missing} missing`),
+          });
+          shown?.done();
+          printGatewayReport(report);
+          return report.total.missing === 0 ? EXIT_OK : EXIT_PROBLEM;
+        }),
+      );
+    } catch (error) {
+      // LiteLLM's database unreachable or unreadable: one line, not a stack.
+      if (!isDatabaseError(error)) throw error;
+      process.stderr.write(`spend-ingest: LiteLLM's database (LITELLM_DATABASE_URL) cannot be read: ${terminalSafe((error as Error).message)}\n`);
+      return EXIT_PROBLEM;
+    } finally {
+      await spendLog.end();
+    }
+  },
+
   async queues() {
     return withQueue(async (queue) => {
       const counts = await queue.getJobCounts("waiting", "active", "delayed", "prioritized", "completed", "failed");
@@ -271,15 +344,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 
   async price([file]) {
     if (!file) return usageError("price needs a file with LiteLLM payloads (JSON, JSON array or ndjson)");
-    const { pricingFile, billingAccountFrom } = settingsOrExit(parsePricingEnv);
-    let book: PriceBook;
-    try {
-      book = loadPriceBook(pricingFile);
-    } catch (error) {
-      if (!(error instanceof PriceBookError)) throw error;
-      process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${terminalSafe(error.message)}\n`);
-      return EXIT_PROBLEM;
-    }
+    const { billingAccountFrom } = settingsOrExit(parsePricingEnv);
+    const book = priceBookOrExit();
     // The operator's own file: no item limit.
     const body = parseCallbackBody(readFileSync(file, "utf8"), { maxItems: Number.POSITIVE_INFINITY });
     if (!body.ok) return usageError(`${file}: ${body.message}`);
@@ -372,3 +438,34 @@ if (flags.help) {
 const run = commands[command];
 if (!run) usageError(`unknown command ${command}`);
 process.exit(await run(args));
+
+function printGatewayReport(report: GatewayReport): void {
+  const days = [...report.days.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  const json = {
+    since: report.since.toISOString(),
+    until: report.until.toISOString(),
+    days: Object.fromEntries(days.map(([day, counts]) => [day, countsJson(counts)])),
+    total: countsJson(report.total),
+    receipts_without_litellm_row: report.receiptsWithoutRow,
+    applied: report.applied,
+  };
+  const row = (label: string, counts: GatewayReport["total"]) => {
+    const c = countsJson(counts);
+    return [label, c.litellm_calls, c.billed, c.quarantined, c.missing, `$${c.missing_spend_usd}`, c.missing_credits, c.missing_unpriced];
+  };
+  const human = [
+    table(
+      ["day (UTC)", "in LiteLLM", "billed", "quarantined", "missing", "missing spend", "missing credits", "unpriced"],
+      [...days.map(([day, counts]) => row(day, counts)), row("total", report.total)],
+    ),
+    `${report.receiptsWithoutRow} receipt(s) in the window with no LiteLLM row (LiteLLM writes its log a minute or more late)`,
+    report.applied > 0 ? `sent ${report.applied} call(s) to be billed` : report.total.missing > 0 ? "run again with --apply to bill them" : "nothing missing",
+  ].join("\n");
+  print(json, human);
+}
+
+function isDatabaseError(error: unknown): boolean {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return (typeof code === "string" && (/^[0-9A-Z]{5}$/.test(code) || code.startsWith("E"))) || /timeout|terminated/i.test(String(message));
+}
+

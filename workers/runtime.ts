@@ -7,6 +7,8 @@ import { closeDeps, createRedis, type Deps } from "../src/deps.js";
 import { buildServer, type ServerRoles } from "../src/http/server.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { USAGE_QUEUE } from "../src/queue/contract.js";
+import { runGatewayBackfill } from "../src/gateway/backfill.js";
+import { createSpendLogPool } from "../src/gateway/spend-log.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
 const WORKER_CONCURRENCY = 8;
@@ -85,14 +87,60 @@ export function startUsageWorker(deps: Deps): UsageWorker {
     );
   }, STRANDED_ALERT_SWEEP_MS);
   sweeper.unref();
-  deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size }, "usage worker started");
+  const backfill = startGatewayBackfill(deps, () => priceBook);
+  deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size, gatewayBackfill: backfill !== null }, "usage worker started");
   return {
     name: "usage worker",
     reloadPriceBook,
     stop: async () => {
       clearInterval(sweeper);
+      await backfill?.stop();
       await worker.close();
       await connection.quit().catch(() => connection.disconnect());
+    },
+  };
+}
+
+/**
+ * With LITELLM_DATABASE_URL, checks LiteLLM's spend log every GATEWAY_RECONCILE_INTERVAL and bills
+ * what its callbacks lost. A failure (LiteLLM's database away) is logged and counted; billing of
+ * callbacks goes on untouched, and the next run tries again.
+ */
+function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): Stoppable | null {
+  const { settings } = deps;
+  if (settings.litellmDatabaseUrl === undefined) return null;
+  const spendLog = createSpendLogPool(settings.litellmDatabaseUrl);
+  // A run that outlasts the interval makes the next tick skip, not queue behind it.
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    running ??= runGatewayBackfill(
+      { pool: deps.database.pool, spendLog, queue: deps.usageQueue, logger: deps.logger, metrics: deps.metrics },
+      {
+        priceBook: currentPriceBook(),
+        billingAccountFrom: settings.billingAccountFrom,
+        intervalMs: settings.gatewayReconcileIntervalMs,
+        lagMs: settings.gatewayReconcileLagMs,
+      },
+    )
+      .then(
+        () => undefined,
+        (error) => {
+          deps.metrics.gatewayReconcileFailures.inc();
+          deps.logger.error({ err: error }, "gateway backfill failed: LiteLLM's database (LITELLM_DATABASE_URL) could not be read; the next run tries again");
+        },
+      )
+      .finally(() => {
+        running = null;
+      });
+  };
+  const timer = setInterval(tick, settings.gatewayReconcileIntervalMs);
+  timer.unref();
+  return {
+    name: "gateway backfill",
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+      await spendLog.end();
     },
   };
 }

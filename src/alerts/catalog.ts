@@ -8,6 +8,10 @@ export const ALERT_CATALOG = {
   inv_unpriced_model: { level: "error", summary: "an event could not be priced and was quarantined" },
   receipt_conflict: { level: "warn", summary: "an idempotency key arrived again with different usage; the first stands" },
   event_quarantined: { level: "warn", summary: "an item was quarantined" },
+  inv_gateway_unbilled: {
+    level: "warn",
+    summary: "the gateway backfill billed calls LiteLLM recorded whose callbacks never arrived",
+  },
   inv_price_divergence: {
     level: "warn",
     summary: "the exact cost at the gateway's own rates differs from LiteLLM's reported cost by a credit or more",

@@ -19,6 +19,21 @@ const positiveInt = (fallback: number) =>
 export const BILLING_ACCOUNT_SOURCES = ["key_metadata", "team", "user", "org", "spend_logs_metadata", "end_user"] as const;
 export type BillingAccountSource = (typeof BILLING_ACCOUNT_SOURCES)[number];
 export const CLIENT_SETTABLE_SOURCES: readonly BillingAccountSource[] = ["spend_logs_metadata", "end_user"];
+/** A duration: `300`, `300s`, `5m`, `1h`, `500ms` (a bare number is seconds). */
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, context) => {
+      const match = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
+      if (!match || Number(match[1]) === 0) {
+        context.addIssue({ code: "custom", message: "a duration such as 300s, 5m or 1h" });
+        return z.NEVER;
+      }
+      const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
+      return Number(match[1]) * unit;
+    });
+
 export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["key_metadata", "team", "user"];
 
 const envSchema = z.object({
@@ -51,6 +66,11 @@ const envSchema = z.object({
         .refine((sources) => new Set(sources).size === sources.length, "a source is listed twice"),
     ),
   PRICING_FILE: z.string().min(1).default("config/pricing.yaml"),
+  // LiteLLM's own database, read only: the gateway reconcile and the worker's backfill.
+  LITELLM_DATABASE_URL: z.preprocess((value) => (value === "" ? undefined : value), z.url({ protocol: /^postgres(ql)?$/ }).optional()),
+  GATEWAY_RECONCILE_INTERVAL: duration("5m"),
+  // LiteLLM writes its spend log in batches, a minute or more after the call.
+  GATEWAY_RECONCILE_LAG: duration("10m"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOW_BALANCE_THRESHOLDS: z
     .string()
@@ -88,6 +108,9 @@ export type Settings = {
   queueUiActions: boolean;
   billingAccountFrom: BillingAccountSource[];
   pricingFile: string;
+  litellmDatabaseUrl: string | undefined;
+  gatewayReconcileIntervalMs: number;
+  gatewayReconcileLagMs: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   /** Highest first. */
   lowBalanceThresholds: bigint[];
@@ -137,6 +160,13 @@ export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "
   };
 }
 
+/** What `ops gateway reconcile` needs beyond the stores: LiteLLM's database. */
+export function parseGatewayEnv(source: EnvSource): { litellmDatabaseUrl: string } {
+  const env = parseWith(envSchema.pick({ LITELLM_DATABASE_URL: true }), source);
+  if (env.LITELLM_DATABASE_URL === undefined) throw new InvalidSettingError("LITELLM_DATABASE_URL", "is required");
+  return { litellmDatabaseUrl: env.LITELLM_DATABASE_URL };
+}
+
 /** What pricing alone needs, for `ops price`. */
 export function parsePricingEnv(source: EnvSource): Pick<Settings, "pricingFile" | "billingAccountFrom"> {
   const env = parseWith(envSchema.pick({ PRICING_FILE: true, BILLING_ACCOUNT_FROM: true }), source);
@@ -163,6 +193,9 @@ export function parseEnv(source: EnvSource): Settings {
     queueUiActions: env.QUEUE_UI_ACTIONS === "on",
     billingAccountFrom: env.BILLING_ACCOUNT_FROM,
     pricingFile: env.PRICING_FILE,
+    litellmDatabaseUrl: env.LITELLM_DATABASE_URL,
+    gatewayReconcileIntervalMs: env.GATEWAY_RECONCILE_INTERVAL,
+    gatewayReconcileLagMs: env.GATEWAY_RECONCILE_LAG,
     logLevel: env.LOG_LEVEL,
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
     maxBodyBytes: env.MAX_BODY_BYTES,

@@ -151,3 +151,10 @@ export const alertOutbox = pgTable(
   },
   (table) => [index("alert_outbox_undelivered_idx").on(table.id).where(sql`${table.deliveredAt} is null`)],
 );
+
+/** How far the gateway backfill has checked LiteLLM's spend log: the next run starts there (less an overlap). */
+export const gatewayWatermarks = pgTable("gateway_watermarks", {
+  name: text("name").primaryKey(),
+  watermark: timestamp("watermark", { withTimezone: true }).notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});

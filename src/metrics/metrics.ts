@@ -42,6 +42,26 @@ export function createMetrics(queues: Queue[]) {
       labelNames: ["rate_step", "action"] as const,
       registers: [registry],
     }),
+    gatewayBackfilledCalls: new Counter({
+      name: "spend_ingest_gateway_backfilled_calls_total",
+      help: "Calls in LiteLLM's spend log whose callbacks never arrived, sent to be billed by the backfill",
+      registers: [registry],
+    }),
+    gatewayBackfilledSpendUsd: new Counter({
+      name: "spend_ingest_gateway_backfilled_spend_usd_total",
+      help: "LiteLLM's own spend (USD) of the calls the backfill sent to be billed",
+      registers: [registry],
+    }),
+    gatewayWatermarkLag: new Gauge({
+      name: "spend_ingest_gateway_watermark_lag_seconds",
+      help: "How far behind now the backfill has checked LiteLLM's spend log",
+      registers: [registry],
+    }),
+    gatewayReconcileFailures: new Counter({
+      name: "spend_ingest_gateway_reconcile_failures_total",
+      help: "Backfill runs that could not read LiteLLM's database or record what they found",
+      registers: [registry],
+    }),
     chargesRecorded: new Counter({
       name: "spend_ingest_charges_recorded_total",
       help: "Charge receipts committed to the ledger by this worker",

@@ -1,0 +1,101 @@
+import type { Queue } from "bullmq";
+import type pg from "pg";
+import type { Logger } from "pino";
+import { deliverAlerts, insertAlerts } from "../alerts/outbox.js";
+import type { BillingAccountSource } from "../config/env.js";
+import { withTransaction } from "../db/client.js";
+import type { Metrics } from "../metrics/metrics.js";
+import { toDecimalString } from "../pricing/decimal.js";
+import type { PriceBook } from "../pricing/price-book.js";
+import { enqueueCallbackItems } from "../queue/producer.js";
+import { type GatewayReport, reconcileGateway } from "./reconcile.js";
+
+// One backfill at a time across every worker: a session-level advisory lock, which PostgreSQL
+// releases by itself when the worker holding it dies.
+const BACKFILL_LOCK = 0x5e1d_ba6f;
+const WATERMARK = "litellm_spend_logs";
+
+export type BackfillDeps = {
+  pool: pg.Pool;
+  spendLog: pg.Pool;
+  queue: Queue;
+  logger: Logger;
+  metrics: Metrics;
+};
+
+export type BackfillSettings = {
+  priceBook: PriceBook;
+  billingAccountFrom: readonly BillingAccountSource[];
+  intervalMs: number;
+  lagMs: number;
+};
+
+export type BackfillRun = { ran: false } | { ran: true; report: GatewayReport };
+
+/**
+ * Checks LiteLLM's spend log from the stored watermark (less one interval, as an overlap) to
+ * now less the lag LiteLLM writes with, and sends every call it never billed through the normal
+ * queue, priced and charged exactly once like any other. Another worker holding the lock means
+ * this one skips its turn.
+ */
+export async function runGatewayBackfill(deps: BackfillDeps, settings: BackfillSettings, now = new Date()): Promise<BackfillRun> {
+  const client = await deps.pool.connect();
+  try {
+    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [BACKFILL_LOCK]);
+    if (!rows[0]!.locked) return { ran: false };
+    try {
+      return { ran: true, report: await backfillWindow(deps, settings, now) };
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1)", [BACKFILL_LOCK]);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, now: Date): Promise<GatewayReport> {
+  const { rows } = await deps.pool.query<{ watermark: Date }>("SELECT watermark FROM gateway_watermarks WHERE name = $1", [WATERMARK]);
+  const until = new Date(now.getTime() - settings.lagMs);
+  const from = rows[0]?.watermark ?? new Date(until.getTime() - settings.intervalMs);
+  const since = new Date(from.getTime() - settings.intervalMs);
+  const report = await reconcileGateway({
+    spendLog: deps.spendLog,
+    pool: deps.pool,
+    priceBook: settings.priceBook,
+    billingAccountFrom: settings.billingAccountFrom,
+    since,
+    until,
+    apply: (missing) => enqueueCallbackItems(deps.queue, missing),
+  });
+  const spendUsd = toDecimalString(report.total.missingSpendUsd);
+  // Recorded with the watermark it moved, so a crash before commit checks the window again.
+  const alerts = await withTransaction(deps.pool, async (client) => {
+    await client.query(
+      `INSERT INTO gateway_watermarks (name, watermark) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET watermark = GREATEST(gateway_watermarks.watermark, EXCLUDED.watermark), updated_at = now()`,
+      [WATERMARK, until],
+    );
+    if (report.applied === 0) return [];
+    return insertAlerts(client, [
+      {
+        event: "inv_gateway_unbilled",
+        fields: {
+          count: report.total.missing,
+          credits: Number(report.total.missingCredits),
+          spend_usd: spendUsd,
+          unpriced: report.total.missingUnpriced,
+          since: since.toISOString(),
+          until: until.toISOString(),
+        },
+      },
+    ]);
+  });
+  await deliverAlerts(deps.pool, deps.logger, alerts).catch((error) =>
+    deps.logger.warn({ err: error }, "alert delivery deferred to the sweeper"),
+  );
+  deps.metrics.gatewayBackfilledCalls.inc(report.applied);
+  deps.metrics.gatewayBackfilledSpendUsd.inc(Number(spendUsd));
+  deps.metrics.gatewayWatermarkLag.set((now.getTime() - until.getTime()) / 1000);
+  deps.logger.info({ since, until, ...report.total, missingCredits: report.total.missingCredits.toString(), missingSpendUsd: spendUsd }, "gateway backfill checked");
+  return report;
+}
