@@ -132,8 +132,9 @@ async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) =
   try {
     return await work(queue);
   } finally {
-    await queue.close();
-    await redis.quit();
+    // A connection never used (or lost) must not hide the error that ended the command.
+    await queue.close().catch(() => {});
+    await redis.quit().catch(() => redis.disconnect());
   }
 }
 

@@ -156,6 +156,10 @@ export function callbackPayloadOf(row: SpendLogRow): Record<string, unknown> {
     end_user: row.end_user,
     metadata,
     model_map_information: metadata.model_map_information ?? null,
+    model_parameters: {
+      service_tier: row.service_tier,
+      web_search_options: { search_context_size: row.search_context_size },
+    },
   };
 }
 

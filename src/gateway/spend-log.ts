@@ -24,6 +24,9 @@ export type SpendLogRow = {
   status: string | null;
   cache_hit: string | null;
   metadata: unknown;
+  /** From the request LiteLLM logged, only what prices the call: never its messages. */
+  service_tier: string | null;
+  search_context_size: string | null;
   /** The key's own metadata (LiteLLM_VerificationToken), where LiteLLM keeps it; the spend log does not. */
   key_metadata: unknown;
 };
@@ -61,7 +64,9 @@ export async function readSpendLogPage(
   const { rows } = await pool.query<SpendLogRow>(
     `SELECT s.request_id, s.call_type, s.api_key, s.spend, s.prompt_tokens, s.completion_tokens,
             s."startTime", s."endTime", s.model, s.model_group, s.custom_llm_provider, s."user", s.team_id,
-            s.organization_id, s.end_user, s.status, s.cache_hit, s.metadata, ${keyMetadata} AS key_metadata
+            s.organization_id, s.end_user, s.status, s.cache_hit, s.metadata, ${keyMetadata} AS key_metadata,
+            s.proxy_server_request->>'service_tier' AS service_tier,
+            s.proxy_server_request->'web_search_options'->>'search_context_size' AS search_context_size
      FROM "LiteLLM_SpendLogs" s
      WHERE s."startTime" >= $1 AND s."startTime" < $2
        AND ($3::timestamp IS NULL OR (s."startTime", s.request_id) > ($3::timestamp, $4::text))

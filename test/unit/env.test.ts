@@ -73,4 +73,17 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, MAX_BODY_BYTES: "1000", MAX_BYTES_IN_FLIGHT: "999" }).setting).toBe("MAX_BYTES_IN_FLIGHT");
     expect(settingError({ ...valid, MAX_ITEMS_PER_REQUEST: "0" }).setting).toBe("MAX_ITEMS_PER_REQUEST");
   });
+
+  it("reads LiteLLM's database and the backfill's durations", () => {
+    expect(parseEnv(valid)).toMatchObject({ litellmDatabaseUrl: undefined, gatewayReconcileIntervalMs: 300_000, gatewayReconcileLagMs: 600_000 });
+    expect(parseEnv({ ...valid, LITELLM_DATABASE_URL: "", GATEWAY_RECONCILE_INTERVAL: "90", GATEWAY_RECONCILE_LAG: "1h" })).toMatchObject({
+      litellmDatabaseUrl: undefined,
+      gatewayReconcileIntervalMs: 90_000,
+      gatewayReconcileLagMs: 3_600_000,
+    });
+    expect(parseEnv({ ...valid, LITELLM_DATABASE_URL: "postgres://ro@litellm:5432/litellm" }).litellmDatabaseUrl).toBe("postgres://ro@litellm:5432/litellm");
+    expect(settingError({ ...valid, LITELLM_DATABASE_URL: "mysql://x" }).setting).toBe("LITELLM_DATABASE_URL");
+    expect(settingError({ ...valid, GATEWAY_RECONCILE_INTERVAL: "5 minutes" }).setting).toBe("GATEWAY_RECONCILE_INTERVAL");
+    expect(settingError({ ...valid, GATEWAY_RECONCILE_LAG: "0" }).setting).toBe("GATEWAY_RECONCILE_LAG");
+  });
 });
