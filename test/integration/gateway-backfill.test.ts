@@ -12,7 +12,7 @@ import { normaliseCallbackItem } from "../../src/ingest/litellm-payload.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
 import { priceUsageEvent } from "../../src/pricing/price-usage-event.js";
 import { enqueueCallbackItems } from "../../src/queue/producer.js";
-import { type Harness, useServiceHarness } from "../support/harness.js";
+import { type Harness, useServiceHarness, waitFor } from "../support/harness.js";
 import { spendLogRowOf, useLitellmDatabase } from "../support/litellm-spend-log.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
 
@@ -225,3 +225,17 @@ describe("the worker's continuous backfill", () => {
     }
   });
 });
+
+describe("a worker whose LiteLLM database cannot be read", () => {
+  const broken = useServiceHarness({ LITELLM_DATABASE_URL: "postgres://postgres@127.0.0.1:5432/litellm_never_created", GATEWAY_RECONCILE_INTERVAL: "200ms" });
+
+  it("logs a clear error and counts it on every run, and goes on billing callbacks", async () => {
+    await waitFor(() => broken.logs.filter((line) => line.msg?.startsWith("gateway backfill failed")).length >= 2, 10_000);
+    const metrics = (await broken.app.inject({ method: "GET", url: "/metrics" })).body;
+    expect(Number(/^spend_ingest_gateway_reconcile_failures_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    await broken.postCallback([call("bf-broken-callback", 5, new Date())]);
+    await broken.drainQueue();
+    expect((await receipts(broken, "bf-broken-callback")).size).toBe(1);
+  });
+});
+
