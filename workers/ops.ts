@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseGatewayEnv, parseOpsEnv, parsePricingEnv } from "../src/config/env.js";
 import { countsJson, type GatewayReport, reconcileGateway } from "../src/gateway/reconcile.js";
-import { createSpendLogPool } from "../src/gateway/spend-log.js";
+import { createSpendLogPool, SpendLogError } from "../src/gateway/spend-log.js";
 import { createDatabase, type Database } from "../src/db/client.js";
 import { createRedis } from "../src/deps.js";
 import { parseCallbackBody } from "../src/ingest/callback-body.js";
@@ -152,7 +152,9 @@ function priceBookOrExit(): PriceBook {
 
 /** A time on the command line: an ISO-8601 date or date and time (UTC unless it says otherwise). */
 function timeArgument(flag: string, text: string | undefined): Date {
-  const time = text === undefined ? Number.NaN : Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text);
+  // A time without a zone is UTC, as the help says, whatever the machine's zone.
+  const utc = text === undefined ? "" : /^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : /(Z|[+-]\d{2}:?\d{2})$/.test(text) ? text : `${text}Z`;
+  const time = text === undefined ? Number.NaN : Date.parse(utc);
   if (Number.isNaN(time)) return usageError(`gateway reconcile: --${flag} takes a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z`);
   return new Date(time);
 }
@@ -188,7 +190,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       );
     } catch (error) {
       // LiteLLM's database unreachable or unreadable: one line, not a stack.
-      if (!isDatabaseError(error)) throw error;
+      if (!(error instanceof SpendLogError)) throw error;
       process.stderr.write(`spend-ingest: LiteLLM's database (LITELLM_DATABASE_URL) cannot be read: ${terminalSafe((error as Error).message)}\n`);
       return EXIT_PROBLEM;
     } finally {
@@ -464,9 +466,3 @@ function printGatewayReport(report: GatewayReport): void {
   ].join("\n");
   print(json, human);
 }
-
-function isDatabaseError(error: unknown): boolean {
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  return (typeof code === "string" && (/^[0-9A-Z]{5}$/.test(code) || code.startsWith("E"))) || /timeout|terminated/i.test(String(message));
-}
-

@@ -7,8 +7,8 @@ import { closeDeps, createRedis, type Deps } from "../src/deps.js";
 import { buildServer, type ServerRoles } from "../src/http/server.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { USAGE_QUEUE } from "../src/queue/contract.js";
-import { runGatewayBackfill } from "../src/gateway/backfill.js";
-import { createSpendLogPool } from "../src/gateway/spend-log.js";
+import { recordWatermarkLag, runGatewayBackfill } from "../src/gateway/backfill.js";
+import { createSpendLogPool, SpendLogError } from "../src/gateway/spend-log.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
 const WORKER_CONCURRENCY = 8;
@@ -120,13 +120,16 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
         billingAccountFrom: settings.billingAccountFrom,
         intervalMs: settings.gatewayReconcileIntervalMs,
         lagMs: settings.gatewayReconcileLagMs,
+        overlapMs: settings.gatewayReconcileOverlapMs,
       },
     )
       .then(
         () => undefined,
         (error) => {
           deps.metrics.gatewayReconcileFailures.inc();
-          deps.logger.error({ err: error }, "gateway backfill failed: LiteLLM's database (LITELLM_DATABASE_URL) could not be read; the next run tries again");
+          const which = error instanceof SpendLogError ? "LiteLLM's database (LITELLM_DATABASE_URL) could not be read" : "it could not record what it found";
+          deps.logger.error({ err: error }, `gateway backfill failed: ${which}; the next run tries again`);
+          return recordWatermarkLag({ pool: deps.database.pool, metrics: deps.metrics }).catch(() => {});
         },
       )
       .finally(() => {

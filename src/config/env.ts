@@ -71,6 +71,9 @@ const envSchema = z.object({
   GATEWAY_RECONCILE_INTERVAL: duration("5m"),
   // LiteLLM writes its spend log in batches, a minute or more after the call.
   GATEWAY_RECONCILE_LAG: duration("10m"),
+  // Each run looks back this far behind the watermark: rows LiteLLM writes late (long calls, its
+  // writer behind) are still found.
+  GATEWAY_RECONCILE_OVERLAP: duration("1h"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOW_BALANCE_THRESHOLDS: z
     .string()
@@ -111,6 +114,7 @@ export type Settings = {
   litellmDatabaseUrl: string | undefined;
   gatewayReconcileIntervalMs: number;
   gatewayReconcileLagMs: number;
+  gatewayReconcileOverlapMs: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   /** Highest first. */
   lowBalanceThresholds: bigint[];
@@ -196,6 +200,7 @@ export function parseEnv(source: EnvSource): Settings {
     litellmDatabaseUrl: env.LITELLM_DATABASE_URL,
     gatewayReconcileIntervalMs: env.GATEWAY_RECONCILE_INTERVAL,
     gatewayReconcileLagMs: env.GATEWAY_RECONCILE_LAG,
+    gatewayReconcileOverlapMs: env.GATEWAY_RECONCILE_OVERLAP,
     logLevel: env.LOG_LEVEL,
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
     maxBodyBytes: env.MAX_BODY_BYTES,

@@ -57,6 +57,8 @@ export const chargeReceipts = pgTable(
   (table) => [
     uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
     index("charge_receipts_account_idx").on(table.billingAccountId, table.id),
+    // The gateway reconcile pages through a window's receipts by call time.
+    index("charge_receipts_event_time_idx").on(table.eventTime),
     check("charge_receipts_credits_non_negative", sql`${table.chargedCredits} >= 0`),
   ],
 );
@@ -131,6 +133,8 @@ export const quarantine = pgTable(
   (table) => [
     uniqueIndex("quarantine_fingerprint_key").on(table.fingerprint),
     index("quarantine_reason_idx").on(table.reason, table.id),
+    // The gateway reconcile looks pending items up by key.
+    index("quarantine_pending_key_idx").on(table.idempotencyKey).where(sql`${table.replayedAt} is null`),
   ],
 );
 

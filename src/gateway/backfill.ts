@@ -28,28 +28,33 @@ export type BackfillSettings = {
   billingAccountFrom: readonly BillingAccountSource[];
   intervalMs: number;
   lagMs: number;
+  overlapMs: number;
 };
 
 export type BackfillRun = { ran: false } | { ran: true; report: GatewayReport };
 
 /**
- * Checks LiteLLM's spend log from the stored watermark (less one interval, as an overlap) to
- * now less the lag LiteLLM writes with, and sends every call it never billed through the normal
+ * Checks LiteLLM's spend log from the stored watermark (less the overlap) to now less the lag
+ * LiteLLM writes with, and sends every call it never billed through the normal
  * queue, priced and charged exactly once like any other. Another worker holding the lock means
  * this one skips its turn.
  */
 export async function runGatewayBackfill(deps: BackfillDeps, settings: BackfillSettings, now = new Date()): Promise<BackfillRun> {
   const client = await deps.pool.connect();
+  let unlockFailed: Error | undefined;
   try {
     const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [BACKFILL_LOCK]);
     if (!rows[0]!.locked) return { ran: false };
     try {
       return { ran: true, report: await backfillWindow(deps, settings, now) };
     } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [BACKFILL_LOCK]);
+      // A session that could not unlock is destroyed, so it cannot go back to the pool holding the lock.
+      await client.query("SELECT pg_advisory_unlock($1)", [BACKFILL_LOCK]).catch((error) => {
+        unlockFailed = error;
+      });
     }
   } finally {
-    client.release();
+    client.release(unlockFailed);
   }
 }
 
@@ -57,7 +62,7 @@ async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, no
   const { rows } = await deps.pool.query<{ watermark: Date }>("SELECT watermark FROM gateway_watermarks WHERE name = $1", [WATERMARK]);
   const until = new Date(now.getTime() - settings.lagMs);
   const from = rows[0]?.watermark ?? new Date(until.getTime() - settings.intervalMs);
-  const since = new Date(from.getTime() - settings.intervalMs);
+  const since = new Date(Math.min(from.getTime(), until.getTime()) - settings.overlapMs);
   const report = await reconcileGateway({
     spendLog: deps.spendLog,
     pool: deps.pool,
@@ -66,12 +71,14 @@ async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, no
     since,
     until,
     apply: (missing) => enqueueCallbackItems(deps.queue, missing),
+    countReceiptsWithoutRow: false,
   });
   const spendUsd = toDecimalString(report.total.missingSpendUsd);
   // Recorded with the watermark it moved, so a crash before commit checks the window again.
   const alerts = await withTransaction(deps.pool, async (client) => {
     await client.query(
-      `INSERT INTO gateway_watermarks (name, watermark) VALUES ($1, $2)
+      // Never ahead of the database's clock: a run with a clock ahead must not hide the next hours.
+      `INSERT INTO gateway_watermarks (name, watermark) VALUES ($1, LEAST($2::timestamptz, now()))
        ON CONFLICT (name) DO UPDATE SET watermark = GREATEST(gateway_watermarks.watermark, EXCLUDED.watermark), updated_at = now()`,
       [WATERMARK, until],
     );
@@ -95,7 +102,13 @@ async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, no
   );
   deps.metrics.gatewayBackfilledCalls.inc(report.applied);
   deps.metrics.gatewayBackfilledSpendUsd.inc(Number(spendUsd));
-  deps.metrics.gatewayWatermarkLag.set((now.getTime() - until.getTime()) / 1000);
+  await recordWatermarkLag(deps, now);
   deps.logger.info({ since, until, ...report.total, missingCredits: report.total.missingCredits.toString(), missingSpendUsd: spendUsd }, "gateway backfill checked");
   return report;
+}
+
+/** How far behind now the stored watermark is; set after every run, and by the caller after a failed one. */
+export async function recordWatermarkLag(deps: Pick<BackfillDeps, "pool" | "metrics">, now = new Date()): Promise<void> {
+  const { rows } = await deps.pool.query<{ watermark: Date }>("SELECT watermark FROM gateway_watermarks WHERE name = $1", [WATERMARK]);
+  if (rows[0]) deps.metrics.gatewayWatermarkLag.set(Math.max(0, (now.getTime() - rows[0].watermark.getTime()) / 1000));
 }

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { BillingAccountSource } from "../config/env.js";
-import { normaliseCallbackItem } from "../ingest/litellm-payload.js";
+import { normaliseCallbackItem, sanitiseCallbackItem } from "../ingest/litellm-payload.js";
 import { add, type Decimal, decimalFromNumber, toDecimalString, ZERO } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";
@@ -46,6 +46,8 @@ export type GatewayReconcileOptions = {
   until: Date;
   /** Sends each page's missing calls through the normal queue, as their callbacks would have. */
   apply?: (calls: MissingCalls) => Promise<void>;
+  /** Also count receipts LiteLLM has no row for (a scan of the window's receipts: reports only). */
+  countReceiptsWithoutRow?: boolean;
   onProgress?: (total: GatewayCounts) => void;
 };
 
@@ -70,7 +72,7 @@ export async function reconcileGateway(options: GatewayReconcileOptions): Promis
     }
     options.onProgress?.(report.total);
   }
-  report.receiptsWithoutRow = await countReceiptsWithoutRow(pool, spendLog, since, until);
+  if (options.countReceiptsWithoutRow !== false) report.receiptsWithoutRow = await countReceiptsWithoutRow(pool, spendLog, since, until);
   return report;
 }
 
@@ -109,7 +111,20 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       c.missing += 1;
       c.missingSpendUsd = add(c.missingSpendUsd, spend);
     });
-    const normalised = normaliseCallbackItem(callbackPayloadOf(row), { billingAccountFrom: options.billingAccountFrom });
+    const payload = callbackPayloadOf(row);
+    if (keyMetadataLost(row, options.billingAccountFrom)) {
+      // The key's account cannot be known any more (key deleted or regenerated): billing the next
+      // source's account would charge someone the callback would not have. An operator decides.
+      missing.rejected.push({
+        reason: "key_metadata_unavailable",
+        idempotencyKey: row.request_id,
+        issues: [{ path: "api_key", message: "the call's key is no longer in LiteLLM_VerificationToken; assign the account by hand" }],
+        item: sanitiseCallbackItem(payload),
+      });
+      tally((c) => (c.missingUnpriced += 1));
+      continue;
+    }
+    const normalised = normaliseCallbackItem(payload, { billingAccountFrom: options.billingAccountFrom });
     if (!normalised.ok) {
       missing.rejected.push(normalised.rejected);
       tally((c) => (c.missingUnpriced += 1));
@@ -123,9 +138,19 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
   return missing;
 }
 
-/** Failures are not charged and cache hits cost nothing, as for callbacks. */
+/**
+ * Failures are not charged and cache hits cost nothing, as for callbacks. Batch and file calls are
+ * logged by LiteLLM under a key of their own (a digest of the response), not the callback's id:
+ * they are left to their callbacks, or billing them here would bill them twice.
+ */
 function costsNothing(row: SpendLogRow): boolean {
-  return row.status === "failure" || row.cache_hit === "True" || row.cache_hit === "true";
+  return row.status === "failure" || row.cache_hit === "True" || row.cache_hit === "true" || KEYED_APART.has(row.call_type ?? "");
+}
+
+const KEYED_APART = new Set(["create_batch", "acreate_batch", "retrieve_batch", "aretrieve_batch", "create_file", "acreate_file"]);
+
+function keyMetadataLost(row: SpendLogRow, sources: readonly BillingAccountSource[]): boolean {
+  return sources[0] === "key_metadata" && Boolean(row.api_key) && row.key_metadata === null;
 }
 
 /**

@@ -33,6 +33,22 @@ export type SpendLogRow = {
 
 const STATEMENT_TIMEOUT_MS = 30_000;
 
+/** A failure reading LiteLLM's database, told apart from one of our own. */
+export class SpendLogError extends Error {
+  constructor(cause: unknown) {
+    super((cause as Error).message ?? String(cause), { cause });
+    this.name = "SpendLogError";
+  }
+}
+
+async function reading<T>(query: Promise<T>): Promise<T> {
+  try {
+    return await query;
+  } catch (error) {
+    throw new SpendLogError(error);
+  }
+}
+
 export function createSpendLogPool(url: string): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
@@ -40,6 +56,9 @@ export function createSpendLogPool(url: string): pg.Pool {
     application_name: "spend-ingest gateway reconcile",
     connectionTimeoutMillis: 10_000,
     statement_timeout: STATEMENT_TIMEOUT_MS,
+    // The server's timeout does nothing for a server or network that hangs: the client gives up too.
+    query_timeout: STATEMENT_TIMEOUT_MS + 5_000,
+    keepAlive: true,
     // Nothing here writes to LiteLLM's database; the server refuses it if something tried.
     options: "-c default_transaction_read_only=on",
     types: { getTypeParser: (oid: number, format?: "text" | "binary") => (oid === TIMESTAMP_OID ? parseUtcTimestamp : pg.types.getTypeParser(oid, format as "text")) },
@@ -61,7 +80,7 @@ export async function readSpendLogPage(
   const keyMetadata = withKeyMetadata
     ? `(SELECT t.metadata FROM "LiteLLM_VerificationToken" t WHERE t.token = s.api_key)`
     : "NULL::jsonb";
-  const { rows } = await pool.query<SpendLogRow>(
+  const { rows } = await reading(pool.query<SpendLogRow>(
     `SELECT s.request_id, s.call_type, s.api_key, s.spend, s.prompt_tokens, s.completion_tokens,
             s."startTime", s."endTime", s.model, s.model_group, s.custom_llm_provider, s."user", s.team_id,
             s.organization_id, s.end_user, s.status, s.cache_hit, s.metadata, ${keyMetadata} AS key_metadata,
@@ -73,23 +92,28 @@ export async function readSpendLogPage(
      ORDER BY s."startTime", s.request_id
      LIMIT $5`,
     [toUtcTimestamp(window.since), toUtcTimestamp(window.until), after ? toUtcTimestamp(after.startTime) : null, after?.requestId ?? null, limit],
-  );
+  ));
   return rows;
 }
 
 /** Which of `requestIds` LiteLLM has a row for. */
 export async function spendLogRowsExist(pool: pg.Pool, requestIds: string[]): Promise<Set<string>> {
   if (requestIds.length === 0) return new Set();
-  const { rows } = await pool.query<{ request_id: string }>(
+  const { rows } = await reading(pool.query<{ request_id: string }>(
     `SELECT request_id FROM "LiteLLM_SpendLogs" WHERE request_id = ANY($1::text[])`,
     [requestIds],
-  );
+  ));
   return new Set(rows.map((row) => row.request_id));
 }
 
 /** Whether LiteLLM's database keeps key metadata (LiteLLM_VerificationToken) where we can read it. */
 export async function hasKeyMetadata(pool: pg.Pool): Promise<boolean> {
-  const { rows } = await pool.query<{ present: boolean }>(`SELECT to_regclass('"LiteLLM_VerificationToken"') IS NOT NULL AS present`);
+  const { rows } = await reading(
+    pool.query<{ present: boolean }>(
+      `SELECT to_regclass('"LiteLLM_VerificationToken"') IS NOT NULL
+         AND has_table_privilege('"LiteLLM_VerificationToken"', 'SELECT') AS present`,
+    ),
+  );
   return rows[0]?.present === true;
 }
 

@@ -201,12 +201,27 @@ const NOT_A_KEY = new Set(["", "none", "null"]);
  * the `request_id` of its spend log; a caller can set `litellm_call_id` through a header.
  */
 export function idempotencyKeyOf(item: unknown): string | null {
+  return cacheHitKey(item, payloadIdOf(item));
+}
+
+function payloadIdOf(item: unknown): string | null {
   if (!isRecord(item)) return null;
   for (const field of ["id", "litellm_call_id"]) {
     const value = item[field];
     if (typeof value === "string" && !NOT_A_KEY.has(value.trim().toLowerCase())) return value;
   }
   return null;
+}
+
+/**
+ * A cache hit's callback carries the id of the response it reused, the original call's id; its
+ * own key is that id with `_cache_hit` and its start time, as LiteLLM keys it in its spend log,
+ * so that it never takes (or blocks) the original call's receipt.
+ */
+function cacheHitKey(item: unknown, key: string | null): string | null {
+  if (key === null || !isRecord(item) || item.cache_hit !== true || key.includes("_cache_hit")) return key;
+  const started = item.startTime;
+  return `${key}_cache_hit${typeof started === "number" || typeof started === "string" ? String(started) : ""}`;
 }
 
 /** Where each account source is read, in the payload LiteLLM sends. */

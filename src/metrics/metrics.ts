@@ -59,7 +59,7 @@ export function createMetrics(queues: Queue[]) {
     }),
     gatewayReconcileFailures: new Counter({
       name: "spend_ingest_gateway_reconcile_failures_total",
-      help: "Backfill runs that could not read LiteLLM's database or record what they found",
+      help: "Backfill runs that failed: LiteLLM's database could not be read, or what they found could not be recorded",
       registers: [registry],
     }),
     chargesRecorded: new Counter({

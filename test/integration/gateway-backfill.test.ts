@@ -130,19 +130,54 @@ describe("gateway reconcile: every call LiteLLM recorded is billed, once", () =>
   });
 });
 
+describe("gateway reconcile reads each call as its callback would have been read", () => {
+  it("bills the key's account from LiteLLM's key table, holds a call whose key is gone, and lets a cache hit never hide its original", async () => {
+    const now = new Date(Date.now() + 12 * HOUR);
+    const at = (minutes: number) => new Date(now.getTime() - minutes * 60_000);
+    await litellm.pool.query(`INSERT INTO "LiteLLM_VerificationToken" (token, metadata) VALUES ('hashed-key-1', '{"billing_account_id": "acct-from-key"}')`);
+    const keyed = spendLogRowOf(call("rd-keyed", 0, at(30)), at(30));
+    const gone = spendLogRowOf(call("rd-key-gone", 1, at(29)), at(29));
+    const original = spendLogRowOf(call("rd-original", 2, at(28)), at(28));
+    const batch = { ...spendLogRowOf(call("rd-batch", 3, at(27)), at(27)), call_type: "aretrieve_batch" };
+    await litellm.insert([{ ...keyed, api_key: "hashed-key-1" }, { ...gone, api_key: "hashed-key-deleted" }, original, batch]);
+    // Only the cache hit that reused rd-original's response arrived: it carries the original's id.
+    await h.postCallback([{ ...call("rd-original", 2, at(10)), cache_hit: true }]);
+    await h.drainQueue();
+
+    const since = at(60).toISOString();
+    const until = now.toISOString();
+    const applied = await ops("gateway", "reconcile", "--since", since, "--until", until, "--apply", "--json");
+    expect(JSON.parse(applied.stdout).total).toMatchObject({ litellm_calls: 3, missing: 3, skipped: 1 });
+    await h.drainQueue();
+    const { rows } = await h.deps.database.pool.query<{ idempotency_key: string; billing_account_id: string; charged_credits: string }>(
+      "SELECT idempotency_key, billing_account_id, charged_credits FROM charge_receipts WHERE idempotency_key LIKE 'rd-%' ORDER BY idempotency_key",
+    );
+    expect(rows.map((row) => [row.idempotency_key.replace(/_cache_hit.*/, "_cache_hit…"), row.billing_account_id, Number(row.charged_credits) > 0])).toEqual([
+      ["rd-keyed", "acct-from-key", true],
+      ["rd-original", "team-gw-2", true],
+      ["rd-original_cache_hit…", "team-gw-2", false],
+    ]);
+    const held = await h.deps.database.pool.query("SELECT reason FROM quarantine WHERE idempotency_key = 'rd-key-gone'");
+    expect(held.rows).toEqual([{ reason: "key_metadata_unavailable" }]);
+    const again = await ops("gateway", "reconcile", "--since", since, "--until", until, "--json");
+    expect(JSON.parse(again.stdout).total).toMatchObject({ billed: 2, quarantined: 1, missing: 0 });
+  });
+});
+
 describe("the worker's continuous backfill", () => {
   const settings = () => ({
     priceBook: loadPriceBook(h.settings.pricingFile),
     billingAccountFrom: h.settings.billingAccountFrom,
     intervalMs: 5 * 60_000,
     lagMs: 10 * 60_000,
+    overlapMs: 60 * 60_000,
   });
 
-  it("catches what LiteLLM writes late on the next run, from its watermark, with the lag and an overlap", async () => {
+  it("catches what LiteLLM writes late on a later run, from its watermark, with the lag and an hour's overlap", async () => {
     const spendLog = createSpendLogPool(litellm.url);
     const deps = { pool: h.deps.database.pool, spendLog, queue: h.deps.usageQueue, logger: h.deps.logger, metrics: h.deps.metrics };
     try {
-      const now = new Date(Date.now() + 6 * HOUR);
+      const now = new Date();
       // A call 20 minutes ago: inside the first window (now − lag − interval … now − lag)…
       const early = call("bf-early", 0, new Date(now.getTime() - 20 * 60_000));
       // …and one 5 minutes ago, within the lag: not yet looked at.
@@ -154,8 +189,8 @@ describe("the worker's continuous backfill", () => {
       expect([...(await receipts(h, "bf-")).keys()]).toEqual(["bf-early"]);
       expect(h.alerts("inv_gateway_unbilled")).toEqual([expect.objectContaining({ count: 1 })]);
 
-      // LiteLLM writes a row late, for a call inside the window already checked: the overlap sees it.
-      const written = call("bf-written-late", 2, new Date(now.getTime() - 12 * 60_000));
+      // LiteLLM writes a row late, for a call 50 minutes old, inside windows already checked: the overlap sees it.
+      const written = call("bf-written-late", 2, new Date(now.getTime() - 50 * 60_000));
       await litellm.insert([spendLogRowOf(written, new Date(Number(written.startTime) * 1000))]);
       const second = await runGatewayBackfill(deps, settings(), new Date(now.getTime() + 6 * 60_000));
       expect(second).toMatchObject({ ran: true, report: { applied: 2 } });
@@ -180,7 +215,7 @@ describe("the worker's continuous backfill", () => {
       expect(await runGatewayBackfill(deps, settings())).toEqual({ ran: false });
       // The holder's worker dies: PostgreSQL ends its session and frees the lock.
       const { rows } = await holder.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
-      await h.deps.database.pool.query("SELECT pg_terminate_backend($1)", [rows[0]!.pid]);
+      await h.deps.database.pool.query("SELECT pg_terminate_backend($1, 5000)", [rows[0]!.pid]);
       expect(await runGatewayBackfill(deps, settings())).toMatchObject({ ran: true });
     } finally {
       await holder.end().catch(() => {});
@@ -217,7 +252,12 @@ describe("the worker's continuous backfill", () => {
         until: now,
         apply: (missing: Parameters<typeof enqueueCallbackItems>[1]) => enqueueCallbackItems(h.deps.usageQueue, missing),
       };
-      await Promise.all([reconcileGateway(options), reconcileGateway(options)]);
+      // Two runs at once, as two jobs of their own (distinct run ids): the receipt's key decides.
+      await Promise.all(
+        ["run-a", "run-b"].map((runId) =>
+          reconcileGateway({ ...options, apply: (missing) => enqueueCallbackItems(h.deps.usageQueue, missing, { runId }) }),
+        ),
+      );
       await h.drainQueue();
       expect([...(await receipts(h, "bf-twice")).keys()]).toEqual(["bf-twice"]);
     } finally {

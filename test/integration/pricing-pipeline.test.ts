@@ -58,7 +58,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
         completion_tokens: 1000,
         response: { usage: { cache_read_input_tokens: 50000, cache_creation_input_tokens: 10000 } },
       }),
-      call("cache-hit", { model: "gpt-4o", cache_hit: true, response_cost: 0.5 }),
+      call("hit_cache_hit1", { model: "gpt-4o", cache_hit: true, response_cost: 0.5 }),
       call("free-alias", { model_group: "my-alias", model: "test-free-model", model_map_information: null, response_cost: 0.01 }),
       // 1 × 2.5e-6 + 1 × 1e-5 from the override = 125 credits.
       call("override", { model: "gpt-4o", prompt_tokens: 1, completion_tokens: 1 }),
@@ -70,7 +70,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
       "openai-cached": { charged_credits: 2400, pricing_source: "price_book", provider_cost_usd: "0.00024" },
       "anthropic-cached": { charged_credits: 228000, pricing_source: "price_book", provider_cost_usd: "0.0228" },
       "anthropic-long": { charged_credits: 12675000, pricing_source: "price_book", provider_cost_usd: "1.2675" },
-      "cache-hit": { charged_credits: 0, pricing_source: "cache_hit", provider_cost_usd: "0" },
+      "hit_cache_hit1": { charged_credits: 0, pricing_source: "cache_hit", provider_cost_usd: "0" },
       "free-alias": { charged_credits: 0, pricing_source: "free", provider_cost_usd: "0" },
       override: { charged_credits: 125, pricing_source: "price_book", provider_cost_usd: "0.0000125" },
     };

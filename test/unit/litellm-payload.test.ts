@@ -97,6 +97,13 @@ describe("normaliseCallbackItem", () => {
     expect(accepted(claimOnly)).toMatchObject({ billingAccountId: null });
   });
 
+  it("keys a cache hit apart from the call whose response it reused, as LiteLLM's spend log does", () => {
+    const hit = { ...litellmPayload("chatcmpl-original", "t"), cache_hit: true, startTime: 1737710446.85 };
+    expect(accepted(hit).idempotencyKey).toBe("chatcmpl-original_cache_hit1737710446.85");
+    expect(accepted({ ...hit, id: "chatcmpl-original_cache_hit99" }).idempotencyKey).toBe("chatcmpl-original_cache_hit99");
+    expect(accepted({ ...hit, cache_hit: false }).idempotencyKey).toBe("chatcmpl-original");
+  });
+
   it("keeps account ids and keys in one canonical form: NFC, never trimmed", () => {
     const nfd = "Jose\u0301";
     expect(accepted(litellmPayload("nfd-1", nfd)).billingAccountId).toBe("Jos\u00e9");

@@ -1,0 +1,2 @@
+CREATE INDEX "charge_receipts_event_time_idx" ON "charge_receipts" USING btree ("event_time");--> statement-breakpoint
+CREATE INDEX "quarantine_pending_key_idx" ON "quarantine" USING btree ("idempotency_key") WHERE "quarantine"."replayed_at" is null;
