@@ -9,6 +9,25 @@ export type Database = {
   db: Db;
 };
 
+/** A job's transaction of five statements takes milliseconds; these are for a database in trouble. */
+export const DATABASE_TIMEOUTS = { connectMs: 5_000, statementMs: 15_000, lockMs: 10_000, idleInTransactionMs: 30_000 };
+
+/**
+ * Whether an error says PostgreSQL is unreachable or not answering (rather than refusing a
+ * statement): callers answer 503 and retry, never 500.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const { code, message, cause } = (error ?? {}) as { code?: unknown; message?: unknown; cause?: unknown };
+  // drizzle wraps the driver's error as the cause of its own.
+  if (cause !== undefined && cause !== error && isDatabaseUnavailable(cause)) return true;
+  if (typeof code === "string") {
+    // Connection exceptions, operator intervention (shutdown, statement and lock timeouts), and the
+    // socket errors of a connection that broke.
+    return code.startsWith("08") || code.startsWith("57") || code === "55P03" || /^E[A-Z]+$/.test(code);
+  }
+  return /timeout|Connection terminated|connection.*(closed|ended)|not queryable/i.test(String(message));
+}
+
 export function createDatabase(
   databaseUrl: string,
   options: { max?: number; onIdleClientError?: (error: Error) => void } = {},
@@ -17,6 +36,15 @@ export function createDatabase(
     connectionString: databaseUrl,
     max: options.max ?? 10,
     application_name: "spend-ingest",
+    // Every wait is bounded: a PostgreSQL that accepts connections and never answers, or a lock
+    // held forever, fails the request or job (which retries) instead of hanging it.
+    connectionTimeoutMillis: DATABASE_TIMEOUTS.connectMs,
+    statement_timeout: DATABASE_TIMEOUTS.statementMs,
+    lock_timeout: DATABASE_TIMEOUTS.lockMs,
+    idle_in_transaction_session_timeout: DATABASE_TIMEOUTS.idleInTransactionMs,
+    // The server's timeouts do nothing for a server that has stopped answering: the client gives up too.
+    query_timeout: DATABASE_TIMEOUTS.statementMs + 5_000,
+    keepAlive: true,
   });
   // An idle client losing its server must not crash the process; the pool replaces it.
   pool.on("error", options.onIdleClientError ?? (() => {}));

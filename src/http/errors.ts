@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import type { z } from "zod";
+import { isDatabaseUnavailable } from "../db/client.js";
 
 /** The one error shape at the HTTP edge. */
 export function sendError(
@@ -35,6 +36,11 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (known) return sendError(reply, known.status, known.code, error.message);
     const status = error.statusCode ?? 500;
     if (status < 500) return sendError(reply, status, "bad_request", error.message);
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, "database unavailable");
+      reply.header("retry-after", "5");
+      return sendError(reply, 503, "database_unavailable", "the database does not answer; try again shortly");
+    }
     request.log.error({ err: error }, "request failed");
     return sendError(reply, 500, "internal_error", "internal error");
   });

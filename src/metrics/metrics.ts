@@ -4,6 +4,27 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 export type ChargeOutcome = "charged" | "free" | "duplicate" | "conflict" | "quarantined" | "failed_call_skipped";
 
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "completed", "failed"] as const;
+const QUEUE_GAUGE_TIMEOUT_MS = 1_000;
+
+/** The same read for every collector of one scrape (they run at once), a fresh one for the next. */
+function onePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
+  let current: Promise<T> | null = null;
+  return () => {
+    if (current === null) {
+      current = read();
+      void current.finally(() => setTimeout(() => (current = null), 0));
+    }
+    return current;
+  };
+}
+
+function withinMs<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${milliseconds} ms`)), milliseconds);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 /**
  * The process's own Prometheus registry: a receiver and a worker running apart each expose
@@ -87,6 +108,24 @@ export function createMetrics(queues: Queue[]) {
       registers: [registry],
     }),
   };
+  // Read from Redis once per scrape, within a bound: with Redis away, the process's own metrics
+  // are exactly what an operator needs, so they are served and the queue gauges marked stale.
+  const counts = onePerScrape(async () => {
+    try {
+      const read = await Promise.all(queues.map((queue) => withinMs(queue.getJobCounts(...JOB_STATES), QUEUE_GAUGE_TIMEOUT_MS)));
+      return queues.map((queue, index) => ({ queue: queue.name, counts: read[index]! }));
+    } catch {
+      return null;
+    }
+  });
+  new Gauge({
+    name: "spend_ingest_queue_jobs_stale",
+    help: "1 when the queue gauges could not be read from Redis at this scrape (they are left out), else 0",
+    registers: [registry],
+    async collect() {
+      this.set((await counts()) === null ? 1 : 0);
+    },
+  });
   new Gauge({
     name: "spend_ingest_queue_jobs",
     help: "Jobs in each queue, by state",
@@ -94,9 +133,8 @@ export function createMetrics(queues: Queue[]) {
     registers: [registry],
     async collect() {
       this.reset();
-      for (const queue of queues) {
-        const counts = await queue.getJobCounts(...JOB_STATES);
-        for (const state of JOB_STATES) this.set({ queue: queue.name, state }, counts[state] ?? 0);
+      for (const { queue, counts: byState } of (await counts()) ?? []) {
+        for (const state of JOB_STATES) this.set({ queue, state }, byState[state] ?? 0);
       }
     },
   });
