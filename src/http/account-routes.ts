@@ -38,7 +38,11 @@ const ledgerQuery = z.object({
   cursor: z.string().regex(/^\d{1,18}$/, "not a cursor from this API").optional(),
 });
 const invoiceQuery = z.object({
-  period: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "expected YYYY-MM"),
+  // PostgreSQL's timestamps have no year 0, and a period's end is the next month's start.
+  period: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "expected YYYY-MM")
+    .refine((period) => period >= "0001-01" && period <= "9999-11", "a month from 0001-01 to 9999-11"),
 });
 
 /** The account API for the product: grants, balances, ledger, invoices and receipts. */

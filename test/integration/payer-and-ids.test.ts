@@ -122,6 +122,9 @@ describe("one canonical form for ids and references, at ingest and in the accoun
       "/v1/accounts/a%0Ab/ledger",
       "/v1/accounts/%ED%A0%80/credits/summary",
       `/v1/receipts/${"k".repeat(513)}`,
+      "/v1/accounts/a/invoice?period=0000-01",
+      "/v1/accounts/a/invoice?period=9999-12",
+      "/v1/accounts/a/invoice?period=2026-13",
     ]) {
       const answer = await h.admin("GET", url);
       expect(answer.statusCode, url).toBe(400);
