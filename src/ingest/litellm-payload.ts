@@ -80,7 +80,7 @@ export const litellmPayloadSchema = z
     cache_hit: z.boolean().nullish(),
     model: optionalText,
     model_group: optionalText,
-    // model_map_value (the rates LiteLLM used) is read leniently by gatewayRateText.
+    // model_map_value (the rates LiteLLM used) is read leniently by gatewayRateDetail.
     model_map_information: z.looseObject({ model_map_key: optionalText }).nullish(),
     custom_llm_provider: optionalText,
     call_type: optionalText,
@@ -143,16 +143,18 @@ function tokenClasses(usage: UsageObject) {
 
 /**
  * The rates LiteLLM used for this call (model_map_information.model_map_value), as the shortest
- * round-trip text of each double (the decimal LiteLLM wrote); a field that is not a finite
- * non-negative number is left out, not a reason to refuse. Walks the object's own fields once:
- * this runs for every call.
+ * round-trip text of each double (the decimal LiteLLM wrote), and whether that entry prices a
+ * unit other than tokens (seconds, images, characters, queries) above zero. A field that is not a
+ * finite non-negative number is left out, not a reason to refuse. One walk over the entry's own
+ * fields: this runs for every call.
  */
-function gatewayRateText(item: Record<string, unknown>, searched: boolean): Record<string, string> | null {
+function gatewayRateDetail(item: Record<string, unknown>, searched: boolean): { rates: Record<string, string> | null; pricesOtherUnits: boolean } {
   const information = item.model_map_information;
   const value = isRecord(information) ? information.model_map_value : undefined;
-  if (!isRecord(value)) return null;
+  if (!isRecord(value)) return { rates: null, pricesOtherUnits: false };
   const rates: Record<string, string> = {};
   let found = false;
+  let pricesOtherUnits = false;
   const keep = (field: string, rate: unknown) => {
     if (typeof rate === "number" && Number.isFinite(rate) && rate >= 0) {
       rates[field] = String(rate);
@@ -160,28 +162,18 @@ function gatewayRateText(item: Record<string, unknown>, searched: boolean): Reco
     }
   };
   for (const field in value) {
-    if (RATE_FIELD_SET.has(field)) keep(field, value[field]);
+    const rate = value[field];
+    if (RATE_FIELD_SET.has(field)) keep(field, rate);
+    else if (!pricesOtherUnits && typeof rate === "number" && rate > 0 && OTHER_UNIT_RATE.test(field)) pricesOtherUnits = true;
   }
   // Search rates only price a call that searched.
   const search = searched ? value.search_context_cost_per_query : undefined;
   if (isRecord(search)) for (const size of SEARCH_CONTEXT_SIZES) keep(searchRateField(size), search[`search_context_size_${size}`]);
-  return found ? rates : null;
+  return { rates: found ? rates : null, pricesOtherUnits };
 }
 
 const RATE_FIELD_SET: ReadonlySet<string> = new Set(RATE_FIELDS);
 const OTHER_UNIT_RATE = /_cost_per_(second|image|pixel|character|query|page|audio_per_second|video_per_second)/;
-
-/** Whether LiteLLM's entry for the call has a rate above zero for a unit other than tokens. */
-function pricesOtherUnits(item: Record<string, unknown>): boolean {
-  const information = item.model_map_information;
-  const value = isRecord(information) ? information.model_map_value : undefined;
-  if (!isRecord(value)) return false;
-  for (const field in value) {
-    const rate = value[field];
-    if (OTHER_UNIT_RATE.test(field) && typeof rate === "number" && rate > 0) return true;
-  }
-  return false;
-}
 
 /** `model_parameters.service_tier` and the web search context size the call asked for, if any. */
 function requestedTiers(item: Record<string, unknown>): { serviceTier: string | null; searchContextSize: SearchContextSize | null } {
@@ -358,7 +350,6 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
           ? null
           : toDecimalString(decimalFromNumber(payload.response_cost)),
       eventTime: endTime ?? startTime,
-      gatewayRates: gatewayRateText(item, usage.webSearchRequests > 0),
       ...presentDetail(item, usage),
     },
   };
@@ -369,7 +360,8 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
  * written by the receiver and read by a worker, so a field of every event costs on every call.
  */
 function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Partial<UsageEvent> {
-  const detail: Partial<UsageEvent> = {};
+  const { rates, pricesOtherUnits } = gatewayRateDetail(item, usage.webSearchRequests > 0);
+  const detail: Partial<UsageEvent> = { gatewayRates: rates };
   const { serviceTier, searchContextSize } = requestedTiers(item);
   if (serviceTier !== null) detail.serviceTier = serviceTier;
   if (searchContextSize !== null) detail.searchContextSize = searchContextSize;
@@ -377,7 +369,7 @@ function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Parti
   if (usage.audioInputTokens > 0) detail.audioInputTokens = usage.audioInputTokens;
   if (usage.audioOutputTokens > 0) detail.audioOutputTokens = usage.audioOutputTokens;
   if (usage.webSearchRequests > 0) detail.webSearchRequests = usage.webSearchRequests;
-  if (pricesOtherUnits(item)) detail.gatewayPricesOtherUnits = true;
+  if (pricesOtherUnits) detail.gatewayPricesOtherUnits = true;
   return detail;
 }
 

@@ -231,9 +231,7 @@ export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
     ? priceBookNames(event).find((name) => book.models.get(name)?.origin === "price_book")
     : undefined;
   if (operatorEntry !== undefined) return { step: "price_book", entry: operatorEntry, rates: book.models.get(operatorEntry)! };
-  const gateway = gatewayRates(event.gatewayRates);
-  if (gateway !== null) return { step: "gateway", entry: "model_map_value", rates: gateway };
-  return costMapRates(event, book);
+  return gatewayLookup(event) ?? costMapRates(event, book);
 }
 
 function costMapRates(event: UsageEvent, book: PriceBook): RateLookup {
