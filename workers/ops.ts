@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { z } from "zod";
 import { parseGatewayEnv, parseOpsEnv, parsePricingEnv } from "../src/config/env.js";
 import { countsJson, type GatewayReport, reconcileGateway } from "../src/gateway/reconcile.js";
 import { createSpendLogPool, SpendLogError } from "../src/gateway/spend-log.js";
@@ -7,9 +8,11 @@ import { createDatabase, type Database } from "../src/db/client.js";
 import { createRedis } from "../src/deps.js";
 import { parseCallbackBody } from "../src/ingest/callback-body.js";
 import { normaliseCallbackItem } from "../src/ingest/litellm-payload.js";
-import { replayQuarantined } from "../src/ingest/replay-quarantine.js";
+import { type ReplayReport, replayQuarantined } from "../src/ingest/replay-quarantine.js";
+import { MAX_CREDITS } from "../src/ledger/credit-bounds.js";
 import { recordGrant } from "../src/ledger/grants.js";
 import { assignBillingAccount, listQuarantined } from "../src/ledger/quarantine.js";
+import { type BookHead, BooksHeadError, headsDigest, readBookHeads, verifyBookHeads } from "../src/ledger/book-heads.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { toDecimalString } from "../src/pricing/decimal.js";
 import { gatewayRates, loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
@@ -30,10 +33,12 @@ const HELP: Record<string, string> = {
   queues: "queues                                  job counts by state",
   failed: "failed [--limit N]                      failed jobs with their reasons (newest first)",
   "retry-failed": "retry-failed                            send every failed job back to be processed",
-  reconcile: "reconcile                               check every balance against its ledger (exit 1 on drift)",
+  reconcile:
+    "reconcile [--against <heads.json>]      check every balance, chain, receipt and grant against the ledger, and\n                                          that nothing before the heads in the file changed (exit 1 on drift)",
+  books: "books head                              every account's head (sequence, hash) and their digest: keep it elsewhere",
   grant: "grant <account> <credits> <reference>   add credits once per reference",
   quarantine:
-    "quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)\n  quarantine assign <id> <account>        bill a no_billing_account item to an account (then replay)\n  quarantine replay [--reason R]          send refused items back through the pipeline (receipt_conflict items stay)",
+    "quarantine list [--reason R] [--all]    refused items not yet replayed (--all: replayed too)\n  quarantine assign <id> <account>        bill a no_billing_account item to an account (then replay)\n  quarantine replay [--reason R] [--wait S]\n                                          send refused items back through the pipeline, wait up to S seconds (60) for them and count what became of each (receipt_conflict items stay)",
   price: "price <payload.json>                    explain what the price book charges for LiteLLM payloads",
   gateway:
     "gateway reconcile --since T [--until T] [--apply]\n                                          calls in LiteLLM's spend log never billed (--apply: bill them once)",
@@ -52,9 +57,10 @@ const EXIT_OK = 0;
 const EXIT_PROBLEM = 1;
 const EXIT_USAGE = 2;
 
-// The account API's bound on a grant, so every grant's credits print as an exact JSON number.
-const MAX_GRANT_CREDITS = BigInt(Number.MAX_SAFE_INTEGER);
 const MAX_POSTGRES_BIGINT = 2n ** 63n - 1n;
+// Long enough for a worker to charge a few thousand events; an hour at most.
+const DEFAULT_REPLAY_WAIT_SECONDS = 60;
+const MAX_REPLAY_WAIT_SECONDS = 3600;
 
 type Flags = {
   json?: boolean;
@@ -65,6 +71,8 @@ type Flags = {
   since?: string;
   until?: string;
   apply?: boolean;
+  against?: string;
+  wait?: string;
 };
 
 function parseCommandLine(): { flags: Flags; words: string[] } {
@@ -80,6 +88,8 @@ function parseCommandLine(): { flags: Flags; words: string[] } {
         since: { type: "string" },
         until: { type: "string" },
         apply: { type: "boolean" },
+        against: { type: "string" },
+        wait: { type: "string" },
       },
     });
     return { flags: values, words: positionals };
@@ -111,6 +121,39 @@ function idArgument(command: string, argument: string, text: string): string {
   return canonical.ok ? canonical.value : usageError(`${command}: ${argument} ${canonical.message}`);
 }
 
+const headsFileSchema = z.object({
+  taken_at: z.string(),
+  digest: z.string().regex(/^[0-9a-f]{64}$/),
+  heads: z.array(z.object({ billing_account_id: z.string(), seq: z.number().int().positive(), hash: z.string().regex(/^[0-9a-f]{64}$/) })),
+});
+type HeadsFile = z.infer<typeof headsFileSchema>;
+
+/** What `books head --json` wrote, checked whole (its digest too), or a usage error saying why not. */
+function readHeadsFile(path: string): { takenAt: string; heads: BookHead[] } {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    return usageError(`reconcile --against: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return usageError(`reconcile --against: ${path} is not JSON (expected the output of books head --json)`);
+  }
+  const parsed = headsFileSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return usageError(`reconcile --against: ${path}: ${issue.path.join(".") || "the file"}: ${issue.message} (expected the output of books head --json)`);
+  }
+  const heads = parsed.data.heads.map((head) => ({ billingAccountId: head.billing_account_id, seq: head.seq, hash: head.hash }));
+  if (headsDigest(heads) !== parsed.data.digest) {
+    return usageError(`reconcile --against: ${path}: the digest does not match the heads in the file (the file was changed)`);
+  }
+  return { takenAt: parsed.data.taken_at, heads };
+}
+
 const { flags, words } = parseCommandLine();
 // Every value is escaped where it is interpolated; this is the net for one that was missed.
 const print = (json: unknown, human: string) =>
@@ -129,6 +172,9 @@ async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) =
   const settings = settingsOrExit(parseOpsEnv);
   const redis = createRedis(settings.redisUrl, { forWorker: false });
   const queue = createUsageQueue(redis, settings.queuePrefix);
+  // A lost connection fails the command that needed it; the events alone would print stacks.
+  redis.on("error", () => {});
+  queue.on("error", () => {});
   try {
     return await work(queue);
   } finally {
@@ -248,17 +294,46 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   },
 
   async reconcile() {
+    const stored = flags.against === undefined ? undefined : readHeadsFile(flags.against);
     return withDatabase(async ({ pool }) => {
       const shown = flags.json ? undefined : progress("reconcile");
       const report = await reconcileLedger(pool, { onProgress: (checked) => shown?.update(`${checked} accounts checked`) });
       shown?.done();
-      const human = report.ok
-        ? `ok (${report.accountsChecked} accounts)`
-        : [`drift found in ${report.accountsChecked} accounts:`, ...report.drifts.map((drift) => `  ${terminalSafe(JSON.stringify(drift))}`)].join(
-            "\n",
-          );
-      print(report, human);
-      return report.ok ? EXIT_OK : EXIT_PROBLEM;
+      const headDrifts = stored === undefined ? [] : await verifyBookHeads(pool, stored.heads);
+      const ok = report.ok && headDrifts.length === 0;
+      const drifts = [...report.drifts, ...headDrifts];
+      const against = stored === undefined ? "" : `, ${stored.heads.length} heads of ${terminalSafe(stored.takenAt)} unchanged`;
+      const human = ok
+        ? `ok (${report.accountsChecked} accounts${against})`
+        : [`drift found in ${report.accountsChecked} accounts:`, ...drifts.map((drift) => `  ${terminalSafe(JSON.stringify(drift))}`)].join("\n");
+      print({ ...report, ok, drifts, headsChecked: stored?.heads.length ?? null }, human);
+      return ok ? EXIT_OK : EXIT_PROBLEM;
+    });
+  },
+
+  async books([action]) {
+    if (action !== "head") return usageError("books needs head");
+    return withDatabase(async ({ pool }) => {
+      let heads: BookHead[];
+      try {
+        heads = await readBookHeads(pool);
+      } catch (error) {
+        if (!(error instanceof BooksHeadError)) throw error;
+        process.stderr.write(`books head: ${terminalSafe(error.message)}\n`);
+        return EXIT_PROBLEM;
+      }
+      const { rows } = await pool.query<{ now: Date }>("SELECT now()");
+      const file: HeadsFile = {
+        taken_at: rows[0]!.now.toISOString(),
+        digest: headsDigest(heads),
+        heads: heads.map((head) => ({ billing_account_id: head.billingAccountId, seq: head.seq, hash: head.hash })),
+      };
+      const human = [
+        table(["account", "seq", "hash"], heads.map((head) => [head.billingAccountId, head.seq, head.hash])),
+        `${heads.length} account(s) at ${file.taken_at}; digest ${file.digest}`,
+      ].join("\n");
+      print(file, human);
+      return EXIT_OK;
     });
   },
 
@@ -266,12 +341,17 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
     if (!accountText || !creditsText || !referenceText) {
       return usageError("grant needs <account> <credits (a positive integer)> <reference>");
     }
-    const credits = positiveInteger(creditsText, MAX_GRANT_CREDITS);
-    if (credits === undefined) return usageError(`grant: credits must be a whole number from 1 to ${MAX_GRANT_CREDITS}`);
+    const credits = positiveInteger(creditsText, MAX_CREDITS);
+    if (credits === undefined) return usageError(`grant: credits must be a whole number from 1 to ${MAX_CREDITS}`);
     const account = idArgument("grant", "account", accountText);
     const reference = idArgument("grant", "reference", referenceText);
     return withDatabase(async ({ pool }) => {
       const result = await recordGrant(pool, { billingAccountId: account, credits, reference, reason: "ops grant" });
+      if (result.outcome === "out_of_range") {
+        const json = { outcome: result.outcome, billing_account_id: account, balance_credits: exactJsonInteger(result.balanceCredits) };
+        print(json, `refused: the balance of ${terminalSafe(account)} (${result.balanceCredits}) would pass ${MAX_CREDITS} credits; nothing was granted`);
+        return EXIT_PROBLEM;
+      }
       const json = {
         outcome: result.outcome,
         billing_account_id: result.grant.billingAccountId,
@@ -328,19 +408,37 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       });
     }
     if (action === "replay") {
-      return withDatabase(({ pool }) =>
-        withQueue(async (queue) => {
-          const shown = flags.json ? undefined : progress("replay");
-          const result = await replayQuarantined(pool, queue, {
-            billingAccountFrom: settingsOrExit(parseOpsEnv).billingAccountFrom,
-            reason: flags.reason,
-            onProgress: (done) => shown?.update(`replayed ${done.replayed}, still refused ${done.stillRefused}`),
-          });
-          shown?.done();
-          print(result, `replayed ${result.replayed} item(s); ${result.stillRefused} still refused`);
-          return result.stillRefused === 0 ? EXIT_OK : EXIT_PROBLEM;
-        }),
-      );
+      const waitText = flags.wait ?? String(DEFAULT_REPLAY_WAIT_SECONDS);
+      if (!/^\d{1,4}$/.test(waitText) || Number(waitText) > MAX_REPLAY_WAIT_SECONDS) {
+        return usageError(`quarantine replay: --wait takes whole seconds from 0 to ${MAX_REPLAY_WAIT_SECONDS}`);
+      }
+      const { billingAccountFrom } = settingsOrExit(parseOpsEnv);
+      try {
+        return await withDatabase(({ pool }) =>
+          withQueue(async (queue) => {
+            const shown = flags.json ? undefined : progress("replay");
+            const run = await replayQuarantined(pool, queue, {
+              billingAccountFrom,
+              reason: flags.reason,
+              waitMs: Number(waitText) * 1000,
+              onProgress: (done) => shown?.update(`sent ${done.replayed}, refused before sending ${done.refusedBeforeSending}`),
+            });
+            shown?.done();
+            if (!run.ran) {
+              process.stderr.write("quarantine replay: another replay is running (it holds the replay lock); nothing was sent\n");
+              return EXIT_PROBLEM;
+            }
+            printReplayReport(run.report);
+            const { refusedAgain, stillPending, refusedBeforeSending } = run.report;
+            return refusedAgain + stillPending + refusedBeforeSending === 0 ? EXIT_OK : EXIT_PROBLEM;
+          }),
+        );
+      } catch (error) {
+        // PostgreSQL or Redis failing mid-run: one line, not a stack. What was sent is marked and
+        // charged at most once, so replaying again is safe.
+        process.stderr.write(`quarantine replay failed: ${terminalSafe((error as Error).message)}\n`);
+        return EXIT_PROBLEM;
+      }
     }
     return usageError("quarantine needs list, assign or replay");
   },
@@ -441,6 +539,18 @@ if (flags.help) {
 const run = commands[command];
 if (!run) usageError(`unknown command ${command}`);
 process.exit(await run(args));
+
+function printReplayReport(report: ReplayReport): void {
+  const refusals = report.refusals.map(
+    (refusal) => `  item ${refusal.id} (${terminalSafe(refusal.idempotencyKey ?? "no key")}): ${terminalSafe(refusal.reason)} ${terminalSafe(JSON.stringify(refusal.issues))}`,
+  );
+  const human = [
+    `sent ${report.replayed} item(s): ${report.charged} charged, ${report.alreadyCharged} already charged, ${report.refusedAgain} refused again, ${report.uncharged} not charged (failed calls), ${report.stillPending} still pending`,
+    `${report.refusedBeforeSending} refused before sending${refusals.length < report.refusedBeforeSending ? ` (the first ${refusals.length} listed)` : ""}`,
+    ...refusals,
+  ].join("\n");
+  print(report, human);
+}
 
 function printGatewayReport(report: GatewayReport): void {
   const days = [...report.days.entries()].sort(([a], [b]) => (a < b ? -1 : 1));

@@ -21,9 +21,10 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   // drizzle wraps the driver's error as the cause of its own.
   if (cause !== undefined && cause !== error && isDatabaseUnavailable(cause)) return true;
   if (typeof code === "string") {
-    // Connection exceptions, operator intervention (shutdown, statement and lock timeouts), and the
-    // socket errors of a connection that broke.
-    return code.startsWith("08") || code.startsWith("57") || code === "55P03" || /^E[A-Z]+$/.test(code);
+    // Connection exceptions, operator intervention (shutdown, statement and lock timeouts), a
+    // transaction too slow to post (serialization_failure from ledger_entries_commit_promptly), and
+    // the socket errors of a connection that broke.
+    return code.startsWith("08") || code.startsWith("57") || code === "55P03" || code === "40001" || /^E[A-Z]+$/.test(code);
   }
   return /timeout|Connection terminated|connection.*(closed|ended)|not queryable/i.test(String(message));
 }
@@ -70,6 +71,34 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
   }
   client.release();
   return result;
+}
+
+/**
+ * Runs `work` holding a session-level advisory lock on a client of its own, or answers
+ * `{ locked: false }` at once when another session holds it. PostgreSQL releases the lock of a
+ * process that dies with its session, so a crash never leaves it held.
+ */
+export async function withSessionLock<T>(
+  pool: pg.Pool,
+  key: number,
+  work: () => Promise<T>,
+): Promise<{ locked: false } | { locked: true; result: T }> {
+  const client = await pool.connect();
+  let unlockFailed: Error | undefined;
+  try {
+    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [key]);
+    if (!rows[0]!.locked) return { locked: false };
+    try {
+      return { locked: true, result: await work() };
+    } finally {
+      // A session that could not unlock is destroyed, so it cannot go back to the pool holding the lock.
+      await client.query("SELECT pg_advisory_unlock($1)", [key]).catch((error: Error) => {
+        unlockFailed = error;
+      });
+    }
+  } finally {
+    client.release(unlockFailed);
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import {
+  type AnyPgColumn,
   bigint,
   bigserial,
   check,
@@ -12,16 +13,31 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import { MAX_CREDITS } from "../ledger/credit-bounds.js";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
-/** One row per billing account; the balance moves only together with a ledger entry. */
-export const accounts = pgTable("accounts", {
-  id: text("id").primaryKey(),
-  balanceCredits: bigint("balance_credits", { mode: "bigint" }).notNull().default(sql`0`),
-  createdAt: createdAt(),
-  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
-});
+// Every credit amount stays within what a JSON number holds exactly (±(2^53 − 1)).
+const creditsWithinBound = (column: AnyPgColumn) =>
+  sql`${column} between -${sql.raw(MAX_CREDITS.toString())} and ${sql.raw(MAX_CREDITS.toString())}`;
+
+/**
+ * One row per billing account; the balance moves only together with a ledger entry. The last
+ * entry's sequence number and posting time are kept here, under the row lock every posting
+ * takes, so entries are numbered without gaps and post in order per account.
+ */
+export const accounts = pgTable(
+  "accounts",
+  {
+    id: text("id").primaryKey(),
+    balanceCredits: bigint("balance_credits", { mode: "bigint" }).notNull().default(sql`0`),
+    ledgerSeq: bigint("ledger_seq", { mode: "bigint" }).notNull().default(sql`0`),
+    lastPostedAt: timestamp("last_posted_at", { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [check("accounts_balance_bounded", creditsWithinBound(table.balanceCredits))],
+);
 
 /** What one LiteLLM call was charged, exactly once per idempotency key. */
 export const chargeReceipts = pgTable(
@@ -60,6 +76,7 @@ export const chargeReceipts = pgTable(
     // The gateway reconcile pages through a window's receipts by call time.
     index("charge_receipts_event_time_idx").on(table.eventTime),
     check("charge_receipts_credits_non_negative", sql`${table.chargedCredits} >= 0`),
+    check("charge_receipts_credits_bounded", creditsWithinBound(table.chargedCredits)),
   ],
 );
 
@@ -77,12 +94,16 @@ export const grants = pgTable(
   (table) => [
     uniqueIndex("grants_reference_key").on(table.reference),
     check("grants_credits_positive", sql`${table.credits} > 0`),
+    check("grants_credits_bounded", creditsWithinBound(table.credits)),
   ],
 );
 
 /**
- * Every change of a balance. Per account, ordered by id, the entries form a chain:
- * each balance_before is the previous balance_after, and the balance is their sum.
+ * Every change of a balance. Per account the entries form a chain, numbered 1, 2, … by
+ * `seq` without gaps: each balance_before is the previous balance_after, the balance is their
+ * sum, and each `hash` covers the previous entry's hash and this entry's content
+ * (src/ledger/entry-hash.ts), so an edit, insertion or deletion breaks the chain after it.
+ * `created_at` is the posting time, taken under the account's lock.
  */
 export const ledgerEntries = pgTable(
   "ledger_entries",
@@ -96,10 +117,13 @@ export const ledgerEntries = pgTable(
     reference: text("reference").notNull(),
     receiptId: bigint("receipt_id", { mode: "bigint" }),
     grantId: bigint("grant_id", { mode: "bigint" }),
+    seq: bigint("seq", { mode: "bigint" }).notNull(),
+    hash: text("hash").notNull(),
     createdAt: createdAt(),
   },
   (table) => [
-    index("ledger_entries_account_idx").on(table.billingAccountId, table.id),
+    // Per account, sequence order is id order: the one index serves the chain and the ledger pages.
+    uniqueIndex("ledger_entries_account_seq_key").on(table.billingAccountId, table.seq),
     index("ledger_entries_account_created_idx").on(table.billingAccountId, table.createdAt),
     uniqueIndex("ledger_entries_receipt_key").on(table.receiptId),
     uniqueIndex("ledger_entries_grant_key").on(table.grantId),
@@ -108,6 +132,7 @@ export const ledgerEntries = pgTable(
       "ledger_entries_arithmetic",
       sql`${table.balanceAfter} = ${table.balanceBefore} + ${table.amountCredits}`,
     ),
+    check("ledger_entries_balance_bounded", sql`${creditsWithinBound(table.balanceBefore)} and ${creditsWithinBound(table.balanceAfter)}`),
     check(
       "ledger_entries_source",
       sql`(${table.kind} = 'charge' and ${table.receiptId} is not null and ${table.grantId} is null)

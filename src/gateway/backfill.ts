@@ -3,7 +3,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { deliverAlerts, insertAlerts } from "../alerts/outbox.js";
 import type { BillingAccountSource } from "../config/env.js";
-import { withTransaction } from "../db/client.js";
+import { withSessionLock, withTransaction } from "../db/client.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { toDecimalString } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
@@ -40,22 +40,8 @@ export type BackfillRun = { ran: false } | { ran: true; report: GatewayReport };
  * this one skips its turn.
  */
 export async function runGatewayBackfill(deps: BackfillDeps, settings: BackfillSettings, now = new Date()): Promise<BackfillRun> {
-  const client = await deps.pool.connect();
-  let unlockFailed: Error | undefined;
-  try {
-    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [BACKFILL_LOCK]);
-    if (!rows[0]!.locked) return { ran: false };
-    try {
-      return { ran: true, report: await backfillWindow(deps, settings, now) };
-    } finally {
-      // A session that could not unlock is destroyed, so it cannot go back to the pool holding the lock.
-      await client.query("SELECT pg_advisory_unlock($1)", [BACKFILL_LOCK]).catch((error) => {
-        unlockFailed = error;
-      });
-    }
-  } finally {
-    client.release(unlockFailed);
-  }
+  const run = await withSessionLock(deps.pool, BACKFILL_LOCK, () => backfillWindow(deps, settings, now));
+  return run.locked ? { ran: true, report: run.result } : { ran: false };
 }
 
 async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, now: Date): Promise<GatewayReport> {

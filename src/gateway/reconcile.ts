@@ -45,7 +45,7 @@ export type GatewayReconcileOptions = {
   since: Date;
   until: Date;
   /** Sends each page's missing calls through the normal queue, as their callbacks would have. */
-  apply?: (calls: MissingCalls) => Promise<void>;
+  apply?: (calls: MissingCalls) => Promise<unknown>;
   /** Also count receipts LiteLLM has no row for (a scan of the window's receipts: reports only). */
   countReceiptsWithoutRow?: boolean;
   onProgress?: (total: GatewayCounts) => void;

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { ChargeReceipt, LedgerEntry } from "../ledger/account-reads.js";
 
@@ -6,7 +7,10 @@ import type { ChargeReceipt, LedgerEntry } from "../ledger/account-reads.js";
  * admitted (negative balances, empty ledgers, months with nothing in them); each answer is
  * checked against its schema before it leaves, so a shape bug is a 500, never a wrong answer.
  */
-const credits = z.int(); // signed: balances and charge entries go below zero
+// Signed: balances and charge entries go below zero. Balances, grants and charges stay within
+// ±(2^53 − 1) (src/ledger/credit-bounds.ts); only what a month granted or used in all can pass it.
+const credits = z.int();
+const monthTotal = z.union([z.int().nonnegative(), z.bigint().nonnegative()]);
 const timestamp = z.iso.datetime();
 
 const ledgerEntrySchema = z.object({
@@ -49,14 +53,18 @@ export const invoiceResponseSchema = z
     billing_account_id: z.string(),
     period: z.string().regex(/^\d{4}-\d{2}$/),
     opening_balance: credits,
-    credits_granted: credits.nonnegative(),
-    credits_used: credits.nonnegative(),
+    credits_granted: monthTotal,
+    credits_used: monthTotal,
     receipt_count: z.int().nonnegative(),
     closing_balance: credits,
+    final: z.boolean(),
+    final_at: timestamp,
   })
-  .refine((invoice) => invoice.opening_balance + invoice.credits_granted - invoice.credits_used === invoice.closing_balance, {
-    message: "the invoice does not tie out",
-  });
+  .refine(
+    (invoice) =>
+      BigInt(invoice.opening_balance) + BigInt(invoice.credits_granted) - BigInt(invoice.credits_used) === BigInt(invoice.closing_balance),
+    { message: "the invoice does not tie out" },
+  );
 
 export const receiptResponseSchema = z.object({
   idempotency_key: z.string(),
@@ -83,12 +91,19 @@ export const receiptResponseSchema = z.object({
   created_at: timestamp,
 });
 
-/** Credits leave as JSON numbers; a value JSON cannot carry exactly is a bug, not a rounding. */
-export function creditsJson(value: bigint): number {
-  if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new RangeError(`credit amount ${value} is beyond what JSON numbers hold exactly`);
-  }
-  return Number(value);
+/** Credits leave as JSON numbers, exactly: a bigint where a double could not hold the value (see exactJson). */
+export function creditsJson(value: bigint): number | bigint {
+  return value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER) ? value : Number(value);
+}
+
+/**
+ * JSON.stringify that writes a bigint as the integer it is. A bigint is first marked with a
+ * token no request can know, then the quotes around the marked digits are dropped.
+ */
+export function exactJson(payload: unknown): string {
+  const token = randomUUID();
+  const text = JSON.stringify(payload, (_key, value: unknown) => (typeof value === "bigint" ? `${token}${value}` : value));
+  return text.replace(new RegExp(`"${token}(-?\\d+)"`, "g"), "$1");
 }
 
 export function ledgerEntryJson(entry: LedgerEntry) {

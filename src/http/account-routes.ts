@@ -8,11 +8,13 @@ import {
   findReceipt,
   listLedgerEntries,
 } from "../ledger/account-reads.js";
+import { MAX_CREDITS } from "../ledger/credit-bounds.js";
 import { recordGrant } from "../ledger/grants.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
   creditsJson,
+  exactJson,
   grantResponseSchema,
   invoiceResponseSchema,
   ledgerEntryJson,
@@ -49,6 +51,8 @@ const invoiceQuery = z.object({
 export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
   const { db, pool } = deps.database;
   const thresholds = deps.settings.lowBalanceThresholds;
+  // A month's totals can pass what a double holds; they are written as the exact integers they are.
+  app.setReplySerializer(exactJson);
 
   app.addHook("onRequest", async (request, reply) => {
     if (!bearerTokenMatches(request.headers.authorization, [deps.settings.adminToken])) {
@@ -69,6 +73,11 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
     if (result.outcome === "conflict") {
       return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
         grant: { billing_account_id: result.grant.billingAccountId, credits: creditsJson(result.grant.credits) },
+      });
+    }
+    if (result.outcome === "out_of_range") {
+      return sendError(reply, 422, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was granted`, {
+        balance_credits: creditsJson(result.balanceCredits),
       });
     }
     const { grant } = result;
@@ -129,6 +138,8 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
       credits_used: creditsJson(invoice.creditsUsed),
       receipt_count: invoice.receiptCount,
       closing_balance: creditsJson(invoice.closingBalance),
+      final: invoice.final,
+      final_at: invoice.finalAt.toISOString(),
     });
   });
 

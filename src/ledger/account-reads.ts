@@ -22,22 +22,27 @@ export async function findAccountBalance(db: Db, billingAccountId: string): Prom
   return row?.balance ?? null;
 }
 
-/** Newest first; `beforeId` continues from the previous page's last entry. */
+/**
+ * Newest first; `beforeId` (an entry id, the API's cursor) continues from the previous page's
+ * last entry. Pages go by sequence number, which orders an account's entries as their ids do.
+ */
 export async function listLedgerEntries(
   db: Db,
   billingAccountId: string,
   options: { limit: number; beforeId?: bigint },
 ): Promise<{ entries: LedgerEntry[]; nextBeforeId: bigint | null }> {
+  const cursorSeq =
+    options.beforeId === undefined
+      ? undefined
+      : db
+          .select({ seq: ledgerEntries.seq })
+          .from(ledgerEntries)
+          .where(and(eq(ledgerEntries.id, options.beforeId), eq(ledgerEntries.billingAccountId, billingAccountId)));
   const rows = await db
     .select()
     .from(ledgerEntries)
-    .where(
-      and(
-        eq(ledgerEntries.billingAccountId, billingAccountId),
-        options.beforeId === undefined ? undefined : lt(ledgerEntries.id, options.beforeId),
-      ),
-    )
-    .orderBy(desc(ledgerEntries.id))
+    .where(and(eq(ledgerEntries.billingAccountId, billingAccountId), cursorSeq === undefined ? undefined : lt(ledgerEntries.seq, cursorSeq)))
+    .orderBy(desc(ledgerEntries.seq))
     .limit(options.limit + 1);
   const entries = rows.slice(0, options.limit);
   const hasMore = rows.length > options.limit;
@@ -51,19 +56,34 @@ export type Invoice = {
   creditsUsed: bigint;
   receiptCount: number;
   closingBalance: bigint;
+  /** The month has been over for PERIOD_FINAL_AFTER_SECONDS: this invoice can no longer change. */
+  final: boolean;
+  finalAt: Date;
 };
 
-/** One UTC month, summed from ledger entries by posting time: opening + granted − used = closing. */
+/**
+ * Every ledger entry commits within 30 s of its posting time (the ledger_entries_commit_promptly
+ * trigger, drizzle/0006), and posting times never run backwards per account, so once a month
+ * has been over for a minute nothing dated inside it can still appear.
+ */
+export const PERIOD_FINAL_AFTER_SECONDS = 60;
+
+/**
+ * One UTC month, summed from ledger entries by posting time: opening + granted − used = closing.
+ * Final (by the database's clock) a minute after the month ends.
+ */
 export async function computeInvoice(db: Db, billingAccountId: string, period: string): Promise<Invoice> {
   const start = new Date(`${period}-01T00:00:00.000Z`);
   const end = new Date(start);
   end.setUTCMonth(end.getUTCMonth() + 1);
+  const finalAt = new Date(end.getTime() + PERIOD_FINAL_AFTER_SECONDS * 1000);
   const [totals] = await db
     .select({
       opening: sql<string>`coalesce(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.createdAt} < ${start}), 0)`,
       granted: sql<string>`coalesce(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = 'grant' and ${ledgerEntries.createdAt} >= ${start}), 0)`,
       used: sql<string>`coalesce(-sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = 'charge' and ${ledgerEntries.createdAt} >= ${start}), 0)`,
       receipts: sql<string>`count(*) filter (where ${ledgerEntries.kind} = 'charge' and ${ledgerEntries.createdAt} >= ${start})`,
+      final: sql<boolean>`now() >= ${finalAt}::timestamptz`,
     })
     .from(ledgerEntries)
     .where(and(eq(ledgerEntries.billingAccountId, billingAccountId), lt(ledgerEntries.createdAt, end)));
@@ -77,6 +97,8 @@ export async function computeInvoice(db: Db, billingAccountId: string, period: s
     creditsUsed,
     receiptCount: Number(totals!.receipts),
     closingBalance: openingBalance + creditsGranted - creditsUsed,
+    final: totals!.final,
+    finalAt,
   };
 }
 

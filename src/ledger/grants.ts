@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { withTransaction } from "../db/client.js";
-import { moveBalances } from "./record-usage.js";
+import { MAX_CREDITS } from "./credit-bounds.js";
+import { postEntries } from "./post-entries.js";
 
 export type GrantRequest = { billingAccountId: string; credits: bigint; reference: string; reason: string | null };
 
@@ -15,7 +16,9 @@ export type GrantRecord = {
 
 export type GrantOutcome =
   | { outcome: "created" | "existing"; grant: GrantRecord; balanceCredits: bigint }
-  | { outcome: "conflict"; grant: GrantRecord };
+  | { outcome: "conflict"; grant: GrantRecord }
+  /** The balance would pass MAX_CREDITS: nothing was committed. */
+  | { outcome: "out_of_range"; balanceCredits: bigint };
 
 type GrantRow = {
   id: string;
@@ -36,6 +39,7 @@ export async function recordGrant(pool: pg.Pool, request: GrantRequest): Promise
   } catch (error) {
     // Rolled back, so a conflicting request leaves no account behind it.
     if (error instanceof GrantConflict) return { outcome: "conflict", grant: error.existing };
+    if (error instanceof GrantOutOfRange) return { outcome: "out_of_range", balanceCredits: error.balanceCredits };
     throw error;
   }
 }
@@ -43,6 +47,12 @@ export async function recordGrant(pool: pg.Pool, request: GrantRequest): Promise
 class GrantConflict extends Error {
   constructor(readonly existing: GrantRecord) {
     super(`grant reference ${existing.reference} was used for another grant`);
+  }
+}
+
+class GrantOutOfRange extends Error {
+  constructor(readonly balanceCredits: bigint) {
+    super(`the grant would take the balance past ${MAX_CREDITS} credits`);
   }
 }
 
@@ -68,13 +78,16 @@ async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<Gr
       return { outcome: "existing", grant: existing, balanceCredits: BigInt(account[0]!.balance_credits) };
     }
     const grant = toGrantRecord(created);
-    const balanceAfter = (await moveBalances(client, new Map([[grant.billingAccountId, grant.credits]]))).get(grant.billingAccountId)!;
-    const balanceBefore = balanceAfter - grant.credits;
-    await client.query(
-      `INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, grant_id)
-       VALUES ($1, 'grant', $2, $3, $4, $5, $6)`,
-      [grant.billingAccountId, grant.credits.toString(), balanceBefore.toString(), balanceAfter.toString(), grant.reference, grant.id],
-    );
+    const { posted } = await postEntries(client, [
+      { billingAccountId: grant.billingAccountId, kind: "grant", amountCredits: grant.credits, reference: grant.reference, receiptId: null, grantId: grant.id },
+    ]);
+    if (posted.length === 0) {
+      const { rows: account } = await client.query<{ balance_credits: string }>("SELECT balance_credits FROM accounts WHERE id = $1", [
+        grant.billingAccountId,
+      ]);
+      throw new GrantOutOfRange(BigInt(account[0]?.balance_credits ?? "0"));
+    }
+    const balanceAfter = posted[0]!.balanceAfter;
     return { outcome: "created", grant, balanceCredits: balanceAfter };
   });
 }

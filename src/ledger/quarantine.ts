@@ -158,10 +158,56 @@ export async function listQuarantined(
   }));
 }
 
-/** Marks rows as sent back through the pipeline; a refusal on the way opens them again. */
-export async function markReplayed(client: pg.PoolClient, ids: string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await client.query("UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])", [ids]);
+/**
+ * Marks rows as sent back through the pipeline; a refusal on the way opens them again. Returns
+ * when they were marked (the transaction's time, as PostgreSQL's text: exact to the microsecond).
+ */
+export async function markReplayed(client: pg.PoolClient, ids: string[]): Promise<string> {
+  const { rows } = await client.query<{ sent_at: string }>(
+    "WITH marked AS (UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])) SELECT now()::text AS sent_at",
+    [ids],
+  );
+  return rows[0]!.sent_at;
+}
+
+/** A usage event a replay sent, as its outcome is looked up: its key, its JSON and when it was sent. */
+export type SentEvent = { idempotencyKey: string; eventJson: string; sentAt: string };
+
+export type ReplayOutcomes = { charged: number; alreadyCharged: number; refusedAgain: number; uncharged: number };
+
+const OUTCOMES_PER_QUERY = 1000;
+
+/**
+ * What became of events a replay sent, once their jobs are done, as the books show it: charged
+ * (a receipt for the key written since it was sent), already charged (a receipt from before:
+ * nothing charged now), refused again (a pending quarantine row holds the very event; a pending
+ * `receipt_conflict` row says so even beside a receipt), or uncharged (neither: a failed call,
+ * which is never charged).
+ */
+export async function replayOutcomes(pool: pg.Pool, sent: SentEvent[]): Promise<ReplayOutcomes> {
+  const outcomes: ReplayOutcomes = { charged: 0, alreadyCharged: 0, refusedAgain: 0, uncharged: 0 };
+  for (let start = 0; start < sent.length; start += OUTCOMES_PER_QUERY) {
+    const chunk = sent.slice(start, start + OUTCOMES_PER_QUERY);
+    const { rows } = await pool.query<{ outcome: keyof ReplayOutcomes; events: number }>(
+      `SELECT CASE
+           WHEN held.conflict THEN 'refusedAgain'
+           WHEN receipt.created_at >= sent.sent_at THEN 'charged'
+           WHEN receipt.id IS NOT NULL THEN 'alreadyCharged'
+           WHEN held.pending THEN 'refusedAgain'
+           ELSE 'uncharged'
+         END AS outcome, count(*)::int AS events
+       FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) AS sent(key, event, sent_at)
+       LEFT JOIN charge_receipts receipt ON receipt.idempotency_key = sent.key
+       CROSS JOIN LATERAL (
+         SELECT count(*) > 0 AS pending, coalesce(bool_or(reason = 'receipt_conflict'), false) AS conflict
+         FROM quarantine WHERE idempotency_key = sent.key AND replayed_at IS NULL AND item = sent.event
+       ) held
+       GROUP BY 1`,
+      [chunk.map((event) => event.idempotencyKey), chunk.map((event) => event.eventJson), chunk.map((event) => event.sentAt)],
+    );
+    for (const row of rows) outcomes[row.outcome] += row.events;
+  }
+  return outcomes;
 }
 
 /**

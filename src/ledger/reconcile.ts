@@ -2,22 +2,32 @@ import type pg from "pg";
 
 export type Drift =
   | { kind: "balance_mismatch"; billingAccountId: string; balance: string; ledgerSum: string }
+  | { kind: "head_mismatch"; billingAccountId: string; headSeq: string; lastSeq: string }
+  | { kind: "sequence_gap"; billingAccountId: string; entryId: string; seq: string; expectedSeq: string }
   | { kind: "chain_break"; billingAccountId: string; entryId: string; balanceBefore: string; expected: string }
-  | { kind: "receipt_without_entry"; idempotencyKey: string }
+  | { kind: "hash_mismatch"; billingAccountId: string; entryId: string; seq: string }
+  | { kind: "receipt_without_entry"; billingAccountId: string; idempotencyKey: string }
   | { kind: "entry_without_receipt"; billingAccountId: string; entryId: string }
+  | { kind: "receipt_entry_mismatch"; billingAccountId: string; entryId: string; idempotencyKey: string; fields: string[] }
+  | { kind: "grant_without_entry"; billingAccountId: string; grantReference: string }
+  | { kind: "entry_without_grant"; billingAccountId: string; entryId: string }
+  | { kind: "grant_entry_mismatch"; billingAccountId: string; entryId: string; grantReference: string; fields: string[] }
   | { kind: "receipt_without_account"; idempotencyKey: string; billingAccountId: string }
-  | { kind: "entry_without_account"; entryId: string; billingAccountId: string }
-  | { kind: "entry_amount_mismatch"; idempotencyKey: string; chargedCredits: string; amountCredits: string }
-  | { kind: "entry_account_mismatch"; idempotencyKey: string; receiptAccount: string; entryAccount: string };
+  | { kind: "grant_without_account"; grantReference: string; billingAccountId: string }
+  | { kind: "entry_without_account"; entryId: string; billingAccountId: string };
 
 export type ReconcileReport = { ok: boolean; accountsChecked: number; drifts: Drift[] };
 
 const ACCOUNTS_PER_PAGE = 500;
 
 /**
- * Checks that the books tie out, one page of accounts at a time: every balance equals the
- * sum of its ledger, each entry starts where the previous one ended, and every receipt has
- * exactly one ledger entry of its amount (the unique index on receipt_id rules out two).
+ * Checks that the books tie out and that nothing in them was changed, one page of accounts at
+ * a time: every balance equals the sum of its ledger; each account's entries are numbered
+ * 1, 2, … without a gap, each starts where the previous one ended and carries the hash of its
+ * content chained onto the previous entry's (so an edited, inserted or deleted entry breaks
+ * the chain there); the account's sequence number is its last entry's; and every receipt and every
+ * grant has exactly one ledger entry of its account, amount and reference (the unique indexes
+ * on receipt_id and grant_id rule out two), and every entry its receipt or grant.
  */
 export async function reconcileLedger(
   pool: pg.Pool,
@@ -35,7 +45,13 @@ export async function reconcileLedger(
     const ids = page.map((row) => row.id);
     accountsChecked += ids.length;
     after = ids[ids.length - 1]!;
-    drifts.push(...(await balanceDrifts(pool, ids)), ...(await chainDrifts(pool, ids)), ...(await receiptDrifts(pool, ids)));
+    drifts.push(
+      ...(await balanceDrifts(pool, ids)),
+      ...(await headDrifts(pool, ids)),
+      ...(await chainDrifts(pool, ids)),
+      ...(await receiptDrifts(pool, ids)),
+      ...(await grantDrifts(pool, ids)),
+    );
     options.onProgress?.(accountsChecked);
   }
   drifts.push(...(await accountlessDrifts(pool)));
@@ -44,11 +60,16 @@ export async function reconcileLedger(
 
 const ACCOUNTLESS_SHOWN = 1000;
 
-/** Receipts and entries naming an account that does not exist, which the account pages cannot see. */
+/** Receipts, grants and entries naming an account that does not exist, which the account pages cannot see. */
 async function accountlessDrifts(pool: pg.Pool): Promise<Drift[]> {
   const { rows: receipts } = await pool.query<{ idempotency_key: string; billing_account_id: string }>(
     `SELECT r.idempotency_key, r.billing_account_id FROM charge_receipts r
      WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = r.billing_account_id) ORDER BY r.id LIMIT $1`,
+    [ACCOUNTLESS_SHOWN],
+  );
+  const { rows: grants } = await pool.query<{ reference: string; billing_account_id: string }>(
+    `SELECT g.reference, g.billing_account_id FROM grants g
+     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = g.billing_account_id) ORDER BY g.id LIMIT $1`,
     [ACCOUNTLESS_SHOWN],
   );
   const { rows: entries } = await pool.query<{ id: string; billing_account_id: string }>(
@@ -58,6 +79,7 @@ async function accountlessDrifts(pool: pg.Pool): Promise<Drift[]> {
   );
   return [
     ...receipts.map((row): Drift => ({ kind: "receipt_without_account", idempotencyKey: row.idempotency_key, billingAccountId: row.billing_account_id })),
+    ...grants.map((row): Drift => ({ kind: "grant_without_account", grantReference: row.reference, billingAccountId: row.billing_account_id })),
     ...entries.map((row): Drift => ({ kind: "entry_without_account", entryId: row.id, billingAccountId: row.billing_account_id })),
   ];
 }
@@ -80,65 +102,145 @@ async function balanceDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
   }));
 }
 
-async function chainDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
-  const { rows } = await pool.query<{ billing_account_id: string; id: string; balance_before: string; expected: string }>(
-    `SELECT billing_account_id, id, balance_before, expected FROM (
-       SELECT billing_account_id, id, balance_before,
-              coalesce(lag(balance_after) OVER (PARTITION BY billing_account_id ORDER BY id), 0) AS expected
-       FROM ledger_entries WHERE billing_account_id = ANY($1::text[])) chain
-     WHERE balance_before <> expected`,
+/** The sequence number kept on the account row must be its last entry's. */
+async function headDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { rows } = await pool.query<{ id: string; ledger_seq: string; last_seq: string }>(
+    `SELECT a.id, a.ledger_seq, coalesce(l.seq, 0) AS last_seq
+     FROM accounts a
+     LEFT JOIN LATERAL (SELECT seq FROM ledger_entries WHERE billing_account_id = a.id ORDER BY seq DESC LIMIT 1) l ON true
+     WHERE a.id = ANY($1::text[]) AND a.ledger_seq <> coalesce(l.seq, 0)`,
     [ids],
   );
-  return rows.map((row) => ({
-    kind: "chain_break",
-    billingAccountId: row.billing_account_id,
-    entryId: row.id,
-    balanceBefore: row.balance_before,
-    expected: row.expected,
-  }));
+  return rows.map((row) => ({ kind: "head_mismatch", billingAccountId: row.id, headSeq: row.ledger_seq, lastSeq: row.last_seq }));
+}
+
+/**
+ * Walks each account's entries in sequence order. Only the entries where something breaks come
+ * back; the hashes are recomputed in PostgreSQL (`ledger_entry_hash`, drizzle/0006).
+ */
+async function chainDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { rows } = await pool.query<{
+    billing_account_id: string;
+    id: string;
+    seq: string;
+    expected_seq: string;
+    balance_before: string;
+    expected_before: string;
+    hash_matches: boolean;
+  }>(
+    `SELECT billing_account_id, id, seq, expected_seq, balance_before, expected_before, hash = expected_hash AS hash_matches FROM (
+       SELECT billing_account_id, id, seq, balance_before, hash,
+              row_number() OVER w AS expected_seq,
+              coalesce(lag(balance_after) OVER w, 0) AS expected_before,
+              ledger_entry_hash(coalesce(lag(hash) OVER w, ''), billing_account_id, seq, kind, amount_credits,
+                                balance_before, balance_after, reference, receipt_id, grant_id, created_at) AS expected_hash
+       FROM ledger_entries WHERE billing_account_id = ANY($1::text[])
+       WINDOW w AS (PARTITION BY billing_account_id ORDER BY seq)) chain
+     WHERE seq <> expected_seq OR balance_before <> expected_before OR hash <> expected_hash
+     ORDER BY billing_account_id, seq`,
+    [ids],
+  );
+  return rows.flatMap((row) => {
+    const drifts: Drift[] = [];
+    const at = { billingAccountId: row.billing_account_id, entryId: row.id };
+    if (row.seq !== row.expected_seq) drifts.push({ kind: "sequence_gap", ...at, seq: row.seq, expectedSeq: row.expected_seq });
+    if (row.balance_before !== row.expected_before) {
+      drifts.push({ kind: "chain_break", ...at, balanceBefore: row.balance_before, expected: row.expected_before });
+    }
+    if (!row.hash_matches) drifts.push({ kind: "hash_mismatch", ...at, seq: row.seq });
+    return drifts;
+  });
+}
+
+/** A receipt or a grant: each has exactly one ledger entry of its kind, account, amount and reference. */
+type EntrySource = {
+  table: "charge_receipts" | "grants";
+  entryKind: "charge" | "grant";
+  entryColumn: "receipt_id" | "grant_id";
+  reference: "idempotency_key" | "reference";
+  /** The entry amount the source stands for. */
+  amount: string;
+};
+
+const RECEIPTS: EntrySource = {
+  table: "charge_receipts",
+  entryKind: "charge",
+  entryColumn: "receipt_id",
+  reference: "idempotency_key",
+  amount: "-s.charged_credits",
+};
+const GRANTS: EntrySource = { table: "grants", entryKind: "grant", entryColumn: "grant_id", reference: "reference", amount: "s.credits" };
+
+type SourceMismatch = { account: string; reference: string; entryId: string | null; fields: string[] };
+
+/** Sources of these accounts whose entry is missing or differs, and their entries whose source is gone. */
+async function sourceDrifts(
+  pool: pg.Pool,
+  ids: string[],
+  source: EntrySource,
+): Promise<{ mismatches: SourceMismatch[]; orphans: Array<{ account: string; entryId: string }> }> {
+  const { rows } = await pool.query<{
+    account: string;
+    reference: string;
+    amount: string;
+    entry_id: string | null;
+    kind: string | null;
+    entry_amount: string | null;
+    entry_account: string | null;
+    entry_reference: string | null;
+  }>(
+    `SELECT s.billing_account_id AS account, s.${source.reference} AS reference, ${source.amount} AS amount, l.id AS entry_id,
+            l.kind, l.amount_credits AS entry_amount, l.billing_account_id AS entry_account, l.reference AS entry_reference
+     FROM ${source.table} s LEFT JOIN ledger_entries l ON l.${source.entryColumn} = s.id
+     WHERE s.billing_account_id = ANY($1::text[])
+       AND (l.id IS NULL OR l.kind <> '${source.entryKind}' OR l.amount_credits <> ${source.amount}
+            OR l.billing_account_id <> s.billing_account_id OR l.reference <> s.${source.reference})`,
+    [ids],
+  );
+  const { rows: orphans } = await pool.query<{ account: string; id: string }>(
+    `SELECT l.billing_account_id AS account, l.id FROM ledger_entries l
+     WHERE l.billing_account_id = ANY($1::text[]) AND l.kind = '${source.entryKind}'
+       AND NOT EXISTS (SELECT 1 FROM ${source.table} s WHERE s.id = l.${source.entryColumn})`,
+    [ids],
+  );
+  return {
+    mismatches: rows.map((row) => ({
+      account: row.account,
+      reference: row.reference,
+      entryId: row.entry_id,
+      fields: Object.entries({
+        kind: [source.entryKind, row.kind],
+        amount: [row.amount, row.entry_amount],
+        account: [row.account, row.entry_account],
+        reference: [row.reference, row.entry_reference],
+      })
+        .filter(([, [expected, found]]) => expected !== found)
+        .map(([field]) => field),
+    })),
+    orphans: orphans.map((row) => ({ account: row.account, entryId: row.id })),
+  };
 }
 
 async function receiptDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
-  const { rows } = await pool.query<{
-    idempotency_key: string;
-    billing_account_id: string;
-    charged_credits: string;
-    amount_credits: string | null;
-    entry_account: string | null;
-  }>(
-    `SELECT r.idempotency_key, r.billing_account_id, r.charged_credits, l.amount_credits, l.billing_account_id AS entry_account
-     FROM charge_receipts r LEFT JOIN ledger_entries l ON l.receipt_id = r.id
-     WHERE r.billing_account_id = ANY($1::text[])
-       AND (l.id IS NULL OR l.amount_credits <> -r.charged_credits OR l.billing_account_id <> r.billing_account_id)`,
-    [ids],
-  );
-  const { rows: orphans } = await pool.query<{ billing_account_id: string; id: string }>(
-    `SELECT l.billing_account_id, l.id FROM ledger_entries l LEFT JOIN charge_receipts r ON r.id = l.receipt_id
-     WHERE l.billing_account_id = ANY($1::text[]) AND l.kind = 'charge' AND r.id IS NULL`,
-    [ids],
-  );
-  const orphanDrifts = orphans.map(
-    (row): Drift => ({ kind: "entry_without_receipt", billingAccountId: row.billing_account_id, entryId: row.id }),
-  );
-  return rows
-    .map((row): Drift => {
-      if (row.amount_credits === null || row.entry_account === null) {
-        return { kind: "receipt_without_entry", idempotencyKey: row.idempotency_key };
-      }
-      if (row.entry_account !== row.billing_account_id) {
-        return {
-          kind: "entry_account_mismatch",
-          idempotencyKey: row.idempotency_key,
-          receiptAccount: row.billing_account_id,
-          entryAccount: row.entry_account,
-        };
-      }
-      return {
-        kind: "entry_amount_mismatch",
-        idempotencyKey: row.idempotency_key,
-        chargedCredits: row.charged_credits,
-        amountCredits: row.amount_credits,
-      };
-    })
-    .concat(orphanDrifts);
+  const { mismatches, orphans } = await sourceDrifts(pool, ids, RECEIPTS);
+  return [
+    ...mismatches.map(({ account, reference, entryId, fields }): Drift =>
+      entryId === null
+        ? { kind: "receipt_without_entry", billingAccountId: account, idempotencyKey: reference }
+        : { kind: "receipt_entry_mismatch", billingAccountId: account, entryId, idempotencyKey: reference, fields },
+    ),
+    ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_receipt", billingAccountId: account, entryId })),
+  ];
+}
+
+async function grantDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { mismatches, orphans } = await sourceDrifts(pool, ids, GRANTS);
+  return [
+    ...mismatches.map(({ account, reference, entryId, fields }): Drift =>
+      entryId === null
+        ? { kind: "grant_without_entry", billingAccountId: account, grantReference: reference }
+        : { kind: "grant_entry_mismatch", billingAccountId: account, entryId, grantReference: reference, fields },
+    ),
+    ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_grant", billingAccountId: account, entryId })),
+  ];
 }

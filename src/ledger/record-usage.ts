@@ -8,6 +8,8 @@ import type { Charge } from "../pricing/price-usage-event.js";
 import { priceDivergenceFields } from "../alerts/price-divergence.js";
 import type { UsageEvent } from "../queue/contract.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
+import { MAX_CREDITS } from "./credit-bounds.js";
+import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
 
 export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
@@ -65,52 +67,79 @@ export function usageFingerprint(event: UsageEvent): string {
  * actually charged are created. Each account is moved once per batch, by the batch's total.
  */
 export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
-  const { firsts, repeats } = splitRepeatedKeys(batch.charges);
+  // A single charge JSON cannot carry exactly is never recorded; it waits in quarantine.
+  const oversized = batch.charges.filter((usage) => usage.charge.chargedCredits > MAX_CREDITS);
+  const { firsts, repeats } = splitRepeatedKeys(batch.charges.filter((usage) => usage.charge.chargedCredits <= MAX_CREDITS));
   return withTransaction(pool, async (client) => {
     const inserted = await insertReceipts(client, firsts, batch.priceBookHash);
-    const newlyCharged = firsts.filter((usage) => inserted.has(usage.event.idempotencyKey));
-    const deltas = new Map<string, bigint>();
-    for (const usage of newlyCharged) {
-      const account = usage.event.billingAccountId;
-      deltas.set(account, (deltas.get(account) ?? 0n) - usage.charge.chargedCredits);
-    }
-    // Each account's balance before this batch; entries then walk it forward charge by charge.
-    const balances = new Map(
-      [...(await moveBalances(client, deltas))].map(([account, after]) => [account, after - deltas.get(account)!]),
+    const { posted, refused } = await postEntries(
+      client,
+      firsts
+        .filter((usage) => inserted.has(usage.event.idempotencyKey))
+        .map((usage): Posting => ({
+          billingAccountId: usage.event.billingAccountId,
+          kind: "charge",
+          amountCredits: -usage.charge.chargedCredits,
+          reference: usage.event.idempotencyKey,
+          receiptId: inserted.get(usage.event.idempotencyKey)!,
+          grantId: null,
+        })),
     );
+    // A charge that would take its balance past the bound keeps no receipt: it waits in quarantine.
+    const refusedKeys = new Set(refused.map((posting) => posting.reference));
+    await deleteReceipts(client, refused.map((posting) => posting.receiptId!));
+    const usageByKey = new Map(firsts.map((usage) => [usage.event.idempotencyKey, usage]));
 
     const alerts: Alert[] = [];
-    const entries = newlyCharged.map((usage): BalanceMove => {
-      const account = usage.event.billingAccountId;
-      const balanceBefore = balances.get(account)!;
-      const balanceAfter = balanceBefore - usage.charge.chargedCredits;
-      balances.set(account, balanceAfter);
-      const move = {
-        billingAccountId: account,
-        idempotencyKey: usage.event.idempotencyKey,
-        receiptId: inserted.get(usage.event.idempotencyKey)!,
+    for (const entry of posted) {
+      const usage = usageByKey.get(entry.reference)!;
+      const move: BalanceMove = {
+        billingAccountId: entry.billingAccountId,
+        idempotencyKey: entry.reference,
+        receiptId: entry.receiptId!,
         chargedCredits: usage.charge.chargedCredits,
-        balanceBefore,
-        balanceAfter,
+        balanceBefore: entry.balanceBefore,
+        balanceAfter: entry.balanceAfter,
       };
       alerts.push(...balanceAlertsFor(move, batch.lowBalanceThresholds));
       if (usage.charge.divergence) alerts.push(divergenceAlert(usage, move.chargedCredits));
-      return move;
-    });
-    await insertChargeEntries(client, entries);
+    }
 
     const notInserted = [...firsts.filter((usage) => !inserted.has(usage.event.idempotencyKey)), ...repeats];
     const conflicting = await findConflicts(client, notInserted);
-    const quarantined = await insertQuarantined(client, [...batch.quarantines, ...conflicting.map(conflictQuarantine)]);
+    const quarantined = await insertQuarantined(client, [
+      ...batch.quarantines,
+      ...conflicting.map(conflictQuarantine),
+      ...oversized.map((usage) => outOfRangeQuarantine(usage, "charge_out_of_range", "the charge is beyond what the books hold (2^53 − 1 credits)")),
+      ...firsts
+        .filter((usage) => refusedKeys.has(usage.event.idempotencyKey))
+        .map((usage) => outOfRangeQuarantine(usage, "balance_out_of_range", "the charge would take the balance below −(2^53 − 1) credits")),
+    ]);
     alerts.push(...quarantined.alerts);
     return {
-      charged: newlyCharged,
+      charged: posted.map((entry) => usageByKey.get(entry.reference)!),
       duplicates: notInserted.length - conflicting.length,
       conflicts: conflicting.length,
       quarantined: quarantined.inserted,
       alerts: await insertAlerts(client, alerts),
     };
   });
+}
+
+function outOfRangeQuarantine(usage: PricedUsage, reason: string, message: string): QuarantineEntry {
+  return {
+    stage: "worker",
+    reason,
+    idempotencyKey: usage.event.idempotencyKey,
+    detail: { message, charged_credits: usage.charge.chargedCredits.toString() },
+    item: usage.event,
+    model: usage.event.model,
+    modelGroup: usage.event.modelGroup,
+  };
+}
+
+async function deleteReceipts(client: pg.PoolClient, ids: string[]): Promise<void> {
+  if (ids.length > 0) await client.query("DELETE FROM charge_receipts WHERE id = ANY($1::int8[])", [ids]);
 }
 
 /** Once per receipt: a charge whose rates and LiteLLM's own figure disagree by a credit or more. */
@@ -149,23 +178,6 @@ function splitRepeatedKeys(charges: PricedUsage[]): { firsts: PricedUsage[]; rep
   }
   const firsts = [...firstByKey.values()].sort((a, b) => compareText(a.event.idempotencyKey, b.event.idempotencyKey));
   return { firsts, repeats };
-}
-
-/**
- * Adds each delta to its account's balance, creating an unseen account at 0 first, in one
- * statement that locks the rows in account order; returns each balance after the move.
- */
-export async function moveBalances(client: pg.PoolClient, deltas: ReadonlyMap<string, bigint>): Promise<Map<string, bigint>> {
-  const ids = [...deltas.keys()].sort(compareText);
-  if (ids.length === 0) return new Map();
-  const { rows } = await client.query<{ id: string; balance_credits: string }>(
-    `INSERT INTO accounts AS a (id, balance_credits)
-     SELECT * FROM unnest($1::text[], $2::int8[])
-     ON CONFLICT (id) DO UPDATE SET balance_credits = a.balance_credits + EXCLUDED.balance_credits, updated_at = now()
-     RETURNING id, balance_credits`,
-    [ids, ids.map((id) => deltas.get(id)!.toString())],
-  );
-  return new Map(rows.map((row) => [row.id, BigInt(row.balance_credits)]));
 }
 
 async function insertReceipts(
@@ -228,26 +240,4 @@ async function findConflicts(client: pg.PoolClient, usages: PricedUsage[]): Prom
     if (first !== undefined && first !== fingerprint) conflicting.set(fingerprint, usage);
   }
   return [...conflicting.values()];
-}
-
-async function insertChargeEntries(client: pg.PoolClient, entries: BalanceMove[]): Promise<void> {
-  if (entries.length === 0) return;
-  await client.query(
-    `INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, receipt_id)
-     SELECT account, 'charge', -charged, before, after, reference, receipt
-     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::int8[])
-       AS e(account, charged, before, after, reference, receipt)`,
-    [
-      entries.map((entry) => entry.billingAccountId),
-      entries.map((entry) => entry.chargedCredits.toString()),
-      entries.map((entry) => entry.balanceBefore.toString()),
-      entries.map((entry) => entry.balanceAfter.toString()),
-      entries.map((entry) => entry.idempotencyKey),
-      entries.map((entry) => entry.receiptId),
-    ],
-  );
-}
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -28,13 +28,14 @@ export function createUsageQueue(connection: Redis, prefix: string): Queue {
  * are still known to Redis adds nothing; PostgreSQL stays the idempotency store after that.
  *
  * A replay passes its own `runId`: the events it sends back may equal a job Redis still
- * remembers as done, and must not be taken for that job.
+ * remembers as done, and must not be taken for that job. Returns the jobs' ids: one per
+ * EVENTS_PER_JOB events, in order, then the rejected items' job, so a caller can watch them.
  */
 export async function enqueueCallbackItems(
   queue: Queue,
   items: { events: UsageEvent[]; rejected: RejectedItem[] },
   options: { runId?: string } = {},
-): Promise<void> {
+): Promise<string[]> {
   const jobId = (kind: string, content: unknown) =>
     // BullMQ job ids may not contain ':'.
     `${kind}-${createHash("sha256").update(options.runId ?? "").update(JSON.stringify(content)).digest("hex")}`;
@@ -51,4 +52,5 @@ export async function enqueueCallbackItems(
     });
   }
   if (jobs.length > 0) await queue.addBulk(jobs);
+  return jobs.map((job) => job.opts!.jobId!);
 }

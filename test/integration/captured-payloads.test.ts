@@ -160,8 +160,8 @@ describe("on_divergence: quarantine, then the book fixed and the call replayed",
 
     writeBook("higher");
     expect(h.worker!.reloadPriceBook()).toBe(true);
-    const replay = { billingAccountFrom: h.settings.billingAccountFrom, reason: "price_divergence" };
-    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, replay)).toEqual({ replayed: 1, stillRefused: 0 });
+    const replay = { billingAccountFrom: h.settings.billingAccountFrom, reason: "price_divergence", waitMs: 10_000 };
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, replay)).toMatchObject({ ran: true, report: { replayed: 1, charged: 1 } });
     await h.drainQueue();
     // higher: 56,100 at the rates against LiteLLM's 47,300.
     expect((await receipt(h, divergent.id)).body).toMatchObject({ charged_credits: 56_100, pricing_reason: "on_divergence: higher (the rates' cost)" });

@@ -5,30 +5,10 @@ import { deliverAlerts, deliverStrandedAlerts } from "../../src/alerts/outbox.js
 import { recordGrant } from "../../src/ledger/grants.js";
 import { reconcileLedger } from "../../src/ledger/reconcile.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/ledger/record-usage.js";
-import { decimal } from "../../src/pricing/decimal.js";
 import { useTestDatabase } from "../support/harness.js";
-import { usageEvent } from "../support/usage-events.js";
+import { pricedUsage as usage } from "../support/usage-events.js";
 
 const db = useTestDatabase();
-
-function usage(key: string, account: string, credits: number): PricedUsage {
-  return {
-    event: usageEvent({ idempotencyKey: key, billingAccountId: account, model: "m", promptTokens: credits }) as PricedUsage["event"],
-    charge: {
-      pricingSource: "price_book",
-      rateStep: "price_book",
-      priceEntry: "m",
-      contextTier: null,
-      serviceTier: null,
-      lines: [],
-      providerCostUsd: decimal(`${credits}e-7`),
-      chargedCredits: BigInt(credits),
-      reportedCostUsd: null,
-      reason: null,
-      divergence: null,
-    },
-  };
-}
 
 const record = (charges: PricedUsage[], lowBalanceThresholds: bigint[] = []) =>
   recordUsageBatch(db.pool, { charges, quarantines: [], priceBookHash: "test", lowBalanceThresholds });

@@ -1,31 +1,20 @@
-import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { recordGrant } from "../../src/ledger/grants.js";
 import { createUsageQueue } from "../../src/queue/producer.js";
 import { useTestDatabase, waitFor } from "../support/harness.js";
+import { runOps } from "../support/ops-cli.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { usageEvent } from "../support/usage-events.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
 
 const db = useTestDatabase();
 
-/** Runs the built CLI; `code` is its exit code, or Node's error code when it could not be started. */
-async function ops(...args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const env = { PATH: process.env.PATH, DATABASE_URL: db.url, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: db.name };
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number | string; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
+const ops = (...args: string[]) => runOps(db, ...args);
 
 describe("npm run ops", () => {
   it("reconcile says ok, then finds a balance tampered with in SQL and exits 1", async () => {
@@ -75,8 +64,11 @@ describe("npm run ops", () => {
     const listed = await ops("quarantine", "list", "--reason", "unpriced_model");
     expect(listed.stdout).toMatch(/^id +quarantined at +stage +reason +idempotency key +state\n/);
     expect(listed.stdout).toMatch(/ +worker +unpriced_model +cli-replay-1 +pending\n$/);
-    expect(JSON.parse((await ops("quarantine", "replay", "--json")).stdout)).toEqual({ replayed: 1, stillRefused: 0 });
-    expect(JSON.parse((await ops("quarantine", "replay", "--json")).stdout)).toEqual({ replayed: 0, stillRefused: 0 });
+    // No worker runs here: the job stays queued, and the count says so.
+    const sent = await ops("quarantine", "replay", "--wait", "0", "--json");
+    expect(sent.code).toBe(1);
+    expect(JSON.parse(sent.stdout)).toMatchObject({ replayed: 1, stillPending: 1, charged: 0, refusedBeforeSending: 0 });
+    expect(JSON.parse((await ops("quarantine", "replay", "--wait", "0", "--json")).stdout)).toMatchObject({ replayed: 0, stillPending: 0 });
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
     const queue = createUsageQueue(redis, db.name);
     try {
@@ -196,7 +188,7 @@ describe("npm run ops", () => {
       expect(rows).toEqual([{ id: nfc }]);
     });
 
-    it("grant credits up to Number.MAX_SAFE_INTEGER, and prints a bigger balance exactly", async () => {
+    it("grant credits up to Number.MAX_SAFE_INTEGER, and refuses a grant that would take the balance past it (exit 1)", async () => {
       for (const credits of ["99999999999999999999", "9007199254740992", "0", "1e3", "07"]) {
         const refused = await ops("grant", "acct-big", credits, `ref-${credits}`);
         expect(refused.code, credits).toBe(2);
@@ -205,8 +197,11 @@ describe("npm run ops", () => {
       const most = await ops("grant", "acct-big", "9007199254740991", "ref-most", "--json");
       expect(JSON.parse(most.stdout)).toMatchObject({ credits: 9007199254740991, balance_credits: 9007199254740991 });
       const beyond = await ops("grant", "acct-big", "1", "ref-one-more", "--json");
-      expect(JSON.parse(beyond.stdout)).toMatchObject({ credits: 1, balance_credits: "9007199254740992" });
-      expect((await ops("grant", "acct-big", "1", "ref-one-more")).stdout).toBe("existing: acct-big balance 9007199254740992\n");
+      expect(beyond.code).toBe(1);
+      expect(JSON.parse(beyond.stdout)).toEqual({ outcome: "out_of_range", billing_account_id: "acct-big", balance_credits: 9007199254740991 });
+      expect((await ops("grant", "acct-big", "1", "ref-one-more")).stdout).toBe(
+        "refused: the balance of acct-big (9007199254740991) would pass 9007199254740991 credits; nothing was granted\n",
+      );
     });
 
     it("quarantine assign takes an id that fits a bigint and a canonical account", async () => {

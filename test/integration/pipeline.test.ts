@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { replayQuarantined } from "../../src/ingest/replay-quarantine.js";
 import { assignBillingAccount, listQuarantined } from "../../src/ledger/quarantine.js";
 import { enqueueCallbackItems } from "../../src/queue/producer.js";
+import { rechain, rewriteBooks } from "../support/books-rewrite.js";
 import { useServiceHarness } from "../support/harness.js";
 import { redisText } from "../support/redis-text.js";
 import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
@@ -235,7 +236,7 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
     );
     expect(row).toBeDefined();
     expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-assigned")).toBe(true);
-    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "no_billing_account" });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "no_billing_account", waitMs: 0 });
     await h.drainQueue();
     expect((await receipt("assign-1")).body).toMatchObject({ billing_account_id: "team-assigned", charged_credits: 2250 });
     expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-other")).toBe(false);
@@ -248,8 +249,11 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
     await h.drainQueue();
     const conflicts = () => h.alerts("receipt_conflict").filter((line) => line.idempotency_key === "conflict-1").length;
     expect(conflicts()).toBe(1);
-    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "receipt_conflict" })).toEqual({ replayed: 0, stillRefused: 0 });
-    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom });
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "receipt_conflict", waitMs: 0 })).toMatchObject({
+      ran: true,
+      report: { replayed: 0, refusedBeforeSending: 0 },
+    });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, waitMs: 0 });
     await h.drainQueue();
     expect(conflicts()).toBe(1);
     expect((await receipt("conflict-1")).body.prompt_tokens).toBe(10);
@@ -463,17 +467,21 @@ describe("account API", () => {
     await h.admin("POST", `/v1/accounts/${account}/grants`, { credits: 3000, reference: "months-february" });
     await h.postCallback([litellmPayload("months-3", account)]);
     await h.drainQueue();
-    // Posting times set on either side of 2026-02-01T00:00:00Z, in ledger order.
-    await h.deps.database.pool.query(
-      `UPDATE ledger_entries SET created_at = CASE reference
-         WHEN 'months-january' THEN timestamptz '2026-01-10T00:00:00Z'
-         WHEN 'months-1' THEN timestamptz '2026-01-31T23:59:59.999999Z'
-         WHEN 'months-2' THEN timestamptz '2026-02-01T00:00:00Z'
-         WHEN 'months-february' THEN timestamptz '2026-02-15T00:00:00Z'
-         ELSE timestamptz '2026-03-01T00:00:00Z' END
-       WHERE billing_account_id = $1`,
-      [account],
-    );
+    // Posting times moved to either side of 2026-02-01T00:00:00Z, in ledger order, and the chain
+    // rebuilt over them (the service itself can only post at the database's clock).
+    await rewriteBooks(h.deps.database.pool, [
+      [
+        `UPDATE ledger_entries SET created_at = CASE reference
+           WHEN 'months-january' THEN timestamptz '2026-01-10T00:00:00Z'
+           WHEN 'months-1' THEN timestamptz '2026-01-31T23:59:59.999999Z'
+           WHEN 'months-2' THEN timestamptz '2026-02-01T00:00:00Z'
+           WHEN 'months-february' THEN timestamptz '2026-02-15T00:00:00Z'
+           ELSE timestamptz '2026-03-01T00:00:00Z' END
+         WHERE billing_account_id = $1`,
+        [account],
+      ],
+      rechain(account),
+    ]);
     const invoice = async (period: string) => (await h.admin("GET", `/v1/accounts/${account}/invoice?period=${period}`)).json();
     const [january, february, march] = [await invoice("2026-01"), await invoice("2026-02"), await invoice("2026-03")];
     expect(january).toMatchObject({ opening_balance: 0, credits_granted: 10000, credits_used: 2250, receipt_count: 1, closing_balance: 7750 });

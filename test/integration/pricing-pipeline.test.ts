@@ -108,7 +108,7 @@ describe("pricing through the pipeline, exact to the credit", () => {
     expect(h.alerts("event_quarantined").filter((line) => line.idempotency_key === "unknown-zero")).toHaveLength(1);
 
     // Replayed before the fix: refused again, still pending, alerted again as a new refusal.
-    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model" });
+    await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model", waitMs: 0 });
     await h.drainQueue();
     expect((await listQuarantined(h.deps.database.pool, { reason: "unpriced_model", limit: 10 })).length).toBe(1);
     expect(h.alerts("inv_unpriced_model").filter((line) => line.idempotency_key === "unknown-zero")).toHaveLength(2);
@@ -116,8 +116,8 @@ describe("pricing through the pipeline, exact to the credit", () => {
 
     writeFileSync(pricingFile, `${BOOK}  secret-model: {input_cost_per_token: 1e-6, output_cost_per_token: 2e-6}\n`);
     expect(h.worker!.reloadPriceBook()).toBe(true);
-    const replay = await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model" });
-    expect(replay).toEqual({ replayed: 1, stillRefused: 0 });
+    const replay = await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model", waitMs: 10_000 });
+    expect(replay).toMatchObject({ ran: true, report: { replayed: 1, charged: 1 } });
     await h.drainQueue();
     // 10 × 1e-6 + 20 × 2e-6 = 0.00005 USD = 500 credits.
     const charged = await receipt("unknown-zero");
@@ -127,9 +127,9 @@ describe("pricing through the pipeline, exact to the credit", () => {
     expect((await receipt("override")).body).toMatchObject({ charged_credits: 125, price_book_hash: hashBefore });
 
     // Replayed again, and the original delivered again: still one charge.
-    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model" })).toEqual({
-      replayed: 0,
-      stillRefused: 0,
+    expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "unpriced_model", waitMs: 0 })).toMatchObject({
+      ran: true,
+      report: { replayed: 0, refusedBeforeSending: 0 },
     });
     await h.postCallback([unknown]);
     await h.drainQueue();

@@ -1,3 +1,5 @@
+import type { PricedUsage } from "../../src/ledger/record-usage.js";
+import { decimal } from "../../src/pricing/decimal.js";
 import type { UsageEvent } from "../../src/queue/contract.js";
 
 let eventCounter = 0;
@@ -22,5 +24,25 @@ export function usageEvent(overrides: Partial<UsageEvent> = {}): UsageEvent {
     reportedCostUsd: null,
     eventTime: null,
     ...overrides,
+  };
+}
+
+/** A call already priced at `credits`, as the worker hands it to the books. */
+export function pricedUsage(key: string, account: string, credits: number | bigint): PricedUsage {
+  return {
+    event: usageEvent({ idempotencyKey: key, billingAccountId: account, model: "m", promptTokens: 1 }) as PricedUsage["event"],
+    charge: {
+      pricingSource: "price_book",
+      rateStep: "price_book",
+      priceEntry: "m",
+      contextTier: null,
+      serviceTier: null,
+      lines: [],
+      providerCostUsd: decimal(`${credits}e-7`),
+      chargedCredits: BigInt(credits),
+      reportedCostUsd: null,
+      reason: null,
+      divergence: null,
+    },
   };
 }

@@ -188,7 +188,7 @@ describe("normaliseCallbackItem", () => {
     const kept = rejected(item).item as Record<string, unknown>;
     expect(kept).not.toHaveProperty("messages");
     expect(kept.model_parameters).toEqual({ service_tier: "priority" });
-    expect(kept.response).toEqual({ usage: { prompt_tokens: 10, completion_tokens: 20 } });
+    expect(kept.response).toEqual({ usage: { prompt_tokens: 10, completion_tokens: 20, prompt_tokens_details: null, completion_tokens_details: null } });
     expect(kept.metadata).toEqual({
       user_api_key_team_id: "t",
       user_api_key_user_id: null,

@@ -1,0 +1,76 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { MIGRATIONS_FOLDER, runMigrations } from "../../src/db/migrate.js";
+import { reconcileLedger } from "../../src/ledger/reconcile.js";
+import { recordUsageBatch } from "../../src/ledger/record-usage.js";
+import { adminQuery, databaseUrlFor } from "../support/test-env.js";
+import { pricedUsage } from "../support/usage-events.js";
+
+const LAST_BEFORE_CHAIN = "0005_gateway_lookup_indexes";
+
+/** The project's migrations up to `tag`, in a folder of their own. */
+function migrationsUpTo(tag: string): string {
+  const folder = mkdtempSync(join(tmpdir(), "spend-ingest-migrations-"));
+  cpSync(MIGRATIONS_FOLDER, folder, { recursive: true });
+  const journalFile = join(folder, "meta", "_journal.json");
+  const journal = JSON.parse(readFileSync(journalFile, "utf8")) as { entries: Array<{ idx: number; tag: string }> };
+  const last = journal.entries.findIndex((entry) => entry.tag === tag);
+  journal.entries = journal.entries.slice(0, last + 1);
+  writeFileSync(journalFile, JSON.stringify(journal));
+  return folder;
+}
+
+const name = `spend_ingest_m_${randomBytes(6).toString("hex")}`;
+const folder = migrationsUpTo(LAST_BEFORE_CHAIN);
+let pool: pg.Pool | undefined;
+
+afterAll(async () => {
+  await pool?.end();
+  await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  rmSync(folder, { recursive: true, force: true });
+});
+
+describe("the ledger chain migration", () => {
+  it("numbers and chains books written before it, and new postings continue them", async () => {
+    await adminQuery(`CREATE DATABASE ${name}`);
+    await runMigrations(databaseUrlFor(name), folder);
+    pool = new pg.Pool({ connectionString: databaseUrlFor(name) });
+    // Books as the previous version wrote them: posting times at the transaction's start, with
+    // microseconds, not always in id order.
+    await pool.query(`
+      INSERT INTO accounts (id, balance_credits) VALUES ('old-a', 850), ('old-b', -10);
+      INSERT INTO grants (id, billing_account_id, reference, credits) VALUES (1, 'old-a', 'old-grant', 1000);
+      INSERT INTO charge_receipts (id, idempotency_key, billing_account_id, pricing_source, provider_cost_usd, charged_credits,
+        prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_fingerprint, price_book_hash)
+      VALUES (1, 'old-call-1', 'old-a', 'price_book', 0.00001, 100, 1, 1, 0, 0, 0, 'f1', 'h'),
+             (2, 'old-call-2', 'old-a', 'price_book', 0.000005, 50, 1, 1, 0, 0, 0, 'f2', 'h'),
+             (3, 'old-call-3', 'old-b', 'price_book', 0.000001, 10, 1, 1, 0, 0, 0, 'f3', 'h');
+      INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, grant_id, receipt_id, created_at)
+      VALUES ('old-a', 'grant', 1000, 0, 1000, 'old-grant', 1, NULL, '2026-10-01T10:00:00.123456Z'),
+             ('old-b', 'charge', -10, 0, -10, 'old-call-3', NULL, 3, '2026-10-02T10:00:00.000001Z'),
+             ('old-a', 'charge', -100, 1000, 900, 'old-call-1', NULL, 1, '2026-10-03T10:00:00.654321Z'),
+             ('old-a', 'charge', -50, 900, 850, 'old-call-2', NULL, 2, '2026-10-03T09:59:59.999999Z');
+      SELECT setval('grants_id_seq', 1); SELECT setval('charge_receipts_id_seq', 3);`);
+
+    await runMigrations(databaseUrlFor(name));
+    expect(await reconcileLedger(pool)).toMatchObject({ ok: true, accountsChecked: 2, drifts: [] });
+    const { rows: heads } = await pool.query("SELECT id, ledger_seq FROM accounts ORDER BY id");
+    expect(heads).toEqual([
+      { id: "old-a", ledger_seq: "3" },
+      { id: "old-b", ledger_seq: "1" },
+    ]);
+
+    await recordUsageBatch(pool, { charges: [pricedUsage("new-call", "old-a", 25)], quarantines: [], priceBookHash: "h", lowBalanceThresholds: [] });
+    expect(await reconcileLedger(pool)).toMatchObject({ ok: true, drifts: [] });
+    const { rows: entries } = await pool.query("SELECT seq, balance_before, balance_after FROM ledger_entries WHERE billing_account_id = 'old-a' ORDER BY seq");
+    expect(entries.at(-1)).toEqual({ seq: "4", balance_before: "850", balance_after: "825" });
+    // A legacy time edited after the migration breaks the chain there.
+    await pool.query("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only");
+    await pool.query("UPDATE ledger_entries SET created_at = created_at + interval '1 microsecond' WHERE reference = 'old-call-1'");
+    expect((await reconcileLedger(pool)).drifts).toEqual([expect.objectContaining({ kind: "hash_mismatch", billingAccountId: "old-a", seq: "2" })]);
+  });
+});

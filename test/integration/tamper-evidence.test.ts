@@ -1,0 +1,184 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { recordGrant } from "../../src/ledger/grants.js";
+import { type Drift, reconcileLedger } from "../../src/ledger/reconcile.js";
+import { recordUsageBatch } from "../../src/ledger/record-usage.js";
+import { useTestDatabase } from "../support/harness.js";
+import { rechain, rewriteBooks, type Statement } from "../support/books-rewrite.js";
+import { runOps } from "../support/ops-cli.js";
+import { pricedUsage } from "../support/usage-events.js";
+
+// Each test tampers with its own account, as someone with write access to the database would.
+const db = useTestDatabase({ booksTieOut: false });
+
+/**
+ * An account with a grant of 1,000 and three charges (100, 50, 25), its entries in order:
+ * seq 1 the grant, 2–4 the charges.
+ */
+async function books(account: string): Promise<{ entryIds: string[]; grantReference: string; callKeys: string[] }> {
+  const grantReference = `${account}-grant`;
+  await recordGrant(db.pool, { billingAccountId: account, credits: 1000n, reference: grantReference, reason: null });
+  const callKeys = [100, 50, 25].map((_, n) => `${account}-call-${n}`);
+  for (const [n, credits] of [100, 50, 25].entries()) {
+    await recordUsageBatch(db.pool, {
+      charges: [pricedUsage(callKeys[n]!, account, credits)],
+      quarantines: [],
+      priceBookHash: "test",
+      lowBalanceThresholds: [],
+    });
+  }
+  const { rows } = await db.pool.query<{ id: string }>("SELECT id FROM ledger_entries WHERE billing_account_id = $1 ORDER BY seq", [account]);
+  return { entryIds: rows.map((row) => row.id), grantReference, callKeys };
+}
+
+const tamper = (statements: Statement[]) => rewriteBooks(db.pool, statements);
+
+async function driftsOf(account: string): Promise<Drift[]> {
+  const report = await reconcileLedger(db.pool);
+  return report.drifts.filter((drift) => drift.billingAccountId === account);
+}
+
+/** Shifts the balances of entries from `fromSeq` on, and the account's, by `credits`. */
+function shiftBalances(account: string, fromSeq: number, credits: number): Statement[] {
+  return [
+    [
+      "UPDATE ledger_entries SET balance_before = balance_before + $3, balance_after = balance_after + $3 WHERE billing_account_id = $1 AND seq >= $2",
+      [account, fromSeq, credits],
+    ],
+    ["UPDATE accounts SET balance_credits = balance_credits + $2 WHERE id = $1", [account, credits]],
+  ];
+}
+
+async function headsFile(): Promise<string> {
+  const heads = await runOps(db, "books", "head", "--json");
+  expect(heads.code).toBe(0);
+  const file = join(tmpdir(), `spend-ingest-heads-${process.pid}-${Date.now()}.json`);
+  writeFileSync(file, heads.stdout);
+  return file;
+}
+
+describe("reconcile catches every edit to grants, receipts and ledger entries", () => {
+  it("untouched books reconcile ok, and their heads check against themselves", async () => {
+    await books("acct-clean");
+    expect(await driftsOf("acct-clean")).toEqual([]);
+    const file = await headsFile();
+    const against = await runOps(db, "reconcile", "--against", file, "--json");
+    expect(JSON.parse(against.stdout).drifts.filter((drift: Drift) => drift.billingAccountId === "acct-clean")).toEqual([]);
+  });
+
+  it("a grant's credits rewritten", async () => {
+    const { entryIds, grantReference } = await books("acct-regrant");
+    await tamper([["UPDATE grants SET credits = 1000000 WHERE reference = $1", [grantReference]]]);
+    expect(await driftsOf("acct-regrant")).toEqual([
+      { kind: "grant_entry_mismatch", billingAccountId: "acct-regrant", entryId: entryIds[0], grantReference, fields: ["amount"] },
+    ]);
+  });
+
+  it("a grant row deleted", async () => {
+    const { entryIds, grantReference } = await books("acct-nogrant");
+    await tamper([["DELETE FROM grants WHERE reference = $1", [grantReference]]]);
+    expect(await driftsOf("acct-nogrant")).toEqual([{ kind: "entry_without_grant", billingAccountId: "acct-nogrant", entryId: entryIds[0] }]);
+  });
+
+  it("a million credits minted through a grant's entry, grant and balances all made consistent", async () => {
+    const { entryIds, grantReference } = await books("acct-mint");
+    await tamper([
+      ["UPDATE grants SET credits = credits + 1000000 WHERE reference = $1", [grantReference]],
+      ["UPDATE ledger_entries SET amount_credits = amount_credits + 1000000, balance_after = balance_after + 1000000 WHERE id = $1", [entryIds[0]]],
+      ...shiftBalances("acct-mint", 2, 1_000_000),
+    ]);
+    // The balances add up; the hashes do not, from the minted entry on.
+    expect(await driftsOf("acct-mint")).toEqual(
+      entryIds.map((entryId, n) => ({ kind: "hash_mismatch", billingAccountId: "acct-mint", entryId, seq: String(n + 1) })),
+    );
+  });
+
+  it("the same mint with every hash recomputed passes reconcile, and fails against heads kept elsewhere", async () => {
+    const { entryIds, grantReference } = await books("acct-rechained");
+    const file = await headsFile();
+    await tamper([
+      ["UPDATE grants SET credits = credits + 1000000 WHERE reference = $1", [grantReference]],
+      ["UPDATE ledger_entries SET amount_credits = amount_credits + 1000000, balance_after = balance_after + 1000000 WHERE id = $1", [entryIds[0]]],
+      ...shiftBalances("acct-rechained", 2, 1_000_000),
+      rechain("acct-rechained"),
+    ]);
+    expect(await driftsOf("acct-rechained")).toEqual([]);
+    const against = await runOps(db, "reconcile", "--against", file, "--json");
+    expect(against.code).toBe(1);
+    expect(JSON.parse(against.stdout).drifts.filter((drift: Drift) => drift.billingAccountId === "acct-rechained")).toEqual([
+      { kind: "head_entry_changed", billingAccountId: "acct-rechained", seq: 4, entryId: entryIds[3] },
+    ]);
+  });
+
+  it("a whole charge erased from the middle: receipt, entry and balance", async () => {
+    const { entryIds, callKeys } = await books("acct-erased");
+    await tamper([
+      ["DELETE FROM ledger_entries WHERE id = $1", [entryIds[2]]],
+      ["DELETE FROM charge_receipts WHERE idempotency_key = $1", [callKeys[1]]],
+      ...shiftBalances("acct-erased", 4, 50),
+    ]);
+    expect(await driftsOf("acct-erased")).toEqual([
+      { kind: "sequence_gap", billingAccountId: "acct-erased", entryId: entryIds[3], seq: "4", expectedSeq: "3" },
+      { kind: "hash_mismatch", billingAccountId: "acct-erased", entryId: entryIds[3], seq: "4" },
+    ]);
+  });
+
+  it("the last charge erased: the head says so; with the head rewound too, only kept heads do", async () => {
+    const { entryIds, callKeys } = await books("acct-erased-last");
+    const file = await headsFile();
+    await tamper([
+      ["DELETE FROM ledger_entries WHERE id = $1", [entryIds[3]]],
+      ["DELETE FROM charge_receipts WHERE idempotency_key = $1", [callKeys[2]]],
+      ["UPDATE accounts SET balance_credits = balance_credits + 25 WHERE id = $1", ["acct-erased-last"]],
+    ]);
+    expect(await driftsOf("acct-erased-last")).toEqual([
+      { kind: "head_mismatch", billingAccountId: "acct-erased-last", headSeq: "4", lastSeq: "3" },
+    ]);
+    await tamper([rechain("acct-erased-last")]);
+    expect(await driftsOf("acct-erased-last")).toEqual([]);
+    const against = await runOps(db, "reconcile", "--against", file);
+    expect(against.code).toBe(1);
+    expect(against.stdout).toContain('{"kind":"head_entry_missing","billingAccountId":"acct-erased-last","seq":4}');
+  });
+
+  it("a receipt's charge or key rewritten", async () => {
+    const { entryIds, callKeys } = await books("acct-receipt");
+    await tamper([
+      ["UPDATE charge_receipts SET charged_credits = 1 WHERE idempotency_key = $1", [callKeys[0]]],
+      ["UPDATE charge_receipts SET idempotency_key = 'forged' WHERE idempotency_key = $1", [callKeys[1]]],
+    ]);
+    expect(await driftsOf("acct-receipt")).toEqual([
+      expect.objectContaining({ kind: "receipt_entry_mismatch", entryId: entryIds[1], idempotencyKey: callKeys[0], fields: ["amount"] }),
+      expect.objectContaining({ kind: "receipt_entry_mismatch", entryId: entryIds[2], idempotencyKey: "forged", fields: ["reference"] }),
+    ]);
+  });
+
+  it("an entry's time moved into another month", async () => {
+    const { entryIds } = await books("acct-backdated");
+    await tamper([["UPDATE ledger_entries SET created_at = created_at - interval '40 days' WHERE id = $1", [entryIds[1]]]]);
+    expect(await driftsOf("acct-backdated")).toEqual([{ kind: "hash_mismatch", billingAccountId: "acct-backdated", entryId: entryIds[1], seq: "2" }]);
+  });
+
+  it("the service itself cannot change or delete an entry", async () => {
+    const { entryIds } = await books("acct-append-only");
+    await expect(db.pool.query("UPDATE ledger_entries SET amount_credits = 0 WHERE id = $1", [entryIds[1]])).rejects.toThrow(/append-only/);
+    await expect(db.pool.query("DELETE FROM ledger_entries WHERE id = $1", [entryIds[1]])).rejects.toThrow(/append-only/);
+    expect(await driftsOf("acct-append-only")).toEqual([]);
+  });
+
+  it("a heads file that was edited is refused with exit 2", async () => {
+    await books("acct-heads-file");
+    const file = await headsFile();
+    const heads = JSON.parse(readFileSync(file, "utf8"));
+    heads.heads[0].seq += 1;
+    writeFileSync(file, JSON.stringify(heads));
+    const refused = await runOps(db, "reconcile", "--against", file);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.split("\n")[0]).toMatch(/the digest does not match the heads in the file/);
+    const missing = await runOps(db, "reconcile", "--against", join(tmpdir(), "no-such-heads.json"));
+    expect(missing).toMatchObject({ code: 2 });
+    expect(missing.stderr.split("\n")[0]).toBe(`reconcile --against: cannot read ${join(tmpdir(), "no-such-heads.json")}: ENOENT`);
+  });
+});

@@ -1,0 +1,20 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { TEST_REDIS_URL } from "./test-env.js";
+
+export type OpsResult = { code: number | string; stdout: string; stderr: string };
+
+/**
+ * Runs the built ops CLI against a test database (and a queue prefix named after it); `code`
+ * is its exit code, or Node's error code when it could not be started.
+ */
+export async function runOps(database: { url: string; name: string }, ...args: string[]): Promise<OpsResult> {
+  const env = { PATH: process.env.PATH, DATABASE_URL: database.url, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: database.name };
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", ...args], { env });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as OpsResult;
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
