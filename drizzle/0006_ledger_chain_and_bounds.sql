@@ -1,16 +1,16 @@
 ALTER TABLE "accounts" ADD COLUMN "ledger_seq" bigint DEFAULT 0 NOT NULL;--> statement-breakpoint
-ALTER TABLE "accounts" ADD COLUMN "last_posted_at" timestamp with time zone;--> statement-breakpoint
 ALTER TABLE "ledger_entries" ADD COLUMN "seq" bigint;--> statement-breakpoint
 ALTER TABLE "ledger_entries" ADD COLUMN "hash" text;--> statement-breakpoint
--- The hash of one ledger entry, as src/ledger/entry-hash.ts computes it when it posts: fields
--- separated by '|', each text prefixed by its length in bytes, so no two contents share a preimage.
+-- Chains the entries written before this version as src/ledger/entry-hash.ts chains new ones:
+-- fields joined by '|', each text prefixed by its length in UTF-8 bytes. Dropped below: reconcile
+-- recomputes hashes in the service, never with code stored in the database it checks.
 CREATE FUNCTION ledger_entry_hash(
   previous text, account text, seq bigint, kind text, amount bigint, balance_before bigint, balance_after bigint,
   reference text, receipt_id bigint, grant_id bigint, posted_at timestamptz
 ) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT encode(sha256(convert_to(concat_ws('|',
-    previous, octet_length(account) || ':' || account, seq, kind, amount, balance_before, balance_after,
-    octet_length(reference) || ':' || reference, coalesce(receipt_id::text, ''), coalesce(grant_id::text, ''),
+    previous, octet_length(convert_to(account, 'UTF8')) || ':' || account, seq, kind, amount, balance_before, balance_after,
+    octet_length(convert_to(reference, 'UTF8')) || ':' || reference, coalesce(receipt_id::text, ''), coalesce(grant_id::text, ''),
     (extract(epoch FROM posted_at) * 1000000)::bigint), 'UTF8')), 'hex')
 $$;--> statement-breakpoint
 -- Entries written before the chain existed are numbered in id order and chained as they stand.
@@ -33,32 +33,37 @@ BEGIN
     UPDATE "ledger_entries" SET "hash" = previous WHERE id = entry.id;
   END LOOP;
 END $$;--> statement-breakpoint
-UPDATE "accounts" a SET "ledger_seq" = h.seq, "last_posted_at" = h.posted_at
-FROM (SELECT billing_account_id, max(seq) AS seq, max(created_at) AS posted_at FROM "ledger_entries" GROUP BY billing_account_id) h
+DROP FUNCTION ledger_entry_hash;--> statement-breakpoint
+UPDATE "accounts" a SET "ledger_seq" = h.seq
+FROM (SELECT billing_account_id, max(seq) AS seq FROM "ledger_entries" GROUP BY billing_account_id) h
 WHERE a.id = h.billing_account_id;--> statement-breakpoint
 ALTER TABLE "ledger_entries" ALTER COLUMN "seq" SET NOT NULL;--> statement-breakpoint
 ALTER TABLE "ledger_entries" ALTER COLUMN "hash" SET NOT NULL;--> statement-breakpoint
 CREATE UNIQUE INDEX "ledger_entries_account_seq_key" ON "ledger_entries" USING btree ("billing_account_id","seq");--> statement-breakpoint
 DROP INDEX "ledger_entries_account_idx";--> statement-breakpoint
-ALTER TABLE "accounts" ADD CONSTRAINT "accounts_balance_bounded" CHECK ("accounts"."balance_credits" between -9007199254740991 and 9007199254740991);--> statement-breakpoint
-ALTER TABLE "charge_receipts" ADD CONSTRAINT "charge_receipts_credits_bounded" CHECK ("charge_receipts"."charged_credits" between -9007199254740991 and 9007199254740991);--> statement-breakpoint
-ALTER TABLE "grants" ADD CONSTRAINT "grants_credits_bounded" CHECK ("grants"."credits" between -9007199254740991 and 9007199254740991);--> statement-breakpoint
-ALTER TABLE "ledger_entries" ADD CONSTRAINT "ledger_entries_balance_bounded" CHECK ("ledger_entries"."balance_before" between -9007199254740991 and 9007199254740991 and "ledger_entries"."balance_after" between -9007199254740991 and 9007199254740991);--> statement-breakpoint
--- Ledger entries are append-only for the service; changing one takes disabling this trigger,
--- and the chain shows the change then (ops reconcile).
+-- NOT VALID: new grants and charges stay within the bound; rows from before it are reported by
+-- reconcile rather than stop the migration.
+ALTER TABLE "charge_receipts" ADD CONSTRAINT "charge_receipts_credits_bounded" CHECK ("charge_receipts"."charged_credits" between -9007199254740991 and 9007199254740991) NOT VALID;--> statement-breakpoint
+ALTER TABLE "grants" ADD CONSTRAINT "grants_credits_bounded" CHECK ("grants"."credits" between -9007199254740991 and 9007199254740991) NOT VALID;--> statement-breakpoint
+-- Ledger entries are append-only for the service; changing one takes the table owner disabling
+-- this trigger, and the chain shows the change then (ops reconcile, which also checks the trigger).
 CREATE FUNCTION ledger_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   RAISE EXCEPTION 'ledger entries are append-only: % of entry % refused', TG_OP, OLD.id USING ERRCODE = 'insufficient_privilege';
 END $$;--> statement-breakpoint
 CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON "ledger_entries"
   FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only();--> statement-breakpoint
--- Stable periods: an entry must commit within 30 s of its posting time, so once a month has been
--- over for a minute no entry dated inside it can still appear. A transaction slower than that
--- rolls back and its job retries with a new posting time.
+-- Stable periods: an entry must commit within 30 s of its posting time, and is never dated ahead
+-- of the clock, so once a month has been over for a minute no entry dated inside it can still
+-- appear. A transaction slower than that rolls back and its job retries with a new posting time.
 CREATE FUNCTION ledger_entries_commit_promptly() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF NEW.created_at < clock_timestamp() - interval '30 seconds' THEN
     RAISE EXCEPTION 'ledger entry for % posted at % would commit more than 30 s later', NEW.billing_account_id, NEW.created_at
+      USING ERRCODE = 'serialization_failure';
+  END IF;
+  IF NEW.created_at > clock_timestamp() + interval '1 second' THEN
+    RAISE EXCEPTION 'ledger entry for % posted at % is dated ahead of the clock', NEW.billing_account_id, NEW.created_at
       USING ERRCODE = 'serialization_failure';
   END IF;
   RETURN NULL;

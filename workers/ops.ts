@@ -12,7 +12,7 @@ import { type ReplayReport, replayQuarantined } from "../src/ingest/replay-quara
 import { MAX_CREDITS } from "../src/ledger/credit-bounds.js";
 import { recordGrant } from "../src/ledger/grants.js";
 import { assignBillingAccount, listQuarantined } from "../src/ledger/quarantine.js";
-import { type BookHead, BooksHeadError, headsDigest, readBookHeads, verifyBookHeads } from "../src/ledger/book-heads.js";
+import { type BookHead, headsDigest, readBookHeads, verifyBookHeads } from "../src/ledger/book-heads.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { toDecimalString } from "../src/pricing/decimal.js";
 import { gatewayRates, loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
@@ -314,14 +314,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   async books([action]) {
     if (action !== "head") return usageError("books needs head");
     return withDatabase(async ({ pool }) => {
-      let heads: BookHead[];
-      try {
-        heads = await readBookHeads(pool);
-      } catch (error) {
-        if (!(error instanceof BooksHeadError)) throw error;
-        process.stderr.write(`books head: ${terminalSafe(error.message)}\n`);
-        return EXIT_PROBLEM;
-      }
+      const { heads, headless } = await readBookHeads(pool);
       const { rows } = await pool.query<{ now: Date }>("SELECT now()");
       const file: HeadsFile = {
         taken_at: rows[0]!.now.toISOString(),
@@ -331,9 +324,10 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
       const human = [
         table(["account", "seq", "hash"], heads.map((head) => [head.billingAccountId, head.seq, head.hash])),
         `${heads.length} account(s) at ${file.taken_at}; digest ${file.digest}`,
+        ...headless.map((account) => `no head for ${terminalSafe(account)}: its last entry is gone (run reconcile)`),
       ].join("\n");
-      print(file, human);
-      return EXIT_OK;
+      print(headless.length === 0 ? file : { ...file, headless }, human);
+      return headless.length === 0 ? EXIT_OK : EXIT_PROBLEM;
     });
   },
 

@@ -7,10 +7,11 @@ import type { ChargeReceipt, LedgerEntry } from "../ledger/account-reads.js";
  * admitted (negative balances, empty ledgers, months with nothing in them); each answer is
  * checked against its schema before it leaves, so a shape bug is a 500, never a wrong answer.
  */
-// Signed: balances and charge entries go below zero. Balances, grants and charges stay within
-// ±(2^53 − 1) (src/ledger/credit-bounds.ts); only what a month granted or used in all can pass it.
-const credits = z.int();
-const monthTotal = z.union([z.int().nonnegative(), z.bigint().nonnegative()]);
+// Signed: balances and charge entries go below zero. New balances, grants and charges stay
+// within ±(2^53 − 1) (src/ledger/credit-bounds.ts); a month's totals, and books written before
+// the bound, can pass it and leave as bigints, written exactly (exactJson).
+const credits = z.union([z.int(), z.bigint()]);
+const nonNegativeCredits = z.union([z.int().nonnegative(), z.bigint().nonnegative()]);
 const timestamp = z.iso.datetime();
 
 const ledgerEntrySchema = z.object({
@@ -27,7 +28,7 @@ export const grantResponseSchema = z.object({
   grant: z.object({
     id: z.string(),
     billing_account_id: z.string(),
-    credits: credits.positive(),
+    credits: z.union([z.int().positive(), z.bigint().positive()]),
     reference: z.string(),
     reason: z.string().nullable(),
     created_at: timestamp,
@@ -53,8 +54,8 @@ export const invoiceResponseSchema = z
     billing_account_id: z.string(),
     period: z.string().regex(/^\d{4}-\d{2}$/),
     opening_balance: credits,
-    credits_granted: monthTotal,
-    credits_used: monthTotal,
+    credits_granted: nonNegativeCredits,
+    credits_used: nonNegativeCredits,
     receipt_count: z.int().nonnegative(),
     closing_balance: credits,
     final: z.boolean(),
@@ -73,7 +74,7 @@ export const receiptResponseSchema = z.object({
   claimed_billing_account_id: z.string().nullable(),
   model: z.string().nullable(),
   model_group: z.string().nullable(),
-  charged_credits: credits.nonnegative(),
+  charged_credits: nonNegativeCredits,
   provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
   pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
   rate_step: z.enum(["price_book", "gateway", "cost_map"]).nullable(),

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Queue } from "bullmq";
 import type pg from "pg";
 import { jsonbText, withSessionLock, withTransaction } from "../db/client.js";
-import { listQuarantined, markReplayed, type QuarantinedRow, type ReplayOutcomes, replayOutcomes, type SentEvent } from "../ledger/quarantine.js";
+import { listQuarantined, markReplayed, newestQuarantineId, type QuarantinedRow, type ReplayOutcomes, replayOutcomes, type SentEvent } from "../ledger/quarantine.js";
 import { EVENTS_PER_JOB, type UsageEvent, usageEventSchema } from "../queue/contract.js";
 import { enqueueCallbackItems } from "../queue/producer.js";
 import { firstNotKept, normaliseCallbackItem, type ReadOptions } from "./litellm-payload.js";
@@ -63,9 +63,17 @@ async function replayPending(pool: pg.Pool, queue: Queue, options: ReplayOptions
   let refusedBeforeSending = 0;
   const refusals: ReplayRefusal[] = [];
   const sent: Array<SentEvent & { jobId: string }> = [];
+  // Rows the worker writes while this run goes on (refusing again what it sent) wait for the next run.
+  const throughId = await newestQuarantineId(pool);
   let afterId: string | undefined;
   for (;;) {
-    const rows = await listQuarantined(pool, { reason: options.reason, afterId, limit: ROWS_PER_PAGE, excludeReasons: NEVER_REPLAYED });
+    const rows = await listQuarantined(pool, {
+      reason: options.reason,
+      afterId,
+      throughId,
+      limit: ROWS_PER_PAGE,
+      excludeReasons: NEVER_REPLAYED,
+    });
     if (rows.length === 0) break;
     afterId = rows[rows.length - 1]!.id;
     const events: UsageEvent[] = [];

@@ -10,11 +10,13 @@ export type HeadDrift =
 
 const ACCOUNTS_PER_PAGE = 5000;
 
-export class BooksHeadError extends Error {}
-
-/** Every account with entries, in id order, with its head; books whose head entry is gone have none to give. */
-export async function readBookHeads(pool: pg.Pool): Promise<BookHead[]> {
+/**
+ * Every account with entries, in id order, with its head; an account whose last entry is gone
+ * has none to give and is listed apart (reconcile says more), so the rest can still be kept.
+ */
+export async function readBookHeads(pool: pg.Pool): Promise<{ heads: BookHead[]; headless: string[] }> {
   const heads: BookHead[] = [];
+  const headless: string[] = [];
   let after = "";
   for (;;) {
     const { rows } = await pool.query<{ id: string; ledger_seq: string; hash: string | null }>(
@@ -23,10 +25,10 @@ export async function readBookHeads(pool: pg.Pool): Promise<BookHead[]> {
        WHERE a.id > $1 AND a.ledger_seq > 0 ORDER BY a.id LIMIT $2`,
       [after, ACCOUNTS_PER_PAGE],
     );
-    if (rows.length === 0) return heads;
+    if (rows.length === 0) return { heads, headless };
     for (const row of rows) {
-      if (row.hash === null) throw new BooksHeadError(`account ${row.id} has no entry ${row.ledger_seq}, its last: run reconcile`);
-      heads.push({ billingAccountId: row.id, seq: Number(row.ledger_seq), hash: row.hash });
+      if (row.hash === null) headless.push(row.id);
+      else heads.push({ billingAccountId: row.id, seq: Number(row.ledger_seq), hash: row.hash });
     }
     after = rows[rows.length - 1]!.id;
   }

@@ -12,7 +12,7 @@ export type Posting = {
   grantId: string | null;
 };
 
-export type PostedEntry = ChainedContent & { hash: string };
+export type PostedEntry = ChainedContent & { postedAt: Date; hash: string };
 
 /** An account as moved: its balance and sequence after, the hash of its last entry before, the posting time. */
 type AccountHead = { balanceAfter: bigint; seqAfter: bigint; head: string; postedAt: Date };
@@ -25,8 +25,8 @@ const MAX_ROUNDS = 3;
  * account's row is locked (in id order, one statement), its balance moved and its sequence
  * advanced; the posting time is read under that lock, so it never runs behind an entry already
  * posted; the entries are chained onto the account's head. A posting that would take a
- * balance past ±MAX_CREDITS is not posted but returned in `refused`, and the rest of its
- * account's postings still are.
+ * balance past ±MAX_CREDITS (and, for books from before the bound, not closer to zero) is not
+ * posted but returned in `refused`, and the rest of its account's postings still are.
  */
 export async function postEntries(
   client: pg.PoolClient,
@@ -48,7 +48,8 @@ export async function postEntries(
     pending = [];
     for (const posting of blocked) {
       const after = (balances.get(posting.billingAccountId) ?? 0n) + posting.amountCredits;
-      if (after < -MAX_CREDITS || after > MAX_CREDITS) {
+      const before = balances.get(posting.billingAccountId) ?? 0n;
+      if ((after < -MAX_CREDITS || after > MAX_CREDITS) && abs(after) >= abs(before)) {
         refused.push(posting);
         continue;
       }
@@ -82,51 +83,46 @@ async function moveBalances(
   // A batch total past the bound cannot even be sent as an int8; those accounts go the slow way.
   const ids = [...totals.keys()].filter((id) => totals.get(id)!.delta >= -MAX_CREDITS && totals.get(id)!.delta <= MAX_CREDITS).sort(compareText);
   if (ids.length === 0) return new Map();
-  const { rows } = await client.query<{ id: string; balance_credits: string; ledger_seq: string; posted_ms: string }>(
-    `INSERT INTO accounts AS a (id, balance_credits, ledger_seq, last_posted_at)
-     SELECT u.id, u.delta, u.entries, date_trunc('milliseconds', clock_timestamp())
-     FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, delta, entries)
+  const { rows } = await client.query<{ id: string; balance_credits: string; ledger_seq: string }>(
+    `INSERT INTO accounts AS a (id, balance_credits, ledger_seq)
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[])
      ON CONFLICT (id) DO UPDATE SET
        balance_credits = a.balance_credits + EXCLUDED.balance_credits,
        ledger_seq = a.ledger_seq + EXCLUDED.ledger_seq,
-       -- After the row lock is granted, and never before the account's last posting.
-       last_posted_at = greatest(a.last_posted_at, date_trunc('milliseconds', clock_timestamp())),
        updated_at = now()
+     -- Within the bound, or (books from before the bound) closer to zero.
      WHERE a.balance_credits + EXCLUDED.balance_credits BETWEEN -$4::int8 AND $4::int8
-     RETURNING id, balance_credits, ledger_seq, floor(extract(epoch FROM last_posted_at) * 1000)::int8 AS posted_ms`,
+        OR abs(a.balance_credits + EXCLUDED.balance_credits) < abs(a.balance_credits)
+     RETURNING id, balance_credits, ledger_seq`,
     [ids, ids.map((id) => totals.get(id)!.delta.toString()), ids.map((id) => totals.get(id)!.entries.toString()), MAX_CREDITS.toString()],
   );
   const moved = rows.map((row) => ({ row, seqBefore: BigInt(row.ledger_seq) - totals.get(row.id)!.entries }));
-  const heads = await lastHashes(client, moved.filter(({ seqBefore }) => seqBefore > 0n).map(({ row, seqBefore }) => [row.id, seqBefore]));
+  const lasts = await lastEntries(client, moved.map(({ row, seqBefore }) => [row.id, seqBefore]));
   return new Map(
-    moved.map(({ row, seqBefore }) => [
-      row.id,
-      {
-        balanceAfter: BigInt(row.balance_credits),
-        seqAfter: BigInt(row.ledger_seq),
-        // Genesis for a first entry, and for an account whose last entry is gone (reconcile
-        // names it: head_mismatch, then a hash_mismatch on the entry posted after it).
-        head: heads.get(row.id) ?? GENESIS_HASH,
-        postedAt: new Date(Number(row.posted_ms)),
-      },
-    ]),
+    moved.map(({ row }) => {
+      const last = lasts.get(row.id)!;
+      return [row.id, { balanceAfter: BigInt(row.balance_credits), seqAfter: BigInt(row.ledger_seq), ...last }];
+    }),
   );
 }
 
 /**
- * The hash of each account's last entry. A statement of its own, after the row locks: its
- * snapshot sees every entry committed before this transaction got the lock, where the locking
- * statement's snapshot (taken before any wait) would not.
+ * Each account's last entry's hash (genesis for a first entry, and for an account whose last
+ * entry is gone: reconcile names it) and the posting time: the database's clock, never before
+ * that last entry. A statement of its own, after the row locks: its snapshot sees every entry
+ * committed before this transaction got the lock, where the locking statement's (taken before
+ * any wait) would not; and the time is read after the wait.
  */
-async function lastHashes(client: pg.PoolClient, lasts: Array<[string, bigint]>): Promise<Map<string, string>> {
-  if (lasts.length === 0) return new Map();
-  // One index probe per account, whatever the planner thinks of the table's size.
-  const { rows } = await client.query<{ id: string; hash: string | null }>(
-    `SELECT h.id, (SELECT l.hash FROM ledger_entries l WHERE l.billing_account_id = h.id AND l.seq = h.seq) AS hash
-     FROM unnest($1::text[], $2::int8[]) AS h(id, seq)`,
+async function lastEntries(client: pg.PoolClient, lasts: Array<[string, bigint]>): Promise<Map<string, { head: string; postedAt: Date }>> {
+  const { rows } = await client.query<{ id: string; hash: string | null; posted_ms: string }>(
+    `SELECT h.id, l.hash,
+            greatest(ceil(extract(epoch FROM l.created_at) * 1000), floor(extract(epoch FROM clock_timestamp()) * 1000))::int8 AS posted_ms
+     FROM unnest($1::text[], $2::int8[]) AS h(id, seq)
+     -- One index probe per account, whatever the planner thinks of the table's size.
+     LEFT JOIN LATERAL (SELECT hash, created_at FROM ledger_entries WHERE billing_account_id = h.id AND seq = h.seq) l ON true`,
     [lasts.map(([id]) => id), lasts.map(([, seq]) => seq.toString())],
   );
-  return new Map(rows.filter((row) => row.hash !== null).map((row) => [row.id, row.hash!]));
+  return new Map(rows.map((row) => [row.id, { head: row.hash ?? GENESIS_HASH, postedAt: new Date(Number(row.posted_ms)) }]));
 }
 
 async function lockedBalances(client: pg.PoolClient, ids: string[]): Promise<Map<string, bigint>> {
@@ -158,6 +154,7 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
       balanceBefore: cursor.balance,
       balanceAfter: cursor.balance + posting.amountCredits,
       postedAt: cursor.postedAt,
+      postedAtMicros: BigInt(cursor.postedAt.getTime()) * 1000n,
       hash: "",
     };
     entry.hash = ledgerEntryHash(cursor.hash, entry);
@@ -191,4 +188,8 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
 
 export function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function abs(value: bigint): bigint {
+  return value < 0n ? -value : value;
 }

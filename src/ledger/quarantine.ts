@@ -126,10 +126,16 @@ export type QuarantinedRow = {
   replayedAt: Date | null;
 };
 
-/** Quarantined rows in id order, those not yet replayed unless `includeReplayed`. */
+/** The id of the newest quarantined row ("0" with none). */
+export async function newestQuarantineId(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM quarantine");
+  return rows[0]!.id;
+}
+
+/** Quarantined rows in id order (up to `throughId`), those not yet replayed unless `includeReplayed`. */
 export async function listQuarantined(
   pool: pg.Pool,
-  options: { reason?: string; afterId?: string; limit: number; includeReplayed?: boolean; excludeReasons?: string[] },
+  options: { reason?: string; afterId?: string; throughId?: string; limit: number; includeReplayed?: boolean; excludeReasons?: string[] },
 ): Promise<QuarantinedRow[]> {
   const { rows } = await pool.query<{
     id: string;
@@ -142,9 +148,17 @@ export async function listQuarantined(
     replayed_at: Date | null;
   }>(
     `SELECT id, stage, reason, idempotency_key, detail, item, created_at, replayed_at FROM quarantine
-     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($3 OR replayed_at IS NULL) AND NOT reason = ANY($5::text[])
+     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($6::int8 IS NULL OR id <= $6) AND ($3 OR replayed_at IS NULL)
+       AND NOT reason = ANY($5::text[])
      ORDER BY id LIMIT $4`,
-    [options.reason ?? null, options.afterId ?? "0", options.includeReplayed ?? false, options.limit, options.excludeReasons ?? []],
+    [
+      options.reason ?? null,
+      options.afterId ?? "0",
+      options.includeReplayed ?? false,
+      options.limit,
+      options.excludeReasons ?? [],
+      options.throughId ?? null,
+    ],
   );
   return rows.map((row) => ({
     id: row.id,

@@ -1,7 +1,11 @@
 import type pg from "pg";
+import { MAX_CREDITS } from "./credit-bounds.js";
+import { CHAINED_COLUMNS, type ChainedRow, chainedContent, GENESIS_HASH, ledgerEntryHash } from "./entry-hash.js";
 
 export type Drift =
   | { kind: "balance_mismatch"; billingAccountId: string; balance: string; ledgerSum: string }
+  | { kind: "balance_out_of_bound"; billingAccountId: string; balance: string }
+  | { kind: "guard_disabled"; trigger: string }
   | { kind: "head_mismatch"; billingAccountId: string; headSeq: string; lastSeq: string }
   | { kind: "sequence_gap"; billingAccountId: string; entryId: string; seq: string; expectedSeq: string }
   | { kind: "chain_break"; billingAccountId: string; entryId: string; balanceBefore: string; expected: string }
@@ -47,6 +51,7 @@ export async function reconcileLedger(
     after = ids[ids.length - 1]!;
     drifts.push(
       ...(await balanceDrifts(pool, ids)),
+      ...(await boundDrifts(pool, ids)),
       ...(await headDrifts(pool, ids)),
       ...(await chainDrifts(pool, ids)),
       ...(await receiptDrifts(pool, ids)),
@@ -54,7 +59,7 @@ export async function reconcileLedger(
     );
     options.onProgress?.(accountsChecked);
   }
-  drifts.push(...(await accountlessDrifts(pool)));
+  drifts.push(...(await accountlessDrifts(pool)), ...(await guardDrifts(pool)));
   return { ok: drifts.length === 0, accountsChecked, drifts };
 }
 
@@ -114,42 +119,65 @@ async function headDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
   return rows.map((row) => ({ kind: "head_mismatch", billingAccountId: row.id, headSeq: row.ledger_seq, lastSeq: row.last_seq }));
 }
 
+const ENTRIES_PER_PAGE = 5000;
+
 /**
- * Walks each account's entries in sequence order. Only the entries where something breaks come
- * back; the hashes are recomputed in PostgreSQL (`ledger_entry_hash`, drizzle/0006).
+ * Walks each account's entries in sequence order, recomputing every hash here (with the code
+ * that posts them, not a function stored in the database being checked). Reports where the
+ * numbering skips, a balance does not continue, or a hash does not match.
  */
 async function chainDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
-  const { rows } = await pool.query<{
-    billing_account_id: string;
-    id: string;
-    seq: string;
-    expected_seq: string;
-    balance_before: string;
-    expected_before: string;
-    hash_matches: boolean;
-  }>(
-    `SELECT billing_account_id, id, seq, expected_seq, balance_before, expected_before, hash = expected_hash AS hash_matches FROM (
-       SELECT billing_account_id, id, seq, balance_before, hash,
-              row_number() OVER w AS expected_seq,
-              coalesce(lag(balance_after) OVER w, 0) AS expected_before,
-              ledger_entry_hash(coalesce(lag(hash) OVER w, ''), billing_account_id, seq, kind, amount_credits,
-                                balance_before, balance_after, reference, receipt_id, grant_id, created_at) AS expected_hash
-       FROM ledger_entries WHERE billing_account_id = ANY($1::text[])
-       WINDOW w AS (PARTITION BY billing_account_id ORDER BY seq)) chain
-     WHERE seq <> expected_seq OR balance_before <> expected_before OR hash <> expected_hash
-     ORDER BY billing_account_id, seq`,
-    [ids],
-  );
-  return rows.flatMap((row) => {
-    const drifts: Drift[] = [];
-    const at = { billingAccountId: row.billing_account_id, entryId: row.id };
-    if (row.seq !== row.expected_seq) drifts.push({ kind: "sequence_gap", ...at, seq: row.seq, expectedSeq: row.expected_seq });
-    if (row.balance_before !== row.expected_before) {
-      drifts.push({ kind: "chain_break", ...at, balanceBefore: row.balance_before, expected: row.expected_before });
+  const drifts: Drift[] = [];
+  type Walked = { account: string; seq: bigint; balanceAfter: bigint; hash: string };
+  let previous: Walked | null = null;
+  let after: [string, string] = ["", "0"];
+  for (;;) {
+    const { rows } = await pool.query<ChainedRow & { id: string; hash: string }>(
+      `SELECT id, hash, ${CHAINED_COLUMNS}
+       FROM ledger_entries
+       WHERE billing_account_id = ANY($1::text[]) AND (billing_account_id, seq) > ($2, $3::int8)
+       ORDER BY billing_account_id, seq LIMIT $4`,
+      [ids, after[0], after[1], ENTRIES_PER_PAGE],
+    );
+    if (rows.length === 0) return drifts;
+    for (const row of rows) {
+      const continues: Walked | null = previous?.account === row.billing_account_id ? previous : null;
+      const entry = chainedContent(row);
+      const at = { billingAccountId: row.billing_account_id, entryId: row.id };
+      const expectedSeq: bigint = (continues?.seq ?? 0n) + 1n;
+      if (entry.seq !== expectedSeq) drifts.push({ kind: "sequence_gap", ...at, seq: row.seq, expectedSeq: expectedSeq.toString() });
+      const expectedBefore = continues?.balanceAfter ?? 0n;
+      if (entry.balanceBefore !== expectedBefore) {
+        drifts.push({ kind: "chain_break", ...at, balanceBefore: row.balance_before, expected: expectedBefore.toString() });
+      }
+      if (ledgerEntryHash(continues?.hash ?? GENESIS_HASH, entry) !== row.hash) drifts.push({ kind: "hash_mismatch", ...at, seq: row.seq });
+      previous = { account: row.billing_account_id, seq: entry.seq, balanceAfter: entry.balanceAfter, hash: row.hash };
     }
-    if (!row.hash_matches) drifts.push({ kind: "hash_mismatch", ...at, seq: row.seq });
-    return drifts;
-  });
+    const last = rows[rows.length - 1]!;
+    after = [last.billing_account_id, last.seq];
+  }
+}
+
+/** Balances beyond ±(2^53 − 1), which only books written before the bound can hold. */
+async function boundDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { rows } = await pool.query<{ id: string; balance_credits: string }>(
+    "SELECT id, balance_credits FROM accounts WHERE id = ANY($1::text[]) AND balance_credits NOT BETWEEN -$2::int8 AND $2::int8",
+    [ids, MAX_CREDITS.toString()],
+  );
+  return rows.map((row) => ({ kind: "balance_out_of_bound", billingAccountId: row.id, balance: row.balance_credits }));
+}
+
+// What keeps the service itself from rewriting or back-dating the books (drizzle/0006).
+const LEDGER_GUARDS = ["ledger_entries_append_only", "ledger_entries_commit_promptly"];
+
+/** Each guard trigger present and enabled ('O': fires in normal sessions). */
+async function guardDrifts(pool: pg.Pool): Promise<Drift[]> {
+  const { rows } = await pool.query<{ tgname: string; tgenabled: string }>(
+    "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'ledger_entries'::regclass AND tgname = ANY($1::text[])",
+    [LEDGER_GUARDS],
+  );
+  const enabled = new Set(rows.filter((row) => row.tgenabled === "O").map((row) => row.tgname));
+  return LEDGER_GUARDS.filter((guard) => !enabled.has(guard)).map((trigger): Drift => ({ kind: "guard_disabled", trigger }));
 }
 
 /** A receipt or a grant: each has exactly one ledger entry of its kind, account, amount and reference. */

@@ -99,6 +99,23 @@ describe("bounded numbers: balances, grants and charges within ±(2^53 − 1)", 
   });
 });
 
+/** Inserts a grant and its entry for acct-late posted at now() shifted by `shift`, and commits. */
+async function commitGrantEntryDated(reference: string, shift: string): Promise<void> {
+  const client = await h.deps.database.pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query(
+      `WITH grant_row AS (INSERT INTO grants (billing_account_id, reference, credits) VALUES ('acct-late', $1, 1) RETURNING id)
+       INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, grant_id, seq, hash, created_at)
+       SELECT 'acct-late', 'grant', 1, 100, 101, $1, id, 2, 'x', now() ${shift} FROM grant_row`,
+      [reference],
+    );
+    await client.query("COMMIT");
+  } finally {
+    client.release();
+  }
+}
+
 describe("stable periods", () => {
   it("a charge that waited on the account's lock is posted when it got the lock, after a cut taken meanwhile", async () => {
     const { pool } = h.deps.database;
@@ -147,22 +164,12 @@ describe("stable periods", () => {
     expect(rows[0]!.backwards).toBe(0);
   });
 
-  it("an entry dated more than 30 s before its commit is refused, so a month a minute over is final", async () => {
-    const { pool } = h.deps.database;
+  it("an entry dated more than 30 s before its commit, or ahead of the clock, is refused, so a month a minute over is final", async () => {
     await h.admin("POST", "/v1/accounts/acct-late/grants", { credits: 100, reference: "late-grant" });
-    const client = await pool.connect();
-    try {
-      await client.query("BEGIN");
-      // A grant posted into an earlier month, as a transaction stalled for 40 days would.
-      await client.query(
-        `WITH grant_row AS (INSERT INTO grants (billing_account_id, reference, credits) VALUES ('acct-late', 'late', 1) RETURNING id)
-         INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference, grant_id, seq, hash, created_at)
-         SELECT 'acct-late', 'grant', 1, 100, 101, 'late', id, 2, 'x', now() - interval '40 days' FROM grant_row`,
-      );
-      await expect(client.query("COMMIT")).rejects.toThrow(/would commit more than 30 s later/);
-    } finally {
-      client.release();
-    }
+    // A grant posted into an earlier month, as a transaction stalled for 40 days would; and one
+    // dated ahead of the clock (a clock stepped back, or a forged time).
+    await expect(commitGrantEntryDated("late", "- interval '40 days'")).rejects.toThrow(/would commit more than 30 s later/);
+    await expect(commitGrantEntryDated("ahead", "+ interval '1 hour'")).rejects.toThrow(/is dated ahead of the clock/);
     const now = new Date();
     const thisMonth = now.toISOString().slice(0, 7);
     const lastMonth = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
