@@ -7,7 +7,7 @@
 #   dist/workers/ops.js <cmd>     the operator CLI
 
 # Build: the TypeScript compiler is a dev dependency, so it runs here and stays here.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 # Dependencies first, so that a change to the sources does not reinstall them.
 COPY package.json package-lock.json ./
@@ -17,7 +17,7 @@ COPY src ./src
 COPY workers ./workers
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     NPM_CONFIG_UPDATE_NOTIFIER=false \
     NPM_CONFIG_FUND=false \

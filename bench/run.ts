@@ -75,7 +75,8 @@ async function startService(name: string, entry: string): Promise<Service> {
       REDIS_URL,
       INGEST_TOKENS: INGEST_TOKEN,
       ADMIN_TOKEN,
-      PORT: String(port),
+      // A receiver listens on PORT; a worker serves the health the bench waits on at METRICS_PORT.
+      [name === "receiver" ? "PORT" : "METRICS_PORT"]: String(port),
       QUEUE_PREFIX: RUN,
       LOG_LEVEL: "warn",
       // The bench offers more than the default backlog guard in its fastest phase.

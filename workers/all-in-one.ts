@@ -1,12 +1,11 @@
-import { runMigrations } from "../src/db/migrate.js";
-import { createDeps } from "../src/deps.js";
-import { reloadOnSighup, settingsOrExit, startHttpServer, startUsageWorker, stopOnSignal } from "./runtime.js";
+import { migrateAtStart, reloadOnSighup, runService, startHttpServer, startUsageWorker } from "./runtime.js";
 
-const settings = settingsOrExit();
-await runMigrations(settings.databaseUrl);
-const deps = createDeps(settings);
-// The worker starts first so a bad price book stops the process before it accepts traffic.
-const worker = startUsageWorker(deps);
-reloadOnSighup(worker);
-const receiver = await startHttpServer(deps, { receiver: true });
-stopOnSignal(deps, [receiver, worker]);
+await runService(async (deps) => {
+  await migrateAtStart(deps.settings.databaseUrl);
+  // The worker starts first so a bad price book stops the process before it accepts traffic.
+  const worker = startUsageWorker(deps);
+  reloadOnSighup(worker);
+  // Health and metrics are served on PORT with the receiver's routes; METRICS_PORT is a worker's alone.
+  const receiver = await startHttpServer(deps, { receiver: true }, { setting: "PORT", port: deps.settings.port });
+  return [receiver, worker];
+});

@@ -1,7 +1,6 @@
 import { parseMigrationEnv } from "../src/config/env.js";
-import { runMigrations } from "../src/db/migrate.js";
-import { settingsOrExit } from "./runtime.js";
+import { exitOnStartFailure, migrateAtStart, settingsOrExit } from "./runtime.js";
 
 const { databaseUrl } = settingsOrExit(parseMigrationEnv);
-await runMigrations(databaseUrl);
+await migrateAtStart(databaseUrl).catch(exitOnStartFailure);
 process.stdout.write("migrations applied\n");

@@ -1,5 +1,3 @@
-import { createDeps } from "../src/deps.js";
-import { settingsOrExit, startHttpServer, stopOnSignal } from "./runtime.js";
+import { runService, startHttpServer } from "./runtime.js";
 
-const deps = createDeps(settingsOrExit());
-stopOnSignal(deps, [await startHttpServer(deps, { receiver: true })]);
+await runService(async (deps) => [await startHttpServer(deps, { receiver: true }, { setting: "PORT", port: deps.settings.port })]);

@@ -1,9 +1,12 @@
+import type { AddressInfo } from "node:net";
 import { Worker } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { deliverStrandedAlerts } from "../src/alerts/outbox.js";
 import { InvalidSettingError, parseEnv, type Settings } from "../src/config/env.js";
-import { closeDeps, createRedis, type Deps } from "../src/deps.js";
+import { isDatabaseUnavailable } from "../src/db/client.js";
+import { runMigrations } from "../src/db/migrate.js";
+import { closeDeps, createDeps, createRedis, type Deps } from "../src/deps.js";
 import { buildServer, type ServerRoles } from "../src/http/server.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../src/pricing/price-book.js";
 import { USAGE_QUEUE } from "../src/queue/contract.js";
@@ -16,27 +19,99 @@ const STRANDED_ALERT_SWEEP_MS = 15_000;
 // Older than any live worker takes between commit and delivery.
 const STRANDED_ALERT_AGE_MS = 60_000;
 
-/** Reads settings, or prints the one line that names the bad one and exits. */
+/**
+ * What stops a process before it serves, as the one line it prints. The exit code is for a
+ * supervisor: 2 when the configuration must change and a restart cannot help, 1 when a restart
+ * may succeed (PostgreSQL not answering yet).
+ */
+class StartFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2,
+  ) {
+    super(message);
+    this.name = "StartFailure";
+  }
+}
+
+/** Stops the process with one line on stderr, never a stack trace: operators read it in journald or pm2 as it is. */
+export function exitOnStartFailure(error: unknown): never {
+  const failure =
+    error instanceof StartFailure
+      ? error
+      : error instanceof InvalidSettingError
+        ? new StartFailure(error.message, 2)
+        : new StartFailure(`start failed: ${error instanceof Error ? error.message : String(error)}`, 1);
+  process.stderr.write(`spend-ingest: ${failure.message.replace(/\s*\n\s*/g, " ")}\n`);
+  process.exit(failure.exitCode);
+}
+
+/** Reads settings, or prints the one line that names the bad one and exits 2. */
 export function settingsOrExit<T = Settings>(parse: (source: NodeJS.ProcessEnv) => T = parseEnv as never): T {
   try {
     return parse(process.env);
   } catch (error) {
-    if (!(error instanceof InvalidSettingError)) throw error;
-    process.stderr.write(`spend-ingest: ${error.message}\n`);
-    process.exit(2);
+    exitOnStartFailure(error);
+  }
+}
+
+/**
+ * A service entry point: settings, then `start`, which returns its parts in the order they
+ * stop on SIGTERM. Whatever fails on the way stops the process with one line.
+ */
+export async function runService(start: (deps: Deps) => Promise<Stoppable[]>): Promise<void> {
+  const deps = createDeps(settingsOrExit());
+  try {
+    stopOnSignal(deps, await start(deps));
+  } catch (error) {
+    exitOnStartFailure(error);
+  }
+}
+
+/** Applies pending migrations; a failure becomes the StartFailure that names its cause. */
+export async function migrateAtStart(databaseUrl: string): Promise<void> {
+  try {
+    await runMigrations(databaseUrl);
+  } catch (error) {
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    // Authentication refused (28xxx) or no such database (3D000): DATABASE_URL is wrong.
+    if (typeof code === "string" && (code.startsWith("28") || code === "3D000")) {
+      throw new StartFailure(`invalid setting DATABASE_URL: ${String(message)}`, 2);
+    }
+    if (isDatabaseUnavailable(error)) {
+      throw new StartFailure(`PostgreSQL at DATABASE_URL did not answer (${String(message)}); no migration applied`, 1);
+    }
+    throw new StartFailure(`migrations failed: ${String(message)}`, 1);
   }
 }
 
 export type Stoppable = { name: string; stop: () => Promise<void> };
 
+type ListenOn = { setting: "PORT" | "METRICS_PORT"; port: number };
+
 /**
- * The HTTP server on PORT: with `receiver`, callbacks, the account API and the queue UI; in
- * every process, health and the process's own metrics.
+ * The HTTP server: with `receiver`, callbacks, the account API and the queue UI; in every
+ * process, health and the process's own metrics. `port` is the one it bound (PORT or METRICS_PORT 0: a free one).
  */
-export async function startHttpServer(deps: Deps, roles: ServerRoles): Promise<Stoppable & { app: FastifyInstance }> {
+export async function startHttpServer(
+  deps: Deps,
+  roles: ServerRoles,
+  listenOn: ListenOn,
+): Promise<Stoppable & { app: FastifyInstance; port: number }> {
   const app = await buildServer(deps, roles);
-  await app.listen({ port: deps.settings.port, host: "0.0.0.0" });
-  return { name: roles.receiver ? "receiver" : "health and metrics server", app, stop: () => app.close() };
+  try {
+    await app.listen({ port: listenOn.port, host: "0.0.0.0" });
+  } catch (error) {
+    const { setting, port } = listenOn;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") throw new StartFailure(`${setting} ${port} is in use (EADDRINUSE); choose another ${setting}`, 2);
+    if (code === "EACCES") {
+      throw new StartFailure(`${setting} ${port} may not be bound by this user (EACCES); choose another ${setting} (above 1023)`, 2);
+    }
+    throw error;
+  }
+  const { port } = app.server.address() as AddressInfo;
+  return { name: roles.receiver ? "receiver" : "health and metrics server", app, port, stop: () => app.close() };
 }
 
 export type UsageWorker = Stoppable & {
@@ -44,14 +119,13 @@ export type UsageWorker = Stoppable & {
   reloadPriceBook: () => boolean;
 };
 
-export function startUsageWorker(deps: Deps): UsageWorker {
+/** `metricsPort` is only written in the start line: where this process serves health and metrics, if anywhere. */
+export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number } = {}): UsageWorker {
   let priceBook: PriceBook;
   try {
     priceBook = loadPriceBook(deps.settings.pricingFile);
   } catch (error) {
-    if (!(error instanceof PriceBookError)) throw error;
-    process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${error.message}\n`);
-    process.exit(2);
+    throw error instanceof PriceBookError ? new InvalidSettingError("PRICING_FILE", error.message) : error;
   }
   const reloadPriceBook = () => {
     try {
@@ -88,7 +162,10 @@ export function startUsageWorker(deps: Deps): UsageWorker {
   }, STRANDED_ALERT_SWEEP_MS);
   sweeper.unref();
   const backfill = startGatewayBackfill(deps, () => priceBook);
-  deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size, gatewayBackfill: backfill !== null }, "usage worker started");
+  deps.logger.info(
+    { priceBookHash: priceBook.hash, models: priceBook.models.size, gatewayBackfill: backfill !== null, metricsPort: startLine.metricsPort },
+    "usage worker started",
+  );
   return {
     name: "usage worker",
     reloadPriceBook,
@@ -148,16 +225,16 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
   };
 }
 
-/**
- * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
- * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
- */
 /** SIGHUP reloads the price book: new prices apply to jobs from then on, never to receipts. */
 export function reloadOnSighup(worker: UsageWorker): void {
   process.on("SIGHUP", () => void worker.reloadPriceBook());
 }
 
-export function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
+/**
+ * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
+ * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
+ */
+function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -1,9 +1,13 @@
-import { createDeps } from "../src/deps.js";
-import { reloadOnSighup, settingsOrExit, startHttpServer, startUsageWorker, stopOnSignal } from "./runtime.js";
+import { reloadOnSighup, runService, startHttpServer, startUsageWorker } from "./runtime.js";
 
-const deps = createDeps(settingsOrExit());
-const worker = startUsageWorker(deps);
-reloadOnSighup(worker);
-// A worker serves only /healthz, /readyz and its own /metrics.
-const server = await startHttpServer(deps, { receiver: false });
-stopOnSignal(deps, [server, worker]);
+await runService(async (deps) => {
+  const { metricsPort } = deps.settings;
+  // Only /healthz, /readyz and this process's /metrics, and only when asked: workers started
+  // from the receiver's environment on one host must not contend for a port. Bound before the
+  // worker takes a job, so a port in use stops a process that holds none.
+  const server =
+    metricsPort === undefined ? undefined : await startHttpServer(deps, { receiver: false }, { setting: "METRICS_PORT", port: metricsPort });
+  const worker = startUsageWorker(deps, { metricsPort: server?.port });
+  reloadOnSighup(worker);
+  return server === undefined ? [worker] : [server, worker];
+});

@@ -11,6 +11,17 @@ const commaList = (value: string) =>
 const positiveInt = (fallback: number) =>
   z.coerce.number().int().positive().default(fallback);
 
+/** A TCP port; 0 asks the system for a free one. Empty counts as unset, as a compose file passes an unset variable. */
+const tcpPort = z.preprocess(
+  (value) => (value === "" ? undefined : value),
+  z
+    .string()
+    .regex(/^\d{1,5}$/, "a port number from 0 to 65535")
+    .transform(Number)
+    .pipe(z.number().max(65535, "a port number from 0 to 65535"))
+    .optional(),
+);
+
 /**
  * Where the paying account is read from, in order. The first three are filled by LiteLLM from
  * the authenticated key (its admin-set metadata, team, user, organisation); the last two are
@@ -39,7 +50,11 @@ export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["k
 const envSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  // The receiver's (and the all-in-one process's) HTTP port. Workers never read it, so a receiver
+  // and workers started from one environment on one host do not contend for it.
+  PORT: tcpPort.default(8080),
+  // A worker's health and metrics; unset: a worker opens no listener at all.
+  METRICS_PORT: tcpPort,
   INGEST_TOKENS: z
     .string()
     .transform(commaList)
@@ -105,6 +120,7 @@ export type Settings = {
   databaseUrl: string;
   redisUrl: string;
   port: number;
+  metricsPort: number | undefined;
   ingestTokens: string[];
   adminToken: string;
   queueUiToken: string | undefined;
@@ -191,6 +207,7 @@ export function parseEnv(source: EnvSource): Settings {
     databaseUrl: env.DATABASE_URL,
     redisUrl: env.REDIS_URL,
     port: env.PORT,
+    metricsPort: env.METRICS_PORT,
     ingestTokens: env.INGEST_TOKENS,
     adminToken: env.ADMIN_TOKEN,
     queueUiToken: env.QUEUE_UI_TOKEN,

@@ -52,9 +52,31 @@ export function createDatabase(
   return { pool, db: drizzle(pool, { schema }) };
 }
 
+/**
+ * A pooled client held for several statements. A connection lost while no statement runs (a
+ * crash between a transaction's statements) is an 'error' event on the checked-out client,
+ * which unheard would stop the process: it is heard here, the next statement fails with it,
+ * and `release` destroys the client.
+ */
+async function checkOut(pool: pg.Pool): Promise<{ client: pg.PoolClient; release: (failure?: Error) => void }> {
+  const client = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (error: Error) => {
+    lost = error;
+  };
+  client.on("error", onError);
+  return {
+    client,
+    release: (failure?: Error) => {
+      client.off("error", onError);
+      client.release(failure ?? lost);
+    },
+  };
+}
+
 /** Runs `work` in one transaction on one client, rolling back on any throw. */
 export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   let result: T;
   try {
     await client.query("BEGIN");
@@ -66,10 +88,10 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
       () => undefined,
       (failure: Error) => failure,
     );
-    client.release(rollbackError);
+    release(rollbackError);
     throw error;
   }
-  client.release();
+  release();
   return result;
 }
 
@@ -83,7 +105,7 @@ export async function withSessionLock<T>(
   key: number,
   work: () => Promise<T>,
 ): Promise<{ locked: false } | { locked: true; result: T }> {
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   let unlockFailed: Error | undefined;
   try {
     const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [key]);
@@ -97,7 +119,7 @@ export async function withSessionLock<T>(
       });
     }
   } finally {
-    client.release(unlockFailed);
+    release(unlockFailed);
   }
 }
 

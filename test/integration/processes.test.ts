@@ -18,6 +18,7 @@ const serviceEnv = () => ({
   INGEST_TOKENS: INGEST_TOKEN,
   ADMIN_TOKEN,
   PORT: "0",
+  METRICS_PORT: "0",
   QUEUE_PREFIX: database,
 });
 

@@ -93,7 +93,7 @@ describe("a PostgreSQL that accepts connections and never answers", () => {
       REDIS_URL: TEST_REDIS_URL,
       INGEST_TOKENS: INGEST_TOKEN,
       ADMIN_TOKEN,
-      PORT: "0",
+      METRICS_PORT: "0",
       QUEUE_PREFIX: prefix,
       SHUTDOWN_TIMEOUT_MS: "20000",
     });

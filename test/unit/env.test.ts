@@ -74,6 +74,17 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, MAX_ITEMS_PER_REQUEST: "0" }).setting).toBe("MAX_ITEMS_PER_REQUEST");
   });
 
+  it("gives PORT to the receiver and METRICS_PORT, when set, to a worker; empty counts as unset", () => {
+    expect(parseEnv(valid)).toMatchObject({ port: 8080, metricsPort: undefined });
+    expect(parseEnv({ ...valid, PORT: "", METRICS_PORT: "" })).toMatchObject({ port: 8080, metricsPort: undefined });
+    expect(parseEnv({ ...valid, PORT: "0", METRICS_PORT: "0" })).toMatchObject({ port: 0, metricsPort: 0 });
+    expect(parseEnv({ ...valid, METRICS_PORT: "9464" }).metricsPort).toBe(9464);
+    for (const bad of ["65536", "-1", "9464x", " 9464", "1.5"]) {
+      expect(settingError({ ...valid, METRICS_PORT: bad }).message).toBe("invalid setting METRICS_PORT: a port number from 0 to 65535");
+    }
+    expect(settingError({ ...valid, PORT: "65536" }).setting).toBe("PORT");
+  });
+
   it("reads LiteLLM's database and the backfill's durations", () => {
     expect(parseEnv(valid)).toMatchObject({ litellmDatabaseUrl: undefined, gatewayReconcileIntervalMs: 300_000, gatewayReconcileLagMs: 600_000 });
     expect(parseEnv({ ...valid, LITELLM_DATABASE_URL: "", GATEWAY_RECONCILE_INTERVAL: "90", GATEWAY_RECONCILE_LAG: "1h" })).toMatchObject({
