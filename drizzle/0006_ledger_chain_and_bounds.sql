@@ -6,14 +6,16 @@ ALTER TABLE "ledger_entries" ADD COLUMN "hash" text;--> statement-breakpoint
 -- recomputes hashes in the service, never with code stored in the database it checks.
 CREATE FUNCTION ledger_entry_hash(
   previous text, account text, seq bigint, kind text, amount bigint, balance_before bigint, balance_after bigint,
-  reference text, receipt_id bigint, grant_id bigint, posted_at timestamptz
+  reference text, receipt_id bigint, grant_id bigint, posted_at timestamptz, source_content text
 ) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT encode(sha256(convert_to(concat_ws('|',
     previous, octet_length(convert_to(account, 'UTF8')) || ':' || account, seq, kind, amount, balance_before, balance_after,
     octet_length(convert_to(reference, 'UTF8')) || ':' || reference, coalesce(receipt_id::text, ''), coalesce(grant_id::text, ''),
-    (extract(epoch FROM posted_at) * 1000000)::bigint), 'UTF8')), 'hex')
+    (extract(epoch FROM posted_at) * 1000000)::bigint,
+    coalesce(encode(sha256(convert_to(source_content, 'UTF8')), 'hex'), '')), 'UTF8')), 'hex')
 $$;--> statement-breakpoint
--- Entries written before the chain existed are numbered in id order and chained as they stand.
+-- Entries written before the chain existed are numbered in id order and chained as they stand,
+-- each with its receipt's or grant's content as RECEIPT_CONTENT / GRANT_CONTENT (entry-hash.ts) read it.
 UPDATE "ledger_entries" l SET "seq" = n.seq
 FROM (SELECT id, row_number() OVER (PARTITION BY billing_account_id ORDER BY id) AS seq FROM "ledger_entries") n
 WHERE l.id = n.id;--> statement-breakpoint
@@ -23,13 +25,28 @@ DECLARE
   previous text := '';
   account text := NULL;
 BEGIN
-  FOR entry IN SELECT * FROM "ledger_entries" ORDER BY billing_account_id, seq LOOP
+  FOR entry IN
+    SELECT l.*, CASE WHEN l.kind = 'charge' THEN
+      (SELECT json_build_array(r.idempotency_key, r.billing_account_id, r.claimed_billing_account_id, r.model,
+         r.model_group, r.pricing_source, r.rate_step, r.price_entry, r.pricing_reason, r.reported_cost_usd::text,
+         r.provider_cost_usd::text, r.charged_credits::text, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
+         r.cache_write_tokens, r.reasoning_tokens, r.usage_fingerprint, r.price_book_hash,
+         (extract(epoch FROM r.event_time) * 1000000)::int8::text, (extract(epoch FROM r.created_at) * 1000000)::int8::text)::text
+       FROM charge_receipts r WHERE r.id = l.receipt_id)
+    ELSE
+      (SELECT json_build_array(g.billing_account_id, g.reference, g.credits::text, g.reason,
+         (extract(epoch FROM g.created_at) * 1000000)::int8::text)::text
+       FROM grants g WHERE g.id = l.grant_id)
+    END AS source_content
+    FROM "ledger_entries" l ORDER BY l.billing_account_id, l.seq
+  LOOP
     IF account IS DISTINCT FROM entry.billing_account_id THEN
       previous := '';
       account := entry.billing_account_id;
     END IF;
     previous := ledger_entry_hash(previous, entry.billing_account_id, entry.seq, entry.kind, entry.amount_credits,
-      entry.balance_before, entry.balance_after, entry.reference, entry.receipt_id, entry.grant_id, entry.created_at);
+      entry.balance_before, entry.balance_after, entry.reference, entry.receipt_id, entry.grant_id, entry.created_at,
+      entry.source_content);
     UPDATE "ledger_entries" SET "hash" = previous WHERE id = entry.id;
   END LOOP;
 END $$;--> statement-breakpoint

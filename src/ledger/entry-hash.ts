@@ -15,16 +15,19 @@ export type ChainedContent = {
   grantId: string | null;
   /** Posting time in epoch microseconds, PostgreSQL's precision (the service posts whole milliseconds). */
   postedAtMicros: bigint;
+  /** SHA-256 of the receipt's or grant's stored content (RECEIPT_CONTENT, GRANT_CONTENT); "" with none. */
+  sourceDigest: string;
 };
 
 /**
- * A ledger entry's hash over the previous entry's hash and its own content: fields joined by
- * '|', each text prefixed by its length in UTF-8 bytes (so no two contents share a preimage).
+ * A ledger entry's hash over the previous entry's hash and its own content, with the digest of
+ * its receipt's or grant's: fields joined by '|', each text prefixed by its length in UTF-8
+ * bytes (so no two contents share a preimage).
  * Posting and reconcile both compute it here, never trusting code stored in the database they
  * check; migration 0006 chained the entries written before it the same way in SQL.
  */
 export function ledgerEntryHash(previousHash: string, entry: ChainedContent): string {
-  const content = `${previousHash}|${lengthPrefixed(entry.billingAccountId)}|${entry.seq}|${entry.kind}|${entry.amountCredits}|${entry.balanceBefore}|${entry.balanceAfter}|${lengthPrefixed(entry.reference)}|${entry.receiptId ?? ""}|${entry.grantId ?? ""}|${entry.postedAtMicros}`;
+  const content = `${previousHash}|${lengthPrefixed(entry.billingAccountId)}|${entry.seq}|${entry.kind}|${entry.amountCredits}|${entry.balanceBefore}|${entry.balanceAfter}|${lengthPrefixed(entry.reference)}|${entry.receiptId ?? ""}|${entry.grantId ?? ""}|${entry.postedAtMicros}|${entry.sourceDigest}`;
   return createHash("sha256").update(content).digest("hex");
 }
 
@@ -32,11 +35,46 @@ function lengthPrefixed(text: string): string {
   return `${Buffer.byteLength(text, "utf8")}:${text}`;
 }
 
-/** The columns of a stored entry its hash covers, as `chainedContent` reads them. */
-export const CHAINED_COLUMNS = `billing_account_id, seq, kind, amount_credits, balance_before, balance_after, reference,
-  receipt_id, grant_id, (extract(epoch FROM created_at) * 1000000)::int8 AS posted_us`;
+/** The digest of a receipt's or grant's content text, as entries carry it. */
+export function sourceDigest(content: string | null): string {
+  return content === null ? "" : createHash("sha256").update(content).digest("hex");
+}
+
+// Epoch microseconds as text: the same whatever the session's TimeZone or DateStyle.
+const micros = (column: string) => `(extract(epoch FROM ${column}) * 1000000)::int8::text`;
+
+/**
+ * Every stored field of a receipt (alias `r`), as one text PostgreSQL writes the same way for
+ * the same values in any session: the entry's hash covers its digest, so an edit to any field of
+ * a receipt shows. Read when the receipt is written (RETURNING) and again by reconcile.
+ */
+export const RECEIPT_CONTENT = `json_build_array(r.idempotency_key, r.billing_account_id, r.claimed_billing_account_id, r.model,
+  r.model_group, r.pricing_source, r.rate_step, r.price_entry, r.pricing_reason, r.reported_cost_usd::text,
+  r.provider_cost_usd::text, r.charged_credits::text, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
+  r.cache_write_tokens, r.reasoning_tokens, r.usage_fingerprint, r.price_book_hash, ${micros("r.event_time")},
+  ${micros("r.created_at")})::text`;
+
+/** Every stored field of a grant (alias `g`), as RECEIPT_CONTENT is for receipts. */
+export const GRANT_CONTENT = `json_build_array(g.billing_account_id, g.reference, g.credits::text, g.reason,
+  ${micros("g.created_at")})::text`;
+
+/**
+ * Stored entries with what their hash covers, as `chainedContent` reads them (alias `l`),
+ * their receipt's or grant's content included; `where` and `rest` complete the statement.
+ */
+export function chainedEntriesQuery(where: string, rest = ""): string {
+  return `SELECT l.id, l.hash, l.billing_account_id, l.seq, l.kind, l.amount_credits, l.balance_before, l.balance_after,
+            l.reference, l.receipt_id, l.grant_id, ${micros("l.created_at")} AS posted_us,
+            CASE WHEN l.kind = 'charge' THEN ${RECEIPT_CONTENT} ELSE ${GRANT_CONTENT} END AS source_content
+     FROM ledger_entries l
+     LEFT JOIN charge_receipts r ON r.id = l.receipt_id
+     LEFT JOIN grants g ON g.id = l.grant_id
+     WHERE ${where} ${rest}`;
+}
 
 export type ChainedRow = {
+  id: string;
+  hash: string;
   billing_account_id: string;
   seq: string;
   kind: "charge" | "grant";
@@ -47,6 +85,7 @@ export type ChainedRow = {
   receipt_id: string | null;
   grant_id: string | null;
   posted_us: string;
+  source_content: string | null;
 };
 
 export function chainedContent(row: ChainedRow): ChainedContent {
@@ -61,5 +100,6 @@ export function chainedContent(row: ChainedRow): ChainedContent {
     receiptId: row.receipt_id,
     grantId: row.grant_id,
     postedAtMicros: BigInt(row.posted_us),
+    sourceDigest: sourceDigest(row.source_content),
   };
 }

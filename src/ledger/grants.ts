@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { withTransaction } from "../db/client.js";
 import { MAX_CREDITS } from "./credit-bounds.js";
+import { GRANT_CONTENT } from "./entry-hash.js";
 import { postEntries } from "./post-entries.js";
 
 export type GrantRequest = { billingAccountId: string; credits: bigint; reference: string; reason: string | null };
@@ -58,9 +59,9 @@ class GrantOutOfRange extends Error {
 
 async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
   return withTransaction(pool, async (client) => {
-    const { rows } = await client.query<GrantRow>(
-      `INSERT INTO grants (billing_account_id, reference, credits, reason) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (reference) DO NOTHING RETURNING *`,
+    const { rows } = await client.query<GrantRow & { content: string }>(
+      `INSERT INTO grants AS g (billing_account_id, reference, credits, reason) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (reference) DO NOTHING RETURNING g.*, ${GRANT_CONTENT} AS content`,
       [request.billingAccountId, request.reference, request.credits.toString(), request.reason],
     );
     const created = rows[0];
@@ -79,7 +80,15 @@ async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<Gr
     }
     const grant = toGrantRecord(created);
     const { posted } = await postEntries(client, [
-      { billingAccountId: grant.billingAccountId, kind: "grant", amountCredits: grant.credits, reference: grant.reference, receiptId: null, grantId: grant.id },
+      {
+        billingAccountId: grant.billingAccountId,
+        kind: "grant",
+        amountCredits: grant.credits,
+        reference: grant.reference,
+        receiptId: null,
+        grantId: grant.id,
+        sourceContent: created.content,
+      },
     ]);
     if (posted.length === 0) {
       const { rows: account } = await client.query<{ balance_credits: string }>("SELECT balance_credits FROM accounts WHERE id = $1", [

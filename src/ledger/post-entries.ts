@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { MAX_CREDITS } from "./credit-bounds.js";
-import { type ChainedContent, GENESIS_HASH, ledgerEntryHash } from "./entry-hash.js";
+import { type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
 
 /** A balance change to post: a charge (negative, with its receipt) or a grant (positive, with its grant). */
 export type Posting = {
@@ -10,6 +10,8 @@ export type Posting = {
   reference: string;
   receiptId: string | null;
   grantId: string | null;
+  /** The stored content of its receipt or grant (RECEIPT_CONTENT, GRANT_CONTENT), which its hash covers. */
+  sourceContent: string;
 };
 
 export type PostedEntry = ChainedContent & { postedAt: Date; hash: string };
@@ -150,6 +152,7 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
       reference: posting.reference,
       receiptId: posting.receiptId,
       grantId: posting.grantId,
+      sourceDigest: sourceDigest(posting.sourceContent),
       seq: cursor.seq + 1n,
       balanceBefore: cursor.balance,
       balanceAfter: cursor.balance + posting.amountCredits,

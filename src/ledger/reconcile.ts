@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { MAX_CREDITS } from "./credit-bounds.js";
-import { CHAINED_COLUMNS, type ChainedRow, chainedContent, GENESIS_HASH, ledgerEntryHash } from "./entry-hash.js";
+import { type ChainedRow, chainedContent, chainedEntriesQuery, GENESIS_HASH, ledgerEntryHash } from "./entry-hash.js";
 
 export type Drift =
   | { kind: "balance_mismatch"; billingAccountId: string; balance: string; ledgerSum: string }
@@ -132,11 +132,11 @@ async function chainDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
   let previous: Walked | null = null;
   let after: [string, string] = ["", "0"];
   for (;;) {
-    const { rows } = await pool.query<ChainedRow & { id: string; hash: string }>(
-      `SELECT id, hash, ${CHAINED_COLUMNS}
-       FROM ledger_entries
-       WHERE billing_account_id = ANY($1::text[]) AND (billing_account_id, seq) > ($2, $3::int8)
-       ORDER BY billing_account_id, seq LIMIT $4`,
+    const { rows } = await pool.query<ChainedRow>(
+      chainedEntriesQuery(
+        "l.billing_account_id = ANY($1::text[]) AND (l.billing_account_id, l.seq) > ($2, $3::int8)",
+        "ORDER BY l.billing_account_id, l.seq LIMIT $4",
+      ),
       [ids, after[0], after[1], ENTRIES_PER_PAGE],
     );
     if (rows.length === 0) return drifts;

@@ -9,6 +9,7 @@ import { priceDivergenceFields } from "../alerts/price-divergence.js";
 import type { UsageEvent } from "../queue/contract.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "./credit-bounds.js";
+import { RECEIPT_CONTENT } from "./entry-hash.js";
 import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
 
@@ -81,8 +82,9 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
           kind: "charge",
           amountCredits: -usage.charge.chargedCredits,
           reference: usage.event.idempotencyKey,
-          receiptId: inserted.get(usage.event.idempotencyKey)!,
+          receiptId: inserted.get(usage.event.idempotencyKey)!.id,
           grantId: null,
+          sourceContent: inserted.get(usage.event.idempotencyKey)!.content,
         })),
     );
     // A charge that would take its balance past the bound keeps no receipt: it waits in quarantine.
@@ -184,11 +186,11 @@ async function insertReceipts(
   client: pg.PoolClient,
   usages: PricedUsage[],
   priceBookHash: string,
-): Promise<Map<string, string>> {
+): Promise<Map<string, { id: string; content: string }>> {
   if (usages.length === 0) return new Map();
   const column = <T>(read: (usage: PricedUsage) => T) => usages.map(read);
-  const { rows } = await client.query<{ id: string; idempotency_key: string }>(
-    `INSERT INTO charge_receipts (
+  const { rows } = await client.query<{ id: string; idempotency_key: string; content: string }>(
+    `INSERT INTO charge_receipts AS r (
        idempotency_key, billing_account_id, model, model_group, pricing_source, price_entry,
        provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
        cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id,
@@ -198,7 +200,7 @@ async function insertReceipts(
        $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[],
        $18::text[], $19::text[], $20::numeric[]) AS u
      ON CONFLICT (idempotency_key) DO NOTHING
-     RETURNING id, idempotency_key`,
+     RETURNING r.id, r.idempotency_key, ${RECEIPT_CONTENT} AS content`,
     [
       column((u) => u.event.idempotencyKey),
       column((u) => u.event.billingAccountId),
@@ -222,7 +224,7 @@ async function insertReceipts(
       column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
     ],
   );
-  return new Map(rows.map((row) => [row.idempotency_key, row.id]));
+  return new Map(rows.map((row) => [row.idempotency_key, { id: row.id, content: row.content }]));
 }
 
 /** Deliveries (one per distinct usage) of keys already recorded with other usage. */

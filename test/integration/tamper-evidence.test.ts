@@ -72,6 +72,7 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
     const { entryIds, grantReference } = await books("acct-regrant");
     await tamper([["UPDATE grants SET credits = 1000000 WHERE reference = $1", [grantReference]]]);
     expect(await driftsOf("acct-regrant")).toEqual([
+      { kind: "hash_mismatch", billingAccountId: "acct-regrant", entryId: entryIds[0], seq: "1" },
       { kind: "grant_entry_mismatch", billingAccountId: "acct-regrant", entryId: entryIds[0], grantReference, fields: ["amount"] },
     ]);
   });
@@ -79,7 +80,10 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
   it("a grant row deleted", async () => {
     const { entryIds, grantReference } = await books("acct-nogrant");
     await tamper([["DELETE FROM grants WHERE reference = $1", [grantReference]]]);
-    expect(await driftsOf("acct-nogrant")).toEqual([{ kind: "entry_without_grant", billingAccountId: "acct-nogrant", entryId: entryIds[0] }]);
+    expect(await driftsOf("acct-nogrant")).toEqual([
+      { kind: "hash_mismatch", billingAccountId: "acct-nogrant", entryId: entryIds[0], seq: "1" },
+      { kind: "entry_without_grant", billingAccountId: "acct-nogrant", entryId: entryIds[0] },
+    ]);
   });
 
   it("a million credits minted through a grant's entry, grant and balances all made consistent", async () => {
@@ -162,9 +166,23 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
       ["UPDATE charge_receipts SET idempotency_key = 'forged' WHERE idempotency_key = $1", [callKeys[1]]],
     ]);
     expect(await driftsOf("acct-receipt")).toEqual([
+      { kind: "hash_mismatch", billingAccountId: "acct-receipt", entryId: entryIds[1], seq: "2" },
+      { kind: "hash_mismatch", billingAccountId: "acct-receipt", entryId: entryIds[2], seq: "3" },
       expect.objectContaining({ kind: "receipt_entry_mismatch", entryId: entryIds[1], idempotencyKey: callKeys[0], fields: ["amount"] }),
       expect.objectContaining({ kind: "receipt_entry_mismatch", entryId: entryIds[2], idempotencyKey: "forged", fields: ["reference"] }),
     ]);
+  });
+
+  it("a receipt's model, tokens or costs, or a grant's reason or time, rewritten", async () => {
+    const { entryIds, callKeys, grantReference } = await books("acct-details");
+    await tamper([
+      ["UPDATE charge_receipts SET model = 'cheaper-model', prompt_tokens = 1 WHERE idempotency_key = $1", [callKeys[0]]],
+      ["UPDATE charge_receipts SET provider_cost_usd = 0 WHERE idempotency_key = $1", [callKeys[2]]],
+      ["UPDATE grants SET reason = 'promotional', created_at = created_at - interval '1 day' WHERE reference = $1", [grantReference]],
+    ]);
+    expect(await driftsOf("acct-details")).toEqual(
+      [0, 1, 3].map((n) => ({ kind: "hash_mismatch", billingAccountId: "acct-details", entryId: entryIds[n], seq: String(n + 1) })),
+    );
   });
 
   it("an entry's time moved into another month", async () => {

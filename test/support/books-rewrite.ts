@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { CHAINED_COLUMNS, type ChainedRow, chainedContent, GENESIS_HASH, ledgerEntryHash } from "../../src/ledger/entry-hash.js";
+import { type ChainedRow, chainedContent, chainedEntriesQuery, GENESIS_HASH, ledgerEntryHash } from "../../src/ledger/entry-hash.js";
 
 export type Statement = [text: string, values: unknown[]];
 /** A statement, or work that reads before it writes, inside the rewriting transaction. */
@@ -31,10 +31,7 @@ export async function rewriteBooks(pool: pg.Pool, rewrites: Rewrite[]): Promise<
 /** Recomputes every hash of an account's chain with the service's own hash, and its sequence number. */
 export function rechain(account: string): Rewrite {
   return async (client) => {
-    const { rows } = await client.query<ChainedRow & { id: string }>(
-      `SELECT id, ${CHAINED_COLUMNS} FROM ledger_entries WHERE billing_account_id = $1 ORDER BY seq`,
-      [account],
-    );
+    const { rows } = await client.query<ChainedRow>(chainedEntriesQuery("l.billing_account_id = $1", "ORDER BY l.seq"), [account]);
     let previous = GENESIS_HASH;
     for (const row of rows) {
       previous = ledgerEntryHash(previous, chainedContent(row));
