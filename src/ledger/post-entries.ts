@@ -49,8 +49,9 @@ export async function postEntries(
     const balances = await lockedBalances(client, [...new Set(blocked.map((posting) => posting.billingAccountId))]);
     pending = [];
     for (const posting of blocked) {
-      const after = (balances.get(posting.billingAccountId) ?? 0n) + posting.amountCredits;
       const before = balances.get(posting.billingAccountId) ?? 0n;
+      const after = before + posting.amountCredits;
+      // The rule moveBalances applies: within the bound, or (books from before it) closer to zero.
       if ((after < -MAX_CREDITS || after > MAX_CREDITS) && abs(after) >= abs(before)) {
         refused.push(posting);
         continue;
@@ -83,7 +84,10 @@ async function moveBalances(
   totals: ReadonlyMap<string, { delta: bigint; entries: bigint }>,
 ): Promise<Map<string, AccountHead>> {
   // A batch total past the bound cannot even be sent as an int8; those accounts go the slow way.
-  const ids = [...totals.keys()].filter((id) => totals.get(id)!.delta >= -MAX_CREDITS && totals.get(id)!.delta <= MAX_CREDITS).sort(compareText);
+  const ids = [...totals]
+    .filter(([, { delta }]) => delta >= -MAX_CREDITS && delta <= MAX_CREDITS)
+    .map(([id]) => id)
+    .sort(compareText);
   if (ids.length === 0) return new Map();
   const { rows } = await client.query<{ id: string; balance_credits: string; ledger_seq: string }>(
     `INSERT INTO accounts AS a (id, balance_credits, ledger_seq)
