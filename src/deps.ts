@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { type DestinationStream, type Logger, pino } from "pino";
-import type { Settings } from "./config/env.js";
+import type { RedisTarget, Settings } from "./config/env.js";
 import { createDatabase, type Database } from "./db/client.js";
 import { createMetrics, type Metrics } from "./metrics/metrics.js";
 import { createUsageQueue } from "./queue/producer.js";
@@ -11,7 +11,7 @@ export type Deps = {
   logger: Logger;
   database: Database;
   /** For commands and the producer; workers open their own blocking connection. */
-  redis: Redis;
+  redis: RedisClient;
   usageQueue: Queue;
   metrics: Metrics;
 };
@@ -27,18 +27,25 @@ export function createLogger(settings: Pick<Settings, "logLevel">, destination?:
   return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
-export function createRedis(redisUrl: string, options: { forWorker: boolean }): Redis {
-  return new Redis(redisUrl, {
+/** One Redis server or a Redis Cluster: BullMQ takes either. */
+export type RedisClient = Redis | Cluster;
+
+export function createRedis(target: RedisTarget, options: { forWorker: boolean }): RedisClient {
+  const connection = {
     // BullMQ workers block on Redis and must wait out a reconnect rather than fail the command.
     maxRetriesPerRequest: options.forWorker ? null : 2,
     // The receiver answers 503 while Redis is away instead of holding requests in a buffer.
     enableOfflineQueue: options.forWorker,
-  });
+  };
+  if ("url" in target) return new Redis(target.url, connection);
+  // The cluster's seed nodes; the rest of its topology, and every change of it (a failover), is
+  // learnt from the nodes themselves.
+  return new Cluster(target.clusterNodes, { enableOfflineQueue: connection.enableOfflineQueue, redisOptions: connection });
 }
 
 export function createDeps(settings: Settings, options: { logger?: Logger } = {}): Deps {
   const logger = options.logger ?? createLogger(settings);
-  const redis = createRedis(settings.redisUrl, { forWorker: false });
+  const redis = createRedis(settings.redis, { forWorker: false });
   redis.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
   const usageQueue = createUsageQueue(redis, settings.queuePrefix);
   usageQueue.on("error", (error) => logger.warn({ err: error }, "queue error"));

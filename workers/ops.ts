@@ -170,7 +170,7 @@ async function withDatabase<T>(work: (database: Database) => Promise<T>): Promis
 
 async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) => Promise<T>): Promise<T> {
   const settings = settingsOrExit(parseOpsEnv);
-  const redis = createRedis(settings.redisUrl, { forWorker: false });
+  const redis = createRedis(settings.redis, { forWorker: false });
   const queue = createUsageQueue(redis, settings.queuePrefix);
   // A lost connection fails the command that needed it; the events alone would print stacks.
   redis.on("error", () => {});

@@ -137,7 +137,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
       return false;
     }
   };
-  const connection = createRedis(deps.settings.redisUrl, { forWorker: true });
+  const connection = createRedis(deps.settings.redis, { forWorker: true });
   const worker = new Worker(USAGE_QUEUE, createUsageProcessor(deps, () => priceBook), {
     connection,
     prefix: deps.settings.queuePrefix,

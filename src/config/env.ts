@@ -45,11 +45,31 @@ const duration = (fallback: string) =>
       return Number(match[1]) * unit;
     });
 
+/** `host:port`, the host a name, an IPv4 address or an IPv6 address in brackets. */
+const clusterNode = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "each node is host:port")
+  .transform((text) => {
+    const colon = text.lastIndexOf(":");
+    return { host: text.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(text.slice(colon + 1)) };
+  })
+  .refine((node) => node.port > 0 && node.port <= 65535, "each node is host:port, the port from 1 to 65535");
+
 export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["key_metadata", "team", "user"];
 
 const envSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
-  REDIS_URL: z.url({ protocol: /^rediss?$/ }),
+  // Required unless REDIS_CLUSTER_NODES is set (checked in parseEnv, which knows both).
+  REDIS_URL: z.preprocess((value) => (value === "" ? undefined : value), z.url({ protocol: /^rediss?$/ }).optional()),
+  REDIS_CLUSTER_NODES: z.preprocess(
+    (value) => (value === "" ? undefined : value),
+    z.string().transform(commaList).pipe(z.array(clusterNode).min(1, "at least one host:port")).optional(),
+  ),
+  // Replicas that must hold a batch's jobs before the receiver answers 2xx (Redis WAIT). Redis
+  // replicates asynchronously: a master lost before its replica has a batch loses the batch, and
+  // the caller, told 2xx, never sends it again. Unset: 1 on a cluster, where failover to a
+  // replica is the point, and 0 on one node, which may have no replica.
+  QUEUE_REPLICA_ACKS: z.preprocess((value) => (value === "" ? undefined : value), z.coerce.number().int().min(0).max(16).optional()),
   // The receiver's (and the all-in-one process's) HTTP port. Workers never read it, so a receiver
   // and workers started from one environment on one host do not contend for it.
   PORT: tcpPort.default(8080),
@@ -116,9 +136,14 @@ const envSchema = z.object({
     .default("spend-ingest"),
 });
 
+/** Where the queue lives: one Redis server, or the seed nodes of a Redis Cluster. */
+export type RedisTarget = { url: string } | { clusterNodes: { host: string; port: number }[] };
+
 export type Settings = {
   databaseUrl: string;
-  redisUrl: string;
+  redis: RedisTarget;
+  /** Replicas that must acknowledge a batch before it is answered; see QUEUE_REPLICA_ACKS. */
+  queueReplicaAcks: number;
   port: number;
   metricsPort: number | undefined;
   ingestTokens: string[];
@@ -141,6 +166,7 @@ export type Settings = {
   queueHighWater: number;
   shutdownTimeoutMs: number;
   workerLockDurationMs: number;
+  /** On a cluster always a {hash tag}, so that all of a queue's keys share one slot. */
   queuePrefix: string;
 };
 
@@ -167,17 +193,30 @@ export function parseMigrationEnv(source: EnvSource): { databaseUrl: string } {
 }
 
 /** What the operator CLI needs: the stores and how callback items are read, not the HTTP secrets. */
-export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redisUrl" | "queuePrefix" | "billingAccountFrom"> {
+export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redis" | "queuePrefix" | "billingAccountFrom"> {
   const env = parseWith(
-    envSchema.pick({ DATABASE_URL: true, REDIS_URL: true, QUEUE_PREFIX: true, BILLING_ACCOUNT_FROM: true }),
+    envSchema.pick({ DATABASE_URL: true, REDIS_URL: true, REDIS_CLUSTER_NODES: true, QUEUE_PREFIX: true, BILLING_ACCOUNT_FROM: true }),
     source,
   );
   return {
     databaseUrl: env.DATABASE_URL,
-    redisUrl: env.REDIS_URL,
-    queuePrefix: env.QUEUE_PREFIX,
+    ...queueLocation(env),
     billingAccountFrom: env.BILLING_ACCOUNT_FROM,
   };
+}
+
+/**
+ * The queue's Redis and key prefix. On a cluster the prefix is wrapped in a hash tag unless it
+ * is one already: BullMQ's scripts touch several of a queue's keys at once, which a cluster
+ * allows only within one slot.
+ */
+function queueLocation(env: { REDIS_URL?: string; REDIS_CLUSTER_NODES?: { host: string; port: number }[]; QUEUE_PREFIX: string }) {
+  if (env.REDIS_CLUSTER_NODES !== undefined) {
+    const prefix = env.QUEUE_PREFIX.startsWith("{") ? env.QUEUE_PREFIX : `{${env.QUEUE_PREFIX}}`;
+    return { redis: { clusterNodes: env.REDIS_CLUSTER_NODES }, queuePrefix: prefix };
+  }
+  if (env.REDIS_URL === undefined) throw new InvalidSettingError("REDIS_URL", "is required (or REDIS_CLUSTER_NODES for a Redis Cluster)");
+  return { redis: { url: env.REDIS_URL }, queuePrefix: env.QUEUE_PREFIX };
 }
 
 /** What `ops gateway reconcile` needs beyond the stores: LiteLLM's database. */
@@ -203,9 +242,11 @@ export function parseEnv(source: EnvSource): Settings {
   if (env.MAX_BYTES_IN_FLIGHT < env.MAX_BODY_BYTES) {
     throw new InvalidSettingError("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
   }
+  const queue = queueLocation(env);
   return {
     databaseUrl: env.DATABASE_URL,
-    redisUrl: env.REDIS_URL,
+    redis: queue.redis,
+    queueReplicaAcks: env.QUEUE_REPLICA_ACKS ?? ("clusterNodes" in queue.redis ? 1 : 0),
     port: env.PORT,
     metricsPort: env.METRICS_PORT,
     ingestTokens: env.INGEST_TOKENS,
@@ -227,6 +268,6 @@ export function parseEnv(source: EnvSource): Settings {
     queueHighWater: env.QUEUE_HIGH_WATER,
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
-    queuePrefix: env.QUEUE_PREFIX,
+    queuePrefix: queue.queuePrefix,
   };
 }

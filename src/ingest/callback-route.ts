@@ -3,7 +3,7 @@ import type { Deps } from "../deps.js";
 import { bearerTokenMatches } from "../http/auth.js";
 import { sendError } from "../http/errors.js";
 import type { RejectedItem, UsageEvent } from "../queue/contract.js";
-import { enqueueCallbackItems } from "../queue/producer.js";
+import { awaitReplication, enqueueCallbackItems, type Replication } from "../queue/producer.js";
 import { type BodyLimits, checkBodyCost, parseCallbackBody } from "./callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "./litellm-payload.js";
 
@@ -14,6 +14,7 @@ const RETRY_AFTER_SECONDS = "5";
 // The 207 answer lists this many refusals in full and counts the rest: its size stays bounded.
 const REJECTIONS_LISTED = 100;
 const ISSUES_LISTED = 10;
+const NOT_REPLICATED: Replication = { required: 0, acknowledged: 0 };
 
 type RejectedAnswer = { index: number; id: string | null; reason: string; issues: unknown[] };
 
@@ -70,12 +71,30 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     const waiting = await withTimeout(deps.usageQueue.getWaitingCount(), ENQUEUE_TIMEOUT_MS).catch(() => null);
     if (waiting === null) return unavailable(reply, "queue_unavailable", "the queue does not answer");
     if (waiting > settings.queueHighWater) return unavailable(reply, "queue_unavailable", "the queue backlog is over its high-water mark");
+    let replication: Replication;
     try {
-      await withTimeout(enqueueCallbackItems(deps.usageQueue, { events, rejected }), ENQUEUE_TIMEOUT_MS);
+      replication = await withTimeout(
+        (async () => {
+          await enqueueCallbackItems(deps.usageQueue, { events, rejected });
+          return settings.queueReplicaAcks === 0 ? NOT_REPLICATED : awaitReplication(deps.redis, settings.queuePrefix, settings.queueReplicaAcks);
+        })(),
+        ENQUEUE_TIMEOUT_MS,
+      );
     } catch (error) {
       request.log.warn({ err: error }, "enqueue failed");
       // Job ids are content hashes, so whatever did reach Redis is not queued twice on the retry.
       return unavailable(reply, "queue_unavailable", "the queue could not take the batch");
+    }
+    if (replication.acknowledged < replication.required) {
+      // Queued, but on the master alone: a failover now would lose it, so no 2xx promises otherwise.
+      // Charged once all the same if the master lives; a retry of the batch adds nothing.
+      metrics.requestsRefused.inc({ reason: "not_replicated" });
+      request.log.warn(replication, "batch queued but not replicated in time");
+      return unavailable(reply, "queue_unavailable", `the batch reached ${replication.acknowledged} of the ${replication.required} Redis replicas required`);
+    }
+    if (replication.required < settings.queueReplicaAcks) {
+      metrics.unreplicatedAccepts.inc();
+      request.log.warn({ ...replication, wanted: settings.queueReplicaAcks }, "batch accepted with fewer Redis replicas in sync than QUEUE_REPLICA_ACKS");
     }
     for (const answer of answers) metrics.eventsRejected.inc({ reason: answer.reason });
     if (overruled > 0) metrics.billingAccountOverruled.inc(overruled);

@@ -53,8 +53,13 @@ export function createMetrics(queues: Queue[]) {
     }),
     requestsRefused: new Counter({
       name: "spend_ingest_requests_refused_total",
-      help: "Callback requests refused whole before their items were read, by reason",
+      help: "Callback requests refused whole (503, 413), by reason; not_replicated: queued, but no replica acknowledged in time",
       labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    unreplicatedAccepts: new Counter({
+      name: "spend_ingest_unreplicated_accepts_total",
+      help: "Callback requests answered 2xx while the queue's Redis master had fewer replicas in sync than QUEUE_REPLICA_ACKS (after a failover)",
       registers: [registry],
     }),
     priceDivergences: new Counter({

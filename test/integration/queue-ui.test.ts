@@ -226,7 +226,7 @@ describe("queue UI with QUEUE_UI_ACTIONS=on, no worker", () => {
 
   it("leaves a job a worker holds, says so, and keeps its calls in quarantine as well", async () => {
     const keys = await postCalls(h, "held", 5, "team-held");
-    const connection = createRedis(h.settings.redisUrl, { forWorker: true });
+    const connection = createRedis(h.settings.redis, { forWorker: true });
     const worker = new Worker(USAGE_QUEUE, null, { connection, prefix: h.settings.queuePrefix, autorun: false });
     try {
       const job = (await worker.getNextJob("held-token"))!;

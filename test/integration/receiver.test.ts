@@ -43,7 +43,7 @@ describe("receiver while Redis is down", () => {
 
   it("answers 503 with Retry-After while Redis does not answer, and 202 again once it is back", async () => {
     const server = await redis;
-    const settings = { ...h.settings, redisUrl: server.url };
+    const settings = { ...h.settings, redis: { url: server.url } };
     const deps = createDeps(settings, { logger: createLogger({ logLevel: "silent" }) });
     const app = await buildServer(deps);
     const post = (id: string) =>

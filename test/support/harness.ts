@@ -40,7 +40,11 @@ export type Harness = {
  * template), its own queue prefix on the real Redis, the real HTTP server through inject,
  * and a real usage worker. After each test the books must tie out.
  */
-export function useServiceHarness(overrides: Record<string, string> = {}, options: { worker?: boolean } = {}): Harness {
+/** `overrides` may be a function, for settings known only once another beforeAll has run (a cluster's ports). */
+export function useServiceHarness(
+  overrides: Record<string, string> | (() => Record<string, string>) = {},
+  options: { worker?: boolean } = {},
+): Harness {
   const withWorker = options.worker ?? true;
   const database = useTestDatabase();
   const harness = {} as Harness;
@@ -54,7 +58,7 @@ export function useServiceHarness(overrides: Record<string, string> = {}, option
       PRICING_FILE: "config/pricing.yaml",
       LOG_LEVEL: "info",
       QUEUE_PREFIX: database.name,
-      ...overrides,
+      ...(typeof overrides === "function" ? overrides() : overrides),
     });
     const logs: LogLine[] = [];
     const capture = new Writable({

@@ -10,3 +10,19 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** A free port whose partner `offset` above is free too: a Redis Cluster node's bus listens at port + 10000. */
+export async function freePortWithPartner(offset: number): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + offset <= 65535 && (await isFree(port + offset))) return port;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}

@@ -1,7 +1,13 @@
-import type { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
+import type { RedisClient } from "../../src/deps.js";
 
-/** Every value stored under a key prefix, as one text, to prove what Redis does not hold. */
-export async function redisText(redis: Redis, prefix: string): Promise<string> {
+/** Every value stored under a key prefix, as one text, to prove what Redis does not hold; on a cluster, on every master. */
+export async function redisText(client: RedisClient, prefix: string): Promise<string> {
+  const nodes = client instanceof Cluster ? client.nodes("master") : [client];
+  return (await Promise.all(nodes.map((node) => nodeText(node, prefix)))).join("\n");
+}
+
+async function nodeText(redis: Redis, prefix: string): Promise<string> {
   const parts: string[] = [];
   let cursor = "0";
   do {

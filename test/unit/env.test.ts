@@ -44,6 +44,24 @@ describe("parseEnv", () => {
     expect(parseEnv({ ...valid, QUEUE_PREFIX: "{spend-ingest}" }).queuePrefix).toBe("{spend-ingest}");
   });
 
+  it("runs the queue on a Redis Cluster when its nodes are named: REDIS_URL unused, the prefix hash-tagged, a replica required", () => {
+    const onCluster = parseEnv({ ...valid, REDIS_URL: undefined, REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-b.internal:7001,[::1]:7002" });
+    expect(onCluster).toMatchObject({
+      redis: { clusterNodes: [{ host: "10.0.0.1", port: 7000 }, { host: "redis-b.internal", port: 7001 }, { host: "::1", port: 7002 }] },
+      queuePrefix: "{spend-ingest}",
+      queueReplicaAcks: 1,
+    });
+    expect(parseEnv({ ...valid, REDIS_CLUSTER_NODES: "a:1", QUEUE_PREFIX: "{tenant-a}" }).queuePrefix).toBe("{tenant-a}");
+    expect(parseEnv({ ...valid, REDIS_CLUSTER_NODES: "a:1", QUEUE_REPLICA_ACKS: "0" }).queueReplicaAcks).toBe(0);
+    expect(parseEnv(valid)).toMatchObject({ redis: { url: "redis://127.0.0.1:6379/3" }, queuePrefix: "spend-ingest", queueReplicaAcks: 0 });
+    expect(settingError({ ...valid, REDIS_CLUSTER_NODES: "10.0.0.1" }).setting).toBe("REDIS_CLUSTER_NODES");
+    expect(settingError({ ...valid, REDIS_CLUSTER_NODES: "a:70000" }).setting).toBe("REDIS_CLUSTER_NODES");
+    expect(settingError({ ...valid, QUEUE_REPLICA_ACKS: "-1" }).setting).toBe("QUEUE_REPLICA_ACKS");
+    expect(settingError({ ...valid, REDIS_URL: undefined }).message).toBe(
+      "invalid setting REDIS_URL: is required (or REDIS_CLUSTER_NODES for a Redis Cluster)",
+    );
+  });
+
   it("takes the payer only from key-derived sources unless others are listed, from a fixed vocabulary", () => {
     expect(parseEnv(valid).billingAccountFrom).toEqual(["key_metadata", "team", "user"]);
     expect(parseEnv({ ...valid, BILLING_ACCOUNT_FROM: "spend_logs_metadata, team" }).billingAccountFrom).toEqual([
