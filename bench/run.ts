@@ -6,20 +6,27 @@
  *
  *   npm run bench -- [--events 200000] [--accounts 1000] [--batch 512] [--workers 2]
  *                    [--rate 5000] [--clients 4] [--hot-events 50000] [--naive-events 20000]
+ *                    [--redis-cluster]
+ *
+ * `--redis-cluster` also starts a Redis Cluster of its own (three masters, a replica each, as the
+ * suite's test does) and runs the spread and paced phases again on it, with fresh services, so
+ * that its figures stand beside the single server's of the same run.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import pg from "pg";
+import type { RedisTarget } from "../src/config/env.js";
+import { createRedis } from "../src/deps.js";
 import { runMigrations } from "../src/db/migrate.js";
 import { recordGrant } from "../src/ledger/grants.js";
 import { reconcileLedger } from "../src/ledger/reconcile.js";
 import { JOB_CHARGE_USAGE } from "../src/queue/contract.js";
 import { createUsageQueue } from "../src/queue/producer.js";
 import { freePort } from "../test/support/ports.js";
+import { TestRedisCluster } from "../test/support/redis-cluster.js";
 import { usageEvent } from "../test/support/usage-events.js";
 
 const { values: flags } = parseArgs({
@@ -37,6 +44,7 @@ const { values: flags } = parseArgs({
     "node-args": { type: "string", default: "" },
     // As `npm run start:receiver` runs it: the receiver's old space capped at 256 MB.
     "receiver-node-args": { type: "string", default: "--max-old-space-size=256" },
+    "redis-cluster": { type: "boolean", default: false },
   },
 });
 const settings = {
@@ -64,7 +72,12 @@ const databaseUrl = (() => {
 
 type Service = { name: string; child: ChildProcess; url: Promise<string>; peakRssBytes: number };
 
-async function startService(name: string, entry: string): Promise<Service> {
+/** Where a set of services keeps its queue: the environment they get, and the bench's own view of it. */
+type QueueSite = { env: Record<string, string>; redis: RedisTarget; prefix: string };
+
+const SINGLE_REDIS: QueueSite = { env: { REDIS_URL }, redis: { url: REDIS_URL }, prefix: RUN };
+
+async function startService(name: string, entry: string, site: QueueSite): Promise<Service> {
   const port = await freePort();
   const roleArgs = name === "receiver" ? (flags["receiver-node-args"] ?? "") : "";
   const nodeArgs = `${flags["node-args"] ?? ""} ${roleArgs}`.split(" ").filter(Boolean);
@@ -72,7 +85,7 @@ async function startService(name: string, entry: string): Promise<Service> {
     env: {
       PATH: process.env.PATH,
       DATABASE_URL: databaseUrl,
-      REDIS_URL,
+      ...site.env,
       INGEST_TOKENS: INGEST_TOKEN,
       ADMIN_TOKEN,
       // A receiver listens on PORT; a worker serves the health the bench waits on at METRICS_PORT.
@@ -218,6 +231,51 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
+/** A receiver and the workers on one queue site, their peak RSS sampled while they run. */
+async function startServices(site: QueueSite) {
+  const receiver = await startService("receiver", "dist/workers/receiver.js", site);
+  const workers = await Promise.all(
+    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "dist/workers/usage-worker.js", site)),
+  );
+  const services = [receiver, ...workers];
+  const sampler = sampleRss(services);
+  const receiverUrl = await receiver.url;
+  await Promise.all(workers.map((worker) => worker.url));
+  return {
+    receiverUrl,
+    peakRssMb: () => Object.fromEntries(services.map((service) => [service.name, Math.round(service.peakRssBytes / 1048576)])),
+    stop: async () => {
+      clearInterval(sampler);
+      for (const service of services) service.child.kill("SIGTERM");
+      await Promise.all(services.map((service) => new Promise((resolve) => (service.child.exitCode === null && service.child.signalCode === null ? service.child.once("exit", resolve) : resolve(null)))));
+    },
+  };
+}
+
+/** The spread phase (unpaced, over all accounts) and the paced one, each call key starting with `label`. */
+async function spreadAndPaced(pool: pg.Pool, receiverUrl: string, accounts: string[], label = "") {
+  process.stderr.write(`${label}spread: ${settings.events} events over ${settings.accounts} accounts\n`);
+  const spreadLoad = await offerLoad(receiverUrl, `${label}spread`, settings.events, (n) => accounts[n % accounts.length]!);
+  await waitForReceipts(pool, `${label}spread`, settings.events);
+  const spread = await endToEnd(pool, `${label}spread`, spreadLoad.startedAtMs, settings.events);
+
+  process.stderr.write(`${label}paced: ${settings.pacedEvents} events offered at ${settings.rate}/s\n`);
+  const pacedLoad = await offerLoad(receiverUrl, `${label}paced`, settings.pacedEvents, (n) => accounts[n % accounts.length]!, settings.rate);
+  await waitForReceipts(pool, `${label}paced`, settings.pacedEvents);
+  const paced = await endToEnd(pool, `${label}paced`, pacedLoad.startedAtMs, settings.pacedEvents);
+  return {
+    spread: { eventsPerSecond: spread.eventsPerSecond, seconds: spread.seconds, offerSeconds: spreadLoad.seconds, ackP50Ms: percentile(spreadLoad.ackMs, 50), ackP99Ms: percentile(spreadLoad.ackMs, 99) },
+    paced: {
+      offeredEventsPerSecond: settings.rate,
+      eventsPerSecond: paced.eventsPerSecond,
+      ackP50Ms: percentile(pacedLoad.ackMs, 50),
+      ackP99Ms: percentile(pacedLoad.ackMs, 99),
+      eventToLedgerP50Seconds: paced.eventToLedgerP50,
+      eventToLedgerP99Seconds: paced.eventToLedgerP99,
+    },
+  };
+}
+
 async function main() {
   const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
   await admin.connect();
@@ -226,38 +284,23 @@ async function main() {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   // Dropping the throwaway database at the end ends idle connections; that is not a failure.
   pool.on("error", () => {});
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = createRedis(SINGLE_REDIS.redis, { forWorker: true });
   const queue = createUsageQueue(redis, RUN);
+  const redisCluster = flags["redis-cluster"] ? await TestRedisCluster.start() : undefined;
 
-  const receiver = await startService("receiver", "dist/workers/receiver.js");
-  const workers = await Promise.all(
-    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "dist/workers/usage-worker.js")),
-  );
-  const services = [receiver, ...workers];
-  const sampler = sampleRss(services);
+  let running = await startServices(SINGLE_REDIS);
   const results: Record<string, unknown> = {};
   try {
-    const receiverUrl = await receiver.url;
-    await Promise.all(workers.map((worker) => worker.url));
-
     // Funded accounts, as in normal running: charges do not cross zero, so no alert lines.
     const accounts = Array.from({ length: settings.accounts }, (_, n) => `bench-acct-${n}`);
     for (const account of [...accounts, "bench-hot"]) {
       await recordGrant(pool, { billingAccountId: account, credits: 10n ** 15n, reference: `bench-${account}`, reason: "bench" });
     }
 
-    process.stderr.write(`spread: ${settings.events} events over ${settings.accounts} accounts\n`);
-    const spreadLoad = await offerLoad(receiverUrl, "spread", settings.events, (n) => accounts[n % accounts.length]!);
-    await waitForReceipts(pool, "spread", settings.events);
-    const spread = await endToEnd(pool, "spread", spreadLoad.startedAtMs, settings.events);
-
-    process.stderr.write(`paced: ${settings.pacedEvents} events offered at ${settings.rate}/s\n`);
-    const pacedLoad = await offerLoad(receiverUrl, "paced", settings.pacedEvents, (n) => accounts[n % accounts.length]!, settings.rate);
-    await waitForReceipts(pool, "paced", settings.pacedEvents);
-    const paced = await endToEnd(pool, "paced", pacedLoad.startedAtMs, settings.pacedEvents);
+    const { spread, paced } = await spreadAndPaced(pool, running.receiverUrl, accounts);
 
     process.stderr.write(`hot: ${settings.hotEvents} events on one account\n`);
-    const hotLoad = await offerLoad(receiverUrl, "hot", settings.hotEvents, () => "bench-hot");
+    const hotLoad = await offerLoad(running.receiverUrl, "hot", settings.hotEvents, () => "bench-hot");
     await waitForReceipts(pool, "hot", settings.hotEvents);
     const hot = await endToEnd(pool, "hot", hotLoad.startedAtMs, settings.hotEvents);
 
@@ -285,16 +328,32 @@ async function main() {
     }
     await waitForReceipts(pool, "naive", settings.naiveEvents);
     const naive = await endToEnd(pool, "naive", naiveStarted, settings.naiveEvents);
+    const failed = await queue.getFailedCount();
+    const peakRssMb = running.peakRssMb();
+    await running.stop();
+
+    // The same two phases on the cluster, with fresh services: only where the queue lives differs.
+    let onCluster: Record<string, unknown> | undefined;
+    if (redisCluster) {
+      const site: QueueSite = {
+        env: { REDIS_CLUSTER_NODES: redisCluster.seeds.join(",") },
+        redis: { clusterNodes: redisCluster.clusterNodes },
+        prefix: `{${RUN}}`,
+      };
+      running = await startServices(site);
+      onCluster = { ...(await spreadAndPaced(pool, running.receiverUrl, accounts, "cluster-")), peakRssMb: running.peakRssMb() };
+      await running.stop();
+    }
 
     // The books: every event charged exactly once, nothing failed, reconcile ok.
-    const total = settings.events + settings.pacedEvents + settings.hotEvents + settings.naiveEvents;
+    const clusterEvents = redisCluster ? settings.events + settings.pacedEvents : 0;
+    const total = settings.events + settings.pacedEvents + settings.hotEvents + settings.naiveEvents + clusterEvents;
     const { rows } = await pool.query(
       `SELECT (SELECT count(*)::int FROM charge_receipts) AS receipts,
               (SELECT count(*)::int FROM ledger_entries WHERE kind = 'charge') AS entries,
               (SELECT coalesce(sum(charged_credits), 0)::text FROM charge_receipts) AS credits`,
     );
     const reconcile = await reconcileLedger(pool);
-    const failed = await queue.getFailedCount();
     const checks = {
       receipts: rows[0].receipts === total,
       ledgerEntries: rows[0].entries === total,
@@ -308,19 +367,13 @@ async function main() {
     Object.assign(results, {
       date: new Date().toISOString(),
       settings,
-      spread: { eventsPerSecond: spread.eventsPerSecond, seconds: spread.seconds, offerSeconds: spreadLoad.seconds, ackP50Ms: percentile(spreadLoad.ackMs, 50), ackP99Ms: percentile(spreadLoad.ackMs, 99) },
-      paced: {
-        offeredEventsPerSecond: settings.rate,
-        eventsPerSecond: paced.eventsPerSecond,
-        ackP50Ms: percentile(pacedLoad.ackMs, 50),
-        ackP99Ms: percentile(pacedLoad.ackMs, 99),
-        eventToLedgerP50Seconds: paced.eventToLedgerP50,
-        eventToLedgerP99Seconds: paced.eventToLedgerP99,
-      },
+      spread,
+      paced,
       hot: { eventsPerSecond: hot.eventsPerSecond, seconds: hot.seconds },
       naive: { eventsPerSecond: naive.eventsPerSecond, seconds: naive.seconds },
       ratioToNaive: Math.round((spread.eventsPerSecond / naive.eventsPerSecond) * 10) / 10,
-      peakRssMb: Object.fromEntries(services.map((service) => [service.name, Math.round(service.peakRssBytes / 1048576)])),
+      peakRssMb,
+      ...(onCluster ? { redisCluster: { masters: 3, replicasPerMaster: 1, queueReplicaAcks: 1, ...onCluster } } : {}),
       checks,
       machine: {
         cores: cpus().length,
@@ -331,17 +384,27 @@ async function main() {
       },
     });
   } finally {
-    clearInterval(sampler);
-    for (const service of services) service.child.kill("SIGTERM");
-    await Promise.all(services.map((service) => new Promise((resolve) => (service.child.exitCode === null ? service.child.once("exit", resolve) : resolve(null)))));
+    await running.stop();
     await queue.obliterate({ force: true }).catch(() => {});
     await queue.close();
     await redis.quit();
+    await redisCluster?.remove();
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
     await admin.end();
   }
   report(results);
+}
+
+/** The cluster's figures, each under the single server's of the same run. */
+function clusterRows(results: Record<string, any>): Array<[string, string, string]> {
+  const cluster = results.redisCluster;
+  if (!cluster) return [];
+  return [
+    ["on Redis Cluster (3 masters + 3 replicas, WAIT 1): spread", `${cluster.spread.eventsPerSecond} events/s`, `single server ${results.spread.eventsPerSecond}`],
+    [`on Redis Cluster: ack p50 / p99 at ${settings.rate}/s`, `${cluster.paced.ackP50Ms.toFixed(0)} / ${cluster.paced.ackP99Ms.toFixed(0)} ms`, `single server ${results.paced.ackP50Ms.toFixed(0)} / ${results.paced.ackP99Ms.toFixed(0)} ms`],
+    [`on Redis Cluster: event to ledger p50 / p99`, `${cluster.paced.eventToLedgerP50Seconds.toFixed(2)} / ${cluster.paced.eventToLedgerP99Seconds.toFixed(2)} s`, `single server ${results.paced.eventToLedgerP50Seconds.toFixed(2)} / ${results.paced.eventToLedgerP99Seconds.toFixed(2)} s`],
+  ];
 }
 
 function report(results: Record<string, any>) {
@@ -363,6 +426,7 @@ function report(results: Record<string, any>) {
     [`ack p50 / p99 per ${settings.batch}-event batch at ${settings.rate}/s`, `${results.paced.ackP50Ms.toFixed(0)} / ${results.paced.ackP99Ms.toFixed(0)} ms`, `p99 <= 100 ms ${mark(targets.ackP99)}`],
     [`event to ledger p50 / p99 at ${settings.rate}/s`, `${results.paced.eventToLedgerP50Seconds.toFixed(2)} / ${results.paced.eventToLedgerP99Seconds.toFixed(2)} s`, `p99 <= 2 s ${mark(targets.eventToLedgerP99)}`],
     ["peak RSS", Object.entries(results.peakRssMb).map(([name, mb]) => `${name} ${mb} MB`).join(", "), `<= 300 MB each ${mark(targets.peakRss)}`],
+    ...clusterRows(results),
     ["books", Object.entries(results.checks).every(([, ok]) => ok === true) ? "every event charged once, reconcile ok" : JSON.stringify(results.checks), "all pass"],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));

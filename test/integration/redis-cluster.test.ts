@@ -7,6 +7,8 @@ import { redisText } from "../support/redis-text.js";
 
 // LiteLLM's example call: 10 prompt × $2.5e-6 + 20 completion × $1e-5 = 2,250 credits at 1e7 credits/USD.
 const CREDITS_PER_CALL = 2_250;
+// Beyond what Linux's socket buffers between a master and its replica hold (a few MB each way).
+const REPLICATION_BALLAST_MB = 48;
 
 let cluster: TestRedisCluster;
 
@@ -18,7 +20,9 @@ afterAll(async () => {
   await cluster?.remove();
 });
 
-const onCluster = () => ({ REDIS_CLUSTER_NODES: cluster.seeds.join(","), REDIS_URL: "" });
+// Short job locks: a job in hand when its master dies is left active on the new master, and runs
+// again once its lock has lapsed (charged once all the same).
+const onCluster = () => ({ REDIS_CLUSTER_NODES: cluster.seeds.join(","), REDIS_URL: "", WORKER_LOCK_DURATION_MS: "2000" });
 
 function calls(prefix: string, count: number, accounts = 7) {
   return Array.from({ length: count }, (_, n) => litellmPayload(`${prefix}-${n}`, `cluster-acct-${n % accounts}`));
@@ -113,7 +117,14 @@ describe("on a Redis Cluster with QUEUE_REPLICA_ACKS=0", () => {
 
   it("a batch answered 2xx while the replica lagged is lost when its master fails: what the default prevents", async () => {
     const { master, replica } = await cluster.ownerOf(h.settings.queuePrefix);
+    // The receiver's connection takes no command before it is ready (it answers 503 instead).
+    await waitFor(() => h.deps.redis.status === "ready", 10_000);
     cluster.freeze(replica!);
+    // A replica that lags, as over a congested link: a frozen process's kernel still takes in what
+    // its master sends, so the master first sends more than the sockets between them can hold.
+    // What follows (the batch) then waits in the master's own memory and dies with it.
+    const ballast = "x".repeat(1024 * 1024);
+    for (let n = 0; n < REPLICATION_BALLAST_MB; n++) await h.deps.redis.set(`${h.settings.queuePrefix}ballast-${n}`, ballast);
     const response = await h.postCallback(calls("lost", 40));
     expect(response.statusCode).toBe(202);
     await cluster.kill(master);
