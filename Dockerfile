@@ -1,10 +1,10 @@
 # spend-ingest: one image for every role. The compose file picks the role by command
 # (the entry points of the npm scripts, run by node itself so SIGTERM reaches the service):
-#   dist/workers/all-in-one.js    (default) migrations, receiver and worker in one process
-#   dist/workers/receiver.js      the HTTP receiver (port 8080)
-#   dist/workers/usage-worker.js  the usage worker (scale it out: no port)
-#   dist/workers/migrate.js       applies pending migrations and exits
-#   dist/workers/ops.js <cmd>     the operator CLI
+#   dist/bin/all-in-one.js    (default) migrations, receiver and worker in one process
+#   dist/bin/receiver.js      the HTTP receiver (port 8080)
+#   dist/bin/usage-worker.js  the usage worker (scale it out: no port)
+#   dist/bin/migrate.js       applies pending migrations and exits
+#   dist/bin/ops.js <cmd>     the operator CLI
 
 # Build: the TypeScript compiler is a dev dependency, so it runs here and stays here.
 FROM node:24-bookworm-slim AS build
@@ -14,7 +14,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY workers ./workers
+COPY bin ./bin
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:24-bookworm-slim
@@ -37,4 +37,4 @@ USER node
 EXPOSE 8080
 # Not `npm start`: npm runs scripts through /bin/sh, which stands between the container's
 # SIGTERM and node, so the worker would be killed without finishing the jobs in hand.
-CMD ["node", "dist/workers/all-in-one.js"]
+CMD ["node", "dist/bin/all-in-one.js"]

@@ -18,13 +18,13 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import type { RedisTarget } from "../src/config/env.js";
-import { createRedis } from "../src/deps.js";
-import { runMigrations } from "../src/db/migrate.js";
-import { recordGrant } from "../src/ledger/grants.js";
-import { reconcileLedger } from "../src/ledger/reconcile.js";
-import { JOB_CHARGE_USAGE } from "../src/queue/contract.js";
-import { createUsageQueue } from "../src/queue/producer.js";
+import type { RedisTarget } from "../src/platform/config.js";
+import { createRedis } from "../src/platform/deps.js";
+import { runMigrations } from "../src/platform/db/migrate.js";
+import { recordGrant } from "../src/books/grants.js";
+import { reconcileLedger } from "../src/books/reconcile.js";
+import { JOB_CHARGE_USAGE } from "../src/platform/queue.js";
+import { createUsageQueue } from "../src/platform/queue-producer.js";
 import { freePort } from "../test/support/ports.js";
 import { TestRedisCluster } from "../test/support/redis-cluster.js";
 import { usageEvent } from "../test/support/usage-events.js";
@@ -43,7 +43,7 @@ const { values: flags } = parseArgs({
     // Extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     "node-args": { type: "string", default: "" },
     // As `npm run start:receiver` runs it: the receiver's old space capped at 256 MB.
-    "receiver-node-args": { type: "string", default: "--max-old-space-size=256" },
+    "receiver-node-args": { type: "string", default: "--max-old-space-size=256 --max-semi-space-size=16" },
     "redis-cluster": { type: "boolean", default: false },
   },
 });
@@ -233,9 +233,9 @@ function percentile(values: number[], p: number): number {
 
 /** A receiver and the workers on one queue site, their peak RSS sampled while they run. */
 async function startServices(site: QueueSite) {
-  const receiver = await startService("receiver", "dist/workers/receiver.js", site);
+  const receiver = await startService("receiver", "dist/bin/receiver.js", site);
   const workers = await Promise.all(
-    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "dist/workers/usage-worker.js", site)),
+    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "dist/bin/usage-worker.js", site)),
   );
   const services = [receiver, ...workers];
   const sampler = sampleRss(services);

@@ -1,13 +1,13 @@
 import type { Queue } from "bullmq";
 import type pg from "pg";
 import type { Logger } from "pino";
-import { deliverAlerts, insertAlerts } from "../alerts/outbox.js";
-import type { BillingAccountSource } from "../config/env.js";
-import { withSessionLock, withTransaction } from "../db/client.js";
-import type { Metrics } from "../metrics/metrics.js";
+import { deliverAlerts, insertAlerts } from "../books/alert-outbox.js";
+import type { BillingAccountSource } from "../platform/config.js";
+import { withSessionLock, withTransaction } from "../platform/db/client.js";
+import type { Metrics } from "../platform/metrics.js";
 import { toDecimalString } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
-import { enqueueCallbackItems } from "../queue/producer.js";
+import { enqueueCallbackItems } from "../platform/queue-producer.js";
 import { type GatewayReport, reconcileGateway } from "./reconcile.js";
 
 // One backfill at a time across every worker: a session-level advisory lock, which PostgreSQL

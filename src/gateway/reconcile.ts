@@ -1,10 +1,10 @@
 import type pg from "pg";
-import type { BillingAccountSource } from "../config/env.js";
-import { normaliseCallbackItem, sanitiseCallbackItem } from "../ingest/litellm-payload.js";
+import type { BillingAccountSource } from "../platform/config.js";
+import { normaliseCallbackItem, sanitiseCallbackItem } from "../litellm/payload.js";
 import { add, type Decimal, decimalFromNumber, toDecimalString, ZERO } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";
-import type { RejectedItem, UsageEvent } from "../queue/contract.js";
+import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { hasKeyMetadata, readSpendLogPage, type SpendLogCursor, type SpendLogRow, spendLogRowsExist } from "./spend-log.js";
 
 const ROWS_PER_PAGE = 1_000;

@@ -3,47 +3,8 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseDocument, visit } from "yaml";
 import { z } from "zod";
+import { RATE_FIELDS, SEARCH_RATE_FIELD, TOKEN_RATE_FIELDS } from "../usage/rate-fields.js";
 import { type Decimal, decimal, decimalFromNumber, ZERO } from "./decimal.js";
-
-/**
- * The rates that price a class of tokens, by LiteLLM's field names. Each may also come in a
- * context tier (`_above_200k_tokens`), a service tier (`_priority`, `_flex`), or both.
- */
-export const TOKEN_RATE_FIELDS = [
-  "input_cost_per_token",
-  "output_cost_per_token",
-  "cache_read_input_token_cost",
-  "cache_creation_input_token_cost",
-  "cache_creation_input_token_cost_above_1hr",
-  "output_cost_per_reasoning_token",
-  "input_cost_per_audio_token",
-  "output_cost_per_audio_token",
-] as const;
-
-export type TokenRateField = (typeof TOKEN_RATE_FIELDS)[number];
-
-export const CONTEXT_TIERS = [
-  { threshold: 200_000, suffix: "_above_200k_tokens" },
-  { threshold: 128_000, suffix: "_above_128k_tokens" },
-] as const;
-
-export const SERVICE_TIERS = ["priority", "flex"] as const;
-
-/** Web search is priced per request, by the search context size the call asked for. */
-export const SEARCH_CONTEXT_SIZES = ["low", "medium", "high"] as const;
-export type SearchContextSize = (typeof SEARCH_CONTEXT_SIZES)[number];
-const SEARCH_RATE_FIELD = "search_context_cost_per_query";
-export const searchRateField = (size: SearchContextSize) => `${SEARCH_RATE_FIELD}.search_context_size_${size}`;
-
-/** Every rate field a price book entry, the cost map or a payload's model_map_value may carry. */
-export const RATE_FIELDS: readonly string[] = [
-  ...TOKEN_RATE_FIELDS.flatMap((field) =>
-    ["", ...CONTEXT_TIERS.map(({ suffix }) => suffix)].flatMap((context) =>
-      ["", ...SERVICE_TIERS.map((tier) => `_${tier}`)].map((service) => `${field}${context}${service}`),
-    ),
-  ),
-  ...SEARCH_CONTEXT_SIZES.map(searchRateField),
-];
 
 /** USD per token for one model, by LiteLLM's field names; absent fields are undefined. */
 export type ModelRates = {

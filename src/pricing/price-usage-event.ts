@@ -1,4 +1,4 @@
-import type { UsageEvent } from "../queue/contract.js";
+import type { UsageEvent } from "../usage/usage-event.js";
 import {
   add,
   ceilToBigInt,
@@ -11,15 +11,8 @@ import {
   roundToSignificant,
   ZERO,
 } from "./decimal.js";
-import {
-  CONTEXT_TIERS,
-  gatewayRates,
-  type ModelRates,
-  type PriceBook,
-  SERVICE_TIERS,
-  searchRateField,
-  type TokenRateField,
-} from "./price-book.js";
+import { CONTEXT_TIERS, SERVICE_TIERS, searchRateField, type TokenRateField } from "../usage/rate-fields.js";
+import { gatewayRates, type ModelRates, type PriceBook } from "./price-book.js";
 
 export type PricingSource = "free" | "cache_hit" | "price_book" | "reported_cost";
 

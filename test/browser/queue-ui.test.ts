@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { JOB_CHARGE_USAGE } from "../../src/queue/contract.js";
+import { JOB_CHARGE_USAGE } from "../../src/platform/queue.js";
 import { useServiceHarness, waitFor } from "../support/harness.js";
 import { ADMIN_TOKEN } from "../support/test-env.js";
 

@@ -95,7 +95,7 @@ export class ServiceProcess {
 
   async start(): Promise<void> {
     this.port = await freePort();
-    const child = spawn(process.execPath, [`dist/workers/${this.role}.js`], {
+    const child = spawn(process.execPath, [`dist/bin/${this.role}.js`], {
       // Each role's own setting: a receiver listens on PORT, a worker serves health on METRICS_PORT.
       env: { PATH: process.env.PATH, ...this.env, [this.role === "receiver" ? "PORT" : "METRICS_PORT"]: String(this.port) },
       stdio: ["ignore", "pipe", "pipe"],

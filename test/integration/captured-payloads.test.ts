@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { replayQuarantined } from "../../src/ingest/replay-quarantine.js";
+import { replayQuarantined } from "../../src/ops/replay-quarantine.js";
 import { type Harness, useServiceHarness } from "../support/harness.js";
 
 /**

@@ -8,10 +8,10 @@ import { describe, expect, it } from "vitest";
 import { runGatewayBackfill } from "../../src/gateway/backfill.js";
 import { reconcileGateway } from "../../src/gateway/reconcile.js";
 import { createSpendLogPool } from "../../src/gateway/spend-log.js";
-import { normaliseCallbackItem } from "../../src/ingest/litellm-payload.js";
+import { normaliseCallbackItem } from "../../src/litellm/payload.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
 import { priceUsageEvent } from "../../src/pricing/price-usage-event.js";
-import { enqueueCallbackItems } from "../../src/queue/producer.js";
+import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";
 import { type Harness, useServiceHarness, waitFor } from "../support/harness.js";
 import { spendLogRowOf, useLitellmDatabase } from "../support/litellm-spend-log.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
@@ -39,7 +39,7 @@ async function ops(...args: string[]): Promise<{ code: number; stdout: string; s
     LITELLM_DATABASE_URL: litellm.url,
   };
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", ...args], { env });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/bin/ops.js", ...args], { env });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
@@ -115,7 +115,7 @@ describe("gateway reconcile: every call LiteLLM recorded is billed, once", () =>
   }, 120_000);
 
   it("says so in one line when LiteLLM's database cannot be read, and charges nothing", async () => {
-    const unreadable = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", "gateway", "reconcile", "--since", "2026-01-01"], {
+    const unreadable = await promisify(execFile)(process.execPath, ["dist/bin/ops.js", "gateway", "reconcile", "--since", "2026-01-01"], {
       env: {
         PATH: process.env.PATH,
         DATABASE_URL: h.settings.databaseUrl,

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUsageQueue } from "../../src/queue/producer.js";
+import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";

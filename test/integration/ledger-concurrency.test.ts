@@ -1,10 +1,10 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
-import { deliverAlerts, deliverStrandedAlerts } from "../../src/alerts/outbox.js";
-import { recordGrant } from "../../src/ledger/grants.js";
-import { reconcileLedger } from "../../src/ledger/reconcile.js";
-import { type PricedUsage, recordUsageBatch } from "../../src/ledger/record-usage.js";
+import { deliverAlerts, deliverStrandedAlerts } from "../../src/books/alert-outbox.js";
+import { recordGrant } from "../../src/books/grants.js";
+import { reconcileLedger } from "../../src/books/reconcile.js";
+import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { useTestDatabase } from "../support/harness.js";
 import { pricedUsage as usage } from "../support/usage-events.js";
 

@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { MIGRATIONS_FOLDER, runMigrations } from "../../src/db/migrate.js";
-import { recordGrant } from "../../src/ledger/grants.js";
-import { reconcileLedger } from "../../src/ledger/reconcile.js";
-import { recordUsageBatch } from "../../src/ledger/record-usage.js";
+import { MIGRATIONS_FOLDER, runMigrations } from "../../src/platform/db/migrate.js";
+import { recordGrant } from "../../src/books/grants.js";
+import { reconcileLedger } from "../../src/books/reconcile.js";
+import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { adminQuery, databaseUrlFor } from "../support/test-env.js";
 import { pricedUsage } from "../support/usage-events.js";
 

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createUsageQueue } from "../../src/queue/producer.js";
+import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { useTestDatabase, waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { freePort } from "../support/ports.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { MAX_CREDITS } from "../../src/ledger/credit-bounds.js";
-import { recordUsageBatch } from "../../src/ledger/record-usage.js";
+import { MAX_CREDITS } from "../../src/platform/db/credit-bounds.js";
+import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { useServiceHarness } from "../support/harness.js";
 import { pricedUsage } from "../support/usage-events.js";
 

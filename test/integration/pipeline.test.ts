@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { replayQuarantined } from "../../src/ingest/replay-quarantine.js";
-import { assignBillingAccount, listQuarantined } from "../../src/ledger/quarantine.js";
-import { enqueueCallbackItems } from "../../src/queue/producer.js";
+import { replayQuarantined } from "../../src/ops/replay-quarantine.js";
+import { assignBillingAccount, listQuarantined } from "../../src/books/quarantine.js";
+import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";
 import { rechain, rewriteBooks } from "../support/books-rewrite.js";
 import { useServiceHarness } from "../support/harness.js";
 import { redisText } from "../support/redis-text.js";

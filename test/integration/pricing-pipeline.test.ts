@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { replayQuarantined } from "../../src/ingest/replay-quarantine.js";
-import { listQuarantined } from "../../src/ledger/quarantine.js";
+import { replayQuarantined } from "../../src/ops/replay-quarantine.js";
+import { listQuarantined } from "../../src/books/quarantine.js";
 import { useServiceHarness } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { closeDeps, createDeps, createLogger } from "../../src/deps.js";
-import { buildServer } from "../../src/http/server.js";
+import { closeDeps, createDeps, createLogger } from "../../src/platform/deps.js";
+import { buildServer } from "../../src/receiver/server.js";
 import { useServiceHarness, waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { TestRedisServer } from "../support/redis-server.js";

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startUsageWorker } from "../../workers/runtime.js";
+import { startUsageWorker } from "../../src/worker/start.js";
 import { useServiceHarness, waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";

@@ -1,12 +1,12 @@
 import { spawn } from "node:child_process";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import type { BillingAccountSource } from "../../src/config/env.js";
-import { withTransaction } from "../../src/db/client.js";
-import { normaliseCallbackItem, sanitiseCallbackItem } from "../../src/ingest/litellm-payload.js";
-import { REPLAY_LOCK_KEY, replayableEvent, replayQuarantined } from "../../src/ingest/replay-quarantine.js";
-import { insertQuarantined, listQuarantined, quarantineRejectedItems } from "../../src/ledger/quarantine.js";
-import type { UsageEvent } from "../../src/queue/contract.js";
+import type { BillingAccountSource } from "../../src/platform/config.js";
+import { withTransaction } from "../../src/platform/db/client.js";
+import { normaliseCallbackItem, sanitiseCallbackItem } from "../../src/litellm/payload.js";
+import { REPLAY_LOCK_KEY, replayableEvent, replayQuarantined } from "../../src/ops/replay-quarantine.js";
+import { insertQuarantined, listQuarantined, quarantineRejectedItems } from "../../src/books/quarantine.js";
+import type { UsageEvent } from "../../src/usage/usage-event.js";
 import { type Harness, useServiceHarness, useTestDatabase, waitFor } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { runOps } from "../support/ops-cli.js";
@@ -350,7 +350,7 @@ describe("one replay at a time, counted from what happened", () => {
     await quarantineUnpriced("killed", 2);
     await h.deps.usageQueue.pause();
     const env = { PATH: process.env.PATH, DATABASE_URL: h.settings.databaseUrl, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: h.settings.queuePrefix };
-    const child = spawn(process.execPath, ["dist/workers/ops.js", "quarantine", "replay", "--wait", "60"], { env, stdio: "ignore" });
+    const child = spawn(process.execPath, ["dist/bin/ops.js", "quarantine", "replay", "--wait", "60"], { env, stdio: "ignore" });
     const exited = new Promise((resolve) => child.on("exit", resolve));
     const lockHeld = async () => {
       const { rows } = await h.deps.database.pool.query(

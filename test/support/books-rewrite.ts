@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { type ChainedRow, chainedContent, chainedEntriesQuery, GENESIS_HASH, ledgerEntryHash } from "../../src/ledger/entry-hash.js";
+import { type ChainedRow, chainedContent, chainedEntriesQuery, GENESIS_HASH, ledgerEntryHash } from "../../src/books/entry-hash.js";
 
 export type Statement = [text: string, values: unknown[]];
 /** A statement, or work that reads before it writes, inside the rewriting transaction. */

@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { TestProject } from "vitest/node";
-import { runMigrations } from "../../src/db/migrate.js";
+import { runMigrations } from "../../src/platform/db/migrate.js";
 import { adminQuery, databaseUrlFor } from "./test-env.js";
 
 declare module "vitest" {

@@ -3,11 +3,11 @@ import { Writable } from "node:stream";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, expect, inject } from "vitest";
-import { parseEnv, type Settings } from "../../src/config/env.js";
-import { closeDeps, createDeps, createLogger, type Deps } from "../../src/deps.js";
-import { buildServer } from "../../src/http/server.js";
-import { reconcileLedger } from "../../src/ledger/reconcile.js";
-import { startUsageWorker, type UsageWorker } from "../../workers/runtime.js";
+import { parseEnv, type Settings } from "../../src/platform/config.js";
+import { closeDeps, createDeps, createLogger, type Deps } from "../../src/platform/deps.js";
+import { buildServer } from "../../src/receiver/server.js";
+import { reconcileLedger } from "../../src/books/reconcile.js";
+import { startUsageWorker, type UsageWorker } from "../../src/worker/start.js";
 import {
   adminQuery,
   ADMIN_TOKEN,

@@ -11,7 +11,7 @@ export type OpsResult = { code: number | string; stdout: string; stderr: string 
 export async function runOps(database: { url: string; name: string }, ...args: string[]): Promise<OpsResult> {
   const env = { PATH: process.env.PATH, DATABASE_URL: database.url, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: database.name };
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/workers/ops.js", ...args], { env });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ["dist/bin/ops.js", ...args], { env });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as OpsResult;

@@ -1,5 +1,5 @@
 import { Cluster, type Redis } from "ioredis";
-import type { RedisClient } from "../../src/deps.js";
+import type { RedisClient } from "../../src/platform/deps.js";
 
 /** Every value stored under a key prefix, as one text, to prove what Redis does not hold; on a cluster, on every master. */
 export async function redisText(client: RedisClient, prefix: string): Promise<string> {

@@ -9,7 +9,7 @@ export type ServiceProcess = { child: ChildProcess; lines: string[]; errors: str
  * container run it (so signals reach it); `baseUrl` resolves once it logs its address.
  */
 export function startServiceProcess(entry: string, env: Record<string, string>, nodeArgs: string[] = []): ServiceProcess {
-  const child = spawn(process.execPath, [...nodeArgs, `dist/workers/${entry}.js`], {
+  const child = spawn(process.execPath, [...nodeArgs, `dist/bin/${entry}.js`], {
     env: { PATH: process.env.PATH, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

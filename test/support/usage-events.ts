@@ -1,6 +1,6 @@
-import type { PricedUsage } from "../../src/ledger/record-usage.js";
+import type { PricedUsage } from "../../src/books/record-usage.js";
 import { decimal } from "../../src/pricing/decimal.js";
-import type { UsageEvent } from "../../src/queue/contract.js";
+import type { UsageEvent } from "../../src/usage/usage-event.js";
 
 let eventCounter = 0;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InvalidSettingError, parseEnv } from "../../src/config/env.js";
+import { InvalidSettingError, parseEnv } from "../../src/platform/config.js";
 
 const valid = {
   DATABASE_URL: "postgres://postgres@127.0.0.1:5432/x",

@@ -10,7 +10,7 @@ import {
   type PricingOutcome,
   priceUsageEvent,
 } from "../../src/pricing/price-usage-event.js";
-import { type UsageEvent, usageEventSchema } from "../../src/queue/contract.js";
+import { type UsageEvent, usageEventSchema } from "../../src/usage/usage-event.js";
 import { usageEvent } from "../support/usage-events.js";
 import { seededRandom } from "../support/random.js";
 

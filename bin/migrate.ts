@@ -1,0 +1,6 @@
+import { parseMigrationEnv } from "../src/platform/config.js";
+import { exitOnStartFailure, migrateAtStart, settingsOrExit } from "../src/platform/process.js";
+
+const { databaseUrl } = settingsOrExit(parseMigrationEnv);
+await migrateAtStart(databaseUrl).catch(exitOnStartFailure);
+process.stdout.write("migrations applied\n");

@@ -1,0 +1,113 @@
+import { and, desc, eq, lt, sql } from "drizzle-orm";
+import type { Db } from "../platform/db/client.js";
+import { accounts, chargeReceipts, ledgerEntries } from "../platform/db/schema.js";
+
+export type LedgerEntry = typeof ledgerEntries.$inferSelect;
+export type ChargeReceipt = typeof chargeReceipts.$inferSelect & { balanceAfter: bigint | null };
+
+export type BalanceStatus = "ok" | "low" | "negative";
+
+/** `negative` below zero, `low` below the highest low-balance threshold, else `ok`. */
+export function balanceStatus(balance: bigint, lowBalanceThresholds: readonly bigint[]): BalanceStatus {
+  if (balance < 0n) return "negative";
+  const highest = lowBalanceThresholds[0];
+  return highest !== undefined && balance < highest ? "low" : "ok";
+}
+
+export async function findAccountBalance(db: Db, billingAccountId: string): Promise<bigint | null> {
+  const [row] = await db
+    .select({ balance: accounts.balanceCredits })
+    .from(accounts)
+    .where(eq(accounts.id, billingAccountId));
+  return row?.balance ?? null;
+}
+
+/**
+ * Newest first; `beforeId` (an entry id, the API's cursor) continues from the previous page's
+ * last entry. Pages go by sequence number, which orders an account's entries as their ids do.
+ */
+export async function listLedgerEntries(
+  db: Db,
+  billingAccountId: string,
+  options: { limit: number; beforeId?: bigint },
+): Promise<{ entries: LedgerEntry[]; nextBeforeId: bigint | null }> {
+  const cursorSeq =
+    options.beforeId === undefined
+      ? undefined
+      : db
+          .select({ seq: ledgerEntries.seq })
+          .from(ledgerEntries)
+          .where(and(eq(ledgerEntries.id, options.beforeId), eq(ledgerEntries.billingAccountId, billingAccountId)));
+  const rows = await db
+    .select()
+    .from(ledgerEntries)
+    .where(and(eq(ledgerEntries.billingAccountId, billingAccountId), cursorSeq === undefined ? undefined : lt(ledgerEntries.seq, cursorSeq)))
+    .orderBy(desc(ledgerEntries.seq))
+    .limit(options.limit + 1);
+  const entries = rows.slice(0, options.limit);
+  const hasMore = rows.length > options.limit;
+  return { entries, nextBeforeId: hasMore ? entries[entries.length - 1]!.id : null };
+}
+
+export type Invoice = {
+  period: string;
+  openingBalance: bigint;
+  creditsGranted: bigint;
+  creditsUsed: bigint;
+  receiptCount: number;
+  closingBalance: bigint;
+  /** The month has been over for PERIOD_FINAL_AFTER_SECONDS: this invoice can no longer change. */
+  final: boolean;
+  finalAt: Date;
+};
+
+/**
+ * Every ledger entry commits within 30 s of its posting time (the ledger_entries_commit_promptly
+ * trigger, drizzle/0006), and posting times never run backwards per account, so once a month
+ * has been over for a minute nothing dated inside it can still appear.
+ */
+export const PERIOD_FINAL_AFTER_SECONDS = 60;
+
+/**
+ * One UTC month, summed from ledger entries by posting time: opening + granted − used = closing.
+ * Final (by the database's clock) a minute after the month ends.
+ */
+export async function computeInvoice(db: Db, billingAccountId: string, period: string): Promise<Invoice> {
+  const start = new Date(`${period}-01T00:00:00.000Z`);
+  const end = new Date(start);
+  end.setUTCMonth(end.getUTCMonth() + 1);
+  const finalAt = new Date(end.getTime() + PERIOD_FINAL_AFTER_SECONDS * 1000);
+  const [totals] = await db
+    .select({
+      opening: sql<string>`coalesce(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.createdAt} < ${start}), 0)`,
+      granted: sql<string>`coalesce(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = 'grant' and ${ledgerEntries.createdAt} >= ${start}), 0)`,
+      used: sql<string>`coalesce(-sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = 'charge' and ${ledgerEntries.createdAt} >= ${start}), 0)`,
+      receipts: sql<string>`count(*) filter (where ${ledgerEntries.kind} = 'charge' and ${ledgerEntries.createdAt} >= ${start})`,
+      final: sql<boolean>`now() >= ${finalAt}::timestamptz`,
+    })
+    .from(ledgerEntries)
+    .where(and(eq(ledgerEntries.billingAccountId, billingAccountId), lt(ledgerEntries.createdAt, end)));
+  const openingBalance = BigInt(totals!.opening);
+  const creditsGranted = BigInt(totals!.granted);
+  const creditsUsed = BigInt(totals!.used);
+  return {
+    period,
+    openingBalance,
+    creditsGranted,
+    creditsUsed,
+    receiptCount: Number(totals!.receipts),
+    closingBalance: openingBalance + creditsGranted - creditsUsed,
+    final: totals!.final,
+    finalAt,
+  };
+}
+
+/** A receipt with the balance its ledger entry left. */
+export async function findReceipt(db: Db, idempotencyKey: string): Promise<ChargeReceipt | null> {
+  const [row] = await db
+    .select({ receipt: chargeReceipts, balanceAfter: ledgerEntries.balanceAfter })
+    .from(chargeReceipts)
+    .leftJoin(ledgerEntries, eq(ledgerEntries.receiptId, chargeReceipts.id))
+    .where(eq(chargeReceipts.idempotencyKey, idempotencyKey));
+  return row ? { ...row.receipt, balanceAfter: row.balanceAfter } : null;
+}

@@ -1,0 +1,290 @@
+import { createHash } from "node:crypto";
+import type pg from "pg";
+import type { Alert, AlertFields } from "./alert-catalog.js";
+import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
+import { jsonbText, storableCopy, withTransaction } from "../platform/db/client.js";
+import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
+import { parseUsageEvents, type RejectedItem } from "../usage/usage-event.js";
+
+export type QuarantineEntry = {
+  stage: "receiver" | "worker";
+  reason: string;
+  idempotencyKey: string | null;
+  /** Why, for the operator: zod issues or a sentence. */
+  detail: unknown;
+  /** The sanitised callback item (receiver) or the usage event (worker); never prompt text. */
+  item: unknown;
+  model?: string | null;
+  modelGroup?: string | null;
+};
+
+/**
+ * Keeps refused items inside the caller's transaction. The same item refused again for the
+ * same reason (a retried job, a re-sent batch) is kept once and alerted once; an item that a
+ * replay sent back and that is refused again is opened again, with a new alert.
+ */
+export async function insertQuarantined(
+  client: pg.PoolClient,
+  quarantined: QuarantineEntry[],
+): Promise<{ inserted: number; alerts: Alert[] }> {
+  if (quarantined.length === 0) return { inserted: 0, alerts: [] };
+  // One row per fingerprint (ON CONFLICT DO UPDATE may not touch a row twice in one
+  // statement), in fingerprint order so concurrent upserts lock rows in one order.
+  const byFingerprint = new Map(quarantined.map((entry) => [quarantineFingerprint(entry), entry]));
+  const fingerprints = [...byFingerprint.keys()].sort();
+  const entries = fingerprints.map((fingerprint) => byFingerprint.get(fingerprint)!);
+  const { rows } = await client.query<{ fingerprint: string }>(
+    `INSERT INTO quarantine (fingerprint, stage, reason, idempotency_key, detail, item)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+     ON CONFLICT (fingerprint) DO UPDATE SET replayed_at = NULL, detail = EXCLUDED.detail
+       WHERE quarantine.replayed_at IS NOT NULL
+     RETURNING fingerprint`,
+    [
+      fingerprints,
+      entries.map((entry) => entry.stage),
+      entries.map((entry) => entry.reason),
+      entries.map((entry) => (entry.idempotencyKey === null ? null : storableCopy(entry.idempotencyKey))),
+      entries.map((entry) => jsonbText(entry.detail)),
+      entries.map((entry) => jsonbText(entry.item)),
+    ],
+  );
+  const inserted = new Set(rows.map((row) => row.fingerprint));
+  const alerts: Alert[] = [];
+  entries.forEach((entry, index) => {
+    if (!inserted.has(fingerprints[index]!)) return;
+    if (entry.reason === "unpriced_model") {
+      alerts.push({
+        event: "inv_unpriced_model",
+        fields: { idempotency_key: entry.idempotencyKey, model: entry.model ?? null, model_group: entry.modelGroup ?? null },
+      });
+    }
+    const { divergence } = (entry.detail ?? {}) as { divergence?: AlertFields };
+    if (entry.reason === "price_divergence" && divergence) {
+      const event = entry.item as { billingAccountId?: string | null; model?: string | null };
+      alerts.push({
+        event: "inv_price_divergence",
+        fields: {
+          idempotency_key: entry.idempotencyKey,
+          billing_account_id: event.billingAccountId ?? null,
+          model: event.model ?? null,
+          charged_credits: null,
+          ...divergence,
+        },
+      });
+    }
+    if (entry.reason === "receipt_conflict") {
+      alerts.push({ event: "receipt_conflict", fields: { idempotency_key: entry.idempotencyKey } });
+    }
+    alerts.push({
+      event: "event_quarantined",
+      fields: { idempotency_key: entry.idempotencyKey, reason: entry.reason, stage: entry.stage },
+    });
+  });
+  return { inserted: inserted.size, alerts };
+}
+
+function quarantineFingerprint(entry: QuarantineEntry): string {
+  return createHash("sha256")
+    .update(JSON.stringify([entry.stage, entry.reason, entry.item ?? null]))
+    .digest("hex");
+}
+
+/** Keeps what the receiver refused, with the alerts for it, in one transaction. */
+export async function quarantineRejectedItems(
+  pool: pg.Pool,
+  items: Array<{ reason: string; idempotencyKey: string | null; issues: unknown[]; item: unknown }>,
+): Promise<{ inserted: number; alerts: OutboxAlert[] }> {
+  return withTransaction(pool, async (client) => {
+    const entries = items.map(
+      (item): QuarantineEntry => ({
+        stage: "receiver",
+        reason: item.reason,
+        idempotencyKey: item.idempotencyKey,
+        detail: { issues: item.issues },
+        item: item.item,
+      }),
+    );
+    const { inserted, alerts } = await insertQuarantined(client, entries);
+    return { inserted, alerts: await insertAlerts(client, alerts) };
+  });
+}
+
+export type QuarantinedRow = {
+  id: string;
+  stage: "receiver" | "worker";
+  reason: string;
+  idempotencyKey: string | null;
+  detail: unknown;
+  item: unknown;
+  createdAt: Date;
+  replayedAt: Date | null;
+};
+
+/** The id of the newest quarantined row ("0" with none). */
+export async function newestQuarantineId(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM quarantine");
+  return rows[0]!.id;
+}
+
+/** Quarantined rows in id order (up to `throughId`), those not yet replayed unless `includeReplayed`. */
+export async function listQuarantined(
+  pool: pg.Pool,
+  options: { reason?: string; afterId?: string; throughId?: string; limit: number; includeReplayed?: boolean; excludeReasons?: string[] },
+): Promise<QuarantinedRow[]> {
+  const { rows } = await pool.query<{
+    id: string;
+    stage: "receiver" | "worker";
+    reason: string;
+    idempotency_key: string | null;
+    detail: unknown;
+    item: unknown;
+    created_at: Date;
+    replayed_at: Date | null;
+  }>(
+    `SELECT id, stage, reason, idempotency_key, detail, item, created_at, replayed_at FROM quarantine
+     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($6::int8 IS NULL OR id <= $6) AND ($3 OR replayed_at IS NULL)
+       AND NOT reason = ANY($5::text[])
+     ORDER BY id LIMIT $4`,
+    [
+      options.reason ?? null,
+      options.afterId ?? "0",
+      options.includeReplayed ?? false,
+      options.limit,
+      options.excludeReasons ?? [],
+      options.throughId ?? null,
+    ],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    stage: row.stage,
+    reason: row.reason,
+    idempotencyKey: row.idempotency_key,
+    detail: row.detail,
+    item: row.item,
+    createdAt: row.created_at,
+    replayedAt: row.replayed_at,
+  }));
+}
+
+/**
+ * Marks rows as sent back through the pipeline; a refusal on the way opens them again. Returns
+ * when they were marked (the transaction's time, as PostgreSQL's text: exact to the microsecond).
+ */
+export async function markReplayed(client: pg.PoolClient, ids: string[]): Promise<string> {
+  const { rows } = await client.query<{ sent_at: string }>(
+    "WITH marked AS (UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])) SELECT now()::text AS sent_at",
+    [ids],
+  );
+  return rows[0]!.sent_at;
+}
+
+/** A usage event a replay sent, as its outcome is looked up: its key, its JSON and when it was sent. */
+export type SentEvent = { idempotencyKey: string; eventJson: string; sentAt: string };
+
+export type ReplayOutcomes = { charged: number; alreadyCharged: number; refusedAgain: number; uncharged: number };
+
+const OUTCOMES_PER_QUERY = 1000;
+
+/**
+ * What became of events a replay sent, once their jobs are done, as the books show it: charged
+ * (a receipt for the key written since it was sent), already charged (a receipt from before:
+ * nothing charged now), refused again (a pending quarantine row holds the very event; a pending
+ * `receipt_conflict` row says so even beside a receipt), or uncharged (neither: a failed call,
+ * which is never charged).
+ */
+export async function replayOutcomes(pool: pg.Pool, sent: SentEvent[]): Promise<ReplayOutcomes> {
+  const outcomes: ReplayOutcomes = { charged: 0, alreadyCharged: 0, refusedAgain: 0, uncharged: 0 };
+  for (let start = 0; start < sent.length; start += OUTCOMES_PER_QUERY) {
+    const chunk = sent.slice(start, start + OUTCOMES_PER_QUERY);
+    const { rows } = await pool.query<{ outcome: keyof ReplayOutcomes; events: number }>(
+      `SELECT CASE
+           WHEN held.conflict THEN 'refusedAgain'
+           WHEN receipt.created_at >= sent.sent_at THEN 'charged'
+           WHEN receipt.id IS NOT NULL THEN 'alreadyCharged'
+           WHEN held.pending THEN 'refusedAgain'
+           ELSE 'uncharged'
+         END AS outcome, count(*)::int AS events
+       FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) AS sent(key, event, sent_at)
+       LEFT JOIN charge_receipts receipt ON receipt.idempotency_key = sent.key
+       CROSS JOIN LATERAL (
+         SELECT count(*) > 0 AS pending, coalesce(bool_or(reason = 'receipt_conflict'), false) AS conflict
+         FROM quarantine WHERE idempotency_key = sent.key AND replayed_at IS NULL AND item = sent.event
+       ) held
+       GROUP BY 1`,
+      [chunk.map((event) => event.idempotencyKey), chunk.map((event) => event.eventJson), chunk.map((event) => event.sentAt)],
+    );
+    for (const row of rows) outcomes[row.outcome] += row.events;
+  }
+  return outcomes;
+}
+
+/**
+ * Names the account a quarantined `no_billing_account` event should have been billed to, so
+ * that a replay charges it there. Only pending worker rows of that reason can be assigned.
+ */
+export async function assignBillingAccount(pool: pg.Pool, quarantineId: string, billingAccountId: string): Promise<boolean> {
+  const { rowCount } = await pool.query(
+    `UPDATE quarantine SET item = jsonb_set(item, '{billingAccountId}', to_jsonb($2::text))
+     WHERE id = $1 AND stage = 'worker' AND reason = 'no_billing_account' AND replayed_at IS NULL`,
+    [quarantineId, billingAccountId],
+  );
+  return rowCount === 1;
+}
+
+/** A job an operator takes out of the queue, as the books see it (nothing of BullMQ). */
+export type RemovedJob = { id: string; name: string; data: unknown };
+
+/**
+ * Keeps what queued jobs carry before an operator removes them, so that `quarantine replay`
+ * can send it back: a charge job's usage events as `removed_from_queue` (events this version
+ * cannot read as `invalid_job_event`, as the worker would), a quarantine job's items as the
+ * receiver refused them, and data no job schema reads, whole, as `invalid_job_event`. Everything
+ * is committed when this returns, so the caller removes the jobs only after.
+ */
+export async function quarantineRemovedJobs(
+  pool: pg.Pool,
+  jobs: RemovedJob[],
+  removedBy: string,
+): Promise<{ items: number; inserted: number; alerts: OutboxAlert[] }> {
+  const entries: QuarantineEntry[] = [];
+  const refusedItems: RejectedItem[] = [];
+  for (const job of jobs) {
+    const origin = { jobId: job.id, job: job.name, removedBy };
+    const charge = job.name === JOB_CHARGE_USAGE ? chargeUsageJobSchema.safeParse(job.data) : undefined;
+    const refused = job.name === JOB_QUARANTINE_ITEMS ? quarantineItemsJobSchema.safeParse(job.data) : undefined;
+    if (charge?.success) {
+      const { valid, invalid } = parseUsageEvents(charge.data.events);
+      for (const event of valid) {
+        entries.push({
+          stage: "worker",
+          reason: "removed_from_queue",
+          idempotencyKey: event.idempotencyKey,
+          detail: { message: "removed from the queue by an operator", ...origin },
+          item: event,
+          model: event.model,
+          modelGroup: event.modelGroup,
+        });
+      }
+      for (const { item, issues } of invalid) {
+        entries.push({ stage: "worker", reason: "invalid_job_event", idempotencyKey: null, detail: { issues, ...origin }, item });
+      }
+    } else if (refused?.success) {
+      refusedItems.push(...refused.data.items);
+    } else {
+      // A job whose data no schema reads, or whose name this version does not know, is kept whole.
+      const unread = (charge ?? refused)?.error;
+      const issues = unread ? unread.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`) : [`unknown job name ${job.name}`];
+      entries.push({ stage: "worker", reason: "invalid_job_event", idempotencyKey: null, detail: { issues, ...origin }, item: job.data });
+    }
+  }
+  const kept = await withTransaction(pool, async (client) => {
+    const { inserted, alerts } = await insertQuarantined(client, entries);
+    return { inserted, alerts: await insertAlerts(client, alerts) };
+  });
+  const refused = refusedItems.length > 0 ? await quarantineRejectedItems(pool, refusedItems) : { inserted: 0, alerts: [] };
+  return {
+    items: entries.length + refusedItems.length,
+    inserted: kept.inserted + refused.inserted,
+    alerts: [...kept.alerts, ...refused.alerts],
+  };
+}

@@ -1,0 +1,185 @@
+import { sql } from "drizzle-orm";
+import {
+  type AnyPgColumn,
+  bigint,
+  bigserial,
+  check,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import { MAX_CREDITS } from "./credit-bounds.js";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+
+// Every credit amount stays within what a JSON number holds exactly (±(2^53 − 1)).
+const creditsWithinBound = (column: AnyPgColumn) =>
+  sql`${column} between -${sql.raw(MAX_CREDITS.toString())} and ${sql.raw(MAX_CREDITS.toString())}`;
+
+/**
+ * One row per billing account; the balance moves only together with a ledger entry. The last
+ * entry's sequence number is kept here, under the row lock every posting takes, so entries are
+ * numbered without gaps.
+ */
+// No CHECK on the balance's bound here or on ledger entries: books from before the bound may
+// hold more, and must still move toward zero (src/books/post-entries.ts enforces it).
+export const accounts = pgTable("accounts", {
+  id: text("id").primaryKey(),
+  balanceCredits: bigint("balance_credits", { mode: "bigint" }).notNull().default(sql`0`),
+  ledgerSeq: bigint("ledger_seq", { mode: "bigint" }).notNull().default(sql`0`),
+  createdAt: createdAt(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** What one LiteLLM call was charged, exactly once per idempotency key. */
+export const chargeReceipts = pgTable(
+  "charge_receipts",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    idempotencyKey: text("idempotency_key").notNull(),
+    billingAccountId: text("billing_account_id").notNull(),
+    /** The account the caller named in spend_logs_metadata when a trusted source paid instead. */
+    claimedBillingAccountId: text("claimed_billing_account_id"),
+    model: text("model"),
+    modelGroup: text("model_group"),
+    pricingSource: text("pricing_source").notNull(),
+    /** Where the rates came from: price_book (the operator's), gateway (LiteLLM's for the call), cost_map. */
+    rateStep: text("rate_step"),
+    priceEntry: text("price_entry"),
+    /** Why the charge is not simply the rates' cost (LiteLLM's reported cost, on_divergence). */
+    pricingReason: text("pricing_reason"),
+    /** LiteLLM's response_cost, as the exact decimal it stands for (15 significant digits). */
+    reportedCostUsd: numeric("reported_cost_usd"),
+    providerCostUsd: numeric("provider_cost_usd").notNull(),
+    chargedCredits: bigint("charged_credits", { mode: "bigint" }).notNull(),
+    promptTokens: integer("prompt_tokens").notNull(),
+    completionTokens: integer("completion_tokens").notNull(),
+    cacheReadTokens: integer("cache_read_tokens").notNull(),
+    cacheWriteTokens: integer("cache_write_tokens").notNull(),
+    reasoningTokens: integer("reasoning_tokens").notNull(),
+    usageFingerprint: text("usage_fingerprint").notNull(),
+    priceBookHash: text("price_book_hash").notNull(),
+    eventTime: timestamp("event_time", { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
+    index("charge_receipts_account_idx").on(table.billingAccountId, table.id),
+    // The gateway reconcile pages through a window's receipts by call time.
+    index("charge_receipts_event_time_idx").on(table.eventTime),
+    check("charge_receipts_credits_non_negative", sql`${table.chargedCredits} >= 0`),
+    check("charge_receipts_credits_bounded", creditsWithinBound(table.chargedCredits)),
+  ],
+);
+
+/** Credits added to an account, idempotent by the caller's reference. */
+export const grants = pgTable(
+  "grants",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    reference: text("reference").notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    reason: text("reason"),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("grants_reference_key").on(table.reference),
+    check("grants_credits_positive", sql`${table.credits} > 0`),
+    check("grants_credits_bounded", creditsWithinBound(table.credits)),
+  ],
+);
+
+/**
+ * Every change of a balance. Per account the entries form a chain, numbered 1, 2, … by
+ * `seq` without gaps: each balance_before is the previous balance_after, the balance is their
+ * sum, and each `hash` covers the previous entry's hash and this entry's content
+ * (src/books/entry-hash.ts), so an edit, insertion or deletion breaks the chain after it.
+ * `created_at` is the posting time, taken under the account's lock.
+ */
+export const ledgerEntries = pgTable(
+  "ledger_entries",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    kind: text("kind", { enum: ["charge", "grant"] }).notNull(),
+    amountCredits: bigint("amount_credits", { mode: "bigint" }).notNull(),
+    balanceBefore: bigint("balance_before", { mode: "bigint" }).notNull(),
+    balanceAfter: bigint("balance_after", { mode: "bigint" }).notNull(),
+    reference: text("reference").notNull(),
+    receiptId: bigint("receipt_id", { mode: "bigint" }),
+    grantId: bigint("grant_id", { mode: "bigint" }),
+    seq: bigint("seq", { mode: "bigint" }).notNull(),
+    hash: text("hash").notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    // Per account, sequence order is id order: the one index serves the chain and the ledger pages.
+    uniqueIndex("ledger_entries_account_seq_key").on(table.billingAccountId, table.seq),
+    index("ledger_entries_account_created_idx").on(table.billingAccountId, table.createdAt),
+    uniqueIndex("ledger_entries_receipt_key").on(table.receiptId),
+    uniqueIndex("ledger_entries_grant_key").on(table.grantId),
+    check("ledger_entries_kind", sql`${table.kind} in ('charge', 'grant')`),
+    check(
+      "ledger_entries_arithmetic",
+      sql`${table.balanceAfter} = ${table.balanceBefore} + ${table.amountCredits}`,
+    ),
+    check(
+      "ledger_entries_source",
+      sql`(${table.kind} = 'charge' and ${table.receiptId} is not null and ${table.grantId} is null)
+        or (${table.kind} = 'grant' and ${table.grantId} is not null and ${table.receiptId} is null)`,
+    ),
+  ],
+);
+
+/** Items the pipeline refused, kept (without prompt or response text) for inspection and replay. */
+export const quarantine = pgTable(
+  "quarantine",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    fingerprint: text("fingerprint").notNull(),
+    stage: text("stage", { enum: ["receiver", "worker"] }).notNull(),
+    reason: text("reason").notNull(),
+    idempotencyKey: text("idempotency_key"),
+    detail: jsonb("detail"),
+    item: jsonb("item").notNull(),
+    createdAt: createdAt(),
+    replayedAt: timestamp("replayed_at", { withTimezone: true }),
+  },
+  (table) => [
+    uniqueIndex("quarantine_fingerprint_key").on(table.fingerprint),
+    index("quarantine_reason_idx").on(table.reason, table.id),
+    // The gateway reconcile looks pending items up by key.
+    index("quarantine_pending_key_idx").on(table.idempotencyKey).where(sql`${table.replayedAt} is null`),
+  ],
+);
+
+/**
+ * Alerts decided inside the transaction that caused them, delivered to the log after
+ * commit; an undelivered row survives a crash and is delivered by the sweeper.
+ */
+export const alertOutbox = pgTable(
+  "alert_outbox",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    event: text("event").notNull(),
+    fields: jsonb("fields").notNull(),
+    // The clock at insert, not the transaction's start: a charge that waited long for a busy
+    // account's lock must not look stranded to the sweeper the moment it commits.
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+  },
+  (table) => [index("alert_outbox_undelivered_idx").on(table.id).where(sql`${table.deliveredAt} is null`)],
+);
+
+/** How far the gateway backfill has checked LiteLLM's spend log: the next run starts there (less an overlap). */
+export const gatewayWatermarks = pgTable("gateway_watermarks", {
+  name: text("name").primaryKey(),
+  watermark: timestamp("watermark", { withTimezone: true }).notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});

@@ -1,0 +1,103 @@
+import type { Logger } from "pino";
+import { InvalidSettingError, parseEnv, type Settings } from "./config.js";
+import { isDatabaseUnavailable } from "./db/client.js";
+import { runMigrations } from "./db/migrate.js";
+import { closeDeps, createDeps, type Deps } from "./deps.js";
+
+/**
+ * What stops a process before it serves, as the one line it prints. The exit code is for a
+ * supervisor: 2 when the configuration must change and a restart cannot help, 1 when a restart
+ * may succeed (PostgreSQL not answering yet).
+ */
+export class StartFailure extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2,
+  ) {
+    super(message);
+    this.name = "StartFailure";
+  }
+}
+
+/** Stops the process with one line on stderr, never a stack trace: operators read it in journald or pm2 as it is. */
+export function exitOnStartFailure(error: unknown): never {
+  const failure =
+    error instanceof StartFailure
+      ? error
+      : error instanceof InvalidSettingError
+        ? new StartFailure(error.message, 2)
+        : new StartFailure(`start failed: ${error instanceof Error ? error.message : String(error)}`, 1);
+  process.stderr.write(`spend-ingest: ${failure.message.replace(/\s*\n\s*/g, " ")}\n`);
+  process.exit(failure.exitCode);
+}
+
+/** Reads settings, or prints the one line that names the bad one and exits 2. */
+export function settingsOrExit<T = Settings>(parse: (source: NodeJS.ProcessEnv) => T = parseEnv as never): T {
+  try {
+    return parse(process.env);
+  } catch (error) {
+    exitOnStartFailure(error);
+  }
+}
+
+/**
+ * A service entry point: settings, then `start`, which returns its parts in the order they
+ * stop on SIGTERM. Whatever fails on the way stops the process with one line.
+ */
+export async function runService(start: (deps: Deps) => Promise<Stoppable[]>): Promise<void> {
+  const deps = createDeps(settingsOrExit());
+  try {
+    stopOnSignal(deps, await start(deps));
+  } catch (error) {
+    exitOnStartFailure(error);
+  }
+}
+
+/** Applies pending migrations; a failure becomes the StartFailure that names its cause. */
+export async function migrateAtStart(databaseUrl: string): Promise<void> {
+  try {
+    await runMigrations(databaseUrl);
+  } catch (error) {
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    // Authentication refused (28xxx) or no such database (3D000): DATABASE_URL is wrong.
+    if (typeof code === "string" && (code.startsWith("28") || code === "3D000")) {
+      throw new StartFailure(`invalid setting DATABASE_URL: ${String(message)}`, 2);
+    }
+    if (isDatabaseUnavailable(error)) {
+      throw new StartFailure(`PostgreSQL at DATABASE_URL did not answer (${String(message)}); no migration applied`, 1);
+    }
+    throw new StartFailure(`migrations failed: ${String(message)}`, 1);
+  }
+}
+
+export type Stoppable = { name: string; stop: () => Promise<void> };
+
+/**
+ * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
+ * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
+ */
+function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const logger: Logger = deps.logger;
+    logger.info({ signal }, "shutting down");
+    const deadline = setTimeout(() => {
+      logger.error({ timeoutMs: deps.settings.shutdownTimeoutMs }, "shutdown timed out");
+      process.exit(1);
+    }, deps.settings.shutdownTimeoutMs);
+    deadline.unref();
+    try {
+      for (const part of parts) await part.stop();
+      await closeDeps(deps);
+      logger.info("shut down");
+      process.exit(0);
+    } catch (error) {
+      logger.error({ err: error }, "shutdown failed");
+      process.exit(1);
+    }
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+}

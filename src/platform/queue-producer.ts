@@ -1,0 +1,95 @@
+import { createHash } from "node:crypto";
+import { type JobsOptions, Queue } from "bullmq";
+import { Cluster, type Redis } from "ioredis";
+import type { RedisClient } from "./deps.js";
+import { EVENTS_PER_JOB, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, USAGE_QUEUE } from "./queue.js";
+import { type RejectedItem, type UsageEvent } from "../usage/usage-event.js";
+
+// Transient faults (a database restart) are retried for about an hour before a job fails.
+const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 12,
+  backoff: { type: "exponential", delay: 1000, jitter: 0.5 },
+  removeOnComplete: { count: 1000 },
+  removeOnFail: false,
+};
+
+export function createUsageQueue(connection: RedisClient, prefix: string): Queue {
+  return new Queue(USAGE_QUEUE, { connection, prefix, defaultJobOptions: DEFAULT_JOB_OPTIONS });
+}
+
+/**
+ * Queues a callback's accepted events in chunks and its rejected items for quarantine, in one
+ * Redis transaction. Job ids are content hashes, so the same batch sent again while its jobs
+ * are still known to Redis adds nothing; PostgreSQL stays the idempotency store after that.
+ *
+ * A replay passes its own `runId`: the events it sends back may equal a job Redis still
+ * remembers as done, and must not be taken for that job. Returns the jobs' ids: one per
+ * EVENTS_PER_JOB events, in order, then the rejected items' job, so a caller can watch them.
+ */
+export async function enqueueCallbackItems(
+  queue: Queue,
+  items: { events: UsageEvent[]; rejected: RejectedItem[] },
+  options: { runId?: string } = {},
+): Promise<string[]> {
+  const jobId = (kind: string, content: unknown) =>
+    // BullMQ job ids may not contain ':'.
+    `${kind}-${createHash("sha256").update(options.runId ?? "").update(JSON.stringify(content)).digest("hex")}`;
+  const jobs: Parameters<Queue["addBulk"]>[0] = [];
+  for (let start = 0; start < items.events.length; start += EVENTS_PER_JOB) {
+    const events = items.events.slice(start, start + EVENTS_PER_JOB);
+    jobs.push({ name: JOB_CHARGE_USAGE, data: { events }, opts: { jobId: jobId("usage", events) } });
+  }
+  if (items.rejected.length > 0) {
+    jobs.push({
+      name: JOB_QUARANTINE_ITEMS,
+      data: { items: items.rejected },
+      opts: { jobId: jobId("quarantine", items.rejected) },
+    });
+  }
+  if (jobs.length > 0) await queue.addBulk(jobs);
+  return jobs.map((job) => job.opts!.jobId!);
+}
+
+// Within the receiver's own bound on queueing a batch (5 s).
+const REPLICA_ACK_TIMEOUT_MS = 2_000;
+const queueSlots = new Map<string, number>();
+
+export type Replication = {
+  /** Replicas in sync with the queue's master when asked, at most the number wanted. */
+  required: number;
+  /** Of those, how many acknowledged every write this client had sent to the master. */
+  acknowledged: number;
+};
+
+/**
+ * Waits up to two seconds until `wanted` replicas hold every write this client has sent to the
+ * queue's master (Redis WAIT), or as many as the master has in sync: a master left without a
+ * replica (after a failover, until the old master returns as its replica) takes batches alone
+ * rather than refuse them all, since LiteLLM drops every batch it is refused.
+ */
+export async function awaitReplication(client: RedisClient, prefix: string, wanted: number): Promise<Replication> {
+  const master = await queueMaster(client, prefix);
+  const info = String(await master.info("replication"));
+  const inSync = [...info.matchAll(/^slave\d+:.*\bstate=online\b/gm)].length;
+  const required = Math.min(wanted, inSync);
+  if (required === 0) return { required, acknowledged: 0 };
+  return { required, acknowledged: Number(await master.call("WAIT", required, REPLICA_ACK_TIMEOUT_MS)) };
+}
+
+/**
+ * The connection the queue's writes went through. WAIT answers for the connection it is sent
+ * on, so on a cluster it is the connection to the master of the queue's slot.
+ */
+async function queueMaster(client: RedisClient, prefix: string): Promise<Redis> {
+  if (!(client instanceof Cluster)) return client;
+  let slot = queueSlots.get(prefix);
+  if (slot === undefined) {
+    // The cluster's own answer, not a copy of its hash function.
+    slot = Number(await client.cluster("KEYSLOT", prefix));
+    queueSlots.set(prefix, slot);
+  }
+  const owner = client.slots[slot]?.[0];
+  const master = client.nodes("master").find((node) => `${node.options.host}:${node.options.port}` === owner);
+  if (!master) throw new Error(`no master is known for the queue's slot ${slot}`);
+  return master;
+}

@@ -1,0 +1,146 @@
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import type { ChargeReceipt, LedgerEntry } from "../books/account-reads.js";
+
+/**
+ * What the account API answers, one zod schema per route. Every state the ledger can be in is
+ * admitted (negative balances, empty ledgers, months with nothing in them); each answer is
+ * checked against its schema before it leaves, so a shape bug is a 500, never a wrong answer.
+ */
+// Signed: balances and charge entries go below zero. New balances, grants and charges stay
+// within ±(2^53 − 1) (src/platform/db/credit-bounds.ts); a month's totals, and books written before
+// the bound, can pass it and leave as bigints, written exactly (exactJson).
+const credits = z.union([z.int(), z.bigint()]);
+const nonNegativeCredits = z.union([z.int().nonnegative(), z.bigint().nonnegative()]);
+const timestamp = z.iso.datetime();
+
+const ledgerEntrySchema = z.object({
+  id: z.string(),
+  kind: z.enum(["charge", "grant"]),
+  amount_credits: credits,
+  balance_before: credits,
+  balance_after: credits,
+  reference: z.string(),
+  created_at: timestamp,
+});
+
+export const grantResponseSchema = z.object({
+  grant: z.object({
+    id: z.string(),
+    billing_account_id: z.string(),
+    credits: z.union([z.int().positive(), z.bigint().positive()]),
+    reference: z.string(),
+    reason: z.string().nullable(),
+    created_at: timestamp,
+  }),
+  balance_credits: credits,
+});
+
+export const summaryResponseSchema = z.object({
+  billing_account_id: z.string(),
+  balance_credits: credits,
+  status: z.enum(["ok", "low", "negative"]),
+  recent: z.array(ledgerEntrySchema),
+});
+
+export const ledgerResponseSchema = z.object({
+  billing_account_id: z.string(),
+  entries: z.array(ledgerEntrySchema),
+  next_cursor: z.string().nullable(),
+});
+
+export const invoiceResponseSchema = z
+  .object({
+    billing_account_id: z.string(),
+    period: z.string().regex(/^\d{4}-\d{2}$/),
+    opening_balance: credits,
+    credits_granted: nonNegativeCredits,
+    credits_used: nonNegativeCredits,
+    receipt_count: z.int().nonnegative(),
+    closing_balance: credits,
+    final: z.boolean(),
+    final_at: timestamp,
+  })
+  .refine(
+    (invoice) =>
+      BigInt(invoice.opening_balance) + BigInt(invoice.credits_granted) - BigInt(invoice.credits_used) === BigInt(invoice.closing_balance),
+    { message: "the invoice does not tie out" },
+  );
+
+export const receiptResponseSchema = z.object({
+  idempotency_key: z.string(),
+  billing_account_id: z.string(),
+  /** Set when the caller named another account in spend_logs_metadata and a trusted source paid. */
+  claimed_billing_account_id: z.string().nullable(),
+  model: z.string().nullable(),
+  model_group: z.string().nullable(),
+  charged_credits: nonNegativeCredits,
+  provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
+  pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
+  rate_step: z.enum(["price_book", "gateway", "cost_map"]).nullable(),
+  price_entry: z.string().nullable(),
+  pricing_reason: z.string().nullable(),
+  reported_cost_usd: z.string().regex(/^\d+(\.\d+)?$/).nullable(),
+  price_book_hash: z.string(),
+  balance_after: credits.nullable(),
+  prompt_tokens: z.int().nonnegative(),
+  completion_tokens: z.int().nonnegative(),
+  cache_read_tokens: z.int().nonnegative(),
+  cache_write_tokens: z.int().nonnegative(),
+  reasoning_tokens: z.int().nonnegative(),
+  event_time: timestamp.nullable(),
+  created_at: timestamp,
+});
+
+/** Credits leave as JSON numbers, exactly: a bigint where a double could not hold the value (see exactJson). */
+export function creditsJson(value: bigint): number | bigint {
+  return value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER) ? value : Number(value);
+}
+
+/**
+ * JSON.stringify that writes a bigint as the integer it is. A bigint is first marked with a
+ * token no request can know, then the quotes around the marked digits are dropped.
+ */
+export function exactJson(payload: unknown): string {
+  const token = randomUUID();
+  const text = JSON.stringify(payload, (_key, value: unknown) => (typeof value === "bigint" ? `${token}${value}` : value));
+  return text.replace(new RegExp(`"${token}(-?\\d+)"`, "g"), "$1");
+}
+
+export function ledgerEntryJson(entry: LedgerEntry) {
+  return {
+    id: entry.id.toString(),
+    kind: entry.kind,
+    amount_credits: creditsJson(entry.amountCredits),
+    balance_before: creditsJson(entry.balanceBefore),
+    balance_after: creditsJson(entry.balanceAfter),
+    reference: entry.reference,
+    created_at: entry.createdAt.toISOString(),
+  };
+}
+
+export function receiptJson(receipt: ChargeReceipt) {
+  return {
+    idempotency_key: receipt.idempotencyKey,
+    billing_account_id: receipt.billingAccountId,
+    claimed_billing_account_id: receipt.claimedBillingAccountId,
+    model: receipt.model,
+    model_group: receipt.modelGroup,
+    charged_credits: creditsJson(receipt.chargedCredits),
+    provider_cost_usd: receipt.providerCostUsd,
+    pricing_source: receipt.pricingSource,
+    rate_step: receipt.rateStep,
+    price_entry: receipt.priceEntry,
+    pricing_reason: receipt.pricingReason,
+    reported_cost_usd: receipt.reportedCostUsd,
+    price_book_hash: receipt.priceBookHash,
+    balance_after: receipt.balanceAfter === null ? null : creditsJson(receipt.balanceAfter),
+    prompt_tokens: receipt.promptTokens,
+    completion_tokens: receipt.completionTokens,
+    cache_read_tokens: receipt.cacheReadTokens,
+    cache_write_tokens: receipt.cacheWriteTokens,
+    reasoning_tokens: receipt.reasoningTokens,
+    event_time: receipt.eventTime?.toISOString() ?? null,
+    created_at: receipt.createdAt.toISOString(),
+  };
+}

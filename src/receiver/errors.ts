@@ -1,0 +1,47 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
+import type { z } from "zod";
+import { isDatabaseUnavailable } from "../platform/db/client.js";
+
+/** The one error shape at the HTTP edge. */
+export function sendError(
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): FastifyReply {
+  return reply.code(status).send({ error: { code, message, ...extra } });
+}
+
+/** Parses with zod, or answers 400 listing the issues and returns undefined. */
+export function parseOrReject<T>(schema: z.ZodType<T>, value: unknown, reply: FastifyReply): T | undefined {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message }));
+  sendError(reply, 400, "invalid_request", `${issues[0]!.path || "the request"}: ${issues[0]!.message}`, { issues });
+  return undefined;
+}
+
+const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: "body_too_large" },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: "unsupported_media_type" },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: "empty_body" },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: "invalid_content_length" },
+};
+
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, "not_found", `no route ${request.method} ${request.url}`));
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const known = error.code ? FASTIFY_CODES[error.code] : undefined;
+    if (known) return sendError(reply, known.status, known.code, error.message);
+    const status = error.statusCode ?? 500;
+    if (status < 500) return sendError(reply, status, "bad_request", error.message);
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, "database unavailable");
+      reply.header("retry-after", "5");
+      return sendError(reply, 503, "database_unavailable", "the database does not answer; try again shortly");
+    }
+    request.log.error({ err: error }, "request failed");
+    return sendError(reply, 500, "internal_error", "internal error");
+  });
+}

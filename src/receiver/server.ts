@@ -1,0 +1,44 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Deps } from "../platform/deps.js";
+import { callbackRoutes } from "./callback-route.js";
+import { MAX_ID_LENGTH } from "../usage/storable-text.js";
+import { accountRoutes } from "./account-routes.js";
+import { limitConnections } from "./connection-limit.js";
+import { installErrorHandlers, sendError } from "./errors.js";
+import { operatorRoutes } from "./operator-routes.js";
+import { queueUiRoutes } from "./queue-ui.js";
+
+export type ServerRoles = { receiver: boolean };
+
+/**
+ * The HTTP server; each route group is its own encapsulated context. Every process serves
+ * health and metrics; a receiver also serves callbacks, the account API and the queue UI.
+ */
+export async function buildServer(deps: Deps, roles: ServerRoles = { receiver: true }): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    // Silent and trickling sockets are closed in seconds. A request has 10 s for its headers
+    // and 60 s in all, long enough for a gateway to send a large batch.
+    http: { headersTimeout: 10_000, connectionsCheckingInterval: 1_000 },
+    requestTimeout: 60_000,
+    // A socket quiet for 10 s is closed; LiteLLM's client (httpx) drops its idle keep-alive
+    // connections after 5 s, so it always closes first and never sends on a closing socket.
+    connectionTimeout: 10_000,
+    keepAliveTimeout: 10_000,
+    forceCloseConnections: "idle",
+    // Ids in paths are up to MAX_ID_LENGTH UTF-16 units, each up to 9 characters percent-encoded.
+    routerOptions: { maxParamLength: MAX_ID_LENGTH * 9 },
+    // A path that does not decode (percent-encoded invalid UTF-8) gets the one error shape too.
+    frameworkErrors: (error, _request, reply) => sendError(reply, 400, "bad_url", error.message),
+  });
+  limitConnections(app.server, deps.settings.maxConnections);
+  installErrorHandlers(app);
+  await app.register(async (scope) => operatorRoutes(scope, deps));
+  if (roles.receiver) {
+    await app.register(async (scope) => callbackRoutes(scope, deps));
+    await app.register(async (scope) => accountRoutes(scope, deps));
+    await app.register(async (scope) => queueUiRoutes(scope, deps));
+  }
+  return app;
+}

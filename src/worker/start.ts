@@ -1,0 +1,132 @@
+import { Worker } from "bullmq";
+import { deliverStrandedAlerts } from "../books/alert-outbox.js";
+import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
+import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
+import { InvalidSettingError } from "../platform/config.js";
+import { createRedis, type Deps } from "../platform/deps.js";
+import type { Stoppable } from "../platform/process.js";
+import { USAGE_QUEUE } from "../platform/queue.js";
+import { loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { createUsageProcessor } from "./usage-processor.js";
+
+const WORKER_CONCURRENCY = 8;
+const STRANDED_ALERT_SWEEP_MS = 15_000;
+// Older than any live worker takes between commit and delivery.
+const STRANDED_ALERT_AGE_MS = 60_000;
+
+export type UsageWorker = Stoppable & {
+  /** Loads the price book again; a book that does not load leaves the current one in force. */
+  reloadPriceBook: () => boolean;
+};
+
+/** `metricsPort` is only written in the start line: where this process serves health and metrics, if anywhere. */
+export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number } = {}): UsageWorker {
+  let priceBook: PriceBook;
+  try {
+    priceBook = loadPriceBook(deps.settings.pricingFile);
+  } catch (error) {
+    throw error instanceof PriceBookError ? new InvalidSettingError("PRICING_FILE", error.message) : error;
+  }
+  const reloadPriceBook = () => {
+    try {
+      priceBook = loadPriceBook(deps.settings.pricingFile);
+      deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size }, "price book reloaded");
+      return true;
+    } catch (error) {
+      deps.logger.error({ err: error, priceBookHash: priceBook.hash }, "price book reload failed; the current book stays");
+      return false;
+    }
+  };
+  const connection = createRedis(deps.settings.redis, { forWorker: true });
+  const worker = new Worker(USAGE_QUEUE, createUsageProcessor(deps, () => priceBook), {
+    connection,
+    prefix: deps.settings.queuePrefix,
+    concurrency: WORKER_CONCURRENCY,
+    lockDuration: deps.settings.workerLockDurationMs,
+    stalledInterval: deps.settings.workerLockDurationMs,
+    // A job whose worker dies is run again; charging is idempotent, so repeated stalls (a crash
+    // loop) are retried rather than failed after BullMQ's default single stall.
+    maxStalledCount: 10,
+  });
+  worker.on("error", (error) => deps.logger.error({ err: error }, "worker error"));
+  worker.on("stalled", (jobId) =>
+    deps.logger.warn({ jobId }, "job stalled: its worker went silent past the lock; it runs again"),
+  );
+  worker.on("failed", (job, error) =>
+    deps.logger.warn({ jobId: job?.id, attempt: job?.attemptsMade, err: error }, "job failed"),
+  );
+  const sweeper = setInterval(() => {
+    deliverStrandedAlerts(deps.database.pool, deps.logger, { olderThanMs: STRANDED_ALERT_AGE_MS }).catch((error) =>
+      deps.logger.warn({ err: error }, "stranded alert sweep failed"),
+    );
+  }, STRANDED_ALERT_SWEEP_MS);
+  sweeper.unref();
+  const backfill = startGatewayBackfill(deps, () => priceBook);
+  deps.logger.info(
+    { priceBookHash: priceBook.hash, models: priceBook.models.size, gatewayBackfill: backfill !== null, metricsPort: startLine.metricsPort },
+    "usage worker started",
+  );
+  return {
+    name: "usage worker",
+    reloadPriceBook,
+    stop: async () => {
+      clearInterval(sweeper);
+      await backfill?.stop();
+      await worker.close();
+      await connection.quit().catch(() => connection.disconnect());
+    },
+  };
+}
+
+/**
+ * With LITELLM_DATABASE_URL, checks LiteLLM's spend log every GATEWAY_RECONCILE_INTERVAL and bills
+ * what its callbacks lost. A failure (LiteLLM's database away) is logged and counted; billing of
+ * callbacks goes on untouched, and the next run tries again.
+ */
+function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): Stoppable | null {
+  const { settings } = deps;
+  if (settings.litellmDatabaseUrl === undefined) return null;
+  const spendLog = createSpendLogPool(settings.litellmDatabaseUrl);
+  // A run that outlasts the interval makes the next tick skip, not queue behind it.
+  let running: Promise<void> | null = null;
+  const tick = () => {
+    running ??= runGatewayBackfill(
+      { pool: deps.database.pool, spendLog, queue: deps.usageQueue, logger: deps.logger, metrics: deps.metrics },
+      {
+        priceBook: currentPriceBook(),
+        billingAccountFrom: settings.billingAccountFrom,
+        intervalMs: settings.gatewayReconcileIntervalMs,
+        lagMs: settings.gatewayReconcileLagMs,
+        overlapMs: settings.gatewayReconcileOverlapMs,
+      },
+    )
+      .then(
+        () => undefined,
+        (error) => {
+          deps.metrics.gatewayReconcileFailures.inc();
+          const which = error instanceof SpendLogError ? "LiteLLM's database (LITELLM_DATABASE_URL) could not be read" : "it could not record what it found";
+          deps.logger.error({ err: error }, `gateway backfill failed: ${which}; the next run tries again`);
+          return recordWatermarkLag({ pool: deps.database.pool, metrics: deps.metrics }).catch(() => {});
+        },
+      )
+      .finally(() => {
+        running = null;
+      });
+  };
+  const timer = setInterval(tick, settings.gatewayReconcileIntervalMs);
+  timer.unref();
+  return {
+    name: "gateway backfill",
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+      await spendLog.end();
+    },
+  };
+}
+
+/** SIGHUP reloads the price book: new prices apply to jobs from then on, never to receipts. */
+export function reloadOnSighup(worker: UsageWorker): void {
+  process.on("SIGHUP", () => void worker.reloadPriceBook());
+}
+

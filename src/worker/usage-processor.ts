@@ -1,0 +1,92 @@
+import { type Job, UnrecoverableError } from "bullmq";
+import type { z } from "zod";
+import { deliverAlerts, type OutboxAlert } from "../books/alert-outbox.js";
+import type { Deps } from "../platform/deps.js";
+import { chargeUsageEvents } from "./charge-usage-events.js";
+import type { PricedUsage } from "../books/record-usage.js";
+import type { ChargeOutcome, Metrics } from "../platform/metrics.js";
+import { quarantineRejectedItems } from "../books/quarantine.js";
+import type { PriceBook } from "../pricing/price-book.js";
+import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
+import { parseUsageEvents } from "../usage/usage-event.js";
+
+/**
+ * Parse the job, call the ledger, deliver the alerts it committed, return what happened.
+ * `currentPriceBook` is read per job, so a reloaded book prices the next job.
+ */
+export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBook) {
+  const { pool } = deps.database;
+  // The job's work is committed by now; failing it over delivery would redo the work, so a
+  // delivery fault is left to the stranded-alert sweeper.
+  const deliverCommittedAlerts = (alerts: OutboxAlert[]) =>
+    deliverAlerts(pool, deps.logger, alerts).catch((error) =>
+      deps.logger.warn({ err: error, alerts: alerts.length }, "alert delivery deferred to the sweeper"),
+    );
+  const { metrics } = deps;
+  return async (job: Job) => {
+    const log = deps.logger.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
+    const timer = metrics.jobDuration.startTimer({ job: job.name });
+    switch (job.name) {
+      case JOB_CHARGE_USAGE: {
+        const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
+        const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds };
+        const result = await chargeUsageEvents(pool, settings, events, invalid);
+        await deliverCommittedAlerts(result.alerts);
+        const summary = {
+          charged: result.charged.length,
+          free: result.charged.filter((usage) => usage.charge.pricingSource === "free").length,
+          duplicates: result.duplicates,
+          conflicts: result.conflicts,
+          quarantined: result.quarantined,
+          failedCallsSkipped: result.failedCallsSkipped,
+        };
+        recordChargeMetrics(metrics, result.charged, summary);
+        for (const { charge } of result.charged) {
+          if (charge.divergence) metrics.priceDivergences.inc({ rate_step: charge.divergence.step, action: settings.priceBook.onDivergence });
+        }
+        for (const { step } of result.divergencesQuarantined) metrics.priceDivergences.inc({ rate_step: step, action: "quarantine" });
+        timer();
+        log.debug({ events: events.length, ...summary }, "usage charged");
+        return summary;
+      }
+      case JOB_QUARANTINE_ITEMS: {
+        const { items } = parseJobData(quarantineItemsJobSchema, job);
+        const { alerts, inserted } = await quarantineRejectedItems(pool, items);
+        await deliverCommittedAlerts(alerts);
+        timer();
+        log.debug({ items: items.length, inserted }, "rejected items quarantined");
+        return { quarantined: inserted };
+      }
+      default:
+        throw new UnrecoverableError(`unknown job name ${job.name}`);
+    }
+  };
+}
+
+function recordChargeMetrics(
+  metrics: Metrics,
+  charged: PricedUsage[],
+  summary: { charged: number; free: number; duplicates: number; conflicts: number; quarantined: number; failedCallsSkipped: number },
+): void {
+  const committedAt = Date.now();
+  metrics.chargesRecorded.inc(summary.charged);
+  const outcomes: Array<[ChargeOutcome, number]> = [
+    ["charged", summary.charged - summary.free],
+    ["free", summary.free],
+    ["duplicate", summary.duplicates],
+    ["conflict", summary.conflicts],
+    ["quarantined", summary.quarantined],
+    ["failed_call_skipped", summary.failedCallsSkipped],
+  ];
+  for (const [outcome, count] of outcomes) if (count > 0) metrics.chargeOutcomes.inc({ outcome }, count);
+  for (const { event } of charged) {
+    if (event.eventTime !== null) metrics.eventToLedger.observe(Math.max(0, (committedAt - Date.parse(event.eventTime)) / 1000));
+  }
+}
+
+function parseJobData<T>(schema: z.ZodType<T>, job: Job): T {
+  const parsed = schema.safeParse(job.data);
+  // A job this version cannot read will not become readable by retrying; it stays in failed.
+  if (!parsed.success) throw new UnrecoverableError(`job ${job.id} data does not parse: ${parsed.error.message}`);
+  return parsed.data;
+}
