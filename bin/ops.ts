@@ -1,2 +1,3 @@
-// The operator CLI (`npm run ops -- <command>`): its commands run from the module itself.
-import "../src/ops/cli.js";
+import { runOps } from "../src/ops/cli.js";
+
+process.exit(await runOps(process.argv.slice(2)));

@@ -144,7 +144,7 @@ describe("npm run ops", () => {
       const refused = await ops("grant", `acct${HOSTILE}`, "5", "ref-hostile");
       expect(refused.code).toBe(2);
       expect(refused.stderr).not.toMatch(RAW_CONTROL);
-      expect((await ops(`no-such-${HOSTILE}`)).stderr).toContain(`unknown command no-such-${SHOWN}\n`);
+      expect((await ops(`no-such-${HOSTILE}`)).stderr).toContain(`unknown command 'no-such-${SHOWN}'\n`);
     });
   });
 
@@ -240,7 +240,13 @@ describe("npm run ops", () => {
     expect((await ops("quarantine", "shred")).code).toBe(2);
     expect((await ops("no-such-command")).code).toBe(2);
     expect((await ops()).code).toBe(2);
-    expect(await ops("--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("quarantine replay") });
-    expect(await ops("reconcile", "--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("usage: npm run ops -- reconcile") });
+    expect(await ops("--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("quarantine") });
+    // Every command and subcommand has its own help, from the parser's declarations.
+    expect(await ops("quarantine", "--help")).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ {2}replay \[options\] +send refused items back/m) });
+    expect(await ops("reconcile", "--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("Usage: npm run ops -- reconcile [options]") });
+    expect(await ops("grant", "--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("<account> <credits> <reference>") });
+    expect(await ops("quarantine", "replay", "--help")).toMatchObject({ code: 0, stdout: expect.stringContaining("--wait <seconds>") });
+    expect(await ops("grant", "acct-only")).toMatchObject({ code: 2, stderr: expect.stringContaining("missing required argument 'credits'") });
+    expect((await ops("gateway", "reconcile")).stderr).toContain("required option '--since <time>' not specified");
   });
 });

@@ -1,0 +1,100 @@
+import type { Command } from "commander";
+import { parseOpsEnv, parsePricingEnv } from "../platform/config.js";
+import { createDatabase, type Database } from "../platform/db/client.js";
+import { createRedis } from "../platform/deps.js";
+import { settingsOrExit } from "../platform/process.js";
+import { createUsageQueue } from "../platform/queue-producer.js";
+import { loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { canonicalId } from "../usage/storable-text.js";
+import { terminalSafe, terminalSafeJson, terminalSafeLines } from "./output.js";
+
+/** What every command shares: exit codes, usage errors, output, and the stores it opens. */
+
+export const EXIT_OK = 0;
+export const EXIT_PROBLEM = 1;
+export const EXIT_USAGE = 2;
+
+export const MAX_POSTGRES_BIGINT = 2n ** 63n - 1n;
+
+/** A command line that cannot be run: cli.ts prints it with the command's help hint, exit 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export function usageError(message: string): never {
+  throw new UsageError(message);
+}
+
+/** Every command's --json, which every command takes. */
+export type OutputOptions = { json?: boolean };
+
+/** Prints `json` under --json, else `human`. Every value is escaped where it is interpolated; this is the net for one that was missed. */
+export function printer(options: OutputOptions): (json: unknown, human: string) => void {
+  return (json, human) => process.stdout.write(`${options.json ? terminalSafeJson(json) : terminalSafeLines(human)}\n`);
+}
+
+/** A leaf command's action: its exit code becomes the process's. */
+export function act<A extends unknown[]>(command: Command, run: (...args: A) => Promise<number>): Command {
+  return command.option("--json", "machine-readable output").action(async (...args: unknown[]) => {
+    process.exitCode = await run(...(args as A));
+  });
+}
+
+/** A positive whole number in plain digits, up to `max`; undefined for anything else. */
+export function positiveInteger(text: string, max: bigint): bigint | undefined {
+  if (!/^[1-9]\d*$/.test(text)) return undefined;
+  const value = BigInt(text);
+  return value <= max ? value : undefined;
+}
+
+/** An account id or reference from the command line in its canonical form, or a usage error naming it. */
+export function idArgument(command: string, argument: string, text: string): string {
+  // The command line cannot carry a lone surrogate or other bytes that are not UTF-8: Node
+  // hands them over as U+FFFD, and an id quietly made of those would be another id.
+  if (text.includes("\uFFFD")) {
+    return usageError(`${command}: ${argument} holds U+FFFD (the command line carried bytes that are not UTF-8)`);
+  }
+  const canonical = canonicalId(text);
+  return canonical.ok ? canonical.value : usageError(`${command}: ${argument} ${canonical.message}`);
+}
+
+export async function withDatabase<T>(work: (database: Database) => Promise<T>): Promise<T> {
+  const database = createDatabase(settingsOrExit(parseOpsEnv).databaseUrl, { max: 2 });
+  try {
+    return await work(database);
+  } finally {
+    await database.pool.end();
+  }
+}
+
+export async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) => Promise<T>): Promise<T> {
+  const settings = settingsOrExit(parseOpsEnv);
+  const redis = createRedis(settings.redis, { forWorker: false });
+  const queue = createUsageQueue(redis, settings.queuePrefix);
+  // A lost connection fails the command that needed it; the events alone would print stacks.
+  redis.on("error", () => {});
+  queue.on("error", () => {});
+  try {
+    return await work(queue);
+  } finally {
+    // A connection never used (or lost) must not hide the error that ended the command.
+    await queue.close().catch(() => {});
+    await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
+/** The price book of PRICING_FILE, or the one line that says why it does not load (exit 1). */
+export function priceBookOrExit(): PriceBook {
+  const { pricingFile } = settingsOrExit(parsePricingEnv);
+  try {
+    return loadPriceBook(pricingFile);
+  } catch (error) {
+    if (!(error instanceof PriceBookError)) throw error;
+    process.stderr.write(`spend-ingest: invalid setting PRICING_FILE: ${terminalSafe(error.message)}\n`);
+    process.exit(EXIT_PROBLEM);
+  }
+}
+
