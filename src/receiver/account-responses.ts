@@ -98,6 +98,15 @@ export function creditsJson(value: bigint): number | bigint {
 }
 
 /**
+ * The account routes' serializer: each answer is checked against its route's response schema
+ * (a mismatch is a 500, never a wrong answer), then written with exactJson.
+ */
+export function exactSerializerCompiler({ schema }: { schema: unknown }): (data: unknown) => string {
+  const responseSchema = schema as z.ZodType;
+  return (data) => exactJson(responseSchema.parse(data));
+}
+
+/**
  * JSON.stringify that writes a bigint as the integer it is. A bigint is first marked with a
  * token no request can know, then the quotes around the marked digits are dropped.
  */

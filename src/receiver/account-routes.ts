@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { Deps } from "../platform/deps.js";
 import {
@@ -14,7 +15,7 @@ import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
   creditsJson,
-  exactJson,
+  exactSerializerCompiler,
   grantResponseSchema,
   invoiceResponseSchema,
   ledgerEntryJson,
@@ -23,13 +24,13 @@ import {
   receiptResponseSchema,
   summaryResponseSchema,
 } from "./account-responses.js";
-import { parseOrReject, sendError } from "./errors.js";
+import { errorResponseSchema, sendError } from "./errors.js";
 
 const RECENT_ENTRIES = 10;
 
 // Ids and references in their one canonical form, as at ingest and in the CLI.
-const accountParams = z.object({ id: canonicalIdSchema });
-const receiptParams = z.object({ key: canonicalIdSchema });
+const accountParams = z.object({ id: canonicalIdSchema.meta({ description: "the billing account" }) });
+const receiptParams = z.object({ key: canonicalIdSchema.meta({ description: "the call's idempotency key (LiteLLM's id)" }) });
 const grantBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
@@ -48,11 +49,23 @@ const invoiceQuery = z.object({
 });
 
 /** The account API for the product: grants, balances, ledger, invoices and receipts. */
-export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
+export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise<void> {
   const { db, pool } = deps.database;
   const thresholds = deps.settings.lowBalanceThresholds;
-  // A month's totals can pass what a double holds; they are written as the exact integers they are.
-  app.setReplySerializer(exactJson);
+  // Requests are checked against each route's zod schemas, and every answer against its
+  // response schema before it leaves, so a shape bug is a 500, never a wrong answer. A month's
+  // totals can pass what a double holds; they are written as the exact integers they are.
+  scope.setValidatorCompiler(validatorCompiler);
+  scope.setSerializerCompiler(exactSerializerCompiler);
+  const app = scope.withTypeProvider<ZodTypeProvider>();
+
+  // Every route here is in the OpenAPI document: one without its schemas stops the server.
+  app.addHook("onRoute", (route) => {
+    const schema = route.schema as { response?: unknown; params?: unknown } | undefined;
+    if (!schema?.response || (route.url.includes(":") && !schema.params)) {
+      throw new Error(`${route.method} ${route.url}: an account route declares its params and response schemas`);
+    }
+  });
 
   app.addHook("onRequest", async (request, reply) => {
     if (!bearerTokenMatches(request.headers.authorization, [deps.settings.adminToken])) {
@@ -60,97 +73,162 @@ export async function accountRoutes(app: FastifyInstance, deps: Deps): Promise<v
     }
   });
 
-  app.post("/v1/accounts/:id/grants", async (request, reply) => {
-    const params = parseOrReject(accountParams, request.params, reply);
-    const body = params && parseOrReject(grantBody, request.body, reply);
-    if (!params || !body) return reply;
-    const result = await recordGrant(pool, {
-      billingAccountId: params.id,
-      credits: BigInt(body.credits),
-      reference: body.reference,
-      reason: body.reason ?? null,
-    });
-    if (result.outcome === "conflict") {
-      return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
-        grant: { billing_account_id: result.grant.billingAccountId, credits: creditsJson(result.grant.credits) },
+  // What every route may answer besides its own success.
+  const errors = {
+    400: errorResponseSchema.describe("a parameter, query or body field is invalid (named in the message)"),
+    401: errorResponseSchema.describe("the admin bearer token is missing or wrong"),
+    503: errorResponseSchema.describe("the database does not answer; try again (Retry-After)"),
+  };
+  const notFound = errorResponseSchema.describe("no such account (or receipt)");
+  const common = { tags: ["accounts"], security: [{ adminToken: [] }] };
+
+  app.post(
+    "/v1/accounts/:id/grants",
+    {
+      schema: {
+        ...common,
+        summary: "Add credits to an account, once per reference",
+        params: accountParams,
+        body: grantBody,
+        response: {
+          200: grantResponseSchema.describe("this reference was granted before: the same grant, nothing added"),
+          201: grantResponseSchema.describe("granted"),
+          409: errorResponseSchema.describe("the reference was used for another grant (code grant_reference_conflict)"),
+          422: errorResponseSchema.describe("the balance would pass 2^53 − 1 credits (code balance_out_of_range); nothing was granted"),
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { params, body } = request;
+      const result = await recordGrant(pool, {
+        billingAccountId: params.id,
+        credits: BigInt(body.credits),
+        reference: body.reference,
+        reason: body.reason ?? null,
       });
-    }
-    if (result.outcome === "out_of_range") {
-      return sendError(reply, 422, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was granted`, {
+      if (result.outcome === "conflict") {
+        return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
+          grant: { billing_account_id: result.grant.billingAccountId, credits: creditsJson(result.grant.credits) },
+        });
+      }
+      if (result.outcome === "out_of_range") {
+        return sendError(reply, 422, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was granted`, {
+          balance_credits: creditsJson(result.balanceCredits),
+        });
+      }
+      const { grant } = result;
+      return reply.code(result.outcome === "created" ? 201 : 200).send({
+        grant: {
+          id: grant.id,
+          billing_account_id: grant.billingAccountId,
+          credits: creditsJson(grant.credits),
+          reference: grant.reference,
+          reason: grant.reason,
+          created_at: grant.createdAt.toISOString(),
+        },
         balance_credits: creditsJson(result.balanceCredits),
       });
-    }
-    const { grant } = result;
-    return reply.code(result.outcome === "created" ? 201 : 200).send(grantResponseSchema.parse({
-      grant: {
-        id: grant.id,
-        billing_account_id: grant.billingAccountId,
-        credits: creditsJson(grant.credits),
-        reference: grant.reference,
-        reason: grant.reason,
-        created_at: grant.createdAt.toISOString(),
+    },
+  );
+
+  app.get(
+    "/v1/accounts/:id/credits/summary",
+    {
+      schema: {
+        ...common,
+        summary: "Balance, status and the last ten ledger entries",
+        params: accountParams,
+        response: { 200: summaryResponseSchema, 404: notFound, ...errors },
       },
-      balance_credits: creditsJson(result.balanceCredits),
-    }));
-  });
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const balance = await findAccountBalance(db, id);
+      if (balance === null) return unknownAccount(reply, id);
+      const { entries } = await listLedgerEntries(db, id, { limit: RECENT_ENTRIES });
+      return {
+        billing_account_id: id,
+        balance_credits: creditsJson(balance),
+        status: balanceStatus(balance, thresholds),
+        recent: entries.map(ledgerEntryJson),
+      };
+    },
+  );
 
-  app.get("/v1/accounts/:id/credits/summary", async (request, reply) => {
-    const params = parseOrReject(accountParams, request.params, reply);
-    if (!params) return reply;
-    const balance = await findAccountBalance(db, params.id);
-    if (balance === null) return unknownAccount(reply, params.id);
-    const { entries } = await listLedgerEntries(db, params.id, { limit: RECENT_ENTRIES });
-    return summaryResponseSchema.parse({
-      billing_account_id: params.id,
-      balance_credits: creditsJson(balance),
-      status: balanceStatus(balance, thresholds),
-      recent: entries.map(ledgerEntryJson),
-    });
-  });
+  app.get(
+    "/v1/accounts/:id/ledger",
+    {
+      schema: {
+        ...common,
+        summary: "The account's ledger, newest first, a page at a time",
+        params: accountParams,
+        querystring: ledgerQuery,
+        response: { 200: ledgerResponseSchema, 404: notFound, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { params, query } = request;
+      if ((await findAccountBalance(db, params.id)) === null) return unknownAccount(reply, params.id);
+      const page = await listLedgerEntries(db, params.id, {
+        limit: query.limit,
+        beforeId: query.cursor === undefined ? undefined : BigInt(query.cursor),
+      });
+      return {
+        billing_account_id: params.id,
+        entries: page.entries.map(ledgerEntryJson),
+        next_cursor: page.nextBeforeId?.toString() ?? null,
+      };
+    },
+  );
 
-  app.get("/v1/accounts/:id/ledger", async (request, reply) => {
-    const params = parseOrReject(accountParams, request.params, reply);
-    const query = params && parseOrReject(ledgerQuery, request.query, reply);
-    if (!params || !query) return reply;
-    if ((await findAccountBalance(db, params.id)) === null) return unknownAccount(reply, params.id);
-    const page = await listLedgerEntries(db, params.id, {
-      limit: query.limit,
-      beforeId: query.cursor === undefined ? undefined : BigInt(query.cursor),
-    });
-    return ledgerResponseSchema.parse({
-      billing_account_id: params.id,
-      entries: page.entries.map(ledgerEntryJson),
-      next_cursor: page.nextBeforeId?.toString() ?? null,
-    });
-  });
+  app.get(
+    "/v1/accounts/:id/invoice",
+    {
+      schema: {
+        ...common,
+        summary: "A month's opening balance, credits granted and used, and closing balance (UTC months)",
+        params: accountParams,
+        querystring: invoiceQuery,
+        response: { 200: invoiceResponseSchema, 404: notFound, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { params, query } = request;
+      if ((await findAccountBalance(db, params.id)) === null) return unknownAccount(reply, params.id);
+      const invoice = await computeInvoice(db, params.id, query.period);
+      return {
+        billing_account_id: params.id,
+        period: invoice.period,
+        opening_balance: creditsJson(invoice.openingBalance),
+        credits_granted: creditsJson(invoice.creditsGranted),
+        credits_used: creditsJson(invoice.creditsUsed),
+        receipt_count: invoice.receiptCount,
+        closing_balance: creditsJson(invoice.closingBalance),
+        final: invoice.final,
+        final_at: invoice.finalAt.toISOString(),
+      };
+    },
+  );
 
-  app.get("/v1/accounts/:id/invoice", async (request, reply) => {
-    const params = parseOrReject(accountParams, request.params, reply);
-    const query = params && parseOrReject(invoiceQuery, request.query, reply);
-    if (!params || !query) return reply;
-    if ((await findAccountBalance(db, params.id)) === null) return unknownAccount(reply, params.id);
-    const invoice = await computeInvoice(db, params.id, query.period);
-    return invoiceResponseSchema.parse({
-      billing_account_id: params.id,
-      period: invoice.period,
-      opening_balance: creditsJson(invoice.openingBalance),
-      credits_granted: creditsJson(invoice.creditsGranted),
-      credits_used: creditsJson(invoice.creditsUsed),
-      receipt_count: invoice.receiptCount,
-      closing_balance: creditsJson(invoice.closingBalance),
-      final: invoice.final,
-      final_at: invoice.finalAt.toISOString(),
-    });
-  });
-
-  app.get("/v1/receipts/:key", async (request, reply) => {
-    const params = parseOrReject(receiptParams, request.params, reply);
-    if (!params) return reply;
-    const { key } = params;
-    const receipt = await findReceipt(db, key);
-    if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${key}`);
-    return receiptResponseSchema.parse(receiptJson(receipt));
-  });
+  app.get(
+    "/v1/receipts/:key",
+    {
+      schema: {
+        ...common,
+        summary: "The charge receipt of one call, by its idempotency key",
+        params: receiptParams,
+        response: { 200: receiptResponseSchema, 404: errorResponseSchema.describe("no receipt for this key (code receipt_not_found)"), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const { key } = request.params;
+      const receipt = await findReceipt(db, key);
+      if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${key}`);
+      // The receipt's enumerations are text in PostgreSQL: parsed here into the types they are.
+      return receiptResponseSchema.parse(receiptJson(receipt));
+    },
+  );
 }
 
 function unknownAccount(reply: FastifyReply, id: string) {

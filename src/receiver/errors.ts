@@ -1,6 +1,20 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
-import type { z } from "zod";
+import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { z } from "zod";
 import { isDatabaseUnavailable } from "../platform/db/client.js";
+
+/** The one error shape, as routes declare it in their response schemas. */
+export const errorResponseSchema = z
+  .object({
+    error: z
+      .object({
+        code: z.string(),
+        message: z.string(),
+        issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+      })
+      .catchall(z.unknown()),
+  })
+  .meta({ description: "The one error shape: a stable code, a message naming the field, and anything the code adds" });
 
 /** The one error shape at the HTTP edge. */
 export function sendError(
@@ -13,13 +27,9 @@ export function sendError(
   return reply.code(status).send({ error: { code, message, ...extra } });
 }
 
-/** Parses with zod, or answers 400 listing the issues and returns undefined. */
-export function parseOrReject<T>(schema: z.ZodType<T>, value: unknown, reply: FastifyReply): T | undefined {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issues = parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message }));
-  sendError(reply, 400, "invalid_request", `${issues[0]!.path || "the request"}: ${issues[0]!.message}`, { issues });
-  return undefined;
+/** A request its route's schema refuses: 400 naming the first field, with every issue listed. */
+function sendInvalidRequest(reply: FastifyReply, issues: Array<{ path: string; message: string }>): FastifyReply {
+  return sendError(reply, 400, "invalid_request", `${issues[0]?.path || "the request"}: ${issues[0]?.message ?? "invalid"}`, { issues });
 }
 
 const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
@@ -32,6 +42,12 @@ const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, "not_found", `no route ${request.method} ${request.url}`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      return sendInvalidRequest(
+        reply,
+        error.validation.map((issue) => ({ path: issue.instancePath.slice(1).replaceAll("/", "."), message: issue.message ?? "invalid" })),
+      );
+    }
     const known = error.code ? FASTIFY_CODES[error.code] : undefined;
     if (known) return sendError(reply, known.status, known.code, error.message);
     const status = error.statusCode ?? 500;

@@ -1,4 +1,6 @@
+import swagger from "@fastify/swagger";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { createJsonSchemaTransform } from "fastify-type-provider-zod";
 import type { Deps } from "../platform/deps.js";
 import { callbackRoutes } from "./callback-route.js";
 import { MAX_ID_LENGTH } from "../usage/storable-text.js";
@@ -36,9 +38,40 @@ export async function buildServer(deps: Deps, roles: ServerRoles = { receiver: t
   installErrorHandlers(app);
   await app.register(async (scope) => operatorRoutes(scope, deps));
   if (roles.receiver) {
+    await describeAccountApi(app);
     await app.register(async (scope) => callbackRoutes(scope, deps));
     await app.register(async (scope) => accountRoutes(scope, deps));
     await app.register(async (scope) => queueUiRoutes(scope, deps));
   }
   return app;
+}
+
+/**
+ * The account API's OpenAPI document at `/openapi.json`, made from the routes' own zod schemas
+ * (only routes tagged `accounts`: the callback route and the operators' are described in
+ * docs/contract.md). Registered before the routes, which it collects as they are added.
+ */
+async function describeAccountApi(app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    hideUntagged: true,
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "spend-ingest account API",
+        version: "1",
+        description: "Grants, balances, ledgers, invoices and receipts. Credits are exact integers; a month's totals may pass 2^53 − 1 and are still written as JSON integers.",
+      },
+      components: { securitySchemes: { adminToken: { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" } } },
+    },
+    transform: createJsonSchemaTransform({
+      zodToJsonConfig: {
+        // Credits are JSON integers of any size; JSON Schema has no bigint, so it is written as one.
+        unrepresentable: "any",
+        override: ({ zodSchema, jsonSchema }) => {
+          if (zodSchema._zod.def.type === "bigint") Object.assign(jsonSchema, { type: "integer" });
+        },
+      },
+    }),
+  });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 }
