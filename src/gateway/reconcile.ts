@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { BillingAccountSource } from "../platform/config.js";
-import { normaliseCallbackItem, sanitiseCallbackItem } from "../litellm/payload.js";
+import { normaliseCallbackItem } from "../litellm/normalise.js";
+import { sanitiseCallbackItem } from "../litellm/sanitise.js";
 import { add, type Decimal, decimalFromNumber, toDecimalString, ZERO } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { parseCallbackBody } from "../litellm/callback-body.js";
-import { normaliseCallbackItem } from "../litellm/payload.js";
+import { normaliseCallbackItem } from "../litellm/normalise.js";
 import { parsePricingEnv } from "../platform/config.js";
 import { settingsOrExit } from "../platform/process.js";
 import { toDecimalString } from "../pricing/decimal.js";

@@ -7,7 +7,8 @@ import { listQuarantined, markReplayed, newestQuarantineId, type QuarantinedRow,
 import { EVENTS_PER_JOB } from "../platform/queue.js";
 import { type UsageEvent, usageEventSchema } from "../usage/usage-event.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
-import { firstNotKept, normaliseCallbackItem, type ReadOptions } from "../litellm/payload.js";
+import { firstNotKept } from "../litellm/sanitise.js";
+import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
 /** One replay at a time: the session-level advisory lock every replay takes for its whole run. */
 export const REPLAY_LOCK_KEY = 0x5e1d_7e9a;

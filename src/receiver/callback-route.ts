@@ -5,7 +5,7 @@ import { sendError } from "./errors.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { awaitReplication, enqueueCallbackItems, type Replication } from "../platform/queue-producer.js";
 import { type BodyLimits, checkBodyCost, parseCallbackBody } from "../litellm/callback-body.js";
-import { normaliseCallbackItem, type ReadOptions } from "../litellm/payload.js";
+import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
 const CALLBACK_CONTENT_TYPES = ["application/json", "application/x-ndjson"];
 // Past this the client is told to come back rather than wait: LiteLLM drops a batch on a non-2xx.

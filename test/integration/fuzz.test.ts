@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { idempotencyKeyOf } from "../../src/litellm/payload.js";
+import { idempotencyKeyOf } from "../../src/litellm/normalise.js";
 import { useServiceHarness } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { seededRandom } from "../support/random.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { type BillingAccountSource, DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
 import { checkBodyCost, MAX_JSON_VALUES, parseCallbackBody } from "../../src/litellm/callback-body.js";
-import { normaliseCallbackItem, type ReadOptions } from "../../src/litellm/payload.js";
+import { normaliseCallbackItem, type ReadOptions } from "../../src/litellm/normalise.js";
 import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
 
 const DEFAULT_READ: ReadOptions = { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM };

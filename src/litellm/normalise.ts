@@ -1,0 +1,184 @@
+import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
+import type { BillingAccountSource } from "../platform/config.js";
+import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
+import { canonicalId } from "../usage/storable-text.js";
+import { UnparseableLine } from "./callback-body.js";
+import { LITELLM_DATETIME, litellmPayloadSchema, TOP_LEVEL_FIELDS, isRecord } from "./payload-schema.js";
+import { type TokenDetail, usageDetail, gatewayRateDetail, requestedTiers } from "./token-detail.js";
+import { resolveBillingAccount } from "./payer.js";
+import { keptText, sanitiseCallbackItem } from "./sanitise.js";
+
+// A provider that returns no id makes LiteLLM write these.
+const NOT_A_KEY = new Set(["", "none", "null"]);
+
+/**
+ * The raw key text as sent, or null when the item has none; `canonicalId` decides if it is
+ * usable. `id` first: it is LiteLLM's request id (the provider's response id, else its call id),
+ * the `request_id` of its spend log; a caller can set `litellm_call_id` through a header.
+ */
+export function idempotencyKeyOf(item: unknown): string | null {
+  return cacheHitKey(item, payloadIdOf(item));
+}
+
+function payloadIdOf(item: unknown): string | null {
+  if (!isRecord(item)) return null;
+  for (const field of ["id", "litellm_call_id"]) {
+    const value = item[field];
+    if (typeof value === "string" && !NOT_A_KEY.has(value.trim().toLowerCase())) return value;
+  }
+  return null;
+}
+
+/**
+ * A cache hit's callback carries the id of the response it reused, the original call's id; its
+ * own key is that id with `_cache_hit` and its start time, as LiteLLM keys it in its spend log,
+ * so that it never takes (or blocks) the original call's receipt.
+ */
+function cacheHitKey(item: unknown, key: string | null): string | null {
+  if (key === null || !isRecord(item) || item.cache_hit !== true || key.includes("_cache_hit")) return key;
+  const started = item.startTime;
+  return `${key}_cache_hit${typeof started === "number" || typeof started === "string" ? String(started) : ""}`;
+}
+
+export type ReadOptions = { billingAccountFrom: readonly BillingAccountSource[] };
+
+export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem };
+
+/** Validates one callback item and reduces it to a usage event, or says why it cannot be. */
+export function normaliseCallbackItem(item: unknown, options: ReadOptions): NormalisedItem {
+  const rawKey = idempotencyKeyOf(item);
+  const canonicalKey = rawKey === null ? null : canonicalId(rawKey);
+  // An unusable key is kept (shortened) as sent, so the quarantine row shows what arrived.
+  const idempotencyKey = canonicalKey?.ok ? canonicalKey.value : rawKey === null ? null : keptText(rawKey);
+  const reject = (reason: string, issues: unknown[]): NormalisedItem => ({
+    ok: false,
+    rejected: {
+      reason,
+      idempotencyKey,
+      issues,
+      item: sanitiseCallbackItem(item),
+    },
+  });
+  if (item instanceof UnparseableLine) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
+  if (!isRecord(item)) return reject("invalid_payload", [{ message: "each item must be a JSON object" }]);
+  const parsed = litellmPayloadSchema.safeParse(readFields(item));
+  if (!parsed.success) {
+    return reject(
+      "invalid_payload",
+      parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message })),
+    );
+  }
+  if (idempotencyKey === null) {
+    return reject("no_idempotency_key", [{ path: "id", message: "no id or litellm_call_id to key on" }]);
+  }
+  if (!canonicalKey!.ok) {
+    return reject("invalid_idempotency_key", [{ path: "id", message: `the key ${canonicalKey!.message}` }]);
+  }
+  const account = resolveBillingAccount(item, options.billingAccountFrom);
+  if (!account.ok) return reject("invalid_billing_account", [{ path: account.field, message: account.message }]);
+  const payload = parsed.data;
+  const usage = usageDetail(payload);
+  if (!usage.success) return reject("invalid_payload", [{ path: usage.path.map(String).join("."), message: usage.message }]);
+  const detailIssues = [];
+  if (usage.cacheReadTokens + usage.cacheWriteTokens + usage.audioInputTokens > payload.prompt_tokens) {
+    detailIssues.push({ path: "prompt_tokens", message: "cached reads, cache writes and audio input exceed prompt_tokens" });
+  }
+  if (usage.cacheWrite1hTokens > usage.cacheWriteTokens) {
+    detailIssues.push({ path: "prompt_tokens_details.cache_creation_token_details", message: "1-hour cache writes exceed cache writes" });
+  }
+  if (usage.reasoningTokens + usage.audioOutputTokens > payload.completion_tokens) {
+    detailIssues.push({ path: "completion_tokens", message: "reasoning and audio output tokens exceed completion_tokens" });
+  }
+  const endTime = toIsoTime(payload.endTime);
+  const startTime = toIsoTime(payload.startTime);
+  for (const [path, raw, iso] of [["endTime", payload.endTime, endTime], ["startTime", payload.startTime, startTime]] as const) {
+    if (typeof raw === "string" && iso === null) detailIssues.push({ path, message: "not a calendar date and time" });
+  }
+  if (detailIssues.length > 0) return reject("invalid_payload", detailIssues);
+  return {
+    ok: true,
+    event: {
+      idempotencyKey,
+      billingAccountId: account.billingAccountId,
+      ...(account.claimedBillingAccountId === null ? {} : { claimedBillingAccountId: account.claimedBillingAccountId }),
+      status: payload.status ?? "success",
+      cacheHit: payload.cache_hit === true,
+      model: nonEmpty(payload.model),
+      modelGroup: nonEmpty(payload.model_group),
+      modelMapKey: nonEmpty(payload.model_map_information?.model_map_key),
+      provider: nonEmpty(payload.custom_llm_provider),
+      callType: nonEmpty(payload.call_type),
+      promptTokens: payload.prompt_tokens,
+      completionTokens: payload.completion_tokens,
+      cacheReadTokens: usage.cacheReadTokens,
+      cacheWriteTokens: usage.cacheWriteTokens,
+      reasoningTokens: usage.reasoningTokens,
+      reportedCostUsd:
+        payload.response_cost === null || payload.response_cost === undefined
+          ? null
+          : toDecimalString(decimalFromNumber(payload.response_cost)),
+      eventTime: endTime ?? startTime,
+      ...presentDetail(item, usage),
+    },
+  };
+}
+
+/**
+ * The detail most calls do not have, only where a call has it: every event sits in Redis, is
+ * written by the receiver and read by a worker, so a field of every event costs on every call.
+ */
+function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Partial<UsageEvent> {
+  const { rates, pricesOtherUnits } = gatewayRateDetail(item, usage.webSearchRequests > 0);
+  const detail: Partial<UsageEvent> = { gatewayRates: rates };
+  const { serviceTier, searchContextSize } = requestedTiers(item);
+  if (serviceTier !== null) detail.serviceTier = serviceTier;
+  if (searchContextSize !== null) detail.searchContextSize = searchContextSize;
+  if (usage.cacheWrite1hTokens > 0) detail.cacheWrite1hTokens = usage.cacheWrite1hTokens;
+  if (usage.audioInputTokens > 0) detail.audioInputTokens = usage.audioInputTokens;
+  if (usage.audioOutputTokens > 0) detail.audioOutputTokens = usage.audioOutputTokens;
+  if (usage.webSearchRequests > 0) detail.webSearchRequests = usage.webSearchRequests;
+  if (pricesOtherUnits) detail.gatewayPricesOtherUnits = true;
+  return detail;
+}
+
+/**
+ * The fields the schema reads, as sent: validating this projection instead of the whole item
+ * keeps zod from copying prompts and responses it never looks at (most of a payload's bytes).
+ */
+function readFields(item: Record<string, unknown>): Record<string, unknown> {
+  const read: Record<string, unknown> = {};
+  for (const field of TOP_LEVEL_FIELDS) if (field in item) read[field] = item[field];
+  for (const [field, nested] of [
+    ["model_map_information", ["model_map_key"]],
+    ["metadata", ["spend_logs_metadata", "usage_object"]],
+    ["hidden_params", ["usage_object"]],
+    ["response", ["usage"]],
+  ] as const) {
+    const value = item[field];
+    if (!isRecord(value)) {
+      if (field in item) read[field] = value;
+      continue;
+    }
+    const kept: Record<string, unknown> = {};
+    for (const key of nested) if (key in value) kept[key] = value[key];
+    read[field] = kept;
+  }
+  return read;
+}
+
+function toIsoTime(value: number | string | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "number") return new Date(value * 1000).toISOString();
+  const match = LITELLM_DATETIME.exec(value);
+  // PostgreSQL has no year 0 in its timestamps.
+  if (!match || match[1]!.startsWith("0000")) return null;
+  const milliseconds = (match[3] ?? ".0").slice(1, 4).padEnd(3, "0");
+  const iso = `${match[1]}T${match[2]}.${milliseconds}Z`;
+  const time = new Date(iso);
+  // Date rolls 2025-02-30 over into March; only a round trip proves the date exists.
+  return !Number.isNaN(time.getTime()) && time.toISOString() === iso ? iso : null;
+}
+
+function nonEmpty(value: string | null | undefined): string | null {
+  return value === null || value === undefined || value.trim() === "" ? null : value;
+}
