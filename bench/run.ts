@@ -12,9 +12,8 @@
  * suite's test does) and runs the spread and paced phases again on it, with fresh services, so
  * that its figures stand beside the single server's of the same run.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
@@ -25,8 +24,10 @@ import { recordGrant } from "../src/books/grants.js";
 import { reconcileLedger } from "../src/books/reconcile.js";
 import { JOB_CHARGE_USAGE } from "../src/platform/queue.js";
 import { createUsageQueue } from "../src/platform/queue-producer.js";
-import { freePort } from "../test/support/ports.js";
+import { STANDARD_LOGGING_PAYLOAD } from "../test/support/litellm-payloads.js";
 import { TestRedisCluster } from "../test/support/redis-cluster.js";
+import { peakRssMib, ServiceProcess } from "../test/support/service-process.js";
+import { ADMIN_DATABASE_URL, databaseUrlFor, TEST_REDIS_URL } from "../test/support/test-env.js";
 import { usageEvent } from "../test/support/usage-events.js";
 
 const { values: flags } = parseArgs({
@@ -59,72 +60,35 @@ const settings = {
   pacedEvents: Number(flags["paced-events"]),
 };
 
-const ADMIN_DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379/0";
+const REDIS_URL = TEST_REDIS_URL;
 const INGEST_TOKEN = `bench-ingest-${randomBytes(8).toString("hex")}`;
 const ADMIN_TOKEN = `bench-admin-${randomBytes(8).toString("hex")}`;
 const RUN = `spend_ingest_bench_${randomBytes(4).toString("hex")}`;
-const databaseUrl = (() => {
-  const url = new URL(ADMIN_DATABASE_URL);
-  url.pathname = `/${RUN}`;
-  return url.toString();
-})();
-
-type Service = { name: string; child: ChildProcess; url: Promise<string>; peakRssBytes: number };
+const databaseUrl = databaseUrlFor(RUN);
 
 /** Where a set of services keeps its queue: the environment they get, and the bench's own view of it. */
 type QueueSite = { env: Record<string, string>; redis: RedisTarget; prefix: string };
 
 const SINGLE_REDIS: QueueSite = { env: { REDIS_URL }, redis: { url: REDIS_URL }, prefix: RUN };
 
-async function startService(name: string, entry: string, site: QueueSite): Promise<Service> {
-  const port = await freePort();
-  const roleArgs = name === "receiver" ? (flags["receiver-node-args"] ?? "") : "";
-  const nodeArgs = `${flags["node-args"] ?? ""} ${roleArgs}`.split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, entry], {
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: databaseUrl,
-      ...site.env,
-      INGEST_TOKENS: INGEST_TOKEN,
-      ADMIN_TOKEN,
-      // A receiver listens on PORT; a worker serves the health the bench waits on at METRICS_PORT.
-      [name === "receiver" ? "PORT" : "METRICS_PORT"]: String(port),
-      QUEUE_PREFIX: RUN,
-      LOG_LEVEL: "warn",
-      // The bench offers more than the default backlog guard in its fastest phase.
-      QUEUE_HIGH_WATER: "1000000",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const ready = (async () => {
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`${name} exited ${child.exitCode}`);
-      const answered = await fetch(`${url}/healthz`).then((response) => response.ok, () => false);
-      if (answered) return url;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  })();
-  return { name, child, peakRssBytes: 0, url: ready };
-}
-
-function sampleRss(services: Service[]): NodeJS.Timeout {
-  return setInterval(() => {
-    for (const service of services) {
-      try {
-        const status = readFileSync(`/proc/${service.child.pid}/status`, "utf8");
-        const kilobytes = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-        service.peakRssBytes = Math.max(service.peakRssBytes, kilobytes * 1024);
-      } catch {
-        // The process has exited.
-      }
-    }
-  }, 200);
+/** The receiver or a worker, as `npm run start:receiver` / `start:worker` run them (node options and all). */
+function service(entry: "receiver" | "usage-worker", site: QueueSite): ServiceProcess {
+  const nodeArgs = `${flags["node-args"] ?? ""} ${entry === "receiver" ? (flags["receiver-node-args"] ?? "") : ""}`.split(" ").filter(Boolean);
+  const env = {
+    DATABASE_URL: databaseUrl,
+    ...site.env,
+    INGEST_TOKENS: INGEST_TOKEN,
+    ADMIN_TOKEN,
+    QUEUE_PREFIX: RUN,
+    LOG_LEVEL: "warn",
+    // The bench offers more than the default backlog guard in its fastest phase.
+    QUEUE_HIGH_WATER: "1000000",
+  };
+  return new ServiceProcess(entry, env, { nodeArgs });
 }
 
 // A realistic call: LiteLLM's example payload with a prompt and a response of a typical size.
-const example = JSON.parse(readFileSync(new URL("../test/fixtures/standard_logging_payload.json", import.meta.url), "utf8"));
+const example = STANDARD_LOGGING_PAYLOAD as Record<string, any>;
 const template = JSON.stringify({
   ...example,
   id: "__ID__",
@@ -231,24 +195,18 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-/** A receiver and the workers on one queue site, their peak RSS sampled while they run. */
+/** A receiver and the workers on one queue site. */
 async function startServices(site: QueueSite) {
-  const receiver = await startService("receiver", "dist/bin/receiver.js", site);
-  const workers = await Promise.all(
-    Array.from({ length: settings.workers }, (_, n) => startService(`worker ${n + 1}`, "dist/bin/usage-worker.js", site)),
-  );
+  const receiver = service("receiver", site);
+  const workers = Array.from({ length: settings.workers }, () => service("usage-worker", site));
   const services = [receiver, ...workers];
-  const sampler = sampleRss(services);
-  const receiverUrl = await receiver.url;
-  await Promise.all(workers.map((worker) => worker.url));
+  await Promise.all(services.map((started) => started.start()));
+  const names = ["receiver", ...workers.map((_, n) => `worker ${n + 1}`)];
   return {
-    receiverUrl,
-    peakRssMb: () => Object.fromEntries(services.map((service) => [service.name, Math.round(service.peakRssBytes / 1048576)])),
-    stop: async () => {
-      clearInterval(sampler);
-      for (const service of services) service.child.kill("SIGTERM");
-      await Promise.all(services.map((service) => new Promise((resolve) => (service.child.exitCode === null && service.child.signalCode === null ? service.child.once("exit", resolve) : resolve(null)))));
-    },
+    receiverUrl: receiver.url,
+    // The kernel's own high-water mark of each process's resident set (VmHWM).
+    peakRssMb: () => Object.fromEntries(services.map((started, n) => [names[n], Math.round(peakRssMib(started.pid!))])),
+    stop: () => Promise.all(services.map((started) => started.kill("SIGTERM"))).then(() => undefined),
   };
 }
 

@@ -1,12 +1,19 @@
 import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
 import type { BillingAccountSource } from "../platform/config.js";
-import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
+import { type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/usage-event.js";
 import { canonicalId } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
 import { LITELLM_DATETIME, litellmPayloadSchema, TOP_LEVEL_FIELDS, isRecord } from "./payload-schema.js";
 import { type TokenDetail, usageDetail, gatewayRateDetail, requestedTiers } from "./token-detail.js";
 import { resolveBillingAccount } from "./payer.js";
 import { keptText, sanitiseCallbackItem } from "./sanitise.js";
+
+// Where each total of the token-detail rule is in LiteLLM's payload.
+const LITELLM_TOTAL_FIELD = {
+  promptTokens: "prompt_tokens",
+  cacheWriteTokens: "prompt_tokens_details.cache_creation_token_details",
+  completionTokens: "completion_tokens",
+} as const;
 
 // A provider that returns no id makes LiteLLM write these.
 const NOT_A_KEY = new Set(["", "none", "null"]);
@@ -79,16 +86,9 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
   const payload = parsed.data;
   const usage = usageDetail(payload);
   if (!usage.success) return reject("invalid_payload", [{ path: usage.path.map(String).join("."), message: usage.message }]);
-  const detailIssues = [];
-  if (usage.cacheReadTokens + usage.cacheWriteTokens + usage.audioInputTokens > payload.prompt_tokens) {
-    detailIssues.push({ path: "prompt_tokens", message: "cached reads, cache writes and audio input exceed prompt_tokens" });
-  }
-  if (usage.cacheWrite1hTokens > usage.cacheWriteTokens) {
-    detailIssues.push({ path: "prompt_tokens_details.cache_creation_token_details", message: "1-hour cache writes exceed cache writes" });
-  }
-  if (usage.reasoningTokens + usage.audioOutputTokens > payload.completion_tokens) {
-    detailIssues.push({ path: "completion_tokens", message: "reasoning and audio output tokens exceed completion_tokens" });
-  }
+  const detailIssues: Array<{ path: string; message: string }> = tokenDetailIssues({ ...usage, promptTokens: payload.prompt_tokens, completionTokens: payload.completion_tokens }).map(
+    (issue) => ({ path: LITELLM_TOTAL_FIELD[issue.total], message: issue.message }),
+  );
   const endTime = toIsoTime(payload.endTime);
   const startTime = toIsoTime(payload.startTime);
   for (const [path, raw, iso] of [["endTime", payload.endTime, endTime], ["startTime", payload.startTime, startTime]] as const) {

@@ -53,19 +53,33 @@ export const usageEventSchema = z
   eventTime: z.string().nullable(),
   })
   // Pricing subtracts the detail classes from their totals; a job must never make them negative.
-  .refine((event) => event.cacheReadTokens + event.cacheWriteTokens + (event.audioInputTokens ?? 0) <= event.promptTokens, {
-    message: "cached reads, cache writes and audio input exceed promptTokens",
-    path: ["promptTokens"],
-  })
-  .refine((event) => (event.cacheWrite1hTokens ?? 0) <= event.cacheWriteTokens, {
-    message: "1-hour cache writes exceed cacheWriteTokens",
-    path: ["cacheWrite1hTokens"],
-  })
-  .refine((event) => event.reasoningTokens + (event.audioOutputTokens ?? 0) <= event.completionTokens, {
-    message: "reasoning and audio output tokens exceed completionTokens",
-    path: ["completionTokens"],
+  .superRefine((event, context) => {
+    for (const issue of tokenDetailIssues(event)) context.addIssue({ code: "custom", message: issue.message, path: [issue.total] });
   });
 export type UsageEvent = z.infer<typeof usageEventSchema>;
+
+type TokenCounts = Pick<UsageEvent, "promptTokens" | "completionTokens" | "cacheReadTokens" | "cacheWriteTokens" | "reasoningTokens"> &
+  Partial<Pick<UsageEvent, "cacheWrite1hTokens" | "audioInputTokens" | "audioOutputTokens">>;
+
+/**
+ * The one rule between a call's token totals and their detail: the classes pricing takes out
+ * of a total (cached reads, cache writes and audio input of the prompt; reasoning and audio
+ * output of the completion; 1-hour writes of the cache writes) never exceed it. The LiteLLM
+ * reader refuses such an item at the door; a queued event that breaks it is refused again.
+ */
+export function tokenDetailIssues(tokens: TokenCounts): Array<{ total: "promptTokens" | "cacheWriteTokens" | "completionTokens"; message: string }> {
+  const issues: Array<{ total: "promptTokens" | "cacheWriteTokens" | "completionTokens"; message: string }> = [];
+  if (tokens.cacheReadTokens + tokens.cacheWriteTokens + (tokens.audioInputTokens ?? 0) > tokens.promptTokens) {
+    issues.push({ total: "promptTokens", message: "cached reads, cache writes and audio input exceed the prompt tokens" });
+  }
+  if ((tokens.cacheWrite1hTokens ?? 0) > tokens.cacheWriteTokens) {
+    issues.push({ total: "cacheWriteTokens", message: "1-hour cache writes exceed the cache writes" });
+  }
+  if (tokens.reasoningTokens + (tokens.audioOutputTokens ?? 0) > tokens.completionTokens) {
+    issues.push({ total: "completionTokens", message: "reasoning and audio output tokens exceed the completion tokens" });
+  }
+  return issues;
+}
 
 export function parseUsageEvents(events: unknown[]): { valid: UsageEvent[]; invalid: Array<{ item: unknown; issues: string[] }> } {
   const valid: UsageEvent[] = [];

@@ -3,7 +3,8 @@ import { mkdir } from "node:fs/promises";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JOB_CHARGE_USAGE } from "../../src/platform/queue.js";
-import { useServiceHarness, waitFor } from "../support/harness.js";
+import { useServiceHarness } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { ADMIN_TOKEN } from "../support/test-env.js";
 
 // Debian's chromium package (.ci/run installs it); Playwright's own browser download cannot run here.

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedis } from "../../src/platform/deps.js";
@@ -7,11 +6,13 @@ import { runMigrations } from "../../src/platform/db/migrate.js";
 import { recordGrant } from "../../src/books/grants.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
-import { waitFor } from "../support/harness.js";
+import { waitFor, waitUntilDrained } from "../support/wait.js";
+import { litellmPayload } from "../support/litellm-payloads.js";
 import { seededRandom } from "../support/random.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
 import { TestRedisServer } from "../support/redis-server.js";
-import { OwnedPostgres, ServiceProcess } from "./cluster.js";
+import { ServiceProcess } from "../support/service-process.js";
+import { OwnedPostgres } from "./owned-postgres.js";
 
 const EVENTS = 20_000;
 const ACCOUNTS = 100;
@@ -38,8 +39,6 @@ afterAll(async () => {
   }
 });
 
-const example = JSON.parse(readFileSync(new URL("../fixtures/standard_logging_payload.json", import.meta.url), "utf8"));
-
 type Call = { key: string; account: string; body: string; credits: number };
 
 /** The calls of one scenario, and what each must be charged: 25 credits a prompt token, 100 a completion token (gpt-4o). */
@@ -50,14 +49,7 @@ function calls(scenario: string, seed: number): Call[] {
     const completion = 1 + Math.floor(next() * 400);
     const key = `${scenario}-${n}`;
     const account = `acct-${n % ACCOUNTS}`;
-    const body = JSON.stringify({
-      ...example,
-      id: key,
-      prompt_tokens: prompt,
-      completion_tokens: completion,
-      endTime: Date.now() / 1000,
-      metadata: { ...example.metadata, user_api_key_team_id: account },
-    });
+    const body = JSON.stringify(litellmPayload(key, account, { prompt_tokens: prompt, completion_tokens: completion, endTime: Date.now() / 1000 }));
     return { key, account, body, credits: prompt * 25 + completion * 100 };
   });
 }
@@ -115,8 +107,8 @@ async function runScenario(
     LOG_LEVEL: "warn",
     ...options.env,
   };
-  const receiver = new ServiceProcess("receiver", env, lines);
-  const workers = Array.from({ length: options.workers }, () => new ServiceProcess("usage-worker", env, lines));
+  const receiver = new ServiceProcess("receiver", env, { lines });
+  const workers = Array.from({ length: options.workers }, () => new ServiceProcess("usage-worker", env, { lines }));
   await Promise.all([receiver.start(), ...workers.slice(0, options.startedWorkers ?? workers.length).map((worker) => worker.start())]);
   const queueRedis = createRedis(options.redisCluster ? { clusterNodes: options.redisCluster.clusterNodes } : { url: redis.url }, { forWorker: true });
   queueRedis.on("error", () => {});
@@ -175,10 +167,7 @@ async function runScenario(
 
     const receipts = async () => (await pool.query("SELECT count(*)::int AS n FROM charge_receipts")).rows[0].n as number;
     await waitFor(async () => (await receipts()) >= EVENTS, 180_000);
-    await waitFor(async () => {
-      const counts = await queue.getJobCounts("waiting", "active", "delayed", "prioritized");
-      return Object.values(counts).every((count) => count === 0);
-    }, 60_000);
+    await waitUntilDrained(queue, 60_000);
     // Alerts a killed worker committed but never logged are logged by a sweep within ~75 s.
     await waitFor(async () => (await pool.query("SELECT count(*)::int AS n FROM alert_outbox WHERE delivered_at IS NULL")).rows[0].n === 0, 120_000);
 

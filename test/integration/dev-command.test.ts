@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { litellmPayload } from "../support/litellm-payloads.js";
-import { waitFor } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
 import { startServiceProcess } from "../support/service-process.js";
 import { adminQuery, databaseUrlFor, TEST_REDIS_URL } from "../support/test-env.js";
@@ -21,7 +21,7 @@ describe("npm run dev", () => {
       QUEUE_PREFIX: database,
     });
     try {
-      const baseUrl = await service.baseUrl;
+      const baseUrl = await service.listeningAt;
       const token = (name: string) => new RegExp(`^  ${name}=(\\S+)$`).exec(service.lines.find((line) => line.startsWith(`  ${name}=`)) ?? "")?.[1];
       const ingestToken = token("INGEST_TOKENS");
       const adminToken = token("ADMIN_TOKEN");

@@ -12,7 +12,8 @@ import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
 import { priceUsageEvent } from "../../src/pricing/price-usage-event.js";
 import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";
-import { type Harness, useServiceHarness, waitFor } from "../support/harness.js";
+import { type Harness, useServiceHarness } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { spendLogRowOf, useLitellmDatabase } from "../support/litellm-spend-log.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
 

@@ -4,7 +4,7 @@ import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
-import { waitFor } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
 import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
@@ -56,7 +56,7 @@ beforeAll(async () => {
     },
     RECEIVER_NODE_ARGS,
   );
-  baseUrl = await receiver.baseUrl;
+  baseUrl = await receiver.listeningAt;
 });
 
 afterAll(async () => {

@@ -3,7 +3,8 @@ import { type AddressInfo, createServer, type Server } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
-import { useTestDatabase, waitFor } from "../support/harness.js";
+import { useTestDatabase } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { freePort } from "../support/ports.js";
 import { listeningPorts, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
@@ -86,12 +87,12 @@ describe("a receiver and workers from one environment on one host", () => {
     const env = await oneEnvironment({ METRICS_PORT: "0" });
     const receiver = start("receiver", env);
     const workers = [1, 2, 3].map(() => start("usage-worker", env));
-    expect(await receiver.baseUrl).toBe(`http://127.0.0.1:${env.PORT}`);
+    expect(await receiver.listeningAt).toBe(`http://127.0.0.1:${env.PORT}`);
     const metricsPorts = (await Promise.all(workers.map(workerStartLine))).map((line) => line.metricsPort!);
     expect(new Set([Number(env.PORT), ...metricsPorts]).size).toBe(4);
 
     const calls = Array.from({ length: 300 }, (_, n) => `one-host-${n}`);
-    for (let batch = 0; batch < calls.length; batch += 100) await postCalls(await receiver.baseUrl, calls.slice(batch, batch + 100));
+    for (let batch = 0; batch < calls.length; batch += 100) await postCalls(await receiver.listeningAt, calls.slice(batch, batch + 100));
     await waitFor(async () => (await receiptsFor("one-host")) === calls.length, 30_000);
 
     const chargesRecorded = async (port: number) =>
@@ -110,7 +111,7 @@ describe("a receiver and workers from one environment on one host", () => {
     const env = await oneEnvironment();
     const receiver = start("receiver", env);
     const worker = start("usage-worker", env);
-    const receiverUrl = await receiver.baseUrl;
+    const receiverUrl = await receiver.listeningAt;
     expect((await workerStartLine(worker)).metricsPort).toBeUndefined();
 
     await postCalls(receiverUrl, ["no-listener-1"]);

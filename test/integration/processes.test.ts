@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
-import { waitFor } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.js";
 import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
@@ -41,7 +41,7 @@ describe("npm start (all-in-one process)", () => {
 
   it("migrates from two processes at once, serves the contract and stops cleanly on SIGTERM", async () => {
     services.push(startServiceProcess("all-in-one", serviceEnv()), startServiceProcess("all-in-one", serviceEnv()));
-    const [first, second] = await Promise.all(services.map((service) => service.baseUrl));
+    const [first, second] = await Promise.all(services.map((service) => service.listeningAt));
 
     const batch = [1, 2].map((n) => litellmPayload(`process-${n}`, "team-process"));
     const posted = await fetch(`${first}/v1/callbacks/litellm`, {
@@ -73,7 +73,7 @@ describe("npm start (all-in-one process)", () => {
   it("finishes the jobs in hand on SIGTERM mid-load: nothing lost, nothing charged twice after restart", async () => {
     const receiver = startServiceProcess("receiver", serviceEnv());
     services.push(receiver);
-    const receiverUrl = await receiver.baseUrl;
+    const receiverUrl = await receiver.listeningAt;
     const batches = 16;
     for (let batch = 0; batch < batches; batch++) {
       const items = Array.from({ length: 512 }, (_, n) => litellmPayload(`sigterm-${batch}-${n}`, `sigterm-acct-${n % 50}`));
@@ -91,15 +91,15 @@ describe("npm start (all-in-one process)", () => {
     try {
       const worker = startServiceProcess("usage-worker", serviceEnv());
       services.push(worker);
-      await worker.baseUrl;
+      await worker.listeningAt;
       await waitFor(async () => (await receipts()) > 0, 30_000);
       // Each process exposes its own metrics: the receiver what it received, the worker what it charged.
       const metric = async (url: string, name: string) =>
         Number(new RegExp(`^${name} (\\S+)$`, "m").exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? Number.NaN);
       expect(await metric(receiverUrl, "spend_ingest_events_received_total")).toBe(total);
       // Counted just after the commit that the receipts query may already see.
-      await waitFor(async () => (await metric(await worker.baseUrl, "spend_ingest_charges_recorded_total")) > 0);
-      expect(await metric(await worker.baseUrl, "spend_ingest_events_received_total")).toBe(0);
+      await waitFor(async () => (await metric(await worker.listeningAt, "spend_ingest_charges_recorded_total")) > 0);
+      expect(await metric(await worker.listeningAt, "spend_ingest_events_received_total")).toBe(0);
       const [code] = await (async () => {
         const exited = once(worker.child, "exit");
         worker.child.kill("SIGTERM");

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { closeDeps, createDeps, createLogger } from "../../src/platform/deps.js";
 import { buildServer } from "../../src/receiver/server.js";
-import { useServiceHarness, waitFor } from "../support/harness.js";
+import { useServiceHarness } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { TestRedisServer } from "../support/redis-server.js";
 import { INGEST_TOKEN } from "../support/test-env.js";

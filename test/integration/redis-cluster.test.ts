@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startUsageWorker } from "../../src/worker/start.js";
-import { useServiceHarness, waitFor } from "../support/harness.js";
+import { useServiceHarness } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
 import { redisText } from "../support/redis-text.js";

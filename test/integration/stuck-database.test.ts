@@ -7,7 +7,7 @@ import { closeDeps, createDeps, createLogger } from "../../src/platform/deps.js"
 import { buildServer } from "../../src/receiver/server.js";
 import { createUsageQueue, enqueueCallbackItems } from "../../src/platform/queue-producer.js";
 import { startUsageWorker } from "../../src/worker/start.js";
-import { waitFor } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
 import { startServiceProcess } from "../support/service-process.js";
 import { ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
@@ -97,7 +97,7 @@ describe("a PostgreSQL that accepts connections and never answers", () => {
       QUEUE_PREFIX: prefix,
       SHUTDOWN_TIMEOUT_MS: "20000",
     });
-    await worker.baseUrl;
+    await worker.listeningAt;
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
     const queue = createUsageQueue(redis, prefix);
     try {

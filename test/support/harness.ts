@@ -7,6 +7,7 @@ import { parseEnv, type Settings } from "../../src/platform/config.js";
 import { closeDeps, createDeps, createLogger, type Deps } from "../../src/platform/deps.js";
 import { buildServer } from "../../src/receiver/server.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
+import { waitUntilDrained } from "./wait.js";
 import { startUsageWorker, type UsageWorker } from "../../src/worker/start.js";
 import {
   adminQuery,
@@ -96,10 +97,7 @@ export function useServiceHarness(
       drainQueue: async () => {
         try {
           // A bound on a hang, not a speed check: 5,000 fuzzed bodies take about 16 s on a busy 2-core machine.
-          await waitFor(async () => {
-            const counts = await deps.usageQueue.getJobCounts("waiting", "active", "delayed", "prioritized");
-            return Object.values(counts).every((count) => count === 0);
-          }, DRAIN_TIMEOUT_MS);
+          await waitUntilDrained(deps.usageQueue, DRAIN_TIMEOUT_MS);
         } catch (error) {
           // Say which jobs are stuck and why, rather than only that the queue did not drain.
           const stuck = await deps.usageQueue.getJobs(["delayed", "waiting", "active"], 0, 5);
@@ -158,12 +156,3 @@ export function useTestDatabase(options: { booksTieOut?: boolean } = {}): TestDa
 
   return database;
 }
-
-export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-

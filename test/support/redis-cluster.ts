@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { waitFor } from "./harness.js";
+import { waitFor } from "./wait.js";
 import { freePortWithPartner } from "./ports.js";
 
 const run = promisify(execFile);

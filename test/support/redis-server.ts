@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { waitFor } from "./harness.js";
+import { waitFor } from "./wait.js";
 import { freePort } from "./ports.js";
 
 /**

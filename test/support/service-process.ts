@@ -1,36 +1,115 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { freePort } from "./ports.js";
+import { waitFor } from "./wait.js";
 
-/** `lines`: stdout and stderr as they came; `errors`: stderr's alone. */
-export type ServiceProcess = { child: ChildProcess; lines: string[]; errors: string[]; baseUrl: Promise<string> };
+/** A role's entry point in the build (dist/bin/<entry>.js). */
+export type ServiceEntry = "receiver" | "usage-worker" | "all-in-one" | "dev";
 
 /**
- * A service entry point from the build, run by node itself as the npm scripts and the
- * container run it (so signals reach it); `baseUrl` resolves once it logs its address.
+ * One service process of the build, for the suite, the fault suite and the bench alike: run by
+ * node itself as the npm scripts and the container run it (so signals reach it), its stdout and
+ * stderr kept as lines. `start` gives it a free port of its own (a receiver's PORT, a worker's
+ * METRICS_PORT) and waits until it answers /healthz; `spawn` only runs it, for a process
+ * expected to fail or to name its own address (`listeningAt`).
  */
-export function startServiceProcess(entry: string, env: Record<string, string>, nodeArgs: string[] = []): ServiceProcess {
-  const child = spawn(process.execPath, [...nodeArgs, `dist/bin/${entry}.js`], {
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: string[] = [];
-  const errors: string[] = [];
-  const baseUrl = new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer, fromStderr: boolean) => {
-      for (const line of String(chunk).split("\n").filter(Boolean)) {
-        lines.push(line);
-        if (fromStderr) errors.push(line);
-        const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
-        if (address) resolve(address[1]!);
-      }
-    };
-    child.stdout!.on("data", (chunk: Buffer) => onData(chunk, false));
-    child.stderr!.on("data", (chunk: Buffer) => onData(chunk, true));
-    child.on("exit", (code) => reject(new Error(`exited ${code}: ${lines.join("\n")}`)));
-  });
-  // A process expected to fail never listens; its promise must not count as unhandled.
-  baseUrl.catch(() => {});
-  return { child, lines, errors, baseUrl };
+export class ServiceProcess {
+  readonly lines: string[];
+  /** stderr's lines alone. */
+  readonly errors: string[] = [];
+  private running: ChildProcess | undefined;
+  private port = 0;
+  private listening: Promise<string> | undefined;
+
+  constructor(
+    readonly entry: ServiceEntry,
+    private readonly env: Record<string, string>,
+    private readonly options: { nodeArgs?: string[]; lines?: string[] } = {},
+  ) {
+    this.lines = options.lines ?? [];
+  }
+
+  get child(): ChildProcess {
+    if (!this.running) throw new Error(`${this.entry} was not started`);
+    return this.running;
+  }
+
+  get pid(): number | undefined {
+    return this.running?.pid;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The address the process logs once it listens (with PORT=0, the one the system gave it). */
+  get listeningAt(): Promise<string> {
+    if (!this.listening) throw new Error(`${this.entry} was not spawned`);
+    return this.listening;
+  }
+
+  spawn(extraEnv: Record<string, string> = {}): this {
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), `dist/bin/${this.entry}.js`], {
+      env: { PATH: process.env.PATH, ...this.env, ...extraEnv },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.running = child;
+    this.listening = new Promise<string>((resolve, reject) => {
+      const keep = (fromStderr: boolean) => {
+        let partial = "";
+        return (chunk: Buffer) => {
+          const complete = (partial + String(chunk)).split("\n");
+          partial = complete.pop() ?? "";
+          for (const line of complete.filter(Boolean)) {
+            this.lines.push(line);
+            if (fromStderr) this.errors.push(line);
+            const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
+            if (address) resolve(address[1]!);
+          }
+        };
+      };
+      child.stdout!.on("data", keep(false));
+      child.stderr!.on("data", keep(true));
+      child.on("exit", (code) => reject(new Error(`${this.entry} exited ${code}: ${this.lines.slice(-5).join("\n")}`)));
+    });
+    // A process expected to fail never listens; its promise must not count as unhandled.
+    this.listening.catch(() => {});
+    return this;
+  }
+
+  async start(): Promise<this> {
+    this.port = await freePort();
+    this.spawn({ [this.entry === "usage-worker" ? "METRICS_PORT" : "PORT"]: String(this.port) });
+    const child = this.child;
+    await waitFor(async () => {
+      if (child.exitCode !== null) throw new Error(`${this.entry} exited ${child.exitCode}: ${this.lines.slice(-5).join("\n")}`);
+      return fetch(`${this.url}/healthz`).then((response) => response.ok, () => false);
+    }, 30_000);
+    return this;
+  }
+
+  /** Sends a signal without waiting: SIGSTOP freezes the process, SIGCONT wakes it. */
+  signal(signal: NodeJS.Signals): void {
+    if (this.running && this.running.exitCode === null && this.running.signalCode === null) this.running.kill(signal);
+  }
+
+  /** Stops it and waits for the exit; one that will not stop within 15 s is killed. */
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const child = this.running;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    // A stopped process cannot act on SIGTERM.
+    child.kill("SIGCONT");
+    child.kill(signal);
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(deadline);
+  }
+}
+
+/** `new ServiceProcess(entry, env).spawn()`, for tests that read its output and its address. */
+export function startServiceProcess(entry: ServiceEntry, env: Record<string, string>, nodeArgs: string[] = []): ServiceProcess {
+  return new ServiceProcess(entry, env, { nodeArgs }).spawn();
 }
 
 /**

@@ -2,7 +2,19 @@ import { describe, expect, it } from "vitest";
 import { type BillingAccountSource, DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
 import { checkBodyCost, MAX_JSON_VALUES, parseCallbackBody } from "../../src/litellm/callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "../../src/litellm/normalise.js";
+import { usageEventSchema } from "../../src/usage/usage-event.js";
 import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-payloads.js";
+
+/** The detail classes of `usage` as a usage event carries them. */
+function eventTotals(usage: Record<string, any>) {
+  return {
+    cacheReadTokens: usage.prompt_tokens_details?.cached_tokens ?? 0,
+    audioInputTokens: usage.prompt_tokens_details?.audio_tokens,
+    reasoningTokens: usage.completion_tokens_details?.reasoning_tokens ?? 0,
+    cacheWriteTokens: usage.cache_creation_input_tokens ?? 0,
+    cacheWrite1hTokens: usage.prompt_tokens_details?.cache_creation_token_details?.ephemeral_1h_input_tokens,
+  };
+}
 
 const DEFAULT_READ: ReadOptions = { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM };
 const readFrom = (...sources: BillingAccountSource[]): ReadOptions => ({ billingAccountFrom: sources });
@@ -117,6 +129,31 @@ describe("normaliseCallbackItem", () => {
         issues: [{ path: "metadata.user_api_key_team_id" }],
       });
       expect(rejected(litellmPayload(hostile, "t")).reason).toBe("invalid_idempotency_key");
+    }
+  });
+
+  it("refuses detail that exceeds its total, by the same rule a queued event is checked with", () => {
+    const item = (usage: Record<string, unknown>) => ({
+      ...litellmPayload("k-detail", "t"),
+      prompt_tokens: 100,
+      completion_tokens: 10,
+      metadata: { user_api_key_team_id: "t", usage_object: usage },
+    });
+    const cases = [
+      [{ prompt_tokens_details: { cached_tokens: 60, audio_tokens: 41 } }, "prompt_tokens", "promptTokens"],
+      [{ completion_tokens_details: { reasoning_tokens: 11 } }, "completion_tokens", "completionTokens"],
+      [{ cache_creation_input_tokens: 5, prompt_tokens_details: { cache_creation_token_details: { ephemeral_1h_input_tokens: 6 } } }, "prompt_tokens_details.cache_creation_token_details", "cacheWriteTokens"],
+    ] as const;
+    for (const [usage, litellmPath, eventPath] of cases) {
+      const refusal = rejected(item(usage));
+      expect(refusal.reason).toBe("invalid_payload");
+      expect(refusal.issues).toEqual([expect.objectContaining({ path: litellmPath })]);
+      // The same message, from the one rule, when a queued event breaks it.
+      const queued = usageEventSchema.safeParse({ ...accepted(item({})), ...eventTotals(usage) });
+      expect(queued.success).toBe(false);
+      expect(queued.error!.issues.map((issue) => [issue.path.join("."), issue.message])).toEqual([
+        [eventPath, (refusal.issues[0] as { message: string }).message],
+      ]);
     }
   });
 
