@@ -62,14 +62,22 @@ export type Replication = {
 };
 
 /**
- * Waits up to two seconds until `wanted` replicas hold every write this client has sent to the
- * queue's master (Redis WAIT), or as many as the master has in sync: a master left without a
- * replica (after a failover, until the old master returns as its replica) takes batches alone
- * rather than refuse them all, since LiteLLM drops every batch it is refused.
+ * Waits up to two seconds until `wanted` replicas hold every write sent on `master`, the queue
+ * master's connection taken (queueMaster) before the batch was written (Redis WAIT), or as many
+ * as the master has in sync: a master left without a replica (after a failover, until the old
+ * master returns as its replica) takes batches alone rather than refuse them all, since LiteLLM
+ * drops every batch it is refused.
+ *
+ * WAIT counts only the writes of the connection it is sent on. If the slot's master connection
+ * is no longer `master` (a failover, a MOVED, a reconnect while the batch was written), the
+ * batch may have gone elsewhere and WAIT here would prove nothing: that throws, and the caller
+ * answers 503 (the batch's job ids make a retry add nothing).
  */
-export async function awaitReplication(client: RedisClient, prefix: string, wanted: number): Promise<Replication> {
-  const master = await queueMaster(client, prefix);
+export async function awaitReplication(client: RedisClient, prefix: string, master: Redis, wanted: number): Promise<Replication> {
+  if ((await queueMaster(client, prefix)) !== master) throw new Error("the queue's Redis master changed while the batch was written");
   const info = String(await master.info("replication"));
+  // A node demoted since the slot map was read has no replicas of its own to count.
+  if (!/^role:master\r?$/m.test(info)) throw new Error("the node holding the queue's slot is no longer a master");
   const inSync = [...info.matchAll(/^slave\d+:.*\bstate=online\b/gm)].length;
   const required = Math.min(wanted, inSync);
   if (required === 0) return { required, acknowledged: 0 };
@@ -77,10 +85,10 @@ export async function awaitReplication(client: RedisClient, prefix: string, want
 }
 
 /**
- * The connection the queue's writes went through. WAIT answers for the connection it is sent
- * on, so on a cluster it is the connection to the master of the queue's slot.
+ * The connection the queue's writes go through now: the client itself on one server, on a
+ * cluster the connection to the master of the queue's slot.
  */
-async function queueMaster(client: RedisClient, prefix: string): Promise<Redis> {
+export async function queueMaster(client: RedisClient, prefix: string): Promise<Redis> {
   if (!(client instanceof Cluster)) return client;
   let slot = queueSlots.get(prefix);
   if (slot === undefined) {

@@ -3,7 +3,7 @@ import type { Deps } from "../platform/deps.js";
 import { bearerTokenMatches } from "./auth.js";
 import { sendError } from "./errors.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
-import { awaitReplication, enqueueCallbackItems, type Replication } from "../platform/queue-producer.js";
+import { awaitReplication, enqueueCallbackItems, queueMaster, type Replication } from "../platform/queue-producer.js";
 import { type BodyLimits, checkBodyCost, parseCallbackBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
@@ -75,8 +75,13 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     try {
       replication = await withTimeout(
         (async () => {
+          if (settings.queueReplicaAcks === 0) {
+            await enqueueCallbackItems(deps.usageQueue, { events, rejected });
+            return NOT_REPLICATED;
+          }
+          const master = await queueMaster(deps.redis, settings.queuePrefix);
           await enqueueCallbackItems(deps.usageQueue, { events, rejected });
-          return settings.queueReplicaAcks === 0 ? NOT_REPLICATED : awaitReplication(deps.redis, settings.queuePrefix, settings.queueReplicaAcks);
+          return awaitReplication(deps.redis, settings.queuePrefix, master, settings.queueReplicaAcks);
         })(),
         ENQUEUE_TIMEOUT_MS,
       );

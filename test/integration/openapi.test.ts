@@ -67,7 +67,7 @@ describe("GET /openapi.json", () => {
         await accountRoutes(scope, h.deps);
         scope.get("/v1/accounts/:id/undocumented", async () => ({}));
       }),
-    ).rejects.toThrow("GET /v1/accounts/:id/undocumented: an account route declares its params and response schemas");
+    ).rejects.toThrow("GET /v1/accounts/:id/undocumented: an account route declares its params, its response schemas and the accounts tag");
     await app.close();
   });
 

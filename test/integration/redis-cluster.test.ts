@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Cluster } from "ioredis";
+import { awaitReplication, queueMaster } from "../../src/platform/queue-producer.js";
 import { startUsageWorker } from "../../src/worker/start.js";
 import { useServiceHarness } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
@@ -88,6 +90,15 @@ describe("on a Redis Cluster (three masters, a replica each), by default", () =>
     await waitFor(async () => (await h.postCallback(batch)).statusCode === 202, 20_000);
     await h.drainQueue();
     expect(await chargedCredits(h, "unreplicated")).toEqual({ receipts: 40, credits: 40 * CREDITS_PER_CALL });
+  });
+
+  it("vouches for a batch only on the connection that wrote it, to a node that is still a master", async () => {
+    const cluster = h.deps.redis as Cluster;
+    const current = await queueMaster(cluster, h.settings.queuePrefix);
+    // WAIT on any other connection counts none of the batch's writes: never a 2xx on its word.
+    const other = cluster.nodes("master").find((node) => node !== current)!;
+    await expect(awaitReplication(cluster, h.settings.queuePrefix, other, 1)).rejects.toThrow("the queue's Redis master changed while the batch was written");
+    await expect(awaitReplication(cluster, h.settings.queuePrefix, current, 1)).resolves.toEqual({ required: 1, acknowledged: 1 });
   });
 
   it("the master of the queue's slot killed: its replica takes over, and every batch answered 2xx is charged", async () => {
