@@ -8,18 +8,19 @@ const commaList = (value: string) =>
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
 
+/** An optional setting; empty counts as unset, as a compose file passes an unset variable. */
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (value === "" ? undefined : value), schema.optional());
+
 const positiveInt = (fallback: number) =>
   z.coerce.number().int().positive().default(fallback);
 
-/** A TCP port; 0 asks the system for a free one. Empty counts as unset, as a compose file passes an unset variable. */
-const tcpPort = z.preprocess(
-  (value) => (value === "" ? undefined : value),
+/** A TCP port; 0 asks the system for a free one. */
+const tcpPort = optional(
   z
     .string()
     .regex(/^\d{1,5}$/, "a port number from 0 to 65535")
     .transform(Number)
-    .pipe(z.number().max(65535, "a port number from 0 to 65535"))
-    .optional(),
+    .pipe(z.number().max(65535, "a port number from 0 to 65535")),
 );
 
 /**
@@ -60,16 +61,13 @@ export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["k
 const envSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
   // Required unless REDIS_CLUSTER_NODES is set (checked in parseEnv, which knows both).
-  REDIS_URL: z.preprocess((value) => (value === "" ? undefined : value), z.url({ protocol: /^rediss?$/ }).optional()),
-  REDIS_CLUSTER_NODES: z.preprocess(
-    (value) => (value === "" ? undefined : value),
-    z.string().transform(commaList).pipe(z.array(clusterNode).min(1, "at least one host:port")).optional(),
-  ),
+  REDIS_URL: optional(z.url({ protocol: /^rediss?$/ })),
+  REDIS_CLUSTER_NODES: optional(z.string().transform(commaList).pipe(z.array(clusterNode).min(1, "at least one host:port"))),
   // Replicas that must hold a batch's jobs before the receiver answers 2xx (Redis WAIT). Redis
   // replicates asynchronously: a master lost before its replica has a batch loses the batch, and
   // the caller, told 2xx, never sends it again. Unset: 1 on a cluster, where failover to a
   // replica is the point, and 0 on one node, which may have no replica.
-  QUEUE_REPLICA_ACKS: z.preprocess((value) => (value === "" ? undefined : value), z.coerce.number().int().min(0).max(16).optional()),
+  QUEUE_REPLICA_ACKS: optional(z.coerce.number().int().min(0).max(16)),
   // The receiver's (and the all-in-one process's) HTTP port. Workers never read it, so a receiver
   // and workers started from one environment on one host do not contend for it.
   PORT: tcpPort.default(8080),
@@ -84,11 +82,8 @@ const envSchema = z.object({
         .min(1, "at least one token is required"),
     ),
   ADMIN_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`),
-  // Unset or empty (as a compose file passes an unset variable): the queue UI is not served at all.
-  QUEUE_UI_TOKEN: z.preprocess(
-    (value) => (value === "" ? undefined : value),
-    z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`).optional(),
-  ),
+  // Unset or empty: the queue UI is not served at all.
+  QUEUE_UI_TOKEN: optional(z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`)),
   QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off"),
   BILLING_ACCOUNT_FROM: z
     .string()
@@ -102,7 +97,7 @@ const envSchema = z.object({
     ),
   PRICING_FILE: z.string().min(1).default("config/pricing.yaml"),
   // LiteLLM's own database, read only: the gateway reconcile and the worker's backfill.
-  LITELLM_DATABASE_URL: z.preprocess((value) => (value === "" ? undefined : value), z.url({ protocol: /^postgres(ql)?$/ }).optional()),
+  LITELLM_DATABASE_URL: optional(z.url({ protocol: /^postgres(ql)?$/ })),
   GATEWAY_RECONCILE_INTERVAL: duration("5m"),
   // LiteLLM writes its spend log in batches, a minute or more after the call.
   GATEWAY_RECONCILE_LAG: duration("10m"),
@@ -129,7 +124,7 @@ const envSchema = z.object({
   // BullMQ's job lock: a worker silent for this long (a blocked event loop) loses its jobs to others.
   WORKER_LOCK_DURATION_MS: positiveInt(30_000),
   // Not in the external contract: lets tests and side-by-side deployments share one Redis.
-  // On Redis Cluster, wrap it in a hash tag ({spend-ingest}) so a queue's keys share a slot.
+  // On Redis Cluster it is made a hash tag unless it is one (queueLocation).
   QUEUE_PREFIX: z
     .string()
     .regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, "letters, digits, '-' and '_', optionally as a {hash tag}")

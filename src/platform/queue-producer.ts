@@ -62,6 +62,26 @@ export type Replication = {
 };
 
 /**
+ * Queues a callback's items (enqueueCallbackItems) and, when `wanted` replicas are asked for,
+ * waits for them to hold the batch (awaitReplication), the master's connection taken first.
+ */
+export async function enqueueReplicated(
+  queue: Queue,
+  client: RedisClient,
+  items: Parameters<typeof enqueueCallbackItems>[1],
+  wanted: number,
+): Promise<Replication> {
+  if (wanted === 0) {
+    await enqueueCallbackItems(queue, items);
+    return { required: 0, acknowledged: 0 };
+  }
+  const prefix = queue.opts.prefix!;
+  const master = await queueMaster(client, prefix);
+  await enqueueCallbackItems(queue, items);
+  return awaitReplication(client, prefix, master, wanted);
+}
+
+/**
  * Waits up to two seconds until `wanted` replicas hold every write sent on `master`, the queue
  * master's connection taken (queueMaster) before the batch was written (Redis WAIT), or as many
  * as the master has in sync: a master left without a replica (after a failover, until the old

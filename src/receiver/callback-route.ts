@@ -3,7 +3,7 @@ import type { Deps } from "../platform/deps.js";
 import { bearerTokenMatches } from "./auth.js";
 import { sendError } from "./errors.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
-import { awaitReplication, enqueueCallbackItems, queueMaster, type Replication } from "../platform/queue-producer.js";
+import { enqueueReplicated, type Replication } from "../platform/queue-producer.js";
 import { type BodyLimits, checkBodyCost, parseCallbackBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
@@ -14,7 +14,6 @@ const RETRY_AFTER_SECONDS = "5";
 // The 207 answer lists this many refusals in full and counts the rest: its size stays bounded.
 const REJECTIONS_LISTED = 100;
 const ISSUES_LISTED = 10;
-const NOT_REPLICATED: Replication = { required: 0, acknowledged: 0 };
 
 type RejectedAnswer = { index: number; id: string | null; reason: string; issues: unknown[] };
 
@@ -74,15 +73,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     let replication: Replication;
     try {
       replication = await withTimeout(
-        (async () => {
-          if (settings.queueReplicaAcks === 0) {
-            await enqueueCallbackItems(deps.usageQueue, { events, rejected });
-            return NOT_REPLICATED;
-          }
-          const master = await queueMaster(deps.redis, settings.queuePrefix);
-          await enqueueCallbackItems(deps.usageQueue, { events, rejected });
-          return awaitReplication(deps.redis, settings.queuePrefix, master, settings.queueReplicaAcks);
-        })(),
+        enqueueReplicated(deps.usageQueue, deps.redis, { events, rejected }, settings.queueReplicaAcks),
         ENQUEUE_TIMEOUT_MS,
       );
     } catch (error) {

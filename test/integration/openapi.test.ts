@@ -56,8 +56,11 @@ describe("GET /openapi.json", () => {
     expect(ledgerQuery.map((parameter) => parameter.name).sort()).toEqual(["cursor", "limit"]);
   });
 
-  it("is served without the admin token (it holds no data)", async () => {
+  it("is served without the admin token (it holds no data), while the routes it describes need it", async () => {
     expect((await h.app.inject({ method: "GET", url: "/openapi.json" })).statusCode).toBe(200);
+    const unauthenticated = await h.app.inject({ method: "GET", url: "/v1/accounts/acct-openapi/credits/summary" });
+    expect(unauthenticated.statusCode).toBe(401);
+    expect(unauthenticated.json()).toMatchObject({ error: { code: "unauthorized" } });
   });
 
   it("refuses to start an account route that does not declare its schemas", async () => {

@@ -105,19 +105,15 @@ describe("on a Redis Cluster (three masters, a replica each), by default", () =>
     const { master, replica } = await cluster.ownerOf(h.settings.queuePrefix);
     expect((await h.postCallback(calls("before-failover", 50))).statusCode).toBe(202);
     await cluster.kill(master);
-    const killedAt = Date.now();
     // The caller retries on 503, as the fault suite's clients do (LiteLLM itself would not).
     const after = calls("after-failover", 50);
     await waitFor(async () => (await h.postCallback(after)).statusCode === 202, 30_000);
-    const recoveredMs = Date.now() - killedAt;
     expect((await cluster.ownerOf(h.settings.queuePrefix)).master).toBe(replica);
     // The new master has no replica until the old one returns: it takes batches alone, and says so.
     expect(h.logs.filter((line) => line.msg === "batch accepted with fewer Redis replicas in sync than QUEUE_REPLICA_ACKS").length).toBeGreaterThan(0);
     await h.drainQueue();
     expect(await chargedCredits(h, "before-failover")).toEqual({ receipts: 50, credits: 50 * CREDITS_PER_CALL });
     expect(await chargedCredits(h, "after-failover")).toEqual({ receipts: 50, credits: 50 * CREDITS_PER_CALL });
-    // The failover's own length (node timeout 1 s, then an election), not a speed target.
-    expect(recoveredMs).toBeLessThan(30_000);
     await cluster.restart(master);
   });
 });

@@ -47,9 +47,9 @@ export const chargeReceipts = pgTable(
     claimedBillingAccountId: text("claimed_billing_account_id"),
     model: text("model"),
     modelGroup: text("model_group"),
-    pricingSource: text("pricing_source").notNull(),
+    pricingSource: text("pricing_source").$type<"free" | "cache_hit" | "price_book" | "reported_cost">().notNull(),
     /** Where the rates came from: price_book (the operator's), gateway (LiteLLM's for the call), cost_map. */
-    rateStep: text("rate_step"),
+    rateStep: text("rate_step").$type<"price_book" | "gateway" | "cost_map">(),
     priceEntry: text("price_entry"),
     /** Why the charge is not simply the rates' cost (LiteLLM's reported cost, on_divergence). */
     pricingReason: text("pricing_reason"),
