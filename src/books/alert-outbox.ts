@@ -1,6 +1,8 @@
 import type pg from "pg";
 import type { Logger } from "pino";
-import { jsonbText, withTransaction } from "../platform/db/client.js";
+import { and, inArray, isNull, lt, sql } from "drizzle-orm";
+import { type Db, drizzleOver, jsonbText, withTransaction } from "../platform/db/client.js";
+import { alertOutbox } from "../platform/db/schema.js";
 import { type Alert, type AlertFields, type AlertName, emitAlert } from "./alert-catalog.js";
 
 export type OutboxAlert = Alert & { outboxId: string };
@@ -8,6 +10,7 @@ export type OutboxAlert = Alert & { outboxId: string };
 /** Queues alerts inside the caller's transaction, so they exist exactly when their cause commits. */
 export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Promise<OutboxAlert[]> {
   if (alerts.length === 0) return [];
+  // Raw SQL: the batch in one statement through unnest, each alert's fields made storable by jsonbText.
   const { rows } = await client.query<{ id: string; event: AlertName; fields: AlertFields }>(
     `INSERT INTO alert_outbox (event, fields)
      SELECT * FROM unnest($1::text[], $2::jsonb[]) RETURNING id, event, fields`,
@@ -24,19 +27,21 @@ export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Prom
 export async function deliverAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAlert[]): Promise<void> {
   if (alerts.length === 0) return;
   await withTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ id: string }>(
-      "SELECT id FROM alert_outbox WHERE id = ANY($1::bigint[]) AND delivered_at IS NULL FOR UPDATE",
-      [alerts.map((alert) => alert.outboxId)],
-    );
-    const undelivered = new Set(rows.map((row) => row.id));
+    const db = drizzleOver(client);
+    const rows = await db
+      .select({ id: alertOutbox.id })
+      .from(alertOutbox)
+      .where(and(inArray(alertOutbox.id, alerts.map((alert) => BigInt(alert.outboxId))), isNull(alertOutbox.deliveredAt)))
+      .for("update");
+    const undelivered = new Set(rows.map((row) => row.id.toString()));
     for (const alert of alerts) if (undelivered.has(alert.outboxId)) emitAlert(logger, alert);
-    await markDelivered(client, [...undelivered]);
+    await markDelivered(db, rows.map((row) => row.id));
   });
 }
 
-async function markDelivered(queryable: pg.PoolClient, outboxIds: string[]): Promise<void> {
+async function markDelivered(db: Db, outboxIds: bigint[]): Promise<void> {
   if (outboxIds.length === 0) return;
-  await queryable.query("UPDATE alert_outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])", [outboxIds]);
+  await db.update(alertOutbox).set({ deliveredAt: sql`now()` }).where(inArray(alertOutbox.id, outboxIds));
 }
 
 /**
@@ -49,14 +54,21 @@ export async function deliverStrandedAlerts(
   options: { olderThanMs: number; limit?: number },
 ): Promise<number> {
   return withTransaction(pool, async (client) => {
-    const { rows } = await client.query<{ id: string; event: AlertName; fields: AlertFields }>(
-      `SELECT id, event, fields FROM alert_outbox
-       WHERE delivered_at IS NULL AND created_at < now() - make_interval(secs => $1::double precision / 1000)
-       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-      [options.olderThanMs, options.limit ?? 1000],
-    );
-    for (const row of rows) emitAlert(logger, { event: row.event, fields: row.fields });
-    await markDelivered(client, rows.map((row) => row.id));
+    const db = drizzleOver(client);
+    const rows = await db
+      .select({ id: alertOutbox.id, event: alertOutbox.event, fields: alertOutbox.fields })
+      .from(alertOutbox)
+      .where(
+        and(
+          isNull(alertOutbox.deliveredAt),
+          lt(alertOutbox.createdAt, sql`now() - make_interval(secs => ${options.olderThanMs}::double precision / 1000)`),
+        ),
+      )
+      .orderBy(alertOutbox.id)
+      .limit(options.limit ?? 1000)
+      .for("update", { skipLocked: true });
+    for (const row of rows) emitAlert(logger, { event: row.event as AlertName, fields: row.fields as AlertFields });
+    await markDelivered(db, rows.map((row) => row.id));
     return rows.length;
   });
 }

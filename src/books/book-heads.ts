@@ -1,5 +1,8 @@
 import { createHash } from "node:crypto";
+import { and, eq, gt } from "drizzle-orm";
 import type pg from "pg";
+import { drizzleOver } from "../platform/db/client.js";
+import { accounts, ledgerEntries } from "../platform/db/schema.js";
 
 /** Where an account's chain ends: its last entry's sequence number and hash. */
 export type BookHead = { billingAccountId: string; seq: number; hash: string };
@@ -18,17 +21,19 @@ export async function readBookHeads(pool: pg.Pool): Promise<{ heads: BookHead[];
   const heads: BookHead[] = [];
   const headless: string[] = [];
   let after = "";
+  const db = drizzleOver(pool);
   for (;;) {
-    const { rows } = await pool.query<{ id: string; ledger_seq: string; hash: string | null }>(
-      `SELECT a.id, a.ledger_seq, l.hash FROM accounts a
-       LEFT JOIN ledger_entries l ON l.billing_account_id = a.id AND l.seq = a.ledger_seq
-       WHERE a.id > $1 AND a.ledger_seq > 0 ORDER BY a.id LIMIT $2`,
-      [after, ACCOUNTS_PER_PAGE],
-    );
+    const rows = await db
+      .select({ id: accounts.id, seq: accounts.ledgerSeq, hash: ledgerEntries.hash })
+      .from(accounts)
+      .leftJoin(ledgerEntries, and(eq(ledgerEntries.billingAccountId, accounts.id), eq(ledgerEntries.seq, accounts.ledgerSeq)))
+      .where(and(gt(accounts.id, after), gt(accounts.ledgerSeq, 0n)))
+      .orderBy(accounts.id)
+      .limit(ACCOUNTS_PER_PAGE);
     if (rows.length === 0) return { heads, headless };
     for (const row of rows) {
       if (row.hash === null) headless.push(row.id);
-      else heads.push({ billingAccountId: row.id, seq: Number(row.ledger_seq), hash: row.hash });
+      else heads.push({ billingAccountId: row.id, seq: Number(row.seq), hash: row.hash });
     }
     after = rows[rows.length - 1]!.id;
   }
@@ -52,6 +57,7 @@ export async function verifyBookHeads(pool: pg.Pool, heads: readonly BookHead[])
   const drifts: HeadDrift[] = [];
   for (let start = 0; start < heads.length; start += ACCOUNTS_PER_PAGE) {
     const page = heads.slice(start, start + ACCOUNTS_PER_PAGE);
+    // Raw SQL: a page of heads checked in one statement through unnest.
     const { rows } = await pool.query<{ account: string; seq: string; entry_id: string | null }>(
       `SELECT h.account, h.seq, l.id AS entry_id
        FROM unnest($1::text[], $2::int8[], $3::text[]) AS h(account, seq, hash)

@@ -1,5 +1,8 @@
+import { eq, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
 import type pg from "pg";
-import { withTransaction } from "../platform/db/client.js";
+import { type Db, drizzleOver, withTransaction } from "../platform/db/client.js";
+import { accounts, grants } from "../platform/db/schema.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { GRANT_CONTENT } from "./entry-hash.js";
 import { postEntries } from "./post-entries.js";
@@ -20,15 +23,6 @@ export type GrantOutcome =
   | { outcome: "conflict"; grant: GrantRecord }
   /** The balance would pass MAX_CREDITS: nothing was committed. */
   | { outcome: "out_of_range"; balanceCredits: bigint };
-
-type GrantRow = {
-  id: string;
-  billing_account_id: string;
-  credits: string;
-  reference: string;
-  reason: string | null;
-  created_at: Date;
-};
 
 /**
  * Adds credits once per reference: the same request again returns the first grant, and the
@@ -59,24 +53,18 @@ class GrantOutOfRange extends Error {
 
 async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
   return withTransaction(pool, async (client) => {
-    const { rows } = await client.query<GrantRow & { content: string }>(
-      `INSERT INTO grants AS g (billing_account_id, reference, credits, reason) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (reference) DO NOTHING RETURNING g.*, ${GRANT_CONTENT} AS content`,
-      [request.billingAccountId, request.reference, request.credits.toString(), request.reason],
-    );
-    const created = rows[0];
+    const db = drizzleOver(client);
+    const [created] = await db
+      .insert(grants)
+      .values({ billingAccountId: request.billingAccountId, reference: request.reference, credits: request.credits, reason: request.reason })
+      .onConflictDoNothing({ target: grants.reference })
+      .returning();
     if (!created) {
-      const { rows: existingRows } = await client.query<GrantRow>("SELECT * FROM grants WHERE reference = $1", [
-        request.reference,
-      ]);
-      const existing = toGrantRecord(existingRows[0]!);
+      const [existingRow] = await db.select().from(grants).where(eq(grants.reference, request.reference));
+      const existing = toGrantRecord(existingRow!);
       const same = existing.billingAccountId === request.billingAccountId && existing.credits === request.credits;
       if (!same) throw new GrantConflict(existing);
-      const { rows: account } = await client.query<{ balance_credits: string }>(
-        "SELECT balance_credits FROM accounts WHERE id = $1",
-        [existing.billingAccountId],
-      );
-      return { outcome: "existing", grant: existing, balanceCredits: BigInt(account[0]!.balance_credits) };
+      return { outcome: "existing", grant: existing, balanceCredits: (await balanceOf(db, existing.billingAccountId)) ?? 0n };
     }
     const grant = toGrantRecord(created);
     const { posted } = await postEntries(client, [
@@ -87,27 +75,26 @@ async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<Gr
         reference: grant.reference,
         receiptId: null,
         grantId: grant.id,
-        sourceContent: created.content,
+        sourceContent: await storedContent(db, created.id),
       },
     ]);
-    if (posted.length === 0) {
-      const { rows: account } = await client.query<{ balance_credits: string }>("SELECT balance_credits FROM accounts WHERE id = $1", [
-        grant.billingAccountId,
-      ]);
-      throw new GrantOutOfRange(BigInt(account[0]?.balance_credits ?? "0"));
-    }
-    const balanceAfter = posted[0]!.balanceAfter;
-    return { outcome: "created", grant, balanceCredits: balanceAfter };
+    if (posted.length === 0) throw new GrantOutOfRange((await balanceOf(db, grant.billingAccountId)) ?? 0n);
+    return { outcome: "created", grant, balanceCredits: posted[0]!.balanceAfter };
   });
 }
 
-function toGrantRecord(row: GrantRow): GrantRecord {
-  return {
-    id: row.id,
-    billingAccountId: row.billing_account_id,
-    credits: BigInt(row.credits),
-    reference: row.reference,
-    reason: row.reason,
-    createdAt: row.created_at,
-  };
+/** The grant's content as stored, which its ledger entry's hash covers (GRANT_CONTENT reads alias `g`). */
+async function storedContent(db: Db, id: bigint): Promise<string> {
+  const g = alias(grants, "g");
+  const [row] = await db.select({ content: sql<string>`${sql.raw(GRANT_CONTENT)}` }).from(g).where(eq(g.id, id));
+  return row!.content;
+}
+
+async function balanceOf(db: Db, billingAccountId: string): Promise<bigint | null> {
+  const [row] = await db.select({ balance: accounts.balanceCredits }).from(accounts).where(eq(accounts.id, billingAccountId));
+  return row?.balance ?? null;
+}
+
+function toGrantRecord(row: typeof grants.$inferSelect): GrantRecord {
+  return { ...row, id: row.id.toString() };
 }

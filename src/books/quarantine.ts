@@ -2,7 +2,9 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { Alert, AlertFields } from "./alert-catalog.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
-import { jsonbText, storableCopy, withTransaction } from "../platform/db/client.js";
+import { and, eq, gt, inArray, isNull, lte, max, notInArray, sql } from "drizzle-orm";
+import { drizzleOver, jsonbText, storableCopy, withTransaction } from "../platform/db/client.js";
+import { quarantine } from "../platform/db/schema.js";
 import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
 import { parseUsageEvents, type RejectedItem } from "../usage/usage-event.js";
 
@@ -28,6 +30,7 @@ export async function insertQuarantined(
   quarantined: QuarantineEntry[],
 ): Promise<{ inserted: number; alerts: Alert[] }> {
   if (quarantined.length === 0) return { inserted: 0, alerts: [] };
+  // Raw SQL: one statement for the whole batch through unnest, which drizzle's insert cannot write.
   // One row per fingerprint (ON CONFLICT DO UPDATE may not touch a row twice in one
   // statement), in fingerprint order so concurrent upserts lock rows in one order.
   const byFingerprint = new Map(quarantined.map((entry) => [quarantineFingerprint(entry), entry]));
@@ -122,8 +125,8 @@ export type QuarantinedRow = {
 
 /** The id of the newest quarantined row ("0" with none). */
 export async function newestQuarantineId(pool: pg.Pool): Promise<string> {
-  const { rows } = await pool.query<{ id: string }>("SELECT coalesce(max(id), 0)::text AS id FROM quarantine");
-  return rows[0]!.id;
+  const [row] = await drizzleOver(pool).select({ id: max(quarantine.id) }).from(quarantine);
+  return (row?.id ?? 0n).toString();
 }
 
 /** Quarantined rows in id order (up to `throughId`), those not yet replayed unless `includeReplayed`. */
@@ -131,51 +134,36 @@ export async function listQuarantined(
   pool: pg.Pool,
   options: { reason?: string; afterId?: string; throughId?: string; limit: number; includeReplayed?: boolean; excludeReasons?: string[] },
 ): Promise<QuarantinedRow[]> {
-  const { rows } = await pool.query<{
-    id: string;
-    stage: "receiver" | "worker";
-    reason: string;
-    idempotency_key: string | null;
-    detail: unknown;
-    item: unknown;
-    created_at: Date;
-    replayed_at: Date | null;
-  }>(
-    `SELECT id, stage, reason, idempotency_key, detail, item, created_at, replayed_at FROM quarantine
-     WHERE ($1::text IS NULL OR reason = $1) AND id > $2 AND ($6::int8 IS NULL OR id <= $6) AND ($3 OR replayed_at IS NULL)
-       AND NOT reason = ANY($5::text[])
-     ORDER BY id LIMIT $4`,
-    [
-      options.reason ?? null,
-      options.afterId ?? "0",
-      options.includeReplayed ?? false,
-      options.limit,
-      options.excludeReasons ?? [],
-      options.throughId ?? null,
-    ],
-  );
-  return rows.map((row) => ({
-    id: row.id,
-    stage: row.stage,
-    reason: row.reason,
-    idempotencyKey: row.idempotency_key,
-    detail: row.detail,
-    item: row.item,
-    createdAt: row.created_at,
-    replayedAt: row.replayed_at,
-  }));
+  const rows = await drizzleOver(pool)
+    .select()
+    .from(quarantine)
+    .where(
+      and(
+        options.reason === undefined ? undefined : eq(quarantine.reason, options.reason),
+        gt(quarantine.id, BigInt(options.afterId ?? "0")),
+        options.throughId === undefined ? undefined : lte(quarantine.id, BigInt(options.throughId)),
+        options.includeReplayed ? undefined : isNull(quarantine.replayedAt),
+        options.excludeReasons?.length ? notInArray(quarantine.reason, options.excludeReasons) : undefined,
+      ),
+    )
+    .orderBy(quarantine.id)
+    .limit(options.limit);
+  return rows.map(({ fingerprint: _, id, ...row }) => ({ id: id.toString(), ...row }));
 }
 
 /**
  * Marks rows as sent back through the pipeline; a refusal on the way opens them again. Returns
- * when they were marked (the transaction's time, as PostgreSQL's text: exact to the microsecond).
+ * when they were marked (the transaction's time, as PostgreSQL's text: exact to the microsecond,
+ * which a Date is not).
  */
 export async function markReplayed(client: pg.PoolClient, ids: string[]): Promise<string> {
-  const { rows } = await client.query<{ sent_at: string }>(
-    "WITH marked AS (UPDATE quarantine SET replayed_at = now() WHERE id = ANY($1::bigint[])) SELECT now()::text AS sent_at",
-    [ids],
-  );
-  return rows[0]!.sent_at;
+  const [marked] = await drizzleOver(client)
+    .update(quarantine)
+    .set({ replayedAt: sql`now()` })
+    .where(inArray(quarantine.id, ids.map(BigInt)))
+    .returning({ sentAt: sql<string>`now()::text` });
+  if (marked === undefined) throw new Error("markReplayed: none of the rows exists");
+  return marked.sentAt;
 }
 
 /** A usage event a replay sent, as its outcome is looked up: its key, its JSON and when it was sent. */
@@ -195,6 +183,7 @@ const OUTCOMES_PER_QUERY = 1000;
 export async function replayOutcomes(pool: pg.Pool, sent: SentEvent[]): Promise<ReplayOutcomes> {
   const outcomes: ReplayOutcomes = { charged: 0, alreadyCharged: 0, refusedAgain: 0, uncharged: 0 };
   for (let start = 0; start < sent.length; start += OUTCOMES_PER_QUERY) {
+    // Raw SQL: a thousand events looked up in one statement through unnest.
     const chunk = sent.slice(start, start + OUTCOMES_PER_QUERY);
     const { rows } = await pool.query<{ outcome: keyof ReplayOutcomes; events: number }>(
       `SELECT CASE
@@ -223,12 +212,19 @@ export async function replayOutcomes(pool: pg.Pool, sent: SentEvent[]): Promise<
  * that a replay charges it there. Only pending worker rows of that reason can be assigned.
  */
 export async function assignBillingAccount(pool: pg.Pool, quarantineId: string, billingAccountId: string): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `UPDATE quarantine SET item = jsonb_set(item, '{billingAccountId}', to_jsonb($2::text))
-     WHERE id = $1 AND stage = 'worker' AND reason = 'no_billing_account' AND replayed_at IS NULL`,
-    [quarantineId, billingAccountId],
-  );
-  return rowCount === 1;
+  const assigned = await drizzleOver(pool)
+    .update(quarantine)
+    .set({ item: sql`jsonb_set(${quarantine.item}, '{billingAccountId}', to_jsonb(${billingAccountId}::text))` })
+    .where(
+      and(
+        eq(quarantine.id, BigInt(quarantineId)),
+        eq(quarantine.stage, "worker"),
+        eq(quarantine.reason, "no_billing_account"),
+        isNull(quarantine.replayedAt),
+      ),
+    )
+    .returning({ id: quarantine.id });
+  return assigned.length === 1;
 }
 
 /** A job an operator takes out of the queue, as the books see it (nothing of BullMQ). */

@@ -24,6 +24,9 @@ export type ReconcileReport = { ok: boolean; accountsChecked: number; drifts: Dr
 
 const ACCOUNTS_PER_PAGE = 500;
 
+// Raw SQL throughout: each check is one set-based statement over a page of accounts (aggregates,
+// lateral joins, anti-joins), read the way an auditor would read it in psql.
+
 /**
  * Checks that the books tie out and that nothing in them was changed, one page of accounts at
  * a time: every balance equals the sum of its ledger; each account's entries are numbered

@@ -3,7 +3,7 @@ import type { BillingAccountSource } from "../platform/config.js";
 import { type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/usage-event.js";
 import { canonicalId } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
-import { LITELLM_DATETIME, litellmPayloadSchema, TOP_LEVEL_FIELDS, isRecord } from "./payload-schema.js";
+import { LITELLM_DATETIME, litellmPayloadSchema, isRecord, readBillingFields } from "./payload-schema.js";
 import { type TokenDetail, usageDetail, gatewayRateDetail, requestedTiers } from "./token-detail.js";
 import { resolveBillingAccount } from "./payer.js";
 import { keptText, sanitiseCallbackItem } from "./sanitise.js";
@@ -68,7 +68,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
   });
   if (item instanceof UnparseableLine) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
   if (!isRecord(item)) return reject("invalid_payload", [{ message: "each item must be a JSON object" }]);
-  const parsed = litellmPayloadSchema.safeParse(readFields(item));
+  const parsed = litellmPayloadSchema.safeParse(readBillingFields(item));
   if (!parsed.success) {
     return reject(
       "invalid_payload",
@@ -139,31 +139,6 @@ function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Parti
   if (usage.webSearchRequests > 0) detail.webSearchRequests = usage.webSearchRequests;
   if (pricesOtherUnits) detail.gatewayPricesOtherUnits = true;
   return detail;
-}
-
-/**
- * The fields the schema reads, as sent: validating this projection instead of the whole item
- * keeps zod from copying prompts and responses it never looks at (most of a payload's bytes).
- */
-function readFields(item: Record<string, unknown>): Record<string, unknown> {
-  const read: Record<string, unknown> = {};
-  for (const field of TOP_LEVEL_FIELDS) if (field in item) read[field] = item[field];
-  for (const [field, nested] of [
-    ["model_map_information", ["model_map_key"]],
-    ["metadata", ["spend_logs_metadata", "usage_object"]],
-    ["hidden_params", ["usage_object"]],
-    ["response", ["usage"]],
-  ] as const) {
-    const value = item[field];
-    if (!isRecord(value)) {
-      if (field in item) read[field] = value;
-      continue;
-    }
-    const kept: Record<string, unknown> = {};
-    for (const key of nested) if (key in value) kept[key] = value[key];
-    read[field] = kept;
-  }
-  return read;
 }
 
 function toIsoTime(value: number | string | null | undefined): string | null {

@@ -4,7 +4,7 @@ import { NON_FINITE_LITERALS } from "./python-json.js";
 
 /**
  * The parts of LiteLLM's StandardLoggingPayload that billing reads. Every other field is
- * ignored, and `messages`, `response` text and `model_parameters` are never kept.
+ * ignored, and `messages`, `response` text and the rest of `model_parameters` are never kept.
  */
 // Model names are stored and indexed; see isStorableText.
 const optionalText = z
@@ -58,55 +58,104 @@ export const usageObjectSchema = z.looseObject({
 });
 export type UsageObject = z.infer<typeof usageObjectSchema>;
 
+/**
+ * How a field billing reads leniently is kept in a quarantine copy, by name: each is read by a
+ * rule of its own (token-detail.ts) rather than by this schema, and sanitise.ts keeps it by that rule.
+ */
+export type LenientRead = "rates" | "serviceTier" | "searchContextSize";
+type BillingFieldMeta = { lenient: LenientRead } | { readIfObject: z.ZodObject };
+export const billingFieldMeta = new WeakMap<z.ZodType, BillingFieldMeta>();
+
+function withMeta(meta: BillingFieldMeta) {
+  const schema = z.unknown().optional();
+  billingFieldMeta.set(schema, meta);
+  return schema;
+}
+/** A field read by its own rule; any value passes this schema. */
+const lenient = (read: LenientRead) => withMeta({ lenient: read });
+/** A field read with `schema` only when it is an object; any other value is passed over, not refused. */
+const readIfObject = (schema: z.ZodObject) => withMeta({ readIfObject: schema });
 // Account fields are checked when one is chosen (resolveBillingAccount): a field billing does
 // not use must not cost the call its charge.
-const accountMetadataSchema = z.looseObject({
-  spend_logs_metadata: z.unknown().optional(),
-  usage_object: z.unknown().optional(),
-});
+const accountField = () => z.unknown().optional();
+const accountObject = z.looseObject({ billing_account_id: accountField() });
 
-export const litellmPayloadSchema = z
-  .looseObject({
-    // The key is chosen and checked by idempotencyKeyOf, whichever of the two it comes from.
-    litellm_call_id: z.unknown().optional(),
-    id: z.unknown().optional(),
-    status: z.enum(["success", "failure"]).nullish(),
-    cache_hit: z.boolean().nullish(),
-    model: optionalText,
-    model_group: optionalText,
-    // model_map_value (the rates LiteLLM used) is read leniently by gatewayRateDetail.
-    model_map_information: z.looseObject({ model_map_key: optionalText }).nullish(),
-    custom_llm_provider: optionalText,
-    call_type: optionalText,
-    prompt_tokens: tokenCount,
-    completion_tokens: tokenCount,
-    response_cost: number().min(0).max(MAX_REPORTED_COST_USD).nullish(),
-    startTime: callTime,
-    endTime: callTime,
-    end_user: z.unknown().optional(),
-    metadata: accountMetadataSchema.nullish(),
-    hidden_params: z.looseObject({ usage_object: z.unknown().optional() }).nullish(),
-    response: z.unknown().optional(),
-  });
+/**
+ * Every field billing reads, declared once: this schema validates the item, and its shape
+ * decides what `readBillingFields` hands it and what a quarantine copy keeps (sanitise.ts).
+ * Its order is the copy's key order, which the quarantine fingerprint hashes: a new field goes
+ * last, or the same refused item would be kept twice across an upgrade.
+ */
+export const litellmPayloadSchema = z.looseObject({
+  // The key is chosen and checked by idempotencyKeyOf, whichever of the two it comes from.
+  litellm_call_id: z.unknown().optional(),
+  id: z.unknown().optional(),
+  status: z.enum(["success", "failure"]).nullish(),
+  cache_hit: z.boolean().nullish(),
+  model: optionalText,
+  model_group: optionalText,
+  custom_llm_provider: optionalText,
+  call_type: optionalText,
+  prompt_tokens: tokenCount,
+  completion_tokens: tokenCount,
+  response_cost: number().min(0).max(MAX_REPORTED_COST_USD).nullish(),
+  startTime: callTime,
+  endTime: callTime,
+  end_user: accountField(),
+  model_map_information: z.looseObject({ model_map_key: optionalText, model_map_value: lenient("rates") }).nullish(),
+  model_parameters: readIfObject(
+    z.looseObject({
+      service_tier: lenient("serviceTier"),
+      web_search_options: readIfObject(z.looseObject({ search_context_size: lenient("searchContextSize") })),
+    }),
+  ),
+  metadata: z
+    .looseObject({
+      user_api_key_team_id: accountField(),
+      user_api_key_user_id: accountField(),
+      user_api_key_org_id: accountField(),
+      user_api_key_end_user_id: accountField(),
+      // Only the first usage object that is an object is read (usageDetail).
+      usage_object: readIfObject(usageObjectSchema),
+      spend_logs_metadata: readIfObject(accountObject),
+      user_api_key_auth_metadata: readIfObject(accountObject),
+    })
+    .nullish(),
+  hidden_params: z.looseObject({ usage_object: readIfObject(usageObjectSchema) }).nullish(),
+  response: readIfObject(z.looseObject({ usage: readIfObject(usageObjectSchema) })),
+});
 export type LitellmPayload = z.infer<typeof litellmPayloadSchema>;
 
-export const ACCOUNT_METADATA_FIELDS = ["user_api_key_team_id", "user_api_key_user_id", "user_api_key_org_id", "user_api_key_end_user_id"];
-export const TOP_LEVEL_FIELDS = [
-  "litellm_call_id",
-  "id",
-  "status",
-  "cache_hit",
-  "model",
-  "model_group",
-  "custom_llm_provider",
-  "call_type",
-  "prompt_tokens",
-  "completion_tokens",
-  "response_cost",
-  "startTime",
-  "endTime",
-  "end_user",
-];
+/** The schema inside optional and nullable wrappers. */
+export function unwrapped(schema: z.ZodType): z.ZodType {
+  return schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ? unwrapped(schema.unwrap() as z.ZodType) : schema;
+}
+
+// For each field, the fields of its object that the schema reads, or null to hand it over whole.
+const READ_FIELDS = Object.entries(litellmPayloadSchema.shape).map(([field, schema]) => {
+  const inner = unwrapped(schema);
+  return [field, inner instanceof z.ZodObject ? Object.keys(inner.shape) : null] as const;
+});
+
+/**
+ * The fields the schema reads, as sent: validating this projection instead of the whole item
+ * keeps zod from copying the dozens of fields of a payload (and of its metadata) it never looks at.
+ */
+export function readBillingFields(item: Record<string, unknown>): Record<string, unknown> {
+  const read: Record<string, unknown> = {};
+  for (const [field, nested] of READ_FIELDS) {
+    if (!Object.hasOwn(item, field)) continue;
+    const value = item[field];
+    if (nested === null || !isRecord(value)) {
+      read[field] = value;
+      continue;
+    }
+    const kept: Record<string, unknown> = {};
+    for (const key of nested) if (Object.hasOwn(value, key)) kept[key] = value[key];
+    read[field] = kept;
+  }
+  return read;
+}
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);

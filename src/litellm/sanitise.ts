@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
+import { z } from "zod";
 import { SEARCH_CONTEXT_SIZES } from "../usage/rate-fields.js";
-import { isStorableText } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
-import { ACCOUNT_METADATA_FIELDS, TOP_LEVEL_FIELDS, isRecord } from "./payload-schema.js";
-import { OTHER_UNIT_RATE, RATE_FIELD_SET } from "./token-detail.js";
+import { billingFieldMeta, type LenientRead, isRecord, litellmPayloadSchema, unwrapped } from "./payload-schema.js";
+import { OTHER_UNIT_RATE, RATE_FIELD_SET, searchContextSizeOf, serviceTierOf } from "./token-detail.js";
 
 /**
  * The fields billing reads and nothing else, so a quarantined item can be inspected and
@@ -32,54 +32,28 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
 type FieldShape = "exact" | ObjectShape | ((value: unknown) => unknown);
 type ObjectShape = { fields: Record<string, FieldShape>; skippedUnlessObject?: true };
 
-const exactFields = (...fields: string[]): Record<string, FieldShape> => Object.fromEntries(fields.map((field) => [field, "exact"]));
-
-// Usage objects: only the first one that is an object is read (usageDetail).
-const USAGE_SHAPE: ObjectShape = {
-  skippedUnlessObject: true,
-  fields: {
-    ...exactFields("prompt_tokens", "completion_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"),
-    prompt_tokens_details: {
-      fields: {
-        ...exactFields("cached_tokens", "cache_creation_tokens", "audio_tokens", "web_search_requests"),
-        cache_creation_token_details: { fields: exactFields("ephemeral_1h_input_tokens") },
-      },
-    },
-    completion_tokens_details: { fields: exactFields("reasoning_tokens", "audio_tokens") },
-    server_tool_use: { fields: exactFields("web_search_requests") },
-  },
+// Fields read by a rule of their own keep what that rule reads (undefined: left out).
+const LENIENT_COPIES: Record<LenientRead, (value: unknown) => unknown> = {
+  rates: keptRates,
+  serviceTier: (tier) => (serviceTierOf(tier) === null ? undefined : exactValue(tier)),
+  searchContextSize: (size) => searchContextSizeOf(size) ?? undefined,
 };
 
-// An account path through a value that is not an object finds nothing (accountFieldValue).
-const ACCOUNT_OBJECT_SHAPE: ObjectShape = { skippedUnlessObject: true, fields: exactFields("billing_account_id") };
+/** The copy's shape, read off the schema that declares what billing reads. */
+function shapeOf(schema: z.ZodType): FieldShape {
+  const meta = billingFieldMeta.get(schema);
+  if (meta !== undefined && "lenient" in meta) return LENIENT_COPIES[meta.lenient];
+  if (meta !== undefined) return { ...objectShapeOf(meta.readIfObject), skippedUnlessObject: true };
+  const inner = unwrapped(schema);
+  if (inner !== schema) return shapeOf(inner);
+  return inner instanceof z.ZodObject ? objectShapeOf(inner) : "exact";
+}
 
-const CALLBACK_ITEM_SHAPE: ObjectShape = {
-  fields: {
-    ...exactFields(...TOP_LEVEL_FIELDS),
-    model_map_information: { fields: { model_map_key: "exact", model_map_value: keptRates } },
-    // requestedTiers reads a tier only when it is storable text and a size only when it is known.
-    model_parameters: {
-      skippedUnlessObject: true,
-      fields: {
-        service_tier: (tier) => (typeof tier === "string" && isStorableText(tier) ? exactValue(tier) : undefined),
-        web_search_options: {
-          skippedUnlessObject: true,
-          fields: { search_context_size: (size) => SEARCH_CONTEXT_SIZES.find((known) => known === size) },
-        },
-      },
-    },
-    metadata: {
-      fields: {
-        ...exactFields(...ACCOUNT_METADATA_FIELDS),
-        usage_object: USAGE_SHAPE,
-        spend_logs_metadata: ACCOUNT_OBJECT_SHAPE,
-        user_api_key_auth_metadata: ACCOUNT_OBJECT_SHAPE,
-      },
-    },
-    hidden_params: { fields: { usage_object: USAGE_SHAPE } },
-    response: { skippedUnlessObject: true, fields: { usage: USAGE_SHAPE } },
-  },
-};
+function objectShapeOf(schema: z.ZodObject): ObjectShape {
+  return { fields: Object.fromEntries(Object.entries(schema.shape).map(([field, fieldSchema]) => [field, shapeOf(fieldSchema)])) };
+}
+
+const CALLBACK_ITEM_SHAPE = objectShapeOf(litellmPayloadSchema);
 
 function keptField(value: unknown, shape: FieldShape): unknown {
   if (shape === "exact") return exactValue(value);

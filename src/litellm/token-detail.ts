@@ -84,8 +84,16 @@ export const OTHER_UNIT_RATE = /_cost_per_(second|image|pixel|character|query|pa
 /** `model_parameters.service_tier` and the web search context size the call asked for, if any. */
 export function requestedTiers(item: Record<string, unknown>): { serviceTier: string | null; searchContextSize: SearchContextSize | null } {
   const parameters = isRecord(item.model_parameters) ? item.model_parameters : {};
-  const serviceTier = typeof parameters.service_tier === "string" && isStorableText(parameters.service_tier) ? parameters.service_tier : null;
   const options = isRecord(parameters.web_search_options) ? parameters.web_search_options : {};
-  const size = SEARCH_CONTEXT_SIZES.find((known) => known === options.search_context_size) ?? null;
-  return { serviceTier, searchContextSize: size };
+  return { serviceTier: serviceTierOf(parameters.service_tier), searchContextSize: searchContextSizeOf(options.search_context_size) };
+}
+
+/** A service tier is read only when it is storable text. */
+export function serviceTierOf(value: unknown): string | null {
+  return typeof value === "string" && isStorableText(value) ? value : null;
+}
+
+/** A search context size is read only when it is one LiteLLM prices. */
+export function searchContextSizeOf(value: unknown): SearchContextSize | null {
+  return SEARCH_CONTEXT_SIZES.find((known) => known === value) ?? null;
 }

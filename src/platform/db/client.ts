@@ -29,6 +29,14 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return /timeout|Connection terminated|connection.*(closed|ended)|not queryable/i.test(String(message));
 }
 
+/**
+ * drizzle over a pool or over one client: on a transaction's client, its statements run in
+ * that transaction. Cheap to make (no connection of its own), so made where it is used.
+ */
+export function drizzleOver(connection: pg.Pool | pg.PoolClient): Db {
+  return drizzle(connection, { schema });
+}
+
 export function createDatabase(
   databaseUrl: string,
   options: { max?: number; onIdleClientError?: (error: Error) => void } = {},
@@ -49,7 +57,7 @@ export function createDatabase(
   });
   // An idle client losing its server must not crash the process; the pool replaces it.
   pool.on("error", options.onIdleClientError ?? (() => {}));
-  return { pool, db: drizzle(pool, { schema }) };
+  return { pool, db: drizzleOver(pool) };
 }
 
 /**
