@@ -16,6 +16,12 @@ export const ALERT_CATALOG = {
     level: "warn",
     summary: "the exact cost at the gateway's own rates differs from LiteLLM's reported cost by a credit or more",
   },
+  enforcement_blocked: { level: "warn", summary: "LiteLLM blocked a key or team of a depleted account" },
+  enforcement_unblocked: { level: "warn", summary: "LiteLLM unblocked a key or team whose accounts are no longer depleted" },
+  enforcement_failed: {
+    level: "error",
+    summary: "a block or unblock did not reach LiteLLM; it is retried with backoff unless final",
+  },
 } as const satisfies Record<string, { level: "error" | "warn"; summary: string }>;
 
 export type AlertName = keyof typeof ALERT_CATALOG;

@@ -4,6 +4,8 @@ import type pg from "pg";
 import { type Db, drizzleOver, withTransaction } from "../platform/db/client.js";
 import { accounts, grants } from "../platform/db/schema.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
+import { ENFORCEMENT_OFF, type EnforcementPolicy } from "../platform/config.js";
+import { enforceAfterPosting } from "./enforcement.js";
 import { GRANT_CONTENT } from "./entry-hash.js";
 import { postEntries } from "./post-entries.js";
 
@@ -28,9 +30,9 @@ export type GrantOutcome =
  * Adds credits once per reference: the same request again returns the first grant, and the
  * same reference with another account or amount is a conflict. A negative balance simply rises.
  */
-export async function recordGrant(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
+export async function recordGrant(pool: pg.Pool, request: GrantRequest, enforcement: EnforcementPolicy = ENFORCEMENT_OFF): Promise<GrantOutcome> {
   try {
-    return await recordGrantOnce(pool, request);
+    return await recordGrantOnce(pool, request, enforcement);
   } catch (error) {
     // Rolled back, so a conflicting request leaves no account behind it.
     if (error instanceof GrantConflict) return { outcome: "conflict", grant: error.existing };
@@ -51,7 +53,7 @@ class GrantOutOfRange extends Error {
   }
 }
 
-async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<GrantOutcome> {
+async function recordGrantOnce(pool: pg.Pool, request: GrantRequest, enforcement: EnforcementPolicy): Promise<GrantOutcome> {
   return withTransaction(pool, async (client) => {
     const db = drizzleOver(client);
     const [created] = await db
@@ -79,6 +81,8 @@ async function recordGrantOnce(pool: pg.Pool, request: GrantRequest): Promise<Gr
       },
     ]);
     if (posted.length === 0) throw new GrantOutOfRange((await balanceOf(db, grant.billingAccountId)) ?? 0n);
+    // A grant that lifts the balance above the threshold unblocks, in its own transaction.
+    await enforceAfterPosting(client, enforcement, posted);
     return { outcome: "created", grant, balanceCredits: posted[0]!.balanceAfter };
   });
 }

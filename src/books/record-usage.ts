@@ -12,6 +12,8 @@ import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { RECEIPT_CONTENT } from "./entry-hash.js";
 import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
+import { enforceAfterPosting, type PaidBy } from "./enforcement.js";
+import type { EnforcementPolicy } from "../platform/config.js";
 
 export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
 
@@ -20,6 +22,7 @@ export type UsageBatch = {
   quarantines: QuarantineEntry[];
   priceBookHash: string;
   lowBalanceThresholds: readonly bigint[];
+  enforcement: EnforcementPolicy;
 };
 
 export type UsageBatchResult = {
@@ -107,6 +110,8 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       if (usage.charge.divergence) alerts.push(divergenceAlert(usage, move.chargedCredits));
     }
 
+    await enforceAfterPosting(client, batch.enforcement, posted, posted.flatMap((entry) => paidBy(usageByKey.get(entry.reference)!.event)));
+
     const notInserted = [...firsts.filter((usage) => !inserted.has(usage.event.idempotencyKey)), ...repeats];
     const conflicting = await findConflicts(client, notInserted);
     const quarantined = await insertQuarantined(client, [
@@ -126,6 +131,14 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       alerts: await insertAlerts(client, alerts),
     };
   });
+}
+
+function paidBy(event: PricedUsage["event"]): PaidBy[] {
+  const usedAt = event.eventTime === null ? new Date() : new Date(event.eventTime);
+  const paid: PaidBy[] = [];
+  if (event.keyHash !== undefined) paid.push({ billingAccountId: event.billingAccountId, kind: "key", principal: event.keyHash, usedAt });
+  if (event.teamId !== undefined) paid.push({ billingAccountId: event.billingAccountId, kind: "team", principal: event.teamId, usedAt });
+  return paid;
 }
 
 function outOfRangeQuarantine(usage: PricedUsage, reason: string, message: string): QuarantineEntry {

@@ -5,7 +5,7 @@ import { canonicalId } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
 import { LITELLM_DATETIME, litellmPayloadSchema, isRecord, readBillingFields } from "./payload-schema.js";
 import { type TokenDetail, usageDetail, gatewayRateDetail, requestedTiers } from "./token-detail.js";
-import { resolveBillingAccount } from "./payer.js";
+import { principalsOf, resolveBillingAccount } from "./payer.js";
 import { keptText, sanitiseCallbackItem } from "./sanitise.js";
 
 // Where each total of the token-detail rule is in LiteLLM's payload.
@@ -118,6 +118,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
           ? null
           : toDecimalString(decimalFromNumber(payload.response_cost)),
       eventTime: endTime ?? startTime,
+      ...principalsOf(item),
       ...presentDetail(item, usage),
     },
   };

@@ -119,6 +119,8 @@ export const litellmPayloadSchema = z.looseObject({
       usage_object: readIfObject(usageObjectSchema),
       spend_logs_metadata: readIfObject(accountObject),
       user_api_key_auth_metadata: readIfObject(accountObject),
+      // Read by principalsOf: a value that is not an id is passed over, not refused.
+      user_api_key_hash: z.unknown().optional(),
     })
     .nullish(),
   hidden_params: z.looseObject({ usage_object: readIfObject(usageObjectSchema) }).nullish(),

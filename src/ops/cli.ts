@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { booksCommand } from "./books.js";
 import { EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, UsageError } from "./context.js";
+import { enforcementCommand } from "./enforcement.js";
 import { failedCommand } from "./failed.js";
 import { gatewayCommand } from "./gateway.js";
 import { grantCommand } from "./grant.js";
@@ -21,6 +22,7 @@ const COMMANDS = [
   quarantineCommand,
   priceCommand,
   gatewayCommand,
+  enforcementCommand,
 ];
 
 /**

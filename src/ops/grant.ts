@@ -1,6 +1,8 @@
 import { Command } from "commander";
 import { recordGrant } from "../books/grants.js";
+import { parseOpsEnv } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
+import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
 import { exactJsonInteger, terminalSafe } from "./output.js";
 
@@ -20,7 +22,8 @@ export const grantCommand = act(
     const account = idArgument("grant", "account", accountText);
     const reference = idArgument("grant", "reference", referenceText);
     return withDatabase(async ({ pool }) => {
-      const result = await recordGrant(pool, { billingAccountId: account, credits, reference, reason: "ops grant" });
+      const { enforcement } = settingsOrExit(parseOpsEnv);
+      const result = await recordGrant(pool, { billingAccountId: account, credits, reference, reason: "ops grant" }, enforcement);
       if (result.outcome === "out_of_range") {
         const json = { outcome: result.outcome, billing_account_id: account, balance_credits: exactJsonInteger(result.balanceCredits) };
         print(json, `refused: the balance of ${terminalSafe(account)} (${result.balanceCredits}) would pass ${MAX_CREDITS} credits; nothing was granted`);

@@ -31,6 +31,13 @@ const tcpPort = optional(
 export const BILLING_ACCOUNT_SOURCES = ["key_metadata", "team", "user", "org", "spend_logs_metadata", "end_user"] as const;
 export type BillingAccountSource = (typeof BILLING_ACCOUNT_SOURCES)[number];
 export const CLIENT_SETTABLE_SOURCES: readonly BillingAccountSource[] = ["spend_logs_metadata", "end_user"];
+/** What enforcement may block at the gateway: a LiteLLM team, a key (by its hash), or both. */
+export const PRINCIPAL_KINDS = ["team", "key"] as const;
+export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
+/** `blocks` empty: enforcement is off. An account is depleted at `below` credits or fewer. */
+export type EnforcementPolicy = { blocks: readonly PrincipalKind[]; below: bigint };
+export const ENFORCEMENT_OFF: EnforcementPolicy = { blocks: [], below: 0n };
+
 /** A duration: `300`, `300s`, `5m`, `1h`, `500ms` (a bare number is seconds). */
 const duration = (fallback: string) =>
   z
@@ -104,6 +111,31 @@ const envSchema = z.object({
   // Each run looks back this far behind the watermark: rows LiteLLM writes late (long calls, its
   // writer behind) are still found.
   GATEWAY_RECONCILE_OVERLAP: duration("1h"),
+  // Block a depleted account's principals at the gateway: off, team, key or team,key.
+  ENFORCE_ON_DEPLETED: z
+    .string()
+    .default("off")
+    .transform(commaList)
+    .pipe(
+      z.union([
+        z.tuple([z.literal("off")]).transform(() => []),
+        z
+          .array(z.enum(PRINCIPAL_KINDS, { error: "off, team, key or team,key" }))
+          .min(1, "off, team, key or team,key")
+          .refine((kinds) => new Set(kinds).size === kinds.length, "a kind is listed twice"),
+      ]),
+    ),
+  // Depleted at this many credits or fewer; a whole number, negative for an overdraft.
+  ENFORCE_BELOW: z
+    .string()
+    .regex(/^-?\d{1,16}$/, "a whole number of credits")
+    .default("0")
+    .transform(BigInt)
+    .refine((credits: bigint) => credits >= -BigInt(Number.MAX_SAFE_INTEGER) && credits <= BigInt(Number.MAX_SAFE_INTEGER), "within ±(2^53 − 1) credits"),
+  // LiteLLM's admin API, where enforcement blocks and unblocks.
+  LITELLM_ADMIN_URL: optional(z.url({ protocol: /^https?$/ })),
+  // A secret: only ever sent to LITELLM_ADMIN_URL, never logged.
+  LITELLM_MASTER_KEY: optional(z.string().min(1)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOW_BALANCE_THRESHOLDS: z
     .string()
@@ -163,6 +195,9 @@ export type Settings = {
   workerLockDurationMs: number;
   /** On a cluster always a {hash tag}, so that all of a queue's keys share one slot. */
   queuePrefix: string;
+  enforcement: EnforcementPolicy;
+  /** Set whenever enforcement is on. */
+  litellmAdmin: { url: string; masterKey: string } | undefined;
 };
 
 export class InvalidSettingError extends Error {
@@ -188,15 +223,25 @@ export function parseMigrationEnv(source: EnvSource): { databaseUrl: string } {
 }
 
 /** What the operator CLI needs: the stores and how callback items are read, not the HTTP secrets. */
-export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redis" | "queuePrefix" | "billingAccountFrom"> {
+export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redis" | "queuePrefix" | "billingAccountFrom" | "enforcement"> {
   const env = parseWith(
-    envSchema.pick({ DATABASE_URL: true, REDIS_URL: true, REDIS_CLUSTER_NODES: true, QUEUE_PREFIX: true, BILLING_ACCOUNT_FROM: true }),
+    envSchema.pick({
+      DATABASE_URL: true,
+      REDIS_URL: true,
+      REDIS_CLUSTER_NODES: true,
+      QUEUE_PREFIX: true,
+      BILLING_ACCOUNT_FROM: true,
+      ENFORCE_ON_DEPLETED: true,
+      ENFORCE_BELOW: true,
+    }),
     source,
   );
   return {
     databaseUrl: env.DATABASE_URL,
     ...queueLocation(env),
     billingAccountFrom: env.BILLING_ACCOUNT_FROM,
+    // A grant from the CLI decides unblocks like one through the API; workers deliver them.
+    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW },
   };
 }
 
@@ -238,6 +283,10 @@ export function parseEnv(source: EnvSource): Settings {
     throw new InvalidSettingError("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
   }
   const queue = queueLocation(env);
+  const enforcing = env.ENFORCE_ON_DEPLETED.length > 0;
+  for (const setting of ["LITELLM_ADMIN_URL", "LITELLM_MASTER_KEY"] as const) {
+    if (enforcing && env[setting] === undefined) throw new InvalidSettingError(setting, "is required when ENFORCE_ON_DEPLETED is not off");
+  }
   return {
     databaseUrl: env.DATABASE_URL,
     redis: queue.redis,
@@ -264,5 +313,7 @@ export function parseEnv(source: EnvSource): Settings {
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
     queuePrefix: queue.queuePrefix,
+    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW },
+    litellmAdmin: enforcing ? { url: env.LITELLM_ADMIN_URL!, masterKey: env.LITELLM_MASTER_KEY! } : undefined,
   };
 }

@@ -83,6 +83,17 @@ export function createMetrics(queues: Queue[]) {
       help: "How far behind now the backfill has checked LiteLLM's spend log",
       registers: [registry],
     }),
+    enforcementCalls: new Counter({
+      name: "spend_ingest_enforcement_calls_total",
+      help: "Calls to LiteLLM's admin API by this worker: done, failed (retried) or not_found (final)",
+      labelNames: ["action", "outcome"] as const,
+      registers: [registry],
+    }),
+    enforcementPending: new Gauge({
+      name: "spend_ingest_enforcement_actions_pending",
+      help: "Blocks and unblocks decided and not yet confirmed by LiteLLM, as this worker last counted them",
+      registers: [registry],
+    }),
     gatewayReconcileFailures: new Counter({
       name: "spend_ingest_gateway_reconcile_failures_total",
       help: "Backfill runs that failed: LiteLLM's database could not be read, or what they found could not be recorded",

@@ -107,7 +107,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
         credits: BigInt(body.credits),
         reference: body.reference,
         reason: body.reason ?? null,
-      });
+      }, deps.settings.enforcement);
       if (result.outcome === "conflict") {
         return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
           grant: { billing_account_id: result.grant.billingAccountId, credits: creditsJson(result.grant.credits) },

@@ -51,6 +51,9 @@ export const usageEventSchema = z
   reportedCostUsd: z.string().regex(DECIMAL_TEXT, "a non-negative decimal without exponent").nullable(),
   /** ISO-8601, UTC. */
   eventTime: z.string().nullable(),
+  /** Who LiteLLM authenticated for the call, as it fills them from the key: what enforcement may block. */
+  keyHash: storableText.min(1).optional(),
+  teamId: storableText.min(1).optional(),
   })
   // Pricing subtracts the detail classes from their totals; a job must never make them negative.
   .superRefine((event, context) => {

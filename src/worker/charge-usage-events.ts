@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { EnforcementPolicy } from "../platform/config.js";
 import { priceDivergenceFields } from "../books/price-divergence-alert.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
@@ -19,7 +20,7 @@ export type ChargeUsageResult = UsageBatchResult & {
  */
 export async function chargeUsageEvents(
   pool: pg.Pool,
-  settings: { priceBook: PriceBook; lowBalanceThresholds: readonly bigint[] },
+  settings: { priceBook: PriceBook; lowBalanceThresholds: readonly bigint[]; enforcement: EnforcementPolicy },
   events: UsageEvent[],
   unreadable: Array<{ item: unknown; issues: string[] }> = [],
 ): Promise<ChargeUsageResult> {
@@ -60,6 +61,7 @@ export async function chargeUsageEvents(
     quarantines,
     priceBookHash: settings.priceBook.hash,
     lowBalanceThresholds: settings.lowBalanceThresholds,
+    enforcement: settings.enforcement,
   });
   return { ...result, failedCallsSkipped, divergencesQuarantined };
 }

@@ -1,12 +1,14 @@
 import { Worker } from "bullmq";
 import { deliverStrandedAlerts } from "../books/alert-outbox.js";
 import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
+import { createLitellmAdmin } from "../gateway/litellm-admin.js";
 import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
 import { InvalidSettingError } from "../platform/config.js";
 import { createRedis, type Deps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { startEnforcementDelivery } from "./enforcement-delivery.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
 const WORKER_CONCURRENCY = 8;
@@ -62,8 +64,19 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
   }, STRANDED_ALERT_SWEEP_MS);
   sweeper.unref();
   const backfill = startGatewayBackfill(deps, () => priceBook);
+  const { litellmAdmin } = deps.settings;
+  const enforcement =
+    litellmAdmin === undefined
+      ? null
+      : startEnforcementDelivery({ pool: deps.database.pool, admin: createLitellmAdmin(litellmAdmin), logger: deps.logger, metrics: deps.metrics });
   deps.logger.info(
-    { priceBookHash: priceBook.hash, models: priceBook.models.size, gatewayBackfill: backfill !== null, metricsPort: startLine.metricsPort },
+    {
+      priceBookHash: priceBook.hash,
+      models: priceBook.models.size,
+      gatewayBackfill: backfill !== null,
+      enforceOnDepleted: deps.settings.enforcement.blocks.join(",") || "off",
+      metricsPort: startLine.metricsPort,
+    },
     "usage worker started",
   );
   return {
@@ -72,6 +85,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
     stop: async () => {
       clearInterval(sweeper);
       await backfill?.stop();
+      await enforcement?.stop();
       await worker.close();
       await connection.quit().catch(() => connection.disconnect());
     },

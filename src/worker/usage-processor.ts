@@ -29,7 +29,7 @@ export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBo
     switch (job.name) {
       case JOB_CHARGE_USAGE: {
         const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
-        const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds };
+        const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
         const result = await chargeUsageEvents(pool, settings, events, invalid);
         await deliverCommittedAlerts(result.alerts);
         const summary = {

@@ -7,11 +7,12 @@ import { reconcileLedger } from "../../src/books/reconcile.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { useTestDatabase } from "../support/harness.js";
 import { pricedUsage as usage } from "../support/usage-events.js";
+import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 
 const db = useTestDatabase();
 
 const record = (charges: PricedUsage[], lowBalanceThresholds: bigint[] = []) =>
-  recordUsageBatch(db.pool, { charges, quarantines: [], priceBookHash: "test", lowBalanceThresholds });
+  recordUsageBatch(db.pool, { charges, quarantines: [], priceBookHash: "test", lowBalanceThresholds, enforcement: ENFORCEMENT_OFF });
 
 async function balance(account: string): Promise<bigint> {
   const { rows } = await db.pool.query("SELECT balance_credits FROM accounts WHERE id = $1", [account]);

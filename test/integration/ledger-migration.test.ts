@@ -10,6 +10,7 @@ import { reconcileLedger } from "../../src/books/reconcile.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { adminQuery, databaseUrlFor } from "../support/test-env.js";
 import { pricedUsage } from "../support/usage-events.js";
+import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 
 const LAST_BEFORE_CHAIN = "0005_gateway_lookup_indexes";
 
@@ -77,7 +78,7 @@ describe("the ledger chain migration", () => {
     expect(await recordGrant(pool, { billingAccountId: "old-big", credits: 1n, reference: "big-3", reason: null })).toMatchObject({
       outcome: "out_of_range",
     });
-    await recordUsageBatch(pool, { charges: [pricedUsage("big-call", "old-big", 5)], quarantines: [], priceBookHash: "h", lowBalanceThresholds: [] });
+    await recordUsageBatch(pool, { charges: [pricedUsage("big-call", "old-big", 5)], quarantines: [], priceBookHash: "h", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     const { rows: big } = await pool.query("SELECT balance_credits FROM accounts WHERE id = 'old-big'");
     expect(big).toEqual([{ balance_credits: "18014398509481977" }]);
     await pool.query("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only");
@@ -88,7 +89,7 @@ describe("the ledger chain migration", () => {
     await pool.query("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only");
     expect(await reconcileLedger(pool)).toMatchObject({ ok: true, drifts: [] });
 
-    await recordUsageBatch(pool, { charges: [pricedUsage("new-call", "old-a", 25)], quarantines: [], priceBookHash: "h", lowBalanceThresholds: [] });
+    await recordUsageBatch(pool, { charges: [pricedUsage("new-call", "old-a", 25)], quarantines: [], priceBookHash: "h", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     expect(await reconcileLedger(pool)).toMatchObject({ ok: true, drifts: [] });
     const { rows: entries } = await pool.query("SELECT seq, balance_before, balance_after FROM ledger_entries WHERE billing_account_id = 'old-a' ORDER BY seq");
     expect(entries.at(-1)).toEqual({ seq: "4", balance_before: "850", balance_after: "825" });

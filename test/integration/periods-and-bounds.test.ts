@@ -3,6 +3,7 @@ import { MAX_CREDITS } from "../../src/platform/db/credit-bounds.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { useServiceHarness } from "../support/harness.js";
 import { pricedUsage } from "../support/usage-events.js";
+import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 
 // No worker: these tests post charges straight into the books, as the worker would.
 const h = useServiceHarness({}, { worker: false });
@@ -14,6 +15,7 @@ const charge = (key: string, account: string, credits: bigint) =>
     quarantines: [],
     priceBookHash: "test",
     lowBalanceThresholds: [],
+    enforcement: ENFORCEMENT_OFF,
   });
 
 async function everyReadAnswers(account: string, receiptKey: string): Promise<void> {
@@ -61,7 +63,7 @@ describe("bounded numbers: balances, grants and charges within ±(2^53 − 1)", 
     // In the worker's batches of 128: the last (calls 896–900) crosses the bound at its fifth call.
     for (let call = 0; call < 901; call += 128) {
       const batch = Array.from({ length: Math.min(128, 901 - call) }, (_, n) => pricedUsage(`big-${call + n}`, "acct-big", million));
-      await recordUsageBatch(h.deps.database.pool, { charges: batch, quarantines: [], priceBookHash: "test", lowBalanceThresholds: [] });
+      await recordUsageBatch(h.deps.database.pool, { charges: batch, quarantines: [], priceBookHash: "test", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     }
     const summary = (await h.admin("GET", "/v1/accounts/acct-big/credits/summary")).json();
     expect(summary.balance_credits).toBe(-900 * 10 ** 13);
@@ -153,6 +155,7 @@ describe("stable periods", () => {
           quarantines: [],
           priceBookHash: "test",
           lowBalanceThresholds: [],
+          enforcement: ENFORCEMENT_OFF,
         }),
       ),
     );

@@ -41,7 +41,7 @@ const BILLING_PATHS = [
   "model_parameters", "model_parameters.service_tier", "model_parameters.web_search_options", "model_parameters.web_search_options.search_context_size",
   "metadata.user_api_key_team_id", "metadata.user_api_key_user_id", "metadata.user_api_key_org_id", "metadata.user_api_key_end_user_id",
   "metadata.spend_logs_metadata", "metadata.spend_logs_metadata.billing_account_id", "metadata.user_api_key_auth_metadata",
-  "metadata.user_api_key_auth_metadata.billing_account_id", "metadata.usage_object", "hidden_params.usage_object", "response.usage",
+  "metadata.user_api_key_auth_metadata.billing_account_id", "metadata.user_api_key_hash", "metadata.usage_object", "hidden_params.usage_object", "response.usage",
   ...["metadata.usage_object", "hidden_params.usage_object", "response.usage"].flatMap((usage) => USAGE_PATHS.map((path) => `${usage}.${path}`)),
 ];
 

@@ -9,6 +9,7 @@ import { useTestDatabase } from "../support/harness.js";
 import { rechain, rewriteBooks, type Rewrite } from "../support/books-rewrite.js";
 import { runOps } from "../support/ops-cli.js";
 import { pricedUsage } from "../support/usage-events.js";
+import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 
 // Each test tampers with its own account, as someone with write access to the database would.
 const db = useTestDatabase({ booksTieOut: false });
@@ -27,6 +28,7 @@ async function books(account: string): Promise<{ entryIds: string[]; grantRefere
       quarantines: [],
       priceBookHash: "test",
       lowBalanceThresholds: [],
+      enforcement: ENFORCEMENT_OFF,
     });
   }
   const { rows } = await db.pool.query<{ id: string }>("SELECT id FROM ledger_entries WHERE billing_account_id = $1 ORDER BY seq", [account]);

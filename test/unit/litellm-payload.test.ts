@@ -233,6 +233,8 @@ describe("normaliseCallbackItem", () => {
       user_api_key_org_id: null,
       user_api_key_end_user_id: null,
       spend_logs_metadata: { billing_account_id: "b" },
+      // The key's hash, which enforcement blocks by: LiteLLM's fixture sends null.
+      user_api_key_hash: null,
     });
     expect(kept.prompt_tokens).toBe(-1);
   });
@@ -391,7 +393,8 @@ describe("the quarantine copy", () => {
 
   it("keeps every field billing reads, in one order whatever order they came in, and nothing else", () => {
     // The quarantine fingerprint hashes the copy as JSON text: a changed order would keep a
-    // re-sent refused item twice. This is the order copies have been written in since they had markers.
+    // re-sent refused item twice. This is the order copies have been written in since they had
+    // markers; user_api_key_hash came later (enforcement), and so comes last in its object.
     expect(pathsOf(sanitiseCallbackItem(EVERY_BILLING_FIELD))).toEqual([
       "litellm_call_id", "id", "status", "cache_hit", "model", "model_group", "custom_llm_provider", "call_type", "prompt_tokens",
       "completion_tokens", "response_cost", "startTime", "endTime", "end_user", "model_map_information",
@@ -404,7 +407,7 @@ describe("the quarantine copy", () => {
       "metadata.user_api_key_user_id", "metadata.user_api_key_org_id", "metadata.user_api_key_end_user_id",
       "metadata.usage_object", ...usagePaths("metadata.usage_object"), "metadata.spend_logs_metadata",
       "metadata.spend_logs_metadata.billing_account_id", "metadata.user_api_key_auth_metadata",
-      "metadata.user_api_key_auth_metadata.billing_account_id", "hidden_params", "hidden_params.usage_object",
+      "metadata.user_api_key_auth_metadata.billing_account_id", "metadata.user_api_key_hash", "hidden_params", "hidden_params.usage_object",
     ...usagePaths("hidden_params.usage_object"), "response", "response.usage", ...usagePaths("response.usage"),
     ]);
   });

@@ -9,6 +9,7 @@ import {
   jsonb,
   numeric,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -183,3 +184,70 @@ export const gatewayWatermarks = pgTable("gateway_watermarks", {
   watermark: timestamp("watermark", { withTimezone: true }).notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
+
+const at = (name: string) => timestamp(name, { withTimezone: true });
+const principalKind = () => text("kind", { enum: ["key", "team"] }).notNull();
+
+/** Which LiteLLM keys (by hash) and teams paid for each account's calls: the only principals enforcement may block. */
+export const accountPrincipals = pgTable(
+  "account_principals",
+  {
+    billingAccountId: text("billing_account_id").notNull(),
+    kind: principalKind(),
+    /** The key's hash (metadata.user_api_key_hash) or the team's id. */
+    principal: text("principal").notNull(),
+    firstUsedAt: at("first_used_at").notNull(),
+    lastUsedAt: at("last_used_at").notNull(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.billingAccountId, table.kind, table.principal] }),
+    // Every account a principal paid for, when deciding whether it stays blocked.
+    index("account_principals_principal_idx").on(table.kind, table.principal),
+  ],
+);
+
+/**
+ * Each account's enforcement state, once one was decided: blocked at the gateway, unblocked, or
+ * held open by an operator (not blocked again until its balance has risen above the threshold).
+ */
+export const enforcementAccounts = pgTable("enforcement_accounts", {
+  billingAccountId: text("billing_account_id").primaryKey(),
+  state: text("state", { enum: ["blocked", "unblocked", "held_open"] }).notNull(),
+  changedAt: at("changed_at").notNull().defaultNow(),
+});
+
+/** What the gateway was last told about each principal (or is about to be: see enforcement_actions). */
+export const enforcementPrincipals = pgTable(
+  "enforcement_principals",
+  {
+    kind: principalKind(),
+    principal: text("principal").notNull(),
+    state: text("state", { enum: ["blocked", "unblocked"] }).notNull(),
+    changedAt: at("changed_at").notNull().defaultNow(),
+  },
+  (table) => [primaryKey({ columns: [table.kind, table.principal] })],
+);
+
+/** The outbox of calls to LiteLLM's admin API, numbered in the order they were decided. */
+export const enforcementActions = pgTable(
+  "enforcement_actions",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    kind: principalKind(),
+    principal: text("principal").notNull(),
+    action: text("action", { enum: ["block", "unblock"] }).notNull(),
+    /** The account whose balance (or operator) decided it. */
+    billingAccountId: text("billing_account_id").notNull(),
+    createdAt: at("created_at").notNull().default(sql`clock_timestamp()`),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
+    lastError: text("last_error"),
+    doneAt: at("done_at"),
+    /** done: the gateway confirmed it; not_found: the gateway does not know the principal. */
+    outcome: text("outcome", { enum: ["done", "not_found"] }),
+  },
+  (table) => [
+    index("enforcement_actions_pending_idx").on(table.id).where(sql`${table.doneAt} is null`),
+    index("enforcement_actions_account_idx").on(table.billingAccountId, table.id),
+  ],
+);

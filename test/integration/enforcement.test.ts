@@ -1,0 +1,218 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chargeUsageEvents } from "../../src/worker/charge-usage-events.js";
+import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
+import { loadPriceBook } from "../../src/pricing/price-book.js";
+import { DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
+import type { UsageEvent } from "../../src/usage/usage-event.js";
+import { FakeLitellmAdmin } from "../support/fake-litellm-admin.js";
+import { type Harness, useServiceHarness } from "../support/harness.js";
+import { litellmPayload } from "../support/litellm-payloads.js";
+import { runOps } from "../support/ops-cli.js";
+import { waitFor } from "../support/wait.js";
+
+const MASTER_KEY = "sk-litellm-master-7f3a9c2e51d84b60";
+// Longer than a few delivery passes (one a second): what has not been sent by then is not going to be.
+const QUIET_MS = 3_000;
+
+/** A callback for `account` (the team pays), made with the key whose hash is `keyHash`. */
+const call = (id: string, account: string, keyHash = `hash-of-${account}`) =>
+  litellmPayload(id, account, { metadata: { user_api_key_hash: keyHash } });
+
+async function balanceOf(h: Harness, account: string): Promise<bigint> {
+  const { rows } = await h.deps.database.pool.query<{ balance_credits: string }>("SELECT balance_credits FROM accounts WHERE id = $1", [account]);
+  return BigInt(rows[0]?.balance_credits ?? "0");
+}
+
+async function grant(h: Harness, account: string, credits: bigint, reference: string): Promise<void> {
+  const answer = await h.admin("POST", `/v1/accounts/${account}/grants`, { credits: Number(credits), reference });
+  expect(answer.statusCode).toBe(201);
+}
+
+async function charge(h: Harness, ...items: unknown[]): Promise<void> {
+  expect((await h.postCallback(items)).statusCode).toBe(202);
+  await h.drainQueue();
+}
+
+/** What one call of the fixture costs, charged to an account of its own. */
+async function costOfOneCall(h: Harness): Promise<bigint> {
+  await charge(h, call("cost-probe", "probe-account"));
+  return -(await balanceOf(h, "probe-account"));
+}
+
+const quiet = () => new Promise((resolve) => setTimeout(resolve, QUIET_MS));
+
+/** A service enforcing `policy` against its own fake admin API, and what one call costs there. */
+function useEnforcedService(policy: string) {
+  const fake = new FakeLitellmAdmin(MASTER_KEY);
+  beforeAll(() => fake.start());
+  afterAll(() => fake.stop());
+  const h = useServiceHarness(() => ({ ENFORCE_ON_DEPLETED: policy, LITELLM_ADMIN_URL: fake.url, LITELLM_MASTER_KEY: MASTER_KEY }));
+  const service = { fake, h, cost: 0n };
+  beforeAll(async () => {
+    service.cost = await costOfOneCall(h);
+    expect(service.cost).toBeGreaterThan(50n);
+  });
+  return service;
+}
+
+describe("enforcement of the team that pays (ENFORCE_ON_DEPLETED=team)", () => {
+  const service = useEnforcedService("team");
+  const { fake, h } = service;
+
+  it("blocks the team once when a charge takes the balance below zero, sends nothing for a further charge, and unblocks once on a grant", async () => {
+    const { cost } = service;
+    await grant(h, "team-a", cost - 50n, "team-a-1");
+    await charge(h, call("a-1", "team-a"));
+    expect(await balanceOf(h, "team-a")).toBe(-50n);
+    await waitFor(() => fake.callsTo("team/block", "team-a") === 1);
+
+    await charge(h, call("a-2", "team-a"));
+    expect(await balanceOf(h, "team-a")).toBe(-50n - cost);
+    await quiet();
+    expect(fake.callsTo("team/block", "team-a")).toBe(1);
+
+    await grant(h, "team-a", 950n + cost, "team-a-2");
+    expect(await balanceOf(h, "team-a")).toBe(900n);
+    await waitFor(() => fake.callsTo("team/unblock", "team-a") === 1);
+    await quiet();
+    expect(fake.calls.filter((sent) => sent.principal === "team-a").map((sent) => sent.route)).toEqual(["team/block", "team/unblock"]);
+    // The team policy never touches keys.
+    expect(fake.calls.some((sent) => sent.route.startsWith("key/"))).toBe(false);
+    expect(h.alerts("enforcement_blocked")).toContainEqual(
+      expect.objectContaining({ billing_account_id: "team-a", principal_kind: "team", principal: "team-a", action: "block", attempt: 1 }),
+    );
+    expect(h.alerts("enforcement_unblocked")).toContainEqual(expect.objectContaining({ billing_account_id: "team-a", principal: "team-a" }));
+  });
+
+  it("blocks at zero exactly, and not an account that stays above it", async () => {
+    const { cost } = service;
+    await grant(h, "team-zero", cost, "team-zero-1");
+    await grant(h, "team-rich", cost * 10n, "team-rich-1");
+    await charge(h, call("zero-1", "team-zero"), call("rich-1", "team-rich"));
+    expect(await balanceOf(h, "team-zero")).toBe(0n);
+    await waitFor(() => fake.callsTo("team/block", "team-zero") === 1);
+    await quiet();
+    expect(fake.callsTo("team/block", "team-rich")).toBe(0);
+  });
+
+  it("lands a block decided while LiteLLM answers 500 and then refuses connections for 20 s, once, and the unblock after it", async () => {
+    const { cost } = service;
+    fake.failWith(500);
+    await grant(h, "team-outage", cost - 1n, "team-outage-1");
+    await charge(h, call("outage-1", "team-outage"));
+    await waitFor(() => h.alerts("enforcement_failed").some((line) => line.principal === "team-outage"));
+    expect(h.alerts("enforcement_failed").find((line) => line.principal === "team-outage")).toMatchObject({
+      billing_account_id: "team-outage",
+      action: "block",
+      attempt: 1,
+      final: false,
+      error: expect.stringContaining("500"),
+    });
+    await fake.stop();
+    // Decided while LiteLLM is away: it must reach LiteLLM after the block, never before it.
+    await grant(h, "team-outage", 1000n, "team-outage-2");
+    await new Promise((resolve) => setTimeout(resolve, 20_000));
+    const refused = h.alerts("enforcement_failed").filter((line) => line.principal === "team-outage" && String(line.error).includes("ECONNREFUSED"));
+    expect(refused.length).toBeGreaterThan(0);
+    expect(fake.callsTo("team/block", "team-outage")).toBe(0);
+
+    fake.failWith(null);
+    await fake.start();
+    await waitFor(() => fake.callsTo("team/unblock", "team-outage") === 1, 20_000);
+    await quiet();
+    expect(fake.calls.filter((sent) => sent.principal === "team-outage").map((sent) => sent.route)).toEqual(["team/block", "team/unblock"]);
+  }, 60_000);
+
+  it("never writes the master key into a log line, though every call carried it", () => {
+    expect(fake.requests.length).toBeGreaterThan(0);
+    expect(fake.requests.every((request) => request.authorization === `Bearer ${MASTER_KEY}`)).toBe(true);
+    expect(JSON.stringify(h.logs)).not.toContain(MASTER_KEY);
+  });
+});
+
+describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
+  const service = useEnforcedService("key");
+  const { fake, h } = service;
+
+  it("blocks a key that paid for two accounts when one is depleted, and unblocks it only when neither is", async () => {
+    const { cost } = service;
+    const shared = "hash-of-a-shared-key";
+    await grant(h, "acct-one", cost - 1n, "one-1");
+    await grant(h, "acct-two", cost * 2n - 1n, "two-1");
+    await charge(h, call("shared-1", "acct-one", shared), call("shared-2", "acct-two", shared));
+    await waitFor(() => fake.callsTo("key/block", shared) === 1);
+
+    await charge(h, call("shared-3", "acct-two", shared));
+    expect(await balanceOf(h, "acct-two")).toBeLessThan(0n);
+    // acct-one back in credit: the key still pays for acct-two, which is depleted, so it stays blocked.
+    await grant(h, "acct-one", 10_000n, "one-2");
+    await quiet();
+    expect(fake.callsTo("key/unblock", shared)).toBe(0);
+
+    await grant(h, "acct-two", 10_000n, "two-2");
+    await waitFor(() => fake.callsTo("key/unblock", shared) === 1);
+    await quiet();
+    expect(fake.calls.filter((sent) => sent.principal === shared).map((sent) => sent.route)).toEqual(["key/block", "key/unblock"]);
+  });
+
+  it("one block when two workers charge the same account across the threshold at once", async () => {
+    const { cost } = service;
+    const priceBook = loadPriceBook(h.settings.pricingFile);
+    const eventsFor = (account: string, prefix: string): UsageEvent[] =>
+      [1, 2, 3].map((n) => {
+        const read = normaliseCallbackItem(call(`${prefix}-${n}`, account), { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM });
+        if (!read.ok) throw new Error(JSON.stringify(read.rejected));
+        return read.event;
+      });
+    const accounts = Array.from({ length: 10 }, (_, n) => `race-${n}`);
+    for (const account of accounts) await grant(h, account, cost * 4n, `${account}-grant`);
+    // Two pools: two workers' connections, each charging three calls to every account at once.
+    const pools = [new pg.Pool({ connectionString: h.settings.databaseUrl }), new pg.Pool({ connectionString: h.settings.databaseUrl })];
+    try {
+      const settings = { priceBook, lowBalanceThresholds: [], enforcement: h.settings.enforcement };
+      await Promise.all(
+        pools.flatMap((pool, worker) => accounts.map((account) => chargeUsageEvents(pool, settings, eventsFor(account, `${account}-w${worker}`)))),
+      );
+    } finally {
+      await Promise.all(pools.map((pool) => pool.end()));
+    }
+    for (const account of accounts) expect(await balanceOf(h, account)).toBe(-2n * cost);
+    await waitFor(() => accounts.every((account) => fake.callsTo("key/block", `hash-of-${account}`) === 1));
+    await quiet();
+    for (const account of accounts) expect(fake.callsTo("key/block", `hash-of-${account}`)).toBe(1);
+  });
+
+  it("lists an account's keys and actions, and an operator's unblock holds until the next crossing", async () => {
+    const { cost } = service;
+    const database = { url: h.settings.databaseUrl, name: h.settings.queuePrefix };
+    await grant(h, "acct-held", cost - 1n, "held-1");
+    await charge(h, call("held-1", "acct-held"));
+    await waitFor(() => fake.callsTo("key/block", "hash-of-acct-held") === 1);
+
+    const listed = await runOps(database, "enforcement", "list", "--account", "acct-held", "--json");
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toMatchObject({
+      accounts: [{ billing_account_id: "acct-held", state: "blocked" }],
+      // Both paid; only the key is blocked under this policy.
+      principals: [
+        { kind: "key", principal: "hash-of-acct-held", state: "blocked", first_used_at: "2025-01-24T09:20:46.851Z" },
+        { kind: "team", principal: "acct-held", state: "unblocked" },
+      ],
+      actions: [{ action: "block", principal: "hash-of-acct-held", state: "done", attempts: 1 }],
+    });
+
+    const unblocked = await runOps(database, "enforcement", "unblock", "acct-held");
+    expect(unblocked).toMatchObject({ code: 0, stdout: expect.stringContaining("unblock queued") });
+    await waitFor(() => fake.callsTo("key/unblock", "hash-of-acct-held") === 1);
+    // Still depleted, but held open: a further charge blocks nothing.
+    await charge(h, call("held-2", "acct-held"));
+    await quiet();
+    expect(fake.callsTo("key/block", "hash-of-acct-held")).toBe(1);
+    // Back above the threshold and down again: the next crossing blocks.
+    await grant(h, "acct-held", cost * 3n, "held-2");
+    await charge(h, call("held-3", "acct-held"), call("held-4", "acct-held"));
+    expect(await balanceOf(h, "acct-held")).toBeLessThanOrEqual(0n);
+    await waitFor(() => fake.callsTo("key/block", "hash-of-acct-held") === 2);
+  });
+});
