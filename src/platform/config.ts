@@ -196,7 +196,7 @@ export type Settings = {
   /** On a cluster always a {hash tag}, so that all of a queue's keys share one slot. */
   queuePrefix: string;
   enforcement: EnforcementPolicy;
-  /** Set whenever enforcement is on. */
+  /** Set whenever enforcement is on, and whenever both LITELLM_ADMIN_URL and LITELLM_MASTER_KEY are. */
   litellmAdmin: { url: string; masterKey: string } | undefined;
 };
 
@@ -314,6 +314,10 @@ export function parseEnv(source: EnvSource): Settings {
     workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
     queuePrefix: queue.queuePrefix,
     enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW },
-    litellmAdmin: enforcing ? { url: env.LITELLM_ADMIN_URL!, masterKey: env.LITELLM_MASTER_KEY! } : undefined,
+    // Also with enforcement off: actions decided before it was turned off are still delivered.
+    litellmAdmin:
+      env.LITELLM_ADMIN_URL !== undefined && env.LITELLM_MASTER_KEY !== undefined
+        ? { url: env.LITELLM_ADMIN_URL, masterKey: env.LITELLM_MASTER_KEY }
+        : undefined,
   };
 }

@@ -12,6 +12,11 @@ import { seededRandom } from "../support/random.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
 import { TestRedisServer } from "../support/redis-server.js";
 import { ServiceProcess } from "../support/service-process.js";
+import { FakeLitellmAdmin } from "../support/fake-litellm-admin.js";
+import { createLitellmAdmin } from "../../src/gateway/litellm-admin.js";
+import { createMetrics } from "../../src/platform/metrics.js";
+import { deliverPending } from "../../src/worker/enforcement-delivery.js";
+import { pino } from "pino";
 import { OwnedPostgres } from "./owned-postgres.js";
 
 const EVENTS = 20_000;
@@ -203,7 +208,7 @@ async function runScenario(
     // No job is left active, and none failed.
     expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
     const stalls = lines.filter((line) => line.includes("job stalled")).length;
-    return { refusals, alertLines, negativeCharges: negative.length, stalls };
+    return { refusals, alertLines, negativeCharges: negative.length, stalls, databaseUrl };
   } finally {
     await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
     await queue.obliterate({ force: true }).catch(() => {});
@@ -225,8 +230,15 @@ describe("faults: nothing lost, nothing charged twice", () => {
   // Short job locks, so that a dead or frozen worker's jobs go to the others within seconds.
   const SHORT_LOCKS = { WORKER_LOCK_DURATION_MS: "2000" };
 
-  it("a worker killed with SIGKILL every 2 s while 3 run (restarted each time)", async () => {
-    const result = await runScenario("worker_kill", { workers: 3, env: SHORT_LOCKS }, async ({ workers, loadDone }) => {
+  it("a worker killed with SIGKILL every 2 s while 3 run (restarted each time), blocking depleted teams at a LiteLLM that is down meanwhile", async () => {
+    const masterKey = `sk-fault-master-${randomBytes(8).toString("hex")}`;
+    const litellm = new FakeLitellmAdmin(masterKey);
+    // Its port is taken, then left refusing until the kills are over: every block is decided
+    // while LiteLLM is away, and the workers holding them die, again and again.
+    await litellm.start();
+    await litellm.stop();
+    const enforcing = { ENFORCE_ON_DEPLETED: "team", LITELLM_ADMIN_URL: litellm.url, LITELLM_MASTER_KEY: masterKey };
+    const result = await runScenario("worker_kill", { workers: 3, env: { ...SHORT_LOCKS, ...enforcing } }, async ({ workers, loadDone }) => {
       let loading = true;
       void loadDone.then(() => (loading = false));
       for (let round = 0; loading || round < 3; round++) {
@@ -240,9 +252,28 @@ describe("faults: nothing lost, nothing charged twice", () => {
         await victim.start();
         await sleep(350);
       }
+      await litellm.start();
     });
     // The kills interrupted jobs in hand, which other workers ran again.
     expect(result.stalls).toBeGreaterThan(0);
+
+    // Every account ran dry: each team blocked exactly once, whichever worker sent it. Blocks
+    // decided as the last charges landed may still wait: any process delivers them.
+    const pool = new pg.Pool({ connectionString: result.databaseUrl, max: 2 });
+    try {
+      const admin = createLitellmAdmin({ url: litellm.url, masterKey });
+      await waitFor(async () => {
+        await deliverPending({ pool, admin, logger: pino({ level: "silent" }), metrics: createMetrics([]) });
+        return (await pool.query("SELECT count(*)::int AS n FROM enforcement_actions WHERE done_at IS NULL")).rows[0].n === 0;
+      }, 30_000);
+      const { rows: depleted } = await pool.query<{ id: string }>("SELECT id FROM accounts WHERE balance_credits <= 0 ORDER BY id");
+      expect(depleted).toHaveLength(ACCOUNTS);
+      expect(depleted.filter((row) => litellm.callsTo("team/block", row.id) !== 1)).toEqual([]);
+      expect(litellm.calls).toHaveLength(ACCOUNTS);
+    } finally {
+      await pool.end();
+      await litellm.stop();
+    }
   }, 600_000);
 
   it("Redis killed with SIGKILL while jobs wait, and restarted on the same append-only file", async () => {

@@ -115,4 +115,21 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, GATEWAY_RECONCILE_INTERVAL: "5 minutes" }).setting).toBe("GATEWAY_RECONCILE_INTERVAL");
     expect(settingError({ ...valid, GATEWAY_RECONCILE_LAG: "0" }).setting).toBe("GATEWAY_RECONCILE_LAG");
   });
+
+  it("enforces only when asked, with LiteLLM's admin URL and master key, and never echoes the key", () => {
+    expect(parseEnv(valid)).toMatchObject({ enforcement: { blocks: [], below: 0n }, litellmAdmin: undefined });
+    const admin = { LITELLM_ADMIN_URL: "http://litellm:4000", LITELLM_MASTER_KEY: "sk-master-secret-value" };
+    expect(parseEnv({ ...valid, ...admin, ENFORCE_ON_DEPLETED: "team,key", ENFORCE_BELOW: "-500" })).toMatchObject({
+      enforcement: { blocks: ["team", "key"], below: -500n },
+      litellmAdmin: { url: "http://litellm:4000", masterKey: "sk-master-secret-value" },
+    });
+    expect(parseEnv({ ...valid, ...admin, ENFORCE_ON_DEPLETED: "off" })).toMatchObject({ enforcement: { blocks: [] }, litellmAdmin: { url: "http://litellm:4000" } });
+    expect(settingError({ ...valid, ENFORCE_ON_DEPLETED: "key" }).message).toBe("invalid setting LITELLM_ADMIN_URL: is required when ENFORCE_ON_DEPLETED is not off");
+    expect(settingError({ ...valid, ENFORCE_ON_DEPLETED: "key", LITELLM_ADMIN_URL: admin.LITELLM_ADMIN_URL }).setting).toBe("LITELLM_MASTER_KEY");
+    for (const bad of ["on", "customer", "team,team", "off,team", ""]) {
+      expect(settingError({ ...valid, ...admin, ENFORCE_ON_DEPLETED: bad }).setting).toBe("ENFORCE_ON_DEPLETED");
+    }
+    for (const bad of ["1.5", "1e3", "x", "99999999999999999"]) expect(settingError({ ...valid, ENFORCE_BELOW: bad }).setting).toBe("ENFORCE_BELOW");
+    expect(settingError({ ...valid, ...admin, LITELLM_ADMIN_URL: "ftp://litellm" }).message).not.toContain(admin.LITELLM_MASTER_KEY);
+  });
 });
