@@ -23,6 +23,8 @@ CREATE TABLE "enforcement_actions" (
 	"attempts" integer DEFAULT 0 NOT NULL,
 	"next_attempt_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"last_error" text,
+	"uncertain" boolean DEFAULT false NOT NULL,
+	"resend" boolean DEFAULT false NOT NULL,
 	"done_at" timestamp with time zone,
 	"outcome" text
 );

@@ -21,6 +21,8 @@ const DECISION_LOCK = 0x5e_11_b10c;
  * After a charge's or a grant's postings, in the same transaction: records who paid, and
  * decides from each moved account's balances whether its principals are to be blocked or
  * unblocked at the gateway. A decision is an outbox row, delivered by the workers.
+ * Recovery does not depend on the policy: an account blocked once is unblocked when its balance
+ * recovers even with enforcement off (or off in this process), and every kind it blocked is lifted.
  * Returns how many actions were decided.
  */
 export async function enforceAfterPosting(
@@ -30,52 +32,71 @@ export async function enforceAfterPosting(
   paidBy: readonly PaidBy[] = [],
 ): Promise<number> {
   const newlyPaying = await recordPrincipals(client, paidBy);
-  if (policy.blocks.length === 0 || posted.length === 0) return 0;
+  if (posted.length === 0) return 0;
   const db = drizzleOver(client);
-  const balancesByAccount = new Map<string, bigint[]>();
-  for (const entry of posted) {
-    const balances = balancesByAccount.get(entry.billingAccountId) ?? [];
-    balances.push(entry.balanceAfter);
-    balancesByAccount.set(entry.billingAccountId, balances);
-  }
+  const movesByAccount = new Map<string, PostedEntry[]>();
+  for (const entry of posted) movesByAccount.set(entry.billingAccountId, [...(movesByAccount.get(entry.billingAccountId) ?? []), entry]);
   const stored = new Map(
     (
       await db
         .select({ account: enforcementAccounts.billingAccountId, state: enforcementAccounts.state })
         .from(enforcementAccounts)
-        .where(inArray(enforcementAccounts.billingAccountId, [...balancesByAccount.keys()]))
+        .where(inArray(enforcementAccounts.billingAccountId, [...movesByAccount.keys()]))
     ).map((row) => [row.account, row.state]),
   );
+  const enforcing = policy.blocks.length > 0;
   const changed = new Map<string, AccountState>();
   const recheck: string[] = [];
-  for (const [account, balances] of balancesByAccount) {
-    const before = stored.get(account) ?? "unblocked";
-    const after = stateAfter(before, balances, policy.below);
-    if (after !== before) changed.set(account, after);
+  for (const [account, moves] of movesByAccount) {
+    const before = stored.get(account);
+    // Never decided and not enforcing: nothing to lift, nothing to block.
+    if (before === undefined && !enforcing) continue;
+    let after = stateAfter(before ?? "unblocked", moves, policy.below);
+    // Not enforcing, an account is never newly blocked; it is only let go.
+    if (!enforcing && after === "blocked" && before !== "blocked") after = before ?? "unblocked";
+    if (after !== (before ?? "unblocked")) changed.set(account, after);
     // A principal that starts paying for a blocked account is blocked too.
-    else if (after === "blocked" && newlyPaying.has(account)) recheck.push(account);
+    else if (enforcing && after === "blocked" && newlyPaying.has(account)) recheck.push(account);
   }
   if (changed.size === 0 && recheck.length === 0) return 0;
   await client.query("SELECT pg_advisory_xact_lock($1)", [DECISION_LOCK]);
   await writeAccountStates(db, changed);
-  return (await decidePrincipals(client, policy.blocks, [...changed.keys(), ...recheck])).filter((decision) => decision.action !== null).length;
+  const decisions = await decidePrincipals(client, [...changed.keys(), ...recheck], policy.blocks);
+  return decisions.filter((decision) => decision.action !== null).length;
 }
 
 /**
- * An account's state after its balance went through `balances` in order: blocked at or below
- * the threshold, unblocked above it; an operator's hold stays until the balance rises above it.
+ * An account's state after the moves of its balance, in order: blocked at or below the
+ * threshold, unblocked above it. An operator's hold stays while the balance stays at or below
+ * the threshold, and ends with any move that starts or ends above it.
  */
-function stateAfter(state: AccountState, balances: readonly bigint[], below: bigint): AccountState {
+function stateAfter(state: AccountState, moves: readonly PostedEntry[], below: bigint): AccountState {
   let current = state;
-  for (const balance of balances) {
-    const depleted = balance <= below;
-    if (current === "held_open") {
-      if (!depleted) current = "unblocked";
-      continue;
-    }
+  for (const move of moves) {
+    const depleted = move.balanceAfter <= below;
+    if (current === "held_open" && move.balanceBefore <= below && depleted) continue;
     current = depleted ? "blocked" : "unblocked";
   }
   return current;
+}
+
+/**
+ * Decisions for principals of accounts that are blocked now, as the policy stands: run when a
+ * worker starts, so a policy that names a kind it did not name before blocks those principals
+ * of accounts already blocked (a kind it no longer names is lifted as those accounts recover).
+ */
+export async function enforceCurrentPolicy(pool: pg.Pool, policy: EnforcementPolicy): Promise<number> {
+  if (policy.blocks.length === 0) return 0;
+  return withTransaction(pool, async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [DECISION_LOCK]);
+    const blocked = await drizzleOver(client)
+      .select({ account: enforcementAccounts.billingAccountId })
+      .from(enforcementAccounts)
+      .where(eq(enforcementAccounts.state, "blocked"));
+    if (blocked.length === 0) return 0;
+    const decisions = await decidePrincipals(client, blocked.map((row) => row.account), policy.blocks);
+    return decisions.filter((decision) => decision.action !== null).length;
+  });
 }
 
 async function writeAccountStates(db: ReturnType<typeof drizzleOver>, states: ReadonlyMap<string, AccountState>): Promise<void> {
@@ -132,21 +153,19 @@ export type PrincipalDecision = {
   billingAccountId: string;
   /** What the gateway is told now; null when it already stands as it should. */
   action: "block" | "unblock" | null;
+  /** What the gateway was told before this decision. */
+  told: "blocked" | "unblocked";
   /** A principal left blocked is held by another account it paid for, still blocked. */
   blockedBy: string | null;
 };
 
 /**
- * For the principals of `accounts` (of `kinds`): blocked while any account
- * they paid for is blocked, else unblocked. Where that differs from what the gateway was last
- * told, the principal's state changes and an action is queued. Runs under DECISION_LOCK.
+ * For the principals of `accounts`, of every kind: blocked while any account they paid for is
+ * blocked, else unblocked. Where that differs from what the gateway was last told, the
+ * principal's state changes and an action is queued; a block only for the kinds in `blockKinds`,
+ * an unblock for any kind (whatever blocked it). Runs under DECISION_LOCK.
  */
-async function decidePrincipals(
-  client: pg.PoolClient,
-  kinds: readonly PrincipalKind[],
-  accounts: readonly string[],
-  options: { mayBlock: boolean } = { mayBlock: true },
-): Promise<PrincipalDecision[]> {
+async function decidePrincipals(client: pg.PoolClient, accounts: readonly string[], blockKinds: readonly PrincipalKind[]): Promise<PrincipalDecision[]> {
   // Raw SQL: one set-based statement over the accounts' principals and every account they paid for.
   const { rows } = await client.query<{ kind: PrincipalKind; principal: string; account: string; blocked_by: string | null; told: string | null }>(
     `SELECT c.kind, c.principal, c.account, s.state AS told,
@@ -154,23 +173,19 @@ async function decidePrincipals(
                JOIN enforcement_accounts e ON e.billing_account_id = p.billing_account_id AND e.state = 'blocked'
              WHERE p.kind = c.kind AND p.principal = c.principal ORDER BY p.billing_account_id LIMIT 1) AS blocked_by
      FROM (SELECT kind, principal, min(billing_account_id) AS account FROM account_principals
-           WHERE billing_account_id = ANY($1::text[]) AND kind = ANY($2::text[]) GROUP BY kind, principal) c
+           WHERE billing_account_id = ANY($1::text[]) GROUP BY kind, principal) c
      LEFT JOIN enforcement_principals s ON s.kind = c.kind AND s.principal = c.principal
      ORDER BY c.kind, c.principal`,
-    [accounts, kinds],
+    [accounts],
   );
   const decisions: PrincipalDecision[] = rows.map((row) => {
-    const wanted = row.blocked_by === null ? "unblocked" : "blocked";
-    const told = row.told ?? "unblocked";
-    return {
-      kind: row.kind,
-      principal: row.principal,
-      billingAccountId: row.blocked_by ?? row.account,
-      action: wanted === told ? null : wanted === "blocked" ? "block" : "unblock",
-      blockedBy: row.blocked_by,
-    };
+    const told = row.told === "blocked" ? "blocked" : "unblocked";
+    let action: PrincipalDecision["action"] = null;
+    if (row.blocked_by === null && told === "blocked") action = "unblock";
+    if (row.blocked_by !== null && told === "unblocked" && blockKinds.includes(row.kind)) action = "block";
+    return { kind: row.kind, principal: row.principal, billingAccountId: row.blocked_by ?? row.account, action, told, blockedBy: row.blocked_by };
   });
-  const acting = decisions.filter((decision) => decision.action === "unblock" || (decision.action === "block" && options.mayBlock));
+  const acting = decisions.filter((decision) => decision.action !== null);
   if (acting.length === 0) return decisions;
   const db = drizzleOver(client);
   await db
@@ -193,26 +208,48 @@ async function decidePrincipals(
 
 /**
  * The operator's override: the account's principals are unblocked now (those another blocked
- * account holds stay blocked, and say which), and the account is not blocked again until its
- * balance has risen above the threshold and crossed it again.
+ * account holds stay blocked, and say which). A depleted account is held open: not blocked again
+ * until its balance has risen above `below` and fallen again; one above it is simply unblocked.
  */
-export async function holdOpen(pool: pg.Pool, billingAccountId: string): Promise<PrincipalDecision[]> {
+export async function holdOpen(pool: pg.Pool, billingAccountId: string, below: bigint): Promise<{ heldOpen: boolean; decisions: PrincipalDecision[] }> {
   return withTransaction(pool, async (client) => {
     // The account's row lock orders this with its charges and grants, as they order themselves.
-    await client.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [billingAccountId]);
+    const { rows } = await client.query<{ balance_credits: string }>("SELECT balance_credits FROM accounts WHERE id = $1 FOR UPDATE", [billingAccountId]);
+    const depleted = rows[0] !== undefined && BigInt(rows[0].balance_credits) <= below;
     await client.query("SELECT pg_advisory_xact_lock($1)", [DECISION_LOCK]);
-    await writeAccountStates(drizzleOver(client), new Map([[billingAccountId, "held_open" as const]]));
-    // Every kind, whatever the policy now: an override lifts what an earlier policy blocked, and blocks nothing.
-    const decisions = await decidePrincipals(client, ["team", "key"], [billingAccountId], { mayBlock: false });
-    return decisions.map((decision) => (decision.action === "block" ? { ...decision, action: null } : decision));
+    await writeAccountStates(drizzleOver(client), new Map([[billingAccountId, depleted ? ("held_open" as const) : ("unblocked" as const)]]));
+    // Blocks nothing, whatever the policy; unblocks whatever an earlier policy blocked.
+    return { heldOpen: depleted, decisions: await decidePrincipals(client, [billingAccountId], []) };
   });
 }
 
 export type EnforcementAction = typeof enforcementActions.$inferSelect;
 
-/** Actions not yet done, in the order they were decided. */
-export async function pendingActions(client: pg.Pool | pg.PoolClient, limit: number): Promise<EnforcementAction[]> {
-  return drizzleOver(client).select().from(enforcementActions).where(isNull(enforcementActions.doneAt)).orderBy(asc(enforcementActions.id)).limit(limit);
+/** An action to send now: `action` is what to send (for a resend, the principal's state as it stands). */
+export type DueAction = Pick<EnforcementAction, "id" | "kind" | "principal" | "action" | "billingAccountId" | "attempts" | "resend">;
+
+/**
+ * The actions to send now, in the order they were decided: each principal's oldest decided
+ * action not yet done, when due (the rest of that principal's wait behind it), and a principal's
+ * resend once nothing decided is pending for it. Raw SQL: DISTINCT ON, which drizzle does not
+ * write with a subquery around it.
+ */
+export async function dueActions(pool: pg.Pool, limit: number): Promise<DueAction[]> {
+  const { rows } = await pool.query<{ id: string; kind: PrincipalKind; principal: string; action: "block" | "unblock"; billing_account_id: string; attempts: number; resend: boolean }>(
+    `SELECT id, kind, principal, action, billing_account_id, attempts, resend FROM (
+       SELECT DISTINCT ON (kind, principal) * FROM enforcement_actions
+       WHERE done_at IS NULL AND NOT resend ORDER BY kind, principal, id
+     ) oldest WHERE next_attempt_at <= now()
+     UNION ALL
+     SELECT r.id, r.kind, r.principal, CASE s.state WHEN 'blocked' THEN 'block' ELSE 'unblock' END, r.billing_account_id, r.attempts, true
+     FROM enforcement_actions r LEFT JOIN enforcement_principals s ON s.kind = r.kind AND s.principal = r.principal
+     WHERE r.done_at IS NULL AND r.resend AND r.next_attempt_at <= now()
+       AND NOT EXISTS (SELECT 1 FROM enforcement_actions d
+                       WHERE d.kind = r.kind AND d.principal = r.principal AND d.done_at IS NULL AND NOT d.resend)
+     ORDER BY id LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => ({ ...row, id: BigInt(row.id), billingAccountId: row.billing_account_id }));
 }
 
 export async function countPendingActions(pool: pg.Pool): Promise<number> {
@@ -220,21 +257,47 @@ export async function countPendingActions(pool: pg.Pool): Promise<number> {
   return row?.pending ?? 0;
 }
 
-/** The gateway answered: the action is done (`outcome` says how). */
-export async function markActionDone(client: pg.PoolClient, id: bigint, outcome: "done" | "not_found", error: string | null): Promise<void> {
-  await drizzleOver(client)
-    .update(enforcementActions)
-    .set({ doneAt: sql`now()`, outcome, attempts: sql`${enforcementActions.attempts} + 1`, lastError: error })
-    .where(eq(enforcementActions.id, id));
+// Long past any call LiteLLM is still working on when its answer timed out.
+const RESEND_AFTER_MS = 60_000;
+
+/**
+ * The gateway answered: the action is done (`outcome` says how). If any of its attempts may
+ * still land late, the principal's state is sent once more a minute later (a resend), so a late
+ * block cannot outlast the unblock decided after it, nor a late unblock the block.
+ */
+export async function markActionDone(pool: pg.Pool, action: DueAction, outcome: "done" | "not_found", error: string | null): Promise<void> {
+  await withTransaction(pool, async (client) => {
+    const db = drizzleOver(client);
+    const [done] = await db
+      .update(enforcementActions)
+      .set({ doneAt: sql`now()`, outcome, attempts: sql`${enforcementActions.attempts} + 1`, lastError: error })
+      .where(and(eq(enforcementActions.id, action.id), isNull(enforcementActions.doneAt)))
+      .returning({ uncertain: enforcementActions.uncertain });
+    if (!done?.uncertain) return;
+    const [pending] = await db
+      .select({ id: enforcementActions.id })
+      .from(enforcementActions)
+      .where(and(eq(enforcementActions.kind, action.kind), eq(enforcementActions.principal, action.principal), eq(enforcementActions.resend, true), isNull(enforcementActions.doneAt)));
+    if (pending !== undefined) return;
+    await db.insert(enforcementActions).values({
+      kind: action.kind,
+      principal: action.principal,
+      action: action.action,
+      billingAccountId: action.billingAccountId,
+      resend: true,
+      nextAttemptAt: sql`now() + make_interval(secs => ${RESEND_AFTER_MS / 1000}::double precision)`,
+    });
+  });
 }
 
-/** A failed attempt: tried again after `retryInMs`, and nothing after it for the same principal before. */
-export async function markActionFailed(client: pg.PoolClient, id: bigint, error: string, retryInMs: number): Promise<void> {
-  await drizzleOver(client)
+/** A failed attempt: tried again after `retryInMs`; the principal's later actions wait for it. */
+export async function markActionFailed(pool: pg.Pool, id: bigint, failure: { error: string; uncertain: boolean }, retryInMs: number): Promise<void> {
+  await drizzleOver(pool)
     .update(enforcementActions)
     .set({
       attempts: sql`${enforcementActions.attempts} + 1`,
-      lastError: error,
+      lastError: failure.error,
+      uncertain: sql`${enforcementActions.uncertain} OR ${failure.uncertain}`,
       nextAttemptAt: sql`now() + make_interval(secs => ${retryInMs}::double precision / 1000)`,
     })
     .where(and(eq(enforcementActions.id, id), isNull(enforcementActions.doneAt)));
@@ -247,6 +310,7 @@ export type EnforcementListing = {
 };
 
 const LISTED_ACTIONS = 100;
+const LISTED_PRINCIPALS = 1000;
 
 /** What enforcement knows: accounts' states, who paid for them, and the newest actions, for one account or all. */
 export async function listEnforcement(pool: pg.Pool, billingAccountId?: string): Promise<EnforcementListing> {
@@ -261,7 +325,8 @@ export async function listEnforcement(pool: pg.Pool, billingAccountId?: string):
       and(eq(enforcementPrincipals.kind, accountPrincipals.kind), eq(enforcementPrincipals.principal, accountPrincipals.principal)),
     )
     .where(billingAccountId === undefined ? undefined : eq(accountPrincipals.billingAccountId, billingAccountId))
-    .orderBy(accountPrincipals.billingAccountId, accountPrincipals.kind, accountPrincipals.principal);
+    .orderBy(accountPrincipals.billingAccountId, accountPrincipals.kind, accountPrincipals.principal)
+    .limit(LISTED_PRINCIPALS);
   const actions = await db
     .select()
     .from(enforcementActions)

@@ -5,8 +5,16 @@ export type AdminCall = { kind: PrincipalKind; principal: string; action: "block
 
 export type AdminAnswer =
   | { ok: true }
-  /** `final`: trying again cannot help (the gateway does not know the principal). `unreachable`: no HTTP answer at all. */
-  | { ok: false; final: boolean; unreachable: boolean; error: string };
+  | {
+      ok: false;
+      /** Trying again cannot help: LiteLLM says it does not know the key or team. */
+      final: boolean;
+      /** No HTTP answer at all: LiteLLM (or the way to it) is down. */
+      unreachable: boolean;
+      /** The request may have reached LiteLLM and may still take effect, late (a timeout, a connection cut mid-call). */
+      uncertain: boolean;
+      error: string;
+    };
 
 // A call that has not answered by then is a failure, retried with backoff like any other.
 const CALL_TIMEOUT_MS = 5_000;
@@ -33,15 +41,41 @@ export function createLitellmAdmin(settings: { url: string; masterKey: string })
           redirect: "error",
         });
       } catch (error) {
-        return { ok: false, final: false, unreachable: true, error: `LiteLLM did not answer POST /${route}: ${transportError(error)}` };
+        const cause = transportError(error);
+        return { ok: false, final: false, unreachable: true, uncertain: !NEVER_SENT.has(cause), error: `LiteLLM did not answer POST /${route}: ${cause}` };
       }
-      // The answer's body is not needed and may be anything: it is not read.
+      if (response.ok) {
+        // The answer's body is not needed and may be anything: it is not read.
+        await response.body?.cancel().catch(() => {});
+        return { ok: true };
+      }
+      const final = response.status === 404 && (await saysNotFound(response));
       await response.body?.cancel().catch(() => {});
-      if (response.ok) return { ok: true };
-      const final = response.status === 404;
-      return { ok: false, final, unreachable: false, error: `LiteLLM answered POST /${route} with ${response.status}${final ? " (it does not know this principal)" : ""}` };
+      const why = final ? " (it does not know this principal)" : "";
+      return { ok: false, final, unreachable: false, uncertain: false, error: `LiteLLM answered POST /${route} with ${response.status}${why}` };
     },
   };
+}
+
+// Failures in which the request never left: nothing can land late.
+const NEVER_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
+const NOT_FOUND_ANSWER_BYTES = 4096;
+
+/**
+ * LiteLLM's own 404 for a key or team it does not know ("Key not found", "Team not found"), as
+ * opposed to a 404 from a wrong path or a proxy in front of it, which is retried like any failure.
+ */
+async function saysNotFound(response: Response): Promise<boolean> {
+  const reader = response.body?.getReader();
+  if (reader === undefined) return false;
+  let text = "";
+  while (text.length < NOT_FOUND_ANSWER_BYTES) {
+    const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+    if (done || value === undefined) break;
+    text += Buffer.from(value).toString("utf8");
+  }
+  await reader.cancel().catch(() => {});
+  return /\b(key|team)\b[^"]{0,40}\bnot found\b/i.test(text.slice(0, NOT_FOUND_ANSWER_BYTES));
 }
 
 /** The cause a fetch failed with (refused, reset, timed out), without anything of the request. */

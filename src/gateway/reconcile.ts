@@ -164,6 +164,8 @@ export function callbackPayloadOf(row: SpendLogRow): Record<string, unknown> {
   metadata.user_api_key_team_id ??= row.team_id || null;
   metadata.user_api_key_user_id ??= row.user || null;
   metadata.user_api_key_org_id ??= row.organization_id || null;
+  // The spend log's api_key is the key's hash, which enforcement blocks by.
+  metadata.user_api_key_hash ??= row.api_key || null;
   const keyMetadata = asRecord(row.key_metadata);
   if (Object.keys(keyMetadata).length > 0) metadata.user_api_key_auth_metadata ??= keyMetadata;
   return {

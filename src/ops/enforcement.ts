@@ -1,5 +1,7 @@
 import { Command } from "commander";
 import { holdOpen, listEnforcement } from "../books/enforcement.js";
+import { parseOpsEnv } from "../platform/config.js";
+import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, printer, withDatabase } from "./context.js";
 import { table, terminalSafe, truncate } from "./output.js";
 
@@ -83,30 +85,33 @@ const unblockCommand = act(
   async (accountText: string, flags: OutputOptions) => {
     const print = printer(flags);
     const account = idArgument("enforcement unblock", "account", accountText);
+    const { enforcement } = settingsOrExit(parseOpsEnv);
     return withDatabase(async ({ pool }) => {
-      const decisions = await holdOpen(pool, account);
+      const { heldOpen, decisions } = await holdOpen(pool, account, enforcement.below);
       const json = {
         billing_account_id: account,
+        held_open: heldOpen,
         principals: decisions.map((decision) => ({
           kind: decision.kind,
           principal: decision.principal,
-          outcome: decision.action === "unblock" ? "unblock_queued" : decision.blockedBy === null ? "not_blocked" : "stays_blocked",
+          outcome: decision.action === "unblock" ? "unblock_queued" : decision.told === "blocked" ? "stays_blocked" : "not_blocked",
           blocked_by: decision.blockedBy,
         })),
       };
       const lines = decisions.map((decision) => {
         const who = `${decision.kind} ${terminalSafe(decision.principal)}`;
         if (decision.action === "unblock") return `  ${who}: unblock queued (workers send it to LiteLLM)`;
-        if (decision.blockedBy !== null) return `  ${who}: stays blocked, it also pays for ${terminalSafe(decision.blockedBy)}, which is blocked`;
+        if (decision.told === "blocked") return `  ${who}: stays blocked, it also pays for ${terminalSafe(decision.blockedBy ?? "-")}, which is blocked`;
         return `  ${who}: not blocked`;
       });
+      const state = heldOpen ? "is held open until its balance rises above the threshold" : "is not depleted: unblocked";
       print(
         json,
         decisions.length === 0
-          ? `${terminalSafe(account)} is held open; no key or team has paid for it`
-          : [`${terminalSafe(account)} is held open until its balance rises above the threshold:`, ...lines].join("\n"),
+          ? `${terminalSafe(account)} ${state}; no key or team has paid for it`
+          : [`${terminalSafe(account)} ${state}:`, ...lines].join("\n"),
       );
-      return decisions.some((decision) => decision.blockedBy !== null) ? EXIT_PROBLEM : EXIT_OK;
+      return decisions.some((decision) => decision.action === null && decision.told === "blocked") ? EXIT_PROBLEM : EXIT_OK;
     });
   },
 );

@@ -133,7 +133,12 @@ const envSchema = z.object({
     .transform(BigInt)
     .refine((credits: bigint) => credits >= -BigInt(Number.MAX_SAFE_INTEGER) && credits <= BigInt(Number.MAX_SAFE_INTEGER), "within ±(2^53 − 1) credits"),
   // LiteLLM's admin API, where enforcement blocks and unblocks.
-  LITELLM_ADMIN_URL: optional(z.url({ protocol: /^https?$/ })),
+  LITELLM_ADMIN_URL: optional(
+    z
+      .url({ protocol: /^https?$/ })
+      // The master key is the only credential: one in the URL would be logged wherever the URL is.
+      .refine((url) => new URL(url).username === "" && new URL(url).password === "", "no user or password in the URL; the master key is the credential"),
+  ),
   // A secret: only ever sent to LITELLM_ADMIN_URL, never logged.
   LITELLM_MASTER_KEY: optional(z.string().min(1)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -1,14 +1,17 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import { emitAlert } from "../books/alert-catalog.js";
-import { countPendingActions, type EnforcementAction, markActionDone, markActionFailed, pendingActions } from "../books/enforcement.js";
+import { countPendingActions, type DueAction, dueActions, markActionDone, markActionFailed } from "../books/enforcement.js";
 import type { LitellmAdmin } from "../gateway/litellm-admin.js";
+import { withSessionLock } from "../platform/db/client.js";
 import type { Deps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
 
 // A decision reaches the gateway within about this long, when it is up.
 const POLL_MS = 1_000;
-const ACTIONS_PER_PASS = 100;
+const ACTIONS_PER_QUERY = 100;
+// A pass that outlasts this ends, and the next starts where it left off: shutdown never waits longer.
+const PASS_BUDGET_MS = 15_000;
 const FIRST_RETRY_MS = 500;
 const LONGEST_RETRY_MS = 10_000;
 /** One deliverer at a time across all workers: a session lock, lost with its connection when a worker dies. */
@@ -39,65 +42,47 @@ export function startEnforcementDelivery(delivery: Delivery): Stoppable {
 }
 
 /**
- * One pass: the pending actions in the order they were decided. A principal's actions go one
- * after another: one that fails holds the rest of that principal's until it lands, so the last
- * decision is always the last one the gateway hears. A gateway that does not answer at all ends
- * the pass (every call would wait the same way); the next pass starts with the oldest due action.
+ * One pass, by whichever worker holds the delivery lock: the due actions in the order they were
+ * decided, again until none is due. A principal's actions go one after another: one that fails
+ * holds the rest of that principal's until it lands, so the last decision is the last one the
+ * gateway hears. A gateway that does not answer at all ends the pass (every call would wait the
+ * same way). Every worker counts what is pending, for its gauge.
  */
 export async function deliverPending(delivery: Delivery): Promise<void> {
-  const client = await delivery.pool.connect();
-  let failure: Error | undefined;
-  try {
-    const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [DELIVERY_LOCK]);
-    if (!rows[0]!.locked) return;
-    try {
-      await deliverUnderLock(client, delivery);
-    } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [DELIVERY_LOCK]);
-    }
-  } catch (error) {
-    failure = error as Error;
-    throw error;
-  } finally {
-    // A client that failed may still hold the session lock: destroyed, never back in the pool.
-    client.release(failure);
-  }
+  await withSessionLock(delivery.pool, DELIVERY_LOCK, () => deliverUnderLock(delivery, Date.now() + PASS_BUDGET_MS));
   delivery.metrics.enforcementPending.set(await countPendingActions(delivery.pool));
 }
 
-async function deliverUnderLock(client: pg.PoolClient, { admin, logger, metrics }: Delivery): Promise<void> {
-  const held = new Set<string>();
-  for (const action of await pendingActions(client, ACTIONS_PER_PASS)) {
-    const principal = `${action.kind}:${action.principal}`;
-    if (held.has(principal)) continue;
-    if (action.nextAttemptAt.getTime() > Date.now()) {
-      held.add(principal);
-      continue;
+async function deliverUnderLock({ pool, admin, logger, metrics }: Delivery, deadline: number): Promise<void> {
+  for (;;) {
+    const due = await dueActions(pool, ACTIONS_PER_QUERY);
+    if (due.length === 0) return;
+    for (const action of due) {
+      if (Date.now() > deadline) return;
+      const answer = await admin.send({ kind: action.kind, principal: action.principal, action: action.action });
+      const attempt = action.attempts + 1;
+      if (answer.ok) {
+        await markActionDone(pool, action, "done", null);
+        metrics.enforcementCalls.inc({ action: action.action, outcome: "done" });
+        emitAlert(logger, { event: action.action === "block" ? "enforcement_blocked" : "enforcement_unblocked", fields: alertFields(action, attempt) });
+        continue;
+      }
+      if (answer.final) {
+        await markActionDone(pool, action, "not_found", answer.error);
+        metrics.enforcementCalls.inc({ action: action.action, outcome: "not_found" });
+        emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: true } });
+        continue;
+      }
+      const retryInMs = Math.min(FIRST_RETRY_MS * 2 ** (attempt - 1), LONGEST_RETRY_MS);
+      await markActionFailed(pool, action.id, answer, retryInMs);
+      metrics.enforcementCalls.inc({ action: action.action, outcome: "failed" });
+      emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: false, retry_in_ms: retryInMs } });
+      if (answer.unreachable) return;
     }
-    const answer = await admin.send({ kind: action.kind, principal: action.principal, action: action.action });
-    const attempt = action.attempts + 1;
-    if (answer.ok) {
-      await markActionDone(client, action.id, "done", null);
-      metrics.enforcementCalls.inc({ action: action.action, outcome: "done" });
-      emitAlert(logger, { event: action.action === "block" ? "enforcement_blocked" : "enforcement_unblocked", fields: alertFields(action, attempt) });
-      continue;
-    }
-    if (answer.final) {
-      await markActionDone(client, action.id, "not_found", answer.error);
-      metrics.enforcementCalls.inc({ action: action.action, outcome: "not_found" });
-      emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: true } });
-      continue;
-    }
-    const retryInMs = Math.min(FIRST_RETRY_MS * 2 ** (attempt - 1), LONGEST_RETRY_MS);
-    await markActionFailed(client, action.id, answer.error, retryInMs);
-    metrics.enforcementCalls.inc({ action: action.action, outcome: "failed" });
-    emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: false, retry_in_ms: retryInMs } });
-    held.add(principal);
-    if (answer.unreachable) break;
   }
 }
 
-function alertFields(action: EnforcementAction, attempt: number) {
+function alertFields(action: DueAction, attempt: number) {
   return {
     billing_account_id: action.billingAccountId,
     principal_kind: action.kind,
@@ -105,5 +90,6 @@ function alertFields(action: EnforcementAction, attempt: number) {
     action: action.action,
     action_id: action.id.toString(),
     attempt,
+    resend: action.resend,
   };
 }

@@ -1,5 +1,6 @@
 import { Worker } from "bullmq";
 import { deliverStrandedAlerts } from "../books/alert-outbox.js";
+import { enforceCurrentPolicy } from "../books/enforcement.js";
 import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
 import { createLitellmAdmin } from "../gateway/litellm-admin.js";
 import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
@@ -65,6 +66,11 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
   sweeper.unref();
   const backfill = startGatewayBackfill(deps, () => priceBook);
   const { litellmAdmin } = deps.settings;
+  // A policy that names a kind it did not before blocks those principals of accounts already blocked.
+  enforceCurrentPolicy(deps.database.pool, deps.settings.enforcement).then(
+    (decided) => decided > 0 && deps.logger.info({ decided }, "enforcement: the current policy decided actions for accounts already blocked"),
+    (error) => deps.logger.warn({ err: error }, "enforcement: accounts already blocked could not be checked against the current policy"),
+  );
   const enforcement =
     litellmAdmin === undefined
       ? null

@@ -1,9 +1,11 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chargeUsageEvents } from "../../src/worker/charge-usage-events.js";
+import { recordGrant } from "../../src/books/grants.js";
+import { createLitellmAdmin } from "../../src/gateway/litellm-admin.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
-import { DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
+import { DEFAULT_BILLING_ACCOUNT_FROM, ENFORCEMENT_OFF } from "../../src/platform/config.js";
 import type { UsageEvent } from "../../src/usage/usage-event.js";
 import { FakeLitellmAdmin } from "../support/fake-litellm-admin.js";
 import { type Harness, useServiceHarness } from "../support/harness.js";
@@ -123,6 +125,29 @@ describe("enforcement of the team that pays (ENFORCE_ON_DEPLETED=team)", () => {
     await quiet();
     expect(fake.calls.filter((sent) => sent.principal === "team-outage").map((sent) => sent.route)).toEqual(["team/block", "team/unblock"]);
   }, 60_000);
+
+  it("unblocks on a grant recorded where enforcement is off (a receiver or CLI without the setting)", async () => {
+    const { cost } = service;
+    await grant(h, "team-elsewhere", cost - 1n, "elsewhere-1");
+    await charge(h, call("elsewhere-1", "team-elsewhere"));
+    await waitFor(() => fake.callsTo("team/block", "team-elsewhere") === 1);
+    await recordGrant(h.deps.database.pool, { billingAccountId: "team-elsewhere", credits: 1000n, reference: "elsewhere-2", reason: null }, ENFORCEMENT_OFF);
+    await waitFor(() => fake.callsTo("team/unblock", "team-elsewhere") === 1);
+  });
+
+  it("drops an action LiteLLM answers 'not found' for, and retries a 404 from anywhere else", async () => {
+    const { cost } = service;
+    fake.forget("team-deleted");
+    await grant(h, "team-deleted", cost - 1n, "deleted-1");
+    await charge(h, call("deleted-1", "team-deleted"));
+    await waitFor(() => h.alerts("enforcement_failed").some((line) => line.principal === "team-deleted"));
+    expect(h.alerts("enforcement_failed").find((line) => line.principal === "team-deleted")).toMatchObject({ final: true, attempt: 1 });
+    const pending = await h.deps.database.pool.query("SELECT 1 FROM enforcement_actions WHERE principal = 'team-deleted' AND done_at IS NULL");
+    expect(pending.rowCount).toBe(0);
+    // A proxy's or a wrong path's 404 says nothing about the team: tried again.
+    const wrongPath = createLitellmAdmin({ url: `${fake.url}/not-litellm`, masterKey: MASTER_KEY });
+    expect(await wrongPath.send({ kind: "team", principal: "team-a", action: "block" })).toMatchObject({ ok: false, final: false, unreachable: false });
+  });
 
   it("never writes the master key into a log line, though every call carried it", () => {
     expect(fake.requests.length).toBeGreaterThan(0);

@@ -131,5 +131,8 @@ describe("parseEnv", () => {
     }
     for (const bad of ["1.5", "1e3", "x", "99999999999999999"]) expect(settingError({ ...valid, ENFORCE_BELOW: bad }).setting).toBe("ENFORCE_BELOW");
     expect(settingError({ ...valid, ...admin, LITELLM_ADMIN_URL: "ftp://litellm" }).message).not.toContain(admin.LITELLM_MASTER_KEY);
+    expect(settingError({ ...valid, ...admin, LITELLM_ADMIN_URL: "http://admin:pw@litellm:4000" }).message).toBe(
+      "invalid setting LITELLM_ADMIN_URL: no user or password in the URL; the master key is the credential",
+    );
   });
 });

@@ -3,6 +3,7 @@ import {
   type AnyPgColumn,
   bigint,
   bigserial,
+  boolean,
   check,
   index,
   integer,
@@ -242,6 +243,10 @@ export const enforcementActions = pgTable(
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
     lastError: text("last_error"),
+    /** An attempt ended with no answer after the request may have reached LiteLLM: it may still land, late. */
+    uncertain: boolean("uncertain").notNull().default(false),
+    /** Sends the principal's state as it then stands, once its decided actions are done: after an uncertain attempt, so a late one cannot have the last word. */
+    resend: boolean("resend").notNull().default(false),
     doneAt: at("done_at"),
     /** done: the gateway confirmed it; not_found: the gateway does not know the principal. */
     outcome: text("outcome", { enum: ["done", "not_found"] }),
