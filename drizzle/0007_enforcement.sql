@@ -21,6 +21,7 @@ CREATE TABLE "enforcement_actions" (
 	"billing_account_id" text NOT NULL,
 	"created_at" timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
 	"attempts" integer DEFAULT 0 NOT NULL,
+	"sends" integer DEFAULT 0 NOT NULL,
 	"next_attempt_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"last_error" text,
 	"uncertain" boolean DEFAULT false NOT NULL,

@@ -208,18 +208,19 @@ async function decidePrincipals(client: pg.PoolClient, accounts: readonly string
 
 /**
  * The operator's override: the account's principals are unblocked now (those another blocked
- * account holds stay blocked, and say which). A depleted account is held open: not blocked again
- * until its balance has risen above `below` and fallen again; one above it is simply unblocked.
+ * account holds stay blocked, and say which), and the account is held open: not blocked again
+ * until its balance has risen above the threshold and fallen again. Null: no such account.
  */
-export async function holdOpen(pool: pg.Pool, billingAccountId: string, below: bigint): Promise<{ heldOpen: boolean; decisions: PrincipalDecision[] }> {
+export async function holdOpen(pool: pg.Pool, billingAccountId: string): Promise<PrincipalDecision[] | null> {
   return withTransaction(pool, async (client) => {
     // The account's row lock orders this with its charges and grants, as they order themselves.
-    const { rows } = await client.query<{ balance_credits: string }>("SELECT balance_credits FROM accounts WHERE id = $1 FOR UPDATE", [billingAccountId]);
-    const depleted = rows[0] !== undefined && BigInt(rows[0].balance_credits) <= below;
+    const { rowCount } = await client.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [billingAccountId]);
+    if (rowCount === 0) return null;
     await client.query("SELECT pg_advisory_xact_lock($1)", [DECISION_LOCK]);
-    await writeAccountStates(drizzleOver(client), new Map([[billingAccountId, depleted ? ("held_open" as const) : ("unblocked" as const)]]));
+    // Held whatever the balance: the next move that starts or ends above the workers' threshold ends it.
+    await writeAccountStates(drizzleOver(client), new Map([[billingAccountId, "held_open" as const]]));
     // Blocks nothing, whatever the policy; unblocks whatever an earlier policy blocked.
-    return { heldOpen: depleted, decisions: await decidePrincipals(client, [billingAccountId], []) };
+    return decidePrincipals(client, [billingAccountId], []);
   });
 }
 
@@ -231,11 +232,10 @@ export type DueAction = Pick<EnforcementAction, "id" | "kind" | "principal" | "a
 /**
  * The actions to send now, in the order they were decided: each principal's oldest decided
  * action not yet done, when due (the rest of that principal's wait behind it), and a principal's
- * resend once nothing decided is pending for it. Raw SQL: DISTINCT ON, which drizzle does not
- * write with a subquery around it.
+ * resend once nothing decided is pending for it. Raw SQL: DISTINCT ON inside a union.
  */
-export async function dueActions(pool: pg.Pool, limit: number): Promise<DueAction[]> {
-  const { rows } = await pool.query<{ id: string; kind: PrincipalKind; principal: string; action: "block" | "unblock"; billing_account_id: string; attempts: number; resend: boolean }>(
+export async function dueActions(client: pg.PoolClient, limit: number): Promise<DueAction[]> {
+  const { rows } = await client.query<{ id: string; kind: PrincipalKind; principal: string; action: "block" | "unblock"; billing_account_id: string; attempts: number; resend: boolean }>(
     `SELECT id, kind, principal, action, billing_account_id, attempts, resend FROM (
        SELECT DISTINCT ON (kind, principal) * FROM enforcement_actions
        WHERE done_at IS NULL AND NOT resend ORDER BY kind, principal, id
@@ -253,51 +253,55 @@ export async function dueActions(pool: pg.Pool, limit: number): Promise<DueActio
 }
 
 export async function countPendingActions(pool: pg.Pool): Promise<number> {
-  const [row] = await drizzleOver(pool).select({ pending: sql<number>`count(*)::int` }).from(enforcementActions).where(isNull(enforcementActions.doneAt));
+  const [row] = await drizzleOver(pool)
+    .select({ pending: sql<number>`count(*)::int` })
+    .from(enforcementActions)
+    .where(and(isNull(enforcementActions.doneAt), eq(enforcementActions.resend, false)));
   return row?.pending ?? 0;
+}
+
+/** Counted before each call: a call whose deliverer dies before its answer is recorded may still land. */
+export async function markActionSending(client: pg.PoolClient, id: bigint): Promise<void> {
+  await drizzleOver(client).update(enforcementActions).set({ sends: sql`${enforcementActions.sends} + 1` }).where(eq(enforcementActions.id, id));
 }
 
 // Long past any call LiteLLM is still working on when its answer timed out.
 const RESEND_AFTER_MS = 60_000;
 
 /**
- * The gateway answered: the action is done (`outcome` says how). If any of its attempts may
- * still land late, the principal's state is sent once more a minute later (a resend), so a late
- * block cannot outlast the unblock decided after it, nor a late unblock the block.
+ * The gateway answered: the action is done (`outcome` says how). If any of its calls may still
+ * land late (one timed out or was cut, or a deliverer died during one), the principal's state as
+ * it then stands is sent once more, RESEND_AFTER_MS after this (a pending resend is pushed out
+ * as far), so a late block cannot outlast the unblock decided after it, nor a late unblock the
+ * block. Raw SQL: one statement, so it needs no transaction on the delivery lock's connection.
  */
-export async function markActionDone(pool: pg.Pool, action: DueAction, outcome: "done" | "not_found", error: string | null): Promise<void> {
-  await withTransaction(pool, async (client) => {
-    const db = drizzleOver(client);
-    const [done] = await db
-      .update(enforcementActions)
-      .set({ doneAt: sql`now()`, outcome, attempts: sql`${enforcementActions.attempts} + 1`, lastError: error })
-      .where(and(eq(enforcementActions.id, action.id), isNull(enforcementActions.doneAt)))
-      .returning({ uncertain: enforcementActions.uncertain });
-    if (!done?.uncertain) return;
-    const [pending] = await db
-      .select({ id: enforcementActions.id })
-      .from(enforcementActions)
-      .where(and(eq(enforcementActions.kind, action.kind), eq(enforcementActions.principal, action.principal), eq(enforcementActions.resend, true), isNull(enforcementActions.doneAt)));
-    if (pending !== undefined) return;
-    await db.insert(enforcementActions).values({
-      kind: action.kind,
-      principal: action.principal,
-      action: action.action,
-      billingAccountId: action.billingAccountId,
-      resend: true,
-      nextAttemptAt: sql`now() + make_interval(secs => ${RESEND_AFTER_MS / 1000}::double precision)`,
-    });
-  });
+export async function markActionDone(client: pg.PoolClient, id: bigint, outcome: "done" | "not_found", error: string | null): Promise<void> {
+  await client.query(
+    `WITH done AS (
+       UPDATE enforcement_actions SET done_at = now(), outcome = $2, attempts = attempts + 1, last_error = $3,
+              uncertain = uncertain OR sends > attempts + 1
+       WHERE id = $1 AND done_at IS NULL
+       RETURNING kind, principal, action, billing_account_id, uncertain
+     ), pushed AS (
+       UPDATE enforcement_actions r SET next_attempt_at = greatest(r.next_attempt_at, now() + make_interval(secs => $4::double precision))
+       FROM done WHERE done.uncertain AND r.kind = done.kind AND r.principal = done.principal AND r.resend AND r.done_at IS NULL AND r.id <> $1
+       RETURNING r.id
+     )
+     INSERT INTO enforcement_actions (kind, principal, action, billing_account_id, resend, next_attempt_at)
+     SELECT kind, principal, action, billing_account_id, true, now() + make_interval(secs => $4::double precision)
+     FROM done WHERE done.uncertain AND NOT EXISTS (SELECT 1 FROM pushed)`,
+    [id.toString(), outcome, error, RESEND_AFTER_MS / 1000],
+  );
 }
 
 /** A failed attempt: tried again after `retryInMs`; the principal's later actions wait for it. */
-export async function markActionFailed(pool: pg.Pool, id: bigint, failure: { error: string; uncertain: boolean }, retryInMs: number): Promise<void> {
-  await drizzleOver(pool)
+export async function markActionFailed(client: pg.PoolClient, id: bigint, failure: { error: string; uncertain: boolean }, retryInMs: number): Promise<void> {
+  await drizzleOver(client)
     .update(enforcementActions)
     .set({
       attempts: sql`${enforcementActions.attempts} + 1`,
       lastError: failure.error,
-      uncertain: sql`${enforcementActions.uncertain} OR ${failure.uncertain}`,
+      uncertain: sql`${enforcementActions.uncertain} OR ${failure.uncertain} OR ${enforcementActions.sends} > ${enforcementActions.attempts} + 1`,
       nextAttemptAt: sql`now() + make_interval(secs => ${retryInMs}::double precision / 1000)`,
     })
     .where(and(eq(enforcementActions.id, id), isNull(enforcementActions.doneAt)));

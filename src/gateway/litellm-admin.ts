@@ -62,7 +62,7 @@ const NEVER_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNRE
 const NOT_FOUND_ANSWER_BYTES = 4096;
 
 /**
- * LiteLLM's own 404 for a key or team it does not know ("Key not found", "Team not found"), as
+ * LiteLLM's own 404 for a key or team it does not know ("Key <hash> not found"), as
  * opposed to a 404 from a wrong path or a proxy in front of it, which is retried like any failure.
  */
 async function saysNotFound(response: Response): Promise<boolean> {
@@ -75,7 +75,8 @@ async function saysNotFound(response: Response): Promise<boolean> {
     text += Buffer.from(value).toString("utf8");
   }
   await reader.cancel().catch(() => {});
-  return /\b(key|team)\b[^"]{0,40}\bnot found\b/i.test(text.slice(0, NOT_FOUND_ANSWER_BYTES));
+  // LiteLLM names the key or team between the two ("Key <hash> not found", "Team <id> not found").
+  return /\b(key|team)\b[\s\S]{0,600}?\bnot found\b/i.test(text.slice(0, NOT_FOUND_ANSWER_BYTES));
 }
 
 /** The cause a fetch failed with (refused, reset, timed out), without anything of the request. */

@@ -1,7 +1,5 @@
 import { Command } from "commander";
 import { holdOpen, listEnforcement } from "../books/enforcement.js";
-import { parseOpsEnv } from "../platform/config.js";
-import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, printer, withDatabase } from "./context.js";
 import { table, terminalSafe, truncate } from "./output.js";
 
@@ -85,12 +83,14 @@ const unblockCommand = act(
   async (accountText: string, flags: OutputOptions) => {
     const print = printer(flags);
     const account = idArgument("enforcement unblock", "account", accountText);
-    const { enforcement } = settingsOrExit(parseOpsEnv);
     return withDatabase(async ({ pool }) => {
-      const { heldOpen, decisions } = await holdOpen(pool, account, enforcement.below);
+      const decisions = await holdOpen(pool, account);
+      if (decisions === null) {
+        print({ billing_account_id: account, error: "no such account" }, `no account ${terminalSafe(account)}`);
+        return EXIT_PROBLEM;
+      }
       const json = {
         billing_account_id: account,
-        held_open: heldOpen,
         principals: decisions.map((decision) => ({
           kind: decision.kind,
           principal: decision.principal,
@@ -104,7 +104,7 @@ const unblockCommand = act(
         if (decision.told === "blocked") return `  ${who}: stays blocked, it also pays for ${terminalSafe(decision.blockedBy ?? "-")}, which is blocked`;
         return `  ${who}: not blocked`;
       });
-      const state = heldOpen ? "is held open until its balance rises above the threshold" : "is not depleted: unblocked";
+      const state = "is held open until its balance rises above the threshold";
       print(
         json,
         decisions.length === 0

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import { emitAlert } from "../books/alert-catalog.js";
-import { countPendingActions, type DueAction, dueActions, markActionDone, markActionFailed } from "../books/enforcement.js";
+import { countPendingActions, type DueAction, dueActions, markActionDone, markActionFailed, markActionSending } from "../books/enforcement.js";
 import type { LitellmAdmin } from "../gateway/litellm-admin.js";
 import { withSessionLock } from "../platform/db/client.js";
 import type { Deps } from "../platform/deps.js";
@@ -49,32 +49,35 @@ export function startEnforcementDelivery(delivery: Delivery): Stoppable {
  * same way). Every worker counts what is pending, for its gauge.
  */
 export async function deliverPending(delivery: Delivery): Promise<void> {
-  await withSessionLock(delivery.pool, DELIVERY_LOCK, () => deliverUnderLock(delivery, Date.now() + PASS_BUDGET_MS));
+  // Every statement of the pass runs on the lock's own connection: if that connection is lost, so
+  // is the lock, and the pass stops at its next statement rather than deliver beside the next holder.
+  await withSessionLock(delivery.pool, DELIVERY_LOCK, (client) => deliverUnderLock(client, delivery, Date.now() + PASS_BUDGET_MS));
   delivery.metrics.enforcementPending.set(await countPendingActions(delivery.pool));
 }
 
-async function deliverUnderLock({ pool, admin, logger, metrics }: Delivery, deadline: number): Promise<void> {
+async function deliverUnderLock(client: pg.PoolClient, { admin, logger, metrics }: Delivery, deadline: number): Promise<void> {
   for (;;) {
-    const due = await dueActions(pool, ACTIONS_PER_QUERY);
+    const due = await dueActions(client, ACTIONS_PER_QUERY);
     if (due.length === 0) return;
     for (const action of due) {
       if (Date.now() > deadline) return;
+      await markActionSending(client, action.id);
       const answer = await admin.send({ kind: action.kind, principal: action.principal, action: action.action });
       const attempt = action.attempts + 1;
       if (answer.ok) {
-        await markActionDone(pool, action, "done", null);
+        await markActionDone(client, action.id, "done", null);
         metrics.enforcementCalls.inc({ action: action.action, outcome: "done" });
         emitAlert(logger, { event: action.action === "block" ? "enforcement_blocked" : "enforcement_unblocked", fields: alertFields(action, attempt) });
         continue;
       }
       if (answer.final) {
-        await markActionDone(pool, action, "not_found", answer.error);
+        await markActionDone(client, action.id, "not_found", answer.error);
         metrics.enforcementCalls.inc({ action: action.action, outcome: "not_found" });
         emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: true } });
         continue;
       }
       const retryInMs = Math.min(FIRST_RETRY_MS * 2 ** (attempt - 1), LONGEST_RETRY_MS);
-      await markActionFailed(pool, action.id, answer, retryInMs);
+      await markActionFailed(client, action.id, answer, retryInMs);
       metrics.enforcementCalls.inc({ action: action.action, outcome: "failed" });
       emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: false, retry_in_ms: retryInMs } });
       if (answer.unreachable) return;

@@ -208,6 +208,24 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
     for (const account of accounts) expect(fake.callsTo("key/block", `hash-of-${account}`)).toBe(1);
   });
 
+  it("sends a principal's state once more a minute after a call whose deliverer died before its answer", async () => {
+    const pool = h.deps.database.pool;
+    // As a deliverer leaves it when killed mid-call: the call counted as sent, no answer recorded.
+    await pool.query("INSERT INTO enforcement_principals (kind, principal, state) VALUES ('key', 'hash-interrupted', 'blocked')");
+    await pool.query(
+      "INSERT INTO enforcement_actions (kind, principal, action, billing_account_id, sends) VALUES ('key', 'hash-interrupted', 'block', 'acct-interrupted', 1)",
+    );
+    await waitFor(() => fake.callsTo("key/block", "hash-interrupted") === 1);
+    await waitFor(async () => (await pool.query("SELECT 1 FROM enforcement_actions WHERE principal = 'hash-interrupted' AND resend")).rowCount === 1);
+    const { rows } = await pool.query<{ uncertain: boolean; due_in: number }>(
+      `SELECT bool_or(uncertain) AS uncertain, max(extract(epoch FROM next_attempt_at - now()))::float8 AS due_in
+       FROM enforcement_actions WHERE principal = 'hash-interrupted'`,
+    );
+    expect(rows[0]!.uncertain).toBe(true);
+    expect(rows[0]!.due_in).toBeGreaterThan(50);
+    expect(rows[0]!.due_in).toBeLessThanOrEqual(60);
+  });
+
   it("lists an account's keys and actions, and an operator's unblock holds until the next crossing", async () => {
     const { cost } = service;
     const database = { url: h.settings.databaseUrl, name: h.settings.queuePrefix };
@@ -227,6 +245,7 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
       actions: [{ action: "block", principal: "hash-of-acct-held", state: "done", attempts: 1 }],
     });
 
+    expect(await runOps(database, "enforcement", "unblock", "acct-nobody")).toMatchObject({ code: 1, stdout: "no account acct-nobody\n" });
     const unblocked = await runOps(database, "enforcement", "unblock", "acct-held");
     expect(unblocked).toMatchObject({ code: 0, stdout: expect.stringContaining("unblock queued") });
     await waitFor(() => fake.callsTo("key/unblock", "hash-of-acct-held") === 1);

@@ -76,7 +76,8 @@ export class FakeLitellmAdmin {
       return send(422, { detail: "body is not JSON" });
     }
     const principal = String(route.startsWith("key/") ? body.key : body.team_id);
-    if (this.unknown.has(principal)) return send(404, { detail: { error: `${route.startsWith("key/") ? "Key" : "Team"} not found` } });
+    // LiteLLM 1.80's words, the principal between them.
+    if (this.unknown.has(principal)) return send(404, { detail: { error: `${route.startsWith("key/") ? "Key" : "Team"} ${principal} not found` } });
     this.calls.push({ route, principal, at: Date.now() });
     const blocked = route.endsWith("/block");
     send(200, route.startsWith("key/") ? { token: principal, blocked } : { team_id: principal, blocked });

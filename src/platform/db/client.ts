@@ -111,7 +111,7 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
 export async function withSessionLock<T>(
   pool: pg.Pool,
   key: number,
-  work: () => Promise<T>,
+  work: (client: pg.PoolClient) => Promise<T>,
 ): Promise<{ locked: false } | { locked: true; result: T }> {
   const { client, release } = await checkOut(pool);
   let unlockFailed: Error | undefined;
@@ -119,7 +119,7 @@ export async function withSessionLock<T>(
     const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [key]);
     if (!rows[0]!.locked) return { locked: false };
     try {
-      return { locked: true, result: await work() };
+      return { locked: true, result: await work(client) };
     } finally {
       // A session that could not unlock is destroyed, so it cannot go back to the pool holding the lock.
       await client.query("SELECT pg_advisory_unlock($1)", [key]).catch((error: Error) => {

@@ -241,6 +241,8 @@ export const enforcementActions = pgTable(
     billingAccountId: text("billing_account_id").notNull(),
     createdAt: at("created_at").notNull().default(sql`clock_timestamp()`),
     attempts: integer("attempts").notNull().default(0),
+    /** Calls started; more than `attempts` when a deliverer died mid-call, whose call may still land. */
+    sends: integer("sends").notNull().default(0),
     nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
     lastError: text("last_error"),
     /** An attempt ended with no answer after the request may have reached LiteLLM: it may still land, late. */
