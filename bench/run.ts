@@ -6,11 +6,12 @@
  *
  *   npm run bench -- [--events 200000] [--accounts 1000] [--batch 512] [--workers 2]
  *                    [--rate 5000] [--clients 4] [--hot-events 50000] [--naive-events 20000]
- *                    [--redis-cluster]
+ *                    [--redis-cluster] [--enforce off|team|key|team,key]
  *
  * `--redis-cluster` also starts a Redis Cluster of its own (three masters, a replica each, as the
  * suite's test does) and runs the spread and paced phases again on it, with fresh services, so
- * that its figures stand beside the single server's of the same run.
+ * that its figures stand beside the single server's of the same run. `--enforce` runs the services
+ * with ENFORCE_ON_DEPLETED against a fake LiteLLM admin API.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -25,6 +26,7 @@ import { reconcileLedger } from "../src/books/reconcile.js";
 import { JOB_CHARGE_USAGE } from "../src/platform/queue.js";
 import { createUsageQueue } from "../src/platform/queue-producer.js";
 import { STANDARD_LOGGING_PAYLOAD } from "../test/support/litellm-payloads.js";
+import { FakeLitellmAdmin } from "../test/support/fake-litellm-admin.js";
 import { TestRedisCluster } from "../test/support/redis-cluster.js";
 import { peakRssMib, ServiceProcess } from "../test/support/service-process.js";
 import { ADMIN_DATABASE_URL, databaseUrlFor, TEST_REDIS_URL } from "../test/support/test-env.js";
@@ -46,9 +48,12 @@ const { values: flags } = parseArgs({
     // As `npm run start:receiver` runs it: the receiver's old space capped at 256 MB.
     "receiver-node-args": { type: "string", default: "--max-old-space-size=256 --max-semi-space-size=16" },
     "redis-cluster": { type: "boolean", default: false },
+    // ENFORCE_ON_DEPLETED for the services (off, team, key, team,key), against a fake LiteLLM admin API.
+    enforce: { type: "string", default: "off" },
   },
 });
 const settings = {
+  enforce: flags.enforce,
   events: Number(flags.events),
   accounts: Number(flags.accounts),
   batch: Number(flags.batch),
@@ -71,6 +76,9 @@ type QueueSite = { env: Record<string, string>; redis: RedisTarget; prefix: stri
 
 const SINGLE_REDIS: QueueSite = { env: { REDIS_URL }, redis: { url: REDIS_URL }, prefix: RUN };
 
+// With --enforce: the enforcement settings, pointing at the bench's fake LiteLLM admin API.
+let enforcementEnv: Record<string, string> = {};
+
 /** The receiver or a worker, as `npm run start:receiver` / `start:worker` run them (node options and all). */
 function service(entry: "receiver" | "usage-worker", site: QueueSite): ServiceProcess {
   const nodeArgs = `${flags["node-args"] ?? ""} ${entry === "receiver" ? (flags["receiver-node-args"] ?? "") : ""}`.split(" ").filter(Boolean);
@@ -83,6 +91,7 @@ function service(entry: "receiver" | "usage-worker", site: QueueSite): ServicePr
     LOG_LEVEL: "warn",
     // The bench offers more than the default backlog guard in its fastest phase.
     QUEUE_HIGH_WATER: "1000000",
+    ...enforcementEnv,
   };
   return new ServiceProcess(entry, env, { nodeArgs });
 }
@@ -101,14 +110,14 @@ const template = JSON.stringify({
     ...example.response,
     choices: [{ ...example.response.choices[0], message: { role: "assistant", content: "The quarter closed ahead of plan. ".repeat(10) } }],
   },
-  metadata: { ...example.metadata, user_api_key_team_id: "__ACCOUNT__" },
+  metadata: { ...example.metadata, user_api_key_team_id: "__ACCOUNT__", user_api_key_hash: "key-of-__ACCOUNT__" },
 }).replace('"endTime":"__END__"', '"endTime":__END__');
 
 function batchBody(prefix: string, first: number, count: number, account: (n: number) => string): string {
   const end = String(Date.now() / 1000);
   const items: string[] = [];
   for (let n = first; n < first + count; n++) {
-    items.push(template.replace("__ID__", `${prefix}-${n}`).replace("__ACCOUNT__", account(n)).replace("__END__", end));
+    items.push(template.replace("__ID__", `${prefix}-${n}`).replaceAll("__ACCOUNT__", account(n)).replace("__END__", end));
   }
   return `[${items.join(",")}]`;
 }
@@ -245,6 +254,13 @@ async function main() {
   const redis = createRedis(SINGLE_REDIS.redis, { forWorker: true });
   const queue = createUsageQueue(redis, RUN);
   const redisCluster = flags["redis-cluster"] ? await TestRedisCluster.start() : undefined;
+  // A fake of LiteLLM's admin API (nothing here runs LiteLLM): funded accounts never call it, so
+  // what --enforce measures is recording who paid, and the state read, on every charge.
+  const litellm = flags.enforce === "off" ? undefined : new FakeLitellmAdmin(`sk-bench-${randomBytes(8).toString("hex")}`);
+  if (litellm) {
+    await litellm.start();
+    enforcementEnv = { ENFORCE_ON_DEPLETED: flags.enforce!, LITELLM_ADMIN_URL: litellm.url, LITELLM_MASTER_KEY: litellm.masterKey };
+  }
 
   let running = await startServices(SINGLE_REDIS);
   const results: Record<string, unknown> = {};
@@ -347,6 +363,7 @@ async function main() {
     await queue.close();
     await redis.quit();
     await redisCluster?.remove();
+    await litellm?.stop();
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
     await admin.end();

@@ -31,8 +31,13 @@ export async function enforceAfterPosting(
   posted: readonly PostedEntry[],
   paidBy: readonly PaidBy[] = [],
 ): Promise<number> {
-  const newlyPaying = await recordPrincipals(client, paidBy);
-  if (posted.length === 0) return 0;
+  const enforcing = policy.blocks.length > 0;
+  // Only while enforcing: on every charge it is a write per batch. The principals of the charge
+  // that crosses are recorded before the decision, so they are blocked with it.
+  const newlyPaying = enforcing ? await recordPrincipals(client, paidBy) : new Set<string>();
+  // Not enforcing, only a grant can change a state (it may lift a blocked account); a charge
+  // never can. This spares every charge transaction a read while enforcement is off.
+  if (posted.length === 0 || (!enforcing && !posted.some((entry) => entry.amountCredits > 0n))) return 0;
   const db = drizzleOver(client);
   const movesByAccount = new Map<string, PostedEntry[]>();
   for (const entry of posted) movesByAccount.set(entry.billingAccountId, [...(movesByAccount.get(entry.billingAccountId) ?? []), entry]);
@@ -44,7 +49,6 @@ export async function enforceAfterPosting(
         .where(inArray(enforcementAccounts.billingAccountId, [...movesByAccount.keys()]))
     ).map((row) => [row.account, row.state]),
   );
-  const enforcing = policy.blocks.length > 0;
   const changed = new Map<string, AccountState>();
   const recheck: string[] = [];
   for (const [account, moves] of movesByAccount) {
@@ -81,20 +85,29 @@ function stateAfter(state: AccountState, moves: readonly PostedEntry[], below: b
 }
 
 /**
- * Decisions for principals of accounts that are blocked now, as the policy stands: run when a
+ * Decisions for principals of accounts that are blocked now, as the settings stand: run when a
  * worker starts, so a policy that names a kind it did not name before blocks those principals
- * of accounts already blocked (a kind it no longer names is lifted as those accounts recover).
+ * of accounts already blocked (a kind it no longer names is lifted as those accounts recover),
+ * and an account above a lowered ENFORCE_BELOW is unblocked. The accounts are not locked: a
+ * charge or grant moving one meanwhile decides again after this, in order.
  */
 export async function enforceCurrentPolicy(pool: pg.Pool, policy: EnforcementPolicy): Promise<number> {
-  if (policy.blocks.length === 0) return 0;
   return withTransaction(pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock($1)", [DECISION_LOCK]);
+    // An account blocked under a higher threshold than today's is let go: no charge will move it.
+    const { rows: lifted } = await client.query<{ billing_account_id: string }>(
+      `UPDATE enforcement_accounts e SET state = 'unblocked', changed_at = now() FROM accounts a
+       WHERE a.id = e.billing_account_id AND e.state = 'blocked' AND a.balance_credits > $1::int8
+       RETURNING e.billing_account_id`,
+      [policy.below.toString()],
+    );
     const blocked = await drizzleOver(client)
       .select({ account: enforcementAccounts.billingAccountId })
       .from(enforcementAccounts)
       .where(eq(enforcementAccounts.state, "blocked"));
-    if (blocked.length === 0) return 0;
-    const decisions = await decidePrincipals(client, blocked.map((row) => row.account), policy.blocks);
+    const accounts = [...lifted.map((row) => row.billing_account_id), ...(policy.blocks.length === 0 ? [] : blocked.map((row) => row.account))];
+    if (accounts.length === 0) return 0;
+    const decisions = await decidePrincipals(client, accounts, policy.blocks);
     return decisions.filter((decision) => decision.action !== null).length;
   });
 }
@@ -129,11 +142,17 @@ async function recordPrincipals(client: pg.PoolClient, paidBy: readonly PaidBy[]
   // In key order, so two transactions upserting the same rows lock them in one order.
   const rows = [...uses].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
   const { rows: written } = await client.query<{ billing_account_id: string; inserted: boolean }>(
+    // Rows already up to date are filtered out before the insert: ON CONFLICT would lock (and so
+    // write) each of them even when its WHERE skips the update.
     `INSERT INTO account_principals AS p (billing_account_id, kind, principal, first_used_at, last_used_at)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(account, kind, principal, first_used, last_used)
+     WHERE NOT EXISTS (SELECT 1 FROM account_principals known
+                       WHERE known.billing_account_id = u.account AND known.kind = u.kind AND known.principal = u.principal
+                         AND known.last_used_at + interval '1 minute' >= u.last_used AND known.first_used_at <= u.first_used)
      ON CONFLICT (billing_account_id, kind, principal) DO UPDATE
        SET first_used_at = least(p.first_used_at, EXCLUDED.first_used_at), last_used_at = greatest(p.last_used_at, EXCLUDED.last_used_at)
-       WHERE EXCLUDED.last_used_at > p.last_used_at OR EXCLUDED.first_used_at < p.first_used_at
+       -- Last use to the minute: a principal paying every second does not rewrite its row every batch.
+       WHERE EXCLUDED.last_used_at > p.last_used_at + interval '1 minute' OR EXCLUDED.first_used_at < p.first_used_at
      RETURNING billing_account_id, xmax = 0 AS inserted`,
     [
       rows.map((row) => row.use.billingAccountId),

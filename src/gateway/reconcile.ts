@@ -43,6 +43,8 @@ export type GatewayReconcileOptions = {
   pool: pg.Pool;
   priceBook: PriceBook;
   billingAccountFrom: readonly BillingAccountSource[];
+  /** Carry who paid, for enforcement (see ReadOptions). */
+  withPrincipals?: boolean;
   since: Date;
   until: Date;
   /** Sends each page's missing calls through the normal queue, as their callbacks would have. */
@@ -125,7 +127,7 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       tally((c) => (c.missingUnpriced += 1));
       continue;
     }
-    const normalised = normaliseCallbackItem(payload, { billingAccountFrom: options.billingAccountFrom });
+    const normalised = normaliseCallbackItem(payload, { billingAccountFrom: options.billingAccountFrom, withPrincipals: options.withPrincipals });
     if (!normalised.ok) {
       missing.rejected.push(normalised.rejected);
       tally((c) => (c.missingUnpriced += 1));

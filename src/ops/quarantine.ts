@@ -84,13 +84,14 @@ const replayCommand = act(
     if (!/^\d{1,4}$/.test(waitText) || Number(waitText) > MAX_REPLAY_WAIT_SECONDS) {
       return usageError(`quarantine replay: --wait takes whole seconds from 0 to ${MAX_REPLAY_WAIT_SECONDS}`);
     }
-    const { billingAccountFrom } = settingsOrExit(parseOpsEnv);
+    const { billingAccountFrom, enforcement } = settingsOrExit(parseOpsEnv);
     try {
       return await withDatabase(({ pool }) =>
         withQueue(async (queue) => {
           const shown = flags.json ? undefined : progress("replay");
           const run = await replayQuarantined(pool, queue, {
             billingAccountFrom,
+            withPrincipals: enforcement.blocks.length > 0,
             reason: flags.reason,
             waitMs: Number(waitText) * 1000,
             onProgress: (done) => shown?.update(`sent ${done.replayed}, refused before sending ${done.refusedBeforeSending}`),

@@ -58,7 +58,10 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     // The raw batch and its parsed items (prompts and all) are dropped here, before the first
     // await, so they die young instead of being held while Redis answers.
     request.body = undefined;
-    const read = readCallbackItems(body, limits, { billingAccountFrom: settings.billingAccountFrom });
+    const read = readCallbackItems(body, limits, {
+      billingAccountFrom: settings.billingAccountFrom,
+      withPrincipals: settings.enforcement.blocks.length > 0,
+    });
     if (!read.ok) {
       const tooLarge = read.code === "too_many_items" || read.code === "too_many_values";
       if (tooLarge) metrics.requestsRefused.inc({ reason: read.code });

@@ -115,6 +115,7 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
       {
         priceBook: currentPriceBook(),
         billingAccountFrom: settings.billingAccountFrom,
+        withPrincipals: settings.enforcement.blocks.length > 0,
         intervalMs: settings.gatewayReconcileIntervalMs,
         lagMs: settings.gatewayReconcileLagMs,
         overlapMs: settings.gatewayReconcileOverlapMs,
