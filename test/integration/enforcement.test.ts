@@ -1,6 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chargeUsageEvents } from "../../src/worker/charge-usage-events.js";
+import { enforceCurrentPolicy } from "../../src/books/enforcement.js";
 import { recordGrant } from "../../src/books/grants.js";
 import { createLitellmAdmin } from "../../src/gateway/litellm-admin.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
@@ -206,6 +207,26 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
     await waitFor(() => accounts.every((account) => fake.callsTo("key/block", `hash-of-${account}`) === 1));
     await quiet();
     for (const account of accounts) expect(fake.callsTo("key/block", `hash-of-${account}`)).toBe(1);
+  });
+
+  it("a worker started with a policy naming a new kind blocks it for accounts already blocked, and lets go of those above a lowered threshold", async () => {
+    const { cost } = service;
+    const pool = h.deps.database.pool;
+    await grant(h, "acct-widened", cost - 1n, "widened-1");
+    await grant(h, "acct-lowered", cost - 1n, "lowered-1");
+    await charge(h, call("widened-1", "acct-widened"), call("lowered-1", "acct-lowered"));
+    await waitFor(() => fake.callsTo("key/block", "hash-of-acct-widened") === 1 && fake.callsTo("key/block", "hash-of-acct-lowered") === 1);
+    expect(fake.callsTo("team/block", "acct-widened")).toBe(0);
+
+    // What a worker does at start, with ENFORCE_ON_DEPLETED=team,key and then ENFORCE_BELOW=-1000:
+    // every blocked account's team (one each, never blocked under the key policy) is blocked.
+    const { rows: blocked } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM enforcement_accounts WHERE state = 'blocked'");
+    expect(await enforceCurrentPolicy(pool, { blocks: ["team", "key"], below: 0n })).toBe(blocked[0]!.n);
+    await waitFor(() => fake.callsTo("team/block", "acct-widened") === 1 && fake.callsTo("team/block", "acct-lowered") === 1);
+    await enforceCurrentPolicy(pool, { blocks: ["key"], below: -1000n });
+    // acct-lowered (at -1) is above -1000 now: its key and team are let go; so is every account above it.
+    await waitFor(() => fake.callsTo("key/unblock", "hash-of-acct-lowered") === 1 && fake.callsTo("team/unblock", "acct-lowered") === 1);
+    expect(fake.callsTo("key/unblock", "hash-of-acct-widened")).toBe(1);
   });
 
   it("sends a principal's state once more a minute after a call whose deliverer died before its answer", async () => {
