@@ -1,9 +1,9 @@
-import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import type pg from "pg";
 import type { EnforcementPolicy, PrincipalKind } from "../platform/config.js";
 import { drizzleOver, withTransaction } from "../platform/db/client.js";
 import { accountPrincipals, enforcementAccounts, enforcementActions, enforcementPrincipals } from "../platform/db/schema.js";
-import type { PostedEntry } from "./post-entries.js";
+import { compareText, type PostedEntry } from "./post-entries.js";
 
 /** A LiteLLM key (by its hash) or team that paid for one of an account's calls. */
 export type PaidBy = { billingAccountId: string; kind: PrincipalKind; principal: string; usedAt: Date };
@@ -40,7 +40,11 @@ export async function enforceAfterPosting(
   if (posted.length === 0 || (!enforcing && !posted.some((entry) => entry.amountCredits > 0n))) return 0;
   const db = drizzleOver(client);
   const movesByAccount = new Map<string, PostedEntry[]>();
-  for (const entry of posted) movesByAccount.set(entry.billingAccountId, [...(movesByAccount.get(entry.billingAccountId) ?? []), entry]);
+  for (const entry of posted) {
+    const moves = movesByAccount.get(entry.billingAccountId);
+    if (moves === undefined) movesByAccount.set(entry.billingAccountId, [entry]);
+    else moves.push(entry);
+  }
   const stored = new Map(
     (
       await db
@@ -140,7 +144,7 @@ async function recordPrincipals(client: pg.PoolClient, paidBy: readonly PaidBy[]
     }
   }
   // In key order, so two transactions upserting the same rows lock them in one order.
-  const rows = [...uses].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+  const rows = [...uses].sort(([a], [b]) => compareText(a, b)).map(([, row]) => row);
   const { rows: written } = await client.query<{ billing_account_id: string; inserted: boolean }>(
     // Rows already up to date are filtered out before the insert: ON CONFLICT would lock (and so
     // write) each of them even when its WHERE skips the update.
@@ -332,6 +336,7 @@ export type EnforcementListing = {
   actions: EnforcementAction[];
 };
 
+const LISTED_ACCOUNTS = 1000;
 const LISTED_ACTIONS = 100;
 const LISTED_PRINCIPALS = 1000;
 
@@ -339,7 +344,7 @@ const LISTED_PRINCIPALS = 1000;
 export async function listEnforcement(pool: pg.Pool, billingAccountId?: string): Promise<EnforcementListing> {
   const db = drizzleOver(pool);
   const accountFilter = billingAccountId === undefined ? undefined : eq(enforcementAccounts.billingAccountId, billingAccountId);
-  const accounts = await db.select().from(enforcementAccounts).where(accountFilter).orderBy(enforcementAccounts.billingAccountId);
+  const accounts = await db.select().from(enforcementAccounts).where(accountFilter).orderBy(enforcementAccounts.billingAccountId).limit(LISTED_ACCOUNTS);
   const principals = await db
     .select({ principal: accountPrincipals, state: enforcementPrincipals.state })
     .from(accountPrincipals)

@@ -134,6 +134,8 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
 }
 
 function paidBy(event: PricedUsage["event"]): PaidBy[] {
+  // Events carry who paid only where enforcement is on; the rest cost nothing here.
+  if (event.keyHash === undefined && event.teamId === undefined) return [];
   const usedAt = event.eventTime === null ? new Date() : new Date(event.eventTime);
   const paid: PaidBy[] = [];
   if (event.keyHash !== undefined) paid.push({ billingAccountId: event.billingAccountId, kind: "key", principal: event.keyHash, usedAt });

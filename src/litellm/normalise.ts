@@ -51,8 +51,8 @@ export type ReadOptions = {
   billingAccountFrom: readonly BillingAccountSource[];
   /**
    * Whether events carry the key and team that paid (for enforcement; unset: they do not). Only
-   * where enforcement is on: every event is written to Redis and read back, and these two cost about a fifth of the
-   * throughput of a busy receiver and worker pair (bench, 2 cores).
+   * where enforcement is on: every event is written to Redis and read back, and these two cost
+   * about a fifth of the throughput of a busy receiver and worker pair (bench, 2 cores).
    */
   withPrincipals?: boolean;
 };
