@@ -43,16 +43,23 @@ export function sourceDigest(content: string | null): string {
 // Epoch microseconds as text: the same whatever the session's TimeZone or DateStyle.
 const micros = (column: string) => `(extract(epoch FROM ${column}) * 1000000)::int8::text`;
 
+const RECEIPT_FIELDS = `r.idempotency_key, r.billing_account_id, r.claimed_billing_account_id, r.model,
+  r.model_group, r.pricing_source, r.rate_step, r.price_entry, r.pricing_reason, r.reported_cost_usd::text,
+  r.provider_cost_usd::text, r.charged_credits::text, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
+  r.cache_write_tokens, r.reasoning_tokens, r.usage_fingerprint, r.price_book_hash, ${micros("r.event_time")},
+  ${micros("r.created_at")}`;
+// Fields added to receipts after entries were first chained: appended only where one is set, so
+// every receipt written before them keeps the content (and its entry the hash) it was chained with.
+const LATER_RECEIPT_FIELDS = ["r.canonical_model", "r.litellm_margin_usd::text", "r.litellm_discount_usd::text"];
+
 /**
  * Every stored field of a receipt (alias `r`), as one text PostgreSQL writes the same way for
  * the same values in any session: the entry's hash covers its digest, so an edit to any field of
  * a receipt shows. Read when the receipt is written (RETURNING) and again by reconcile.
  */
-export const RECEIPT_CONTENT = `json_build_array(r.idempotency_key, r.billing_account_id, r.claimed_billing_account_id, r.model,
-  r.model_group, r.pricing_source, r.rate_step, r.price_entry, r.pricing_reason, r.reported_cost_usd::text,
-  r.provider_cost_usd::text, r.charged_credits::text, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
-  r.cache_write_tokens, r.reasoning_tokens, r.usage_fingerprint, r.price_book_hash, ${micros("r.event_time")},
-  ${micros("r.created_at")})::text`;
+export const RECEIPT_CONTENT = `(CASE WHEN num_nonnulls(${LATER_RECEIPT_FIELDS.join(", ")}) = 0
+  THEN json_build_array(${RECEIPT_FIELDS})
+  ELSE json_build_array(${RECEIPT_FIELDS}, ${LATER_RECEIPT_FIELDS.join(", ")}) END)::text`;
 
 /** Every stored field of a grant (alias `g`), as RECEIPT_CONTENT is for receipts. */
 export const GRANT_CONTENT = `json_build_array(g.billing_account_id, g.reference, g.credits::text, g.reason,

@@ -7,6 +7,7 @@ import { toDecimalString } from "../pricing/decimal.js";
 import type { Charge } from "../pricing/price-usage-event.js";
 import { priceDivergenceFields } from "./price-divergence-alert.js";
 import type { UsageEvent } from "../usage/usage-event.js";
+import { canonicalModel } from "../usage/model-name.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { RECEIPT_CONTENT } from "./entry-hash.js";
@@ -209,11 +210,12 @@ async function insertReceipts(
        idempotency_key, billing_account_id, model, model_group, pricing_source, price_entry,
        provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
        cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id,
-       rate_step, pricing_reason, reported_cost_usd, price_book_hash)
+       rate_step, pricing_reason, reported_cost_usd, canonical_model, litellm_margin_usd, litellm_discount_usd,
+       price_book_hash)
      SELECT u.*, $15 FROM unnest(
        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::int8[],
        $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[],
-       $18::text[], $19::text[], $20::numeric[]) AS u
+       $18::text[], $19::text[], $20::numeric[], $21::text[], $22::numeric[], $23::numeric[]) AS u
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING r.id, r.idempotency_key, ${RECEIPT_CONTENT} AS content`,
     [
@@ -237,6 +239,12 @@ async function insertReceipts(
       column((u) => u.charge.rateStep),
       column((u) => u.charge.reason),
       column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
+      column((u) => {
+        const canonical = canonicalModel(u.event.model, u.event.provider);
+        return canonical === u.event.model ? null : canonical;
+      }),
+      column((u) => u.event.litellmMarginUsd ?? null),
+      column((u) => u.event.litellmDiscountUsd ?? null),
     ],
   );
   return new Map(rows.map((row) => [row.idempotency_key, { id: row.id, content: row.content }]));

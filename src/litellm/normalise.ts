@@ -4,7 +4,7 @@ import { type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/
 import { canonicalId } from "../usage/storable-text.js";
 import { UnparseableLine } from "./callback-body.js";
 import { LITELLM_DATETIME, litellmPayloadSchema, isRecord, readBillingFields } from "./payload-schema.js";
-import { type TokenDetail, usageDetail, gatewayRateDetail, requestedTiers } from "./token-detail.js";
+import { type TokenDetail, usageDetail, gatewayRateDetail, litellmAdjustments, requestedTiers } from "./token-detail.js";
 import { principalsOf, resolveBillingAccount } from "./payer.js";
 import { keptText, sanitiseCallbackItem } from "./sanitise.js";
 
@@ -121,10 +121,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       cacheReadTokens: usage.cacheReadTokens,
       cacheWriteTokens: usage.cacheWriteTokens,
       reasoningTokens: usage.reasoningTokens,
-      reportedCostUsd:
-        payload.response_cost === null || payload.response_cost === undefined
-          ? null
-          : toDecimalString(decimalFromNumber(payload.response_cost)),
+      reportedCostUsd: payload.response_cost === null || payload.response_cost === undefined ? null : costText(payload.response_cost),
       eventTime: endTime ?? startTime,
       ...(options.withPrincipals ? principalsOf(item) : {}),
       ...presentDetail(item, usage),
@@ -147,7 +144,20 @@ function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Parti
   if (usage.audioOutputTokens > 0) detail.audioOutputTokens = usage.audioOutputTokens;
   if (usage.webSearchRequests > 0) detail.webSearchRequests = usage.webSearchRequests;
   if (pricesOtherUnits) detail.gatewayPricesOtherUnits = true;
+  if (usage.speed !== null) detail.speed = usage.speed;
+  if (usage.inferenceGeo !== null) detail.inferenceGeo = usage.inferenceGeo;
+  const adjusted = litellmAdjustments(item);
+  if (adjusted !== null) {
+    detail.reportedOriginalCostUsd = costText(adjusted.originalCost);
+    if (adjusted.margin > 0) detail.litellmMarginUsd = costText(adjusted.margin);
+    if (adjusted.discount > 0) detail.litellmDiscountUsd = costText(adjusted.discount);
+  }
   return detail;
+}
+
+/** A cost LiteLLM wrote as a double, as the decimal text it stands for. */
+function costText(usd: number): string {
+  return toDecimalString(decimalFromNumber(usd));
 }
 
 function toIsoTime(value: number | string | null | undefined): string | null {

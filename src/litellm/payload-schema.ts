@@ -22,7 +22,7 @@ const number = () =>
 // Token counts are stored as PostgreSQL integers.
 const MAX_TOKENS = 2_147_483_647;
 // No single call costs this much; a larger figure is a bad float, not a price.
-const MAX_REPORTED_COST_USD = 1_000_000;
+export const MAX_REPORTED_COST_USD = 1_000_000;
 const tokenCount = number().int().min(0).max(MAX_TOKENS);
 const optionalTokenCount = tokenCount.nullish();
 
@@ -38,6 +38,23 @@ const callTime = z
   ])
   .nullish();
 
+/**
+ * How a field billing reads leniently is kept in a quarantine copy, by name: each is read by a
+ * rule of its own (token-detail.ts) rather than by this schema, and sanitise.ts keeps it by that rule.
+ */
+export type LenientRead = "rates" | "label" | "searchContextSize" | "cost";
+type BillingFieldMeta = { lenient: LenientRead } | { readIfObject: z.ZodObject };
+export const billingFieldMeta = new WeakMap<z.ZodType, BillingFieldMeta>();
+
+function withMeta(meta: BillingFieldMeta) {
+  const schema = z.unknown().optional();
+  billingFieldMeta.set(schema, meta);
+  return schema;
+}
+/** A field read by its own rule; any value passes this schema. */
+const lenient = (read: LenientRead) => withMeta({ lenient: read });
+/** A field read with `schema` only when it is an object; any other value is passed over, not refused. */
+const readIfObject = (schema: z.ZodObject) => withMeta({ readIfObject: schema });
 // OpenAI's, Anthropic's and Gemini's usage, as LiteLLM logs each.
 export const usageObjectSchema = z.looseObject({
   prompt_tokens: optionalTokenCount,
@@ -55,26 +72,12 @@ export const usageObjectSchema = z.looseObject({
     .nullish(),
   completion_tokens_details: z.looseObject({ reasoning_tokens: optionalTokenCount, audio_tokens: optionalTokenCount }).nullish(),
   server_tool_use: z.looseObject({ web_search_requests: optionalTokenCount }).nullish(),
+  // Anthropic's fast mode and US-only inference, which have rates of their own.
+  speed: lenient("label"),
+  inference_geo: lenient("label"),
 });
 export type UsageObject = z.infer<typeof usageObjectSchema>;
 
-/**
- * How a field billing reads leniently is kept in a quarantine copy, by name: each is read by a
- * rule of its own (token-detail.ts) rather than by this schema, and sanitise.ts keeps it by that rule.
- */
-export type LenientRead = "rates" | "serviceTier" | "searchContextSize";
-type BillingFieldMeta = { lenient: LenientRead } | { readIfObject: z.ZodObject };
-export const billingFieldMeta = new WeakMap<z.ZodType, BillingFieldMeta>();
-
-function withMeta(meta: BillingFieldMeta) {
-  const schema = z.unknown().optional();
-  billingFieldMeta.set(schema, meta);
-  return schema;
-}
-/** A field read by its own rule; any value passes this schema. */
-const lenient = (read: LenientRead) => withMeta({ lenient: read });
-/** A field read with `schema` only when it is an object; any other value is passed over, not refused. */
-const readIfObject = (schema: z.ZodObject) => withMeta({ readIfObject: schema });
 // Account fields are checked when one is chosen (resolveBillingAccount): a field billing does
 // not use must not cost the call its charge.
 const accountField = () => z.unknown().optional();
@@ -105,7 +108,7 @@ export const litellmPayloadSchema = z.looseObject({
   model_map_information: z.looseObject({ model_map_key: optionalText, model_map_value: lenient("rates") }).nullish(),
   model_parameters: readIfObject(
     z.looseObject({
-      service_tier: lenient("serviceTier"),
+      service_tier: lenient("label"),
       web_search_options: readIfObject(z.looseObject({ search_context_size: lenient("searchContextSize") })),
     }),
   ),
@@ -125,6 +128,10 @@ export const litellmPayloadSchema = z.looseObject({
     .nullish(),
   hidden_params: z.looseObject({ usage_object: readIfObject(usageObjectSchema) }).nullish(),
   response: readIfObject(z.looseObject({ usage: readIfObject(usageObjectSchema) })),
+  // LiteLLM's own margin and provider discount (since 1.81), to compare its cost before them.
+  cost_breakdown: readIfObject(
+    z.looseObject({ original_cost: lenient("cost"), discount_amount: lenient("cost"), margin_total_amount: lenient("cost") }),
+  ),
 });
 export type LitellmPayload = z.infer<typeof litellmPayloadSchema>;
 

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { SEARCH_CONTEXT_SIZES } from "../usage/rate-fields.js";
 import { UnparseableLine } from "./callback-body.js";
 import { billingFieldMeta, type LenientRead, isRecord, litellmPayloadSchema, unwrapped } from "./payload-schema.js";
-import { OTHER_UNIT_RATE, RATE_FIELD_SET, searchContextSizeOf, serviceTierOf } from "./token-detail.js";
+import { costFigureOf, labelOf, OTHER_UNIT_RATE, RATE_FIELD_SET, searchContextSizeOf } from "./token-detail.js";
 
 /**
  * The fields billing reads and nothing else, so a quarantined item can be inspected and
@@ -35,8 +35,9 @@ type ObjectShape = { fields: Record<string, FieldShape>; skippedUnlessObject?: t
 // Fields read by a rule of their own keep what that rule reads (undefined: left out).
 const LENIENT_COPIES: Record<LenientRead, (value: unknown) => unknown> = {
   rates: keptRates,
-  serviceTier: (tier) => (serviceTierOf(tier) === null ? undefined : exactValue(tier)),
+  label: (label) => (labelOf(label) === null ? undefined : exactValue(label)),
   searchContextSize: (size) => searchContextSizeOf(size) ?? undefined,
+  cost: (figure) => costFigureOf(figure) ?? undefined,
 };
 
 /** The copy's shape, read off the schema that declares what billing reads. */

@@ -1,6 +1,6 @@
 import { RATE_FIELDS, SEARCH_CONTEXT_SIZES, type SearchContextSize, searchRateField } from "../usage/rate-fields.js";
 import { isStorableText } from "../usage/storable-text.js";
-import { usageObjectSchema, type UsageObject, type LitellmPayload, isRecord } from "./payload-schema.js";
+import { usageObjectSchema, type UsageObject, type LitellmPayload, isRecord, MAX_REPORTED_COST_USD } from "./payload-schema.js";
 
 export type TokenDetail = ReturnType<typeof tokenClasses>;
 type UsageDetail = ({ success: true } & TokenDetail) | { success: false; path: PropertyKey[]; message: string };
@@ -13,6 +13,8 @@ export const NO_DETAIL: TokenDetail = {
   audioInputTokens: 0,
   audioOutputTokens: 0,
   webSearchRequests: 0,
+  speed: null,
+  inferenceGeo: null,
 };
 
 /** Cache, reasoning, audio and web search detail from the first usage object present, in LiteLLM's order. */
@@ -44,6 +46,8 @@ function tokenClasses(usage: UsageObject) {
     audioOutputTokens: usage.completion_tokens_details?.audio_tokens ?? 0,
     // Anthropic's server tool use, else Gemini's grounding searches as LiteLLM logs them.
     webSearchRequests: usage.server_tool_use?.web_search_requests ?? usage.prompt_tokens_details?.web_search_requests ?? 0,
+    speed: labelOf(usage.speed),
+    inferenceGeo: labelOf(usage.inference_geo),
   };
 }
 
@@ -85,12 +89,30 @@ export const OTHER_UNIT_RATE = /_cost_per_(second|image|pixel|character|query|pa
 export function requestedTiers(item: Record<string, unknown>): { serviceTier: string | null; searchContextSize: SearchContextSize | null } {
   const parameters = isRecord(item.model_parameters) ? item.model_parameters : {};
   const options = isRecord(parameters.web_search_options) ? parameters.web_search_options : {};
-  return { serviceTier: serviceTierOf(parameters.service_tier), searchContextSize: searchContextSizeOf(options.search_context_size) };
+  return { serviceTier: labelOf(parameters.service_tier), searchContextSize: searchContextSizeOf(options.search_context_size) };
 }
 
-/** A service tier is read only when it is storable text. */
-export function serviceTierOf(value: unknown): string | null {
+/** A label (a service tier, a speed, an inference geography) is read only when it is storable text. */
+export function labelOf(value: unknown): string | null {
   return typeof value === "string" && isStorableText(value) ? value : null;
+}
+
+/** A figure of LiteLLM's cost breakdown is read only when it is a finite number from 0 to what any call could cost. */
+export function costFigureOf(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= MAX_REPORTED_COST_USD ? value : null;
+}
+
+/**
+ * LiteLLM's cost before its own margin and provider discount (`cost_breakdown.original_cost`),
+ * with the margin and discount, where either is above 0; null where `response_cost` is that cost.
+ */
+export function litellmAdjustments(item: Record<string, unknown>): { originalCost: number; margin: number; discount: number } | null {
+  const breakdown = item.cost_breakdown;
+  if (!isRecord(breakdown)) return null;
+  const originalCost = costFigureOf(breakdown.original_cost);
+  const margin = costFigureOf(breakdown.margin_total_amount) ?? 0;
+  const discount = costFigureOf(breakdown.discount_amount) ?? 0;
+  return originalCost === null || (margin === 0 && discount === 0) ? null : { originalCost, margin, discount };
 }
 
 /** A search context size is read only when it is one LiteLLM prices. */

@@ -11,7 +11,7 @@ import {
   roundToSignificant,
   ZERO,
 } from "./decimal.js";
-import { CONTEXT_TIERS, SERVICE_TIERS, searchRateField, type TokenRateField } from "../usage/rate-fields.js";
+import { CONTEXT_TIERS, SEARCH_RATE_FIELD, SERVICE_TIERS, searchRateField, type TokenRateField } from "../usage/rate-fields.js";
 import { gatewayRates, type ModelRates, type PriceBook } from "./price-book.js";
 
 export type PricingSource = "free" | "cache_hit" | "price_book" | "reported_cost";
@@ -71,7 +71,7 @@ export type PricingOutcome =
   | { priced: false; reason: "unpriced_model" | "price_divergence"; message: string; divergence?: Divergence };
 
 /** Names tried at each rate step, in order, for `ops price`. */
-export type RateLookup = { step: RateStep; entry: string; rates: ModelRates } | null;
+export type RateLookup = { step: RateStep; entry: string; rates: ModelRates; reason?: string } | null;
 
 // Calls LiteLLM prices per image, second, character, query or page: their cost is its own figure.
 const NOT_PRICED_BY_TOKENS = new Set([
@@ -118,12 +118,21 @@ export function normalisedReportedCost(text: string | null): Decimal | null {
   return text === null ? null : roundToSignificant(decimal(text), REPORTED_COST_DIGITS);
 }
 
+/**
+ * LiteLLM's figure for the call before its own margin and provider discount: what the rates it
+ * used come to, so what is compared with them and what is charged where LiteLLM's figure is
+ * used. LiteLLM's margin is never billed: the price book's `markup` is the one markup.
+ */
+export function reportedCostBeforeMargin(event: UsageEvent): Decimal | null {
+  return normalisedReportedCost(event.reportedOriginalCostUsd ?? event.reportedCostUsd);
+}
+
 /** The one function from a usage event to what it costs; pure, exact, never negative. */
 export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutcome {
-  const lookup = findRates(event, book);
-  if (freeModelNames(event, lookup).some((name) => book.isFreeModel(name))) return unitemised(event, book, "free", ZERO, null);
+  const found = findRates(event, book);
+  if (freeModelNames(event, found).some((name) => book.isFreeModel(name))) return unitemised(event, book, "free", ZERO, null);
   if (event.cacheHit) return unitemised(event, book, "cache_hit", ZERO, null);
-  const reported = normalisedReportedCost(event.reportedCostUsd);
+  const reported = reportedCostBeforeMargin(event);
   const label = event.modelGroup ?? event.model ?? event.modelMapKey ?? "(no model)";
 
   const otherUnits =
@@ -140,37 +149,44 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
     return unitemised(event, book, "reported_cost", reported, `${otherUnits}: LiteLLM's reported cost`);
   }
 
+  const mode = pricingMode(event);
+  if (mode !== null && found === null) {
+    return {
+      priced: false,
+      reason: "unpriced_model",
+      message: `${label}: ${mode.described} has no rates of its own${mode.prefix === null ? "" : ` (${mode.prefix}${event.model ?? event.modelMapKey ?? ""} is in neither the price book nor the cost map)`}, and the base rates would undercharge it`,
+    };
+  }
+  const priced = found === null ? null : termsAt(event, found.rates);
+  // One rule for every source of rates but the operator's own: a call with usage is never charged
+  // 0 unless an operator said so. Rates that come to nothing are treated as no rates at all.
+  const lookup = priced !== null && (found!.step === "price_book" || !isZero(sum(priced.lines)) || !hasUsage(event)) ? found : null;
+
   if (lookup === null) {
-    if (book.unknownModels === "quarantine") {
-      return { priced: false, reason: "unpriced_model", message: `${label} is not in the price book` };
+    const unpriced = found === null ? `${label} is not in the price book` : `${label} has only rates of 0 (${found.entry})`;
+    if (book.unknownModels === "quarantine") return { priced: false, reason: "unpriced_model", message: unpriced };
+    if (reported === null) return { priced: false, reason: "unpriced_model", message: `${unpriced} and LiteLLM reported no cost` };
+    if (isZero(reported) && hasUsage(event)) {
+      return { priced: false, reason: "unpriced_model", message: `${unpriced} and LiteLLM reported 0 for a call with tokens` };
     }
-    if (reported === null) {
-      return { priced: false, reason: "unpriced_model", message: `${label} is not in the price book and LiteLLM reported no cost` };
-    }
-    if (isZero(reported) && event.promptTokens + event.completionTokens > 0) {
-      return {
-        priced: false,
-        reason: "unpriced_model",
-        message: `${label} is not in the price book and LiteLLM reported 0 for a call with tokens`,
-      };
-    }
-    return unitemised(event, book, "reported_cost", reported, `${label} has no rates anywhere: LiteLLM's reported cost`);
+    const why = found === null ? "has no rates anywhere" : `has only rates of 0 (${found.entry})`;
+    return unitemised(event, book, "reported_cost", reported, `${label} ${why}: LiteLLM's reported cost`);
   }
 
-  const priced = termsAt(event, lookup.rates);
-  const providerCostUsd = sum(priced.lines);
-  const divergence = reported === null ? null : divergenceFrom(event, book, lookup, priced.lines, reported);
+  const { lines, contextTier, serviceTier } = priced!;
+  const providerCostUsd = sum(lines);
+  const divergence = reported === null ? null : divergenceFrom(event, book, lookup, lines, reported);
   const charge: Charge = {
     pricingSource: "price_book",
     rateStep: lookup.step,
     priceEntry: lookup.entry,
-    contextTier: priced.contextTier,
-    serviceTier: priced.serviceTier,
-    lines: priced.lines,
+    contextTier,
+    serviceTier,
+    lines,
     providerCostUsd,
     chargedCredits: creditsForCost(providerCostUsd, book),
-    reportedCostUsd: reported,
-    reason: null,
+    reportedCostUsd: normalisedReportedCost(event.reportedCostUsd),
+    reason: lookup.reason ?? null,
     divergence,
   };
   // An operator's own price (a) is deliberate: a divergence is reported, never acted on.
@@ -220,16 +236,73 @@ function costMapNames(event: UsageEvent): string[] {
  * LiteLLM used for it when they price tokens, (c) the bundled cost map by the model that served it.
  */
 export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
-  const operatorEntry = book.hasOperatorEntries
-    ? priceBookNames(event).find((name) => book.models.get(name)?.origin === "price_book")
-    : undefined;
-  if (operatorEntry !== undefined) return { step: "price_book", entry: operatorEntry, rates: book.models.get(operatorEntry)! };
-  return gatewayLookup(event) ?? costMapRates(event, book);
+  const mode = pricingMode(event);
+  // A mode's calls are priced only by the mode's own entry: the rates LiteLLM logs stay the base model's.
+  if (mode !== null) return mode.prefix === null ? null : modeRates(event, book, mode.prefix);
+  const operatorEntry = operatorRates(book, priceBookNames(event));
+  if (operatorEntry !== null) return operatorEntry;
+  return regionProfileRates(event, book) ?? gatewayLookup(event, book) ?? costMapRates(book, costMapNames(event));
 }
 
-function costMapRates(event: UsageEvent, book: PriceBook): RateLookup {
-  const entry = costMapNames(event).find((name) => book.models.get(name)?.origin === "litellm_cost_map");
-  return entry === undefined ? null : { step: "cost_map", entry, rates: book.models.get(entry)! };
+function operatorRates(book: PriceBook, names: string[]): RateLookup {
+  if (!book.hasOperatorEntries) return null;
+  const entry = names.find((name) => book.models.get(name)?.origin === "price_book");
+  return entry === undefined ? null : { step: "price_book", entry, rates: book.models.get(entry)! };
+}
+
+/**
+ * The first of `names` in the cost map with a rate above 0: an entry whose rates are all 0 is
+ * passed over (the map has such entries beside priced ones, as `gemini/gemini-2.0-flash-exp`).
+ */
+function costMapRates(book: PriceBook, names: string[]): RateLookup {
+  for (const name of names) {
+    const rates = book.models.get(name);
+    if (rates?.origin === "litellm_cost_map" && Object.values(rates.rates).some(positive)) return { step: "cost_map", entry: name, rates };
+  }
+  return null;
+}
+
+function hasUsage(event: UsageEvent): boolean {
+  return event.promptTokens + event.completionTokens + (event.webSearchRequests ?? 0) > 0;
+}
+
+/**
+ * Anthropic's fast mode (`usage.speed: "fast"`) and US-only inference (`usage.inference_geo: "us"`)
+ * cost more than the base model, and LiteLLM prices them from entries of their own (`fast/<model>`,
+ * `us/<model>`, `fast/us/<model>`). A value not known to be the standard one has no prefix (null):
+ * such a call is held rather than charged the base price.
+ */
+export function pricingMode(event: UsageEvent): { prefix: string | null; described: string } | null {
+  const speed = event.speed === undefined || event.speed === "standard" ? "" : event.speed === "fast" ? "fast/" : null;
+  const geo = event.inferenceGeo === undefined || STANDARD_GEOS.has(event.inferenceGeo) ? "" : event.inferenceGeo === "us" ? "us/" : null;
+  if (speed === "" && geo === "") return null;
+  const described = [
+    speed === "" ? null : `speed "${event.speed}"`,
+    geo === "" ? null : `inference_geo "${event.inferenceGeo}"`,
+  ].filter((part) => part !== null).join(" and ");
+  return { prefix: speed === null || geo === null ? null : `${speed}${geo}`, described: `a call with ${described}` };
+}
+
+// Anthropic answers "global" for its default routing; "not_available" where the model has no choice.
+const STANDARD_GEOS = new Set(["global", "not_available"]);
+
+function modeRates(event: UsageEvent, book: PriceBook, prefix: string): RateLookup {
+  const prefixed = (names: string[]) => names.map((name) => `${prefix}${name}`);
+  return operatorRates(book, prefixed(priceBookNames(event))) ?? costMapRates(book, prefixed(costMapNames(event)));
+}
+
+// A Bedrock cross-region inference profile: a geography before the vendor (`us.anthropic.claude-…`),
+// after LiteLLM's own route prefixes.
+const REGION_PROFILE = /^(?:bedrock\/)?(?:(?:invoke|converse)\/)?((?:us|us-gov|eu|apac|au|jp|ca|global)\.[a-z0-9-]+\..+)$/;
+
+/**
+ * A Bedrock call through a cross-region profile is priced by the profile's own entry: LiteLLM
+ * logs (and looks up) the base model's rates for it, which are lower (10% for US profiles).
+ */
+function regionProfileRates(event: UsageEvent, book: PriceBook): RateLookup {
+  const profile = [event.model, event.modelMapKey].map((name) => (name ? REGION_PROFILE.exec(name)?.[1] : undefined)).find(isName);
+  if (profile === undefined) return null;
+  return costMapRates(book, [`bedrock/${profile}`, profile]);
 }
 
 /**
@@ -248,7 +321,7 @@ function freeModelNames(event: UsageEvent, lookup: RateLookup): string[] {
  * operator's deliberate price (a) is never flagged, next to LiteLLM's figure.
  */
 function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<RateLookup>, lines: PricedLine[], reported: Decimal): Divergence | null {
-  const reference = lookup.step === "price_book" ? (gatewayLookup(event) ?? costMapRates(event, book)) : lookup;
+  const reference = lookup.step === "price_book" ? (regionProfileRates(event, book) ?? gatewayLookup(event, book) ?? costMapRates(book, costMapNames(event))) : lookup;
   if (reference === null) return null;
   const referenceLines = reference === lookup ? lines : termsAt(event, reference.rates).lines;
   const gatewayCostUsd = sum(referenceLines);
@@ -265,10 +338,50 @@ function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<
   };
 }
 
-function gatewayLookup(event: UsageEvent): RateLookup {
+function gatewayLookup(event: UsageEvent, book: PriceBook): RateLookup {
   const gateway = gatewayRates(event.gatewayRates);
-  return gateway === null ? null : { step: "gateway", entry: "model_map_value", rates: gateway };
+  if (gateway === null) return null;
+  const published = costMapRates(book, withAndWithoutProvider(event.modelMapKey));
+  const own = published === null ? null : deploymentOwnRates(gateway, published.rates);
+  return own === null
+    ? { step: "gateway", entry: "model_map_value", rates: gateway }
+    : { step: "gateway", entry: "model_map_value (the deployment's own prices)", rates: own, reason: DEPLOYMENT_PRICES_RULE };
 }
+
+const DEPLOYMENT_PRICES_RULE = "the deployment sets its own input and output prices: terms it did not price are charged at those, never at the model's published rates";
+
+/**
+ * A Router deployment with prices of its own: LiteLLM logs its input and output prices mixed with
+ * the published model's other rates (cache, tiers), which may be below the deployment's own. Of
+ * the logged rates only those the deployment set (those that differ from the published entry) are
+ * kept; every other term falls back to its input or output price (termsAt), and a service or
+ * context tier it did not price is not applied. Null when it sets neither price itself.
+ */
+function deploymentOwnRates(gateway: ModelRates, published: ModelRates): ModelRates | null {
+  let known = ownRatesMemo.get(gateway);
+  if (known === undefined) ownRatesMemo.set(gateway, (known = new WeakMap()));
+  const memoised = known.get(published);
+  if (memoised !== undefined) return memoised;
+  const same = (field: string) => {
+    const ours = gateway.rates[field];
+    const theirs = published.rates[field];
+    return ours !== undefined && theirs !== undefined && compare(ours, theirs) === 0;
+  };
+  let own: ModelRates | null = null;
+  if (!same("input_cost_per_token") || !same("output_cost_per_token")) {
+    const rates: ModelRates["rates"] = {};
+    for (const [field, rate] of Object.entries(gateway.rates)) {
+      // Web search is priced per request, not per token: the published rate is the provider's.
+      if (field === "input_cost_per_token" || field === "output_cost_per_token" || field.startsWith(SEARCH_RATE_FIELD) || !same(field)) rates[field] = rate;
+    }
+    own = { origin: "gateway", rates };
+  }
+  known.set(published, own);
+  return own;
+}
+
+// Most calls of a batch share their deployment's rates (gatewayRates returns one object per set).
+const ownRatesMemo = new WeakMap<ModelRates, WeakMap<ModelRates, ModelRates | null>>();
 
 /** Whole credits for a USD cost: ceil(cost × markup × credits_per_usd). */
 export function creditsForCost(costUsd: Decimal, book: PriceBook): bigint {
@@ -347,8 +460,7 @@ function termsAt(event: UsageEvent, entry: ModelRates): { contextTier: string | 
 function tieredRates(event: UsageEvent, entry: ModelRates) {
   const context = CONTEXT_TIERS.find(
     ({ threshold, suffix }) =>
-      event.promptTokens > threshold &&
-      (entry.rates[`input_cost_per_token${suffix}`] !== undefined || entry.rates[`output_cost_per_token${suffix}`] !== undefined),
+      event.promptTokens > threshold && (positive(entry.rates[`input_cost_per_token${suffix}`]) || positive(entry.rates[`output_cost_per_token${suffix}`])),
   );
   const service = SERVICE_TIERS.find((tier) => tier === event.serviceTier);
   let contextUsed = false;
@@ -362,7 +474,8 @@ function tieredRates(event: UsageEvent, entry: ModelRates) {
     candidates.push([field, "base"]);
     for (const [name, kind] of candidates) {
       const found = entry.rates[name];
-      if (found === undefined) continue;
+      // The cost map writes 0 for tiers a model does not have: a tier's 0 is not a price.
+      if (found === undefined || (kind !== "base" && !positive(found))) continue;
       contextUsed ||= kind === "context" || kind === "both";
       serviceUsed ||= kind === "service" || kind === "both";
       return { field: name, rate: found };
@@ -378,6 +491,10 @@ function tieredRates(event: UsageEvent, entry: ModelRates) {
       return serviceUsed ? service! : null;
     },
   };
+}
+
+function positive(rate: Decimal | undefined): boolean {
+  return rate !== undefined && rate.coefficient > 0n;
 }
 
 function sum(lines: PricedLine[]): Decimal {

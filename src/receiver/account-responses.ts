@@ -72,7 +72,10 @@ export const receiptResponseSchema = z.object({
   billing_account_id: z.string(),
   /** Set when the caller named another account in spend_logs_metadata and a trusted source paid. */
   claimed_billing_account_id: z.string().nullable(),
+  /** The model as reports group it: without a prefix naming the call's own provider (LiteLLM 1.81 adds one). */
   model: z.string().nullable(),
+  /** The model exactly as LiteLLM logged it. */
+  logged_model: z.string().nullable(),
   model_group: z.string().nullable(),
   charged_credits: nonNegativeCredits,
   provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
@@ -81,6 +84,9 @@ export const receiptResponseSchema = z.object({
   price_entry: z.string().nullable(),
   pricing_reason: z.string().nullable(),
   reported_cost_usd: z.string().regex(/^\d+(\.\d+)?$/).nullable(),
+  /** The margin and provider discount LiteLLM applied to its own figure (not billed here). */
+  litellm_margin_usd: z.string().regex(/^\d+(\.\d+)?$/).nullable(),
+  litellm_discount_usd: z.string().regex(/^\d+(\.\d+)?$/).nullable(),
   price_book_hash: z.string(),
   balance_after: credits.nullable(),
   prompt_tokens: z.int().nonnegative(),
@@ -133,7 +139,8 @@ export function receiptJson(receipt: ChargeReceipt) {
     idempotency_key: receipt.idempotencyKey,
     billing_account_id: receipt.billingAccountId,
     claimed_billing_account_id: receipt.claimedBillingAccountId,
-    model: receipt.model,
+    model: receipt.canonicalModel ?? receipt.model,
+    logged_model: receipt.model,
     model_group: receipt.modelGroup,
     charged_credits: creditsJson(receipt.chargedCredits),
     provider_cost_usd: receipt.providerCostUsd,
@@ -142,6 +149,8 @@ export function receiptJson(receipt: ChargeReceipt) {
     price_entry: receipt.priceEntry,
     pricing_reason: receipt.pricingReason,
     reported_cost_usd: receipt.reportedCostUsd,
+    litellm_margin_usd: receipt.litellmMarginUsd,
+    litellm_discount_usd: receipt.litellmDiscountUsd,
     price_book_hash: receipt.priceBookHash,
     balance_after: receipt.balanceAfter === null ? null : creditsJson(receipt.balanceAfter),
     prompt_tokens: receipt.promptTokens,

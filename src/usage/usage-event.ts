@@ -7,6 +7,7 @@ const DECIMAL_TEXT = /^\d+(\.\d+)?$/;
 const RATE_TEXT = /^\d+(\.\d+)?(e[+-]?\d+)?$/;
 
 const tokenCount = z.number().int().min(0);
+const decimalText = z.string().regex(DECIMAL_TEXT, "a non-negative decimal without exponent");
 
 const storableText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);
 
@@ -48,7 +49,18 @@ export const usageEventSchema = z
     .record(z.string().refine((field) => RATE_FIELDS.includes(field), "not a rate field"), z.string().regex(RATE_TEXT))
     .nullish(),
   /** LiteLLM's own `response_cost`, as plain non-negative decimal text. */
-  reportedCostUsd: z.string().regex(DECIMAL_TEXT, "a non-negative decimal without exponent").nullable(),
+  reportedCostUsd: decimalText.nullable(),
+  /**
+   * LiteLLM's cost before its own margin and provider discount (`cost_breakdown.original_cost`),
+   * only where a margin or discount made `response_cost` differ from it.
+   */
+  reportedOriginalCostUsd: decimalText.optional(),
+  /** The margin and discount LiteLLM applied (`cost_breakdown`), where above zero: shown, never billed. */
+  litellmMarginUsd: decimalText.optional(),
+  litellmDiscountUsd: decimalText.optional(),
+  /** Anthropic's `usage.speed` and `usage.inference_geo`, where the provider set them: modes with rates of their own. */
+  speed: storableText.optional(),
+  inferenceGeo: storableText.optional(),
   /** ISO-8601, UTC. */
   eventTime: z.string().nullable(),
   /** Who LiteLLM authenticated for the call, as it fills them from the key: what enforcement may block. */

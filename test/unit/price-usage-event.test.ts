@@ -752,7 +752,10 @@ models:
       expect(searched(null, search).chargedCredits).toBe(200_000n);
       expect(searched("high", search).chargedCredits).toBe(600_000n);
       // An entry without a search rate shows the term at 0 and says so.
-      expect(searched(null, anthropic).lines.at(-1)).toMatchObject({ tokenClass: "web_search", rateField: "search_context_cost_per_query.search_context_size_medium (not in the entry)" });
+      const unrated = expectPriced(priceUsageEvent(usageEvent({ model: "claude", gatewayRates: anthropic, promptTokens: 10, webSearchRequests: 2 }), noOverride()));
+      expect(unrated.lines.at(-1)).toMatchObject({ tokenClass: "web_search", rateField: "search_context_cost_per_query.search_context_size_medium (not in the entry)" });
+      // …and a call whose every term comes to 0 is not charged 0: it has no usable rates.
+      expectUnpriced(priceUsageEvent(usageEvent({ model: "claude", gatewayRates: anthropic, webSearchRequests: 2 }), noOverride()));
     });
 
     it("a deployment LiteLLM prices per second, image or character is charged LiteLLM's figure, never the cost map's token rates", () => {
@@ -997,17 +1000,23 @@ describe("property: chargedCredits equals an independent exact reference", () =>
 
   const int = (rng: () => number, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
 
-  /** A class's rate at a level, following the contract: tier rate, else base rate, else (cache) the level's input. */
+  /**
+   * A class's rate at a level, following the contract: tier rate, else base rate, else (cache) the
+   * level's input. A tier applies where it prices input or output above 0, and a tier's rate of 0
+   * is no rate (the cost map writes 0 for tiers a model does not have).
+   */
   function classRates(entry: Entry, promptTokens: number) {
+    const prices = (level: Level | undefined) => (level !== undefined && (level.in.m > 0n || level.out.m > 0n) ? level : undefined);
     const tier =
-      promptTokens > 200_000 && entry.tier200 ? entry.tier200 : promptTokens > 128_000 && entry.tier128 ? entry.tier128 : undefined;
-    const input = tier?.in ?? entry.base.in;
-    const output = tier?.out ?? entry.base.out;
+      promptTokens > 200_000 && prices(entry.tier200) ? entry.tier200 : promptTokens > 128_000 && prices(entry.tier128) ? entry.tier128 : undefined;
+    const above = (rate: Exact | undefined) => (rate !== undefined && rate.m > 0n ? rate : undefined);
+    const input = above(tier?.in) ?? entry.base.in;
+    const output = above(tier?.out) ?? entry.base.out;
     return {
       input,
       output,
-      cacheRead: tier?.cr ?? entry.base.cr ?? input,
-      cacheWrite: tier?.cw ?? entry.base.cw ?? input,
+      cacheRead: above(tier?.cr) ?? entry.base.cr ?? input,
+      cacheWrite: above(tier?.cw) ?? entry.base.cw ?? input,
       reasoning: entry.reasoning ?? output,
     };
   }
@@ -1132,6 +1141,7 @@ describe("property: chargedCredits equals an independent exact reference", () =>
   it(`${CASES} random calls, with monotonicity, non-negativity and free models`, () => {
     const rng = seededRandom(SEED);
     const dir = mkdtempSync(join(tmpdir(), "price-property-"));
+    let heldAtZero = 0;
     try {
       for (let index = 0; index < CASES; index += 1) {
         const entry = randomEntry(rng);
@@ -1167,10 +1177,19 @@ describe("property: chargedCredits equals an independent exact reference", () =>
         const priceBook = parsePriceBook(yaml, { baseDirectory: dir });
 
         const scale = ratMul(toRational(markup), toRational(creditsPerUsd));
+        // The cost map's rates never charge a call with usage 0 (an operator's own may): with no
+        // reported cost, such a call is held. An entry whose every rate is 0 is no entry at all.
+        const everyRateZero = fields.every(([, value]) => value.m === 0n) && (entry.searchMedium?.m ?? 0n) === 0n;
         const priceOf = (t: Tokens) => {
-          const charge = expectPriced(priceUsageEvent(usageEvent({ model: "provider/prop-model", ...t }), priceBook));
           const usd = referenceUsd(entry, t);
           const context = JSON.stringify({ index, yaml, tokens: t, usd: `${usd.n}/${usd.d}` });
+          const hasUsage = t.promptTokens + t.completionTokens + t.webSearchRequests > 0;
+          if (viaCostMap && (everyRateZero || (usd.n === 0n && hasUsage))) {
+            expectUnpriced(priceUsageEvent(usageEvent({ model: "provider/prop-model", ...t }), priceBook));
+            heldAtZero += 1;
+            return 0n;
+          }
+          const charge = expectPriced(priceUsageEvent(usageEvent({ model: "provider/prop-model", ...t }), priceBook));
           expect(charge.pricingSource, context).toBe("price_book");
           // the provider cost is the exact USD sum: coefficient / 10^scale = n / d
           expect(charge.providerCostUsd.coefficient * usd.d, context).toBe(usd.n * pow10(charge.providerCostUsd.scale));
@@ -1203,6 +1222,8 @@ describe("property: chargedCredits equals an independent exact reference", () =>
         expect(free.pricingSource).toBe("free");
         expect(free.chargedCredits).toBe(0n);
       }
+      // The rule above was reached, not only written.
+      expect(heldAtZero).toBeGreaterThan(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

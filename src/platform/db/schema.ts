@@ -68,6 +68,14 @@ export const chargeReceipts = pgTable(
     priceBookHash: text("price_book_hash").notNull(),
     eventTime: timestamp("event_time", { withTimezone: true }),
     createdAt: createdAt(),
+    /**
+     * The model as reports group it, where it differs from `model` as LiteLLM logged it: LiteLLM
+     * 1.81 logs a Router call's model with its provider prefix (`openai/gpt-4o-mini`), 1.80 did not.
+     */
+    canonicalModel: text("canonical_model"),
+    /** LiteLLM's own margin and provider discount on the call (its cost_breakdown): shown, never billed. */
+    litellmMarginUsd: numeric("litellm_margin_usd"),
+    litellmDiscountUsd: numeric("litellm_discount_usd"),
   },
   (table) => [
     uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
