@@ -29,8 +29,11 @@ const CALL_TIMEOUT_MS = 5_000;
 export type LitellmAdmin = { send: (call: AdminCall) => Promise<AdminAnswer> };
 
 /**
- * LiteLLM's admin API with its master key. The key goes only into the request's header: no
- * error, log line or answer this returns carries it (nor the request's headers).
+ * LiteLLM's admin API with its master key. A failed call is final only when LiteLLM's answer is
+ * one of its own "this principal cannot exist" answers (litellm-answers.ts says which, and which
+ * LiteLLM source they were read from); any other failure is retried by the caller. The key goes
+ * only into the request's header: no error, log line or answer this returns carries it (nor the
+ * request's headers, nor the answer's body).
  */
 export function createLitellmAdmin(settings: { url: string; masterKey: string }): LitellmAdmin {
   const base = settings.url.endsWith("/") ? settings.url : `${settings.url}/`;

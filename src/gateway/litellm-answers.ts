@@ -3,8 +3,10 @@ import type { AdminCall } from "./litellm-admin.js";
 
 /**
  * LiteLLM's own answers to a block or unblock that say the key or team cannot exist, so that
- * trying again cannot help. Read from LiteLLM's source (BerriAI/litellm, main as of this
- * writing; the same in the 1.80 and 1.81 lines whose payloads are captured under test/fixtures):
+ * trying again cannot help. Read from LiteLLM's source, BerriAI/litellm as of early 2026
+ * (key_management_endpoints.py at 00670428, auth_checks.py at 000d8196, utils.py at 00099957,
+ * team_endpoints.py and _types.py in several versions, which agree; older versions lack only the
+ * key-format check, so they never answer its 400):
  * - proxy/management_endpoints/key_management_endpoints.py block_key / unblock_key: a key that
  *   fails proxy/utils.py is_valid_api_key (not `sk-…`, not 64 hex) raises
  *   ProxyException("Invalid key format.", bad_request_error, param "key", 400); with
