@@ -13,7 +13,7 @@
  * that its figures stand beside the single server's of the same run. `--enforce` runs the services
  * with ENFORCE_ON_DEPLETED against a fake LiteLLM admin API.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
@@ -110,14 +110,16 @@ const template = JSON.stringify({
     ...example.response,
     choices: [{ ...example.response.choices[0], message: { role: "assistant", content: "The quarter closed ahead of plan. ".repeat(10) } }],
   },
-  metadata: { ...example.metadata, user_api_key_team_id: "__ACCOUNT__", user_api_key_hash: "key-of-__ACCOUNT__" },
+  metadata: { ...example.metadata, user_api_key_team_id: "__ACCOUNT__", user_api_key_hash: "__KEY_HASH__" },
 }).replace('"endTime":"__END__"', '"endTime":__END__');
 
 function batchBody(prefix: string, first: number, count: number, account: (n: number) => string): string {
   const end = String(Date.now() / 1000);
   const items: string[] = [];
   for (let n = first; n < first + count; n++) {
-    items.push(template.replace("__ID__", `${prefix}-${n}`).replaceAll("__ACCOUNT__", account(n)).replace("__END__", end));
+    // A key's hash as LiteLLM writes it (SHA-256 hex): enforcement records no other.
+    const keyHash = createHash("sha256").update(account(n)).digest("hex");
+    items.push(template.replace("__ID__", `${prefix}-${n}`).replaceAll("__ACCOUNT__", account(n)).replace("__KEY_HASH__", keyHash).replace("__END__", end));
   }
   return `[${items.join(",")}]`;
 }

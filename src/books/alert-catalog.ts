@@ -20,7 +20,11 @@ export const ALERT_CATALOG = {
   enforcement_unblocked: { level: "warn", summary: "LiteLLM unblocked a key or team whose accounts are no longer depleted" },
   enforcement_failed: {
     level: "error",
-    summary: "a block or unblock did not reach LiteLLM; it is retried with backoff unless final",
+    summary: "a block or unblock did not reach LiteLLM; it is retried with backoff",
+  },
+  enforcement_principal_unknown: {
+    level: "warn",
+    summary: "LiteLLM says the key or team to block or unblock does not exist; the action is dropped, not retried",
   },
 } as const satisfies Record<string, { level: "error" | "warn"; summary: string }>;
 

@@ -6,7 +6,7 @@ import { withTransaction } from "../platform/db/client.js";
 import { toDecimalString } from "../pricing/decimal.js";
 import type { Charge } from "../pricing/price-usage-event.js";
 import { priceDivergenceFields } from "./price-divergence-alert.js";
-import type { UsageEvent } from "../usage/usage-event.js";
+import { isLitellmKeyHash, type UsageEvent } from "../usage/usage-event.js";
 import { canonicalModel } from "../usage/model-name.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
@@ -139,7 +139,8 @@ function paidBy(event: PricedUsage["event"]): PaidBy[] {
   if (event.keyHash === undefined && event.teamId === undefined) return [];
   const usedAt = event.eventTime === null ? new Date() : new Date(event.eventTime);
   const paid: PaidBy[] = [];
-  if (event.keyHash !== undefined) paid.push({ billingAccountId: event.billingAccountId, kind: "key", principal: event.keyHash, usedAt });
+  // Events queued before keys were checked at the edge may carry one LiteLLM would refuse.
+  if (event.keyHash !== undefined && isLitellmKeyHash(event.keyHash)) paid.push({ billingAccountId: event.billingAccountId, kind: "key", principal: event.keyHash, usedAt });
   if (event.teamId !== undefined) paid.push({ billingAccountId: event.billingAccountId, kind: "team", principal: event.teamId, usedAt });
   return paid;
 }

@@ -1,4 +1,5 @@
 import type { PrincipalKind } from "../platform/config.js";
+import { type UnknownPrincipal, unknownPrincipalIn } from "./litellm-answers.js";
 
 /** One call to LiteLLM's admin API: block or unblock a key (by its hash) or a team. */
 export type AdminCall = { kind: PrincipalKind; principal: string; action: "block" | "unblock" };
@@ -7,8 +8,14 @@ export type AdminAnswer =
   | { ok: true }
   | {
       ok: false;
-      /** Trying again cannot help: LiteLLM says it does not know the key or team. */
-      final: boolean;
+      /** Trying again cannot help: LiteLLM answered in its own words that the key or team cannot exist. */
+      final: true;
+      unknown: UnknownPrincipal;
+      error: string;
+    }
+  | {
+      ok: false;
+      final: false;
       /** No HTTP answer at all: LiteLLM (or the way to it) is down. */
       unreachable: boolean;
       /** The request may have reached LiteLLM and may still take effect, late (a timeout, a connection cut mid-call). */
@@ -22,8 +29,11 @@ const CALL_TIMEOUT_MS = 5_000;
 export type LitellmAdmin = { send: (call: AdminCall) => Promise<AdminAnswer> };
 
 /**
- * LiteLLM's admin API with its master key. The key goes only into the request's header: no
- * error, log line or answer this returns carries it (nor the request's headers).
+ * LiteLLM's admin API with its master key. A failed call is final only when LiteLLM's answer is
+ * one of its own "this principal cannot exist" answers (litellm-answers.ts says which, and which
+ * LiteLLM source they were read from); any other failure is retried by the caller. The key goes
+ * only into the request's header: no error, log line or answer this returns carries it (nor the
+ * request's headers, nor the answer's body).
  */
 export function createLitellmAdmin(settings: { url: string; masterKey: string }): LitellmAdmin {
   const base = settings.url.endsWith("/") ? settings.url : `${settings.url}/`;
@@ -49,34 +59,46 @@ export function createLitellmAdmin(settings: { url: string; masterKey: string })
         await response.body?.cancel().catch(() => {});
         return { ok: true };
       }
-      const final = response.status === 404 && (await saysNotFound(response));
-      await response.body?.cancel().catch(() => {});
-      const why = final ? " (it does not know this principal)" : "";
-      return { ok: false, final, unreachable: false, uncertain: false, error: `LiteLLM answered POST /${route} with ${response.status}${why}` };
+      const unknown = unknownPrincipalIn(call, response.status, await boundedJson(response));
+      if (unknown !== null) {
+        return { ok: false, final: true, unknown, error: `LiteLLM answered POST /${route} with ${response.status} (${unknown})` };
+      }
+      return { ok: false, final: false, unreachable: false, uncertain: false, error: `LiteLLM answered POST /${route} with ${response.status}` };
     },
   };
 }
 
 // Failures in which the request never left: nothing can land late.
 const NEVER_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
-const NOT_FOUND_ANSWER_BYTES = 4096;
+// LiteLLM's answers that end an action are a few hundred bytes; a longer body is not one of them.
+const ANSWER_BYTES = 4096;
 
-/**
- * LiteLLM's own 404 for a key or team it does not know ("Key <hash> not found"), as
- * opposed to a 404 from a wrong path or a proxy in front of it, which is retried like any failure.
- */
-async function saysNotFound(response: Response): Promise<boolean> {
+/** The answer's body as JSON when it is JSON of at most ANSWER_BYTES, else null; the rest is never read. */
+async function boundedJson(response: Response): Promise<unknown> {
   const reader = response.body?.getReader();
-  if (reader === undefined) return false;
-  let text = "";
-  while (text.length < NOT_FOUND_ANSWER_BYTES) {
-    const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
-    if (done || value === undefined) break;
-    text += Buffer.from(value).toString("utf8");
+  if (reader === undefined) return null;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let complete = false;
+  while (size <= ANSWER_BYTES) {
+    // The call's timeout cuts a body that trickles in: that read fails, and the answer is no answer.
+    const read = await reader.read().catch(() => null);
+    if (read === null) break;
+    if (read.done) {
+      complete = true;
+      break;
+    }
+    const value = read.value;
+    chunks.push(value);
+    size += value.byteLength;
   }
   await reader.cancel().catch(() => {});
-  // LiteLLM names the key or team between the two ("Key <hash> not found", "Team <id> not found").
-  return /\b(key|team)\b[\s\S]{0,600}?\bnot found\b/i.test(text.slice(0, NOT_FOUND_ANSWER_BYTES));
+  if (!complete || size > ANSWER_BYTES) return null;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    return null;
+  }
 }
 
 /** The cause a fetch failed with (refused, reset, timed out), without anything of the request. */

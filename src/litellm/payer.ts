@@ -1,5 +1,6 @@
 import { type BillingAccountSource, CLIENT_SETTABLE_SOURCES } from "../platform/config.js";
 import { canonicalId } from "../usage/storable-text.js";
+import { isLitellmKeyHash } from "../usage/usage-event.js";
 import { isRecord } from "./payload-schema.js";
 
 /** Where each account source is read, in the payload LiteLLM sends. */
@@ -61,12 +62,13 @@ export function resolveBillingAccount(payload: Record<string, unknown>, sources:
 /**
  * The key (by its hash) and team LiteLLM authenticated for the call, where each is an id:
  * the principals enforcement may block. Both are filled by LiteLLM from the key, never by the
- * caller; one that is not usable as an id is left out, never a reason to refuse the charge.
+ * caller; one that is not usable as an id, or a "hash" that is not LiteLLM's, is left out, never
+ * a reason to refuse the charge.
  */
 export function principalsOf(payload: Record<string, unknown>): { keyHash?: string; teamId?: string } {
   const principals: { keyHash?: string; teamId?: string } = {};
   const keyHash = accountFieldValue(payload, [["metadata", "user_api_key_hash"]]);
-  if (keyHash?.text) principals.keyHash = keyHash.text;
+  if (keyHash?.text && isLitellmKeyHash(keyHash.text)) principals.keyHash = keyHash.text;
   const teamId = accountFieldValue(payload, ACCOUNT_SOURCE_FIELDS.team);
   if (teamId?.text) principals.teamId = teamId.text;
   return principals;

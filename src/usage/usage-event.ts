@@ -11,6 +11,19 @@ const decimalText = z.string().regex(DECIMAL_TEXT, "a non-negative decimal witho
 
 const storableText = z.string().refine(isStorableText, STORABLE_TEXT_RULE);
 
+// LiteLLM's own test of what it accepts as a key's hash (proxy/utils.py is_valid_api_key): its
+// hash_token is SHA-256 in hex. Anything else, its /key/block answers 400 "Invalid key format.".
+const LITELLM_KEY_HASH = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * Whether `text` can be the hash of a LiteLLM key: only such a key is ever recorded as having
+ * paid, so enforcement never sends LiteLLM a key it must refuse (a custom-auth or JWT caller,
+ * whose `user_api_key_hash` is no hash, is left to its team).
+ */
+export function isLitellmKeyHash(text: string): boolean {
+  return LITELLM_KEY_HASH.test(text);
+}
+
 /**
  * A LiteLLM call reduced to what billing reads. Never prompt or response text: job data sits
  * in Redis in clear. Fields added later must be optional so queued jobs still parse.

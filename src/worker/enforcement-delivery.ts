@@ -45,7 +45,7 @@ export function startEnforcementDelivery(delivery: Delivery): Stoppable {
  * One pass, by whichever worker holds the delivery lock: the due actions in the order they were
  * decided, again until none is due. A principal's actions go one after another: one that fails
  * holds the rest of that principal's until it lands, so the last decision is the last one the
- * gateway hears. A gateway that does not answer at all ends the pass (every call would wait the
+ * gateway hears; one LiteLLM answers does not exist is done, and holds nothing. A gateway that does not answer at all ends the pass (every call would wait the
  * same way). Every worker counts what is pending, for its gauge.
  */
 export async function deliverPending(delivery: Delivery): Promise<void> {
@@ -73,7 +73,8 @@ async function deliverUnderLock(client: pg.PoolClient, { admin, logger, metrics 
       if (answer.final) {
         await markActionDone(client, action.id, "not_found", answer.error);
         metrics.enforcementCalls.inc({ action: action.action, outcome: "not_found" });
-        emitAlert(logger, { event: "enforcement_failed", fields: { ...alertFields(action, attempt), error: answer.error, final: true } });
+        // Once: LiteLLM's own answer that the principal cannot exist, so nothing will change on a retry.
+        emitAlert(logger, { event: "enforcement_principal_unknown", fields: { ...alertFields(action, attempt), answer: answer.unknown, error: answer.error } });
         continue;
       }
       const retryInMs = Math.min(FIRST_RETRY_MS * 2 ** (attempt - 1), LONGEST_RETRY_MS);

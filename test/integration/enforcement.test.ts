@@ -1,9 +1,9 @@
+import { createHash } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chargeUsageEvents } from "../../src/worker/charge-usage-events.js";
 import { enforceCurrentPolicy } from "../../src/books/enforcement.js";
 import { recordGrant } from "../../src/books/grants.js";
-import { createLitellmAdmin } from "../../src/gateway/litellm-admin.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
 import { DEFAULT_BILLING_ACCOUNT_FROM, ENFORCEMENT_OFF } from "../../src/platform/config.js";
@@ -18,8 +18,11 @@ const MASTER_KEY = "sk-litellm-master-7f3a9c2e51d84b60";
 // Longer than a few delivery passes (one a second): what has not been sent by then is not going to be.
 const QUIET_MS = 3_000;
 
+/** The hash of a key named after `name`, as LiteLLM writes it into `user_api_key_hash` (SHA-256 hex). */
+const keyHashOf = (name: string) => createHash("sha256").update(`sk-${name}`).digest("hex");
+
 /** A callback for `account` (the team pays), made with the key whose hash is `keyHash`. */
-const call = (id: string, account: string, keyHash = `hash-of-${account}`) =>
+const call = (id: string, account: string, keyHash = keyHashOf(account)) =>
   litellmPayload(id, account, { metadata: { user_api_key_hash: keyHash } });
 
 async function balanceOf(h: Harness, account: string): Promise<bigint> {
@@ -44,6 +47,10 @@ async function costOfOneCall(h: Harness): Promise<bigint> {
 }
 
 const quiet = () => new Promise((resolve) => setTimeout(resolve, QUIET_MS));
+
+/** The alerts that LiteLLM said `principal` does not exist. */
+const unknownAlerts = (h: Harness, principal: string) => h.alerts("enforcement_principal_unknown").filter((line) => line.principal === principal);
+const failedAlerts = (h: Harness, principal: string) => h.alerts("enforcement_failed").filter((line) => line.principal === principal);
 
 /** A service enforcing `policy` against its own fake admin API, and what one call costs there. */
 function useEnforcedService(policy: string) {
@@ -136,18 +143,49 @@ describe("enforcement of the team that pays (ENFORCE_ON_DEPLETED=team)", () => {
     await waitFor(() => fake.callsTo("team/unblock", "team-elsewhere") === 1);
   });
 
-  it("drops an action LiteLLM answers 'not found' for, and retries a 404 from anywhere else", async () => {
+  it("drops a block LiteLLM answers 'Team not found' for after one try and one alert, and delivers the team's next action", async () => {
     const { cost } = service;
     fake.forget("team-deleted");
     await grant(h, "team-deleted", cost - 1n, "deleted-1");
     await charge(h, call("deleted-1", "team-deleted"));
-    await waitFor(() => h.alerts("enforcement_failed").some((line) => line.principal === "team-deleted"));
-    expect(h.alerts("enforcement_failed").find((line) => line.principal === "team-deleted")).toMatchObject({ final: true, attempt: 1 });
+    await waitFor(() => unknownAlerts(h, "team-deleted").length === 1);
+    expect(unknownAlerts(h, "team-deleted")[0]).toMatchObject({
+      billing_account_id: "team-deleted",
+      principal_kind: "team",
+      action: "block",
+      attempt: 1,
+      answer: "team_not_found",
+    });
     const pending = await h.deps.database.pool.query("SELECT 1 FROM enforcement_actions WHERE principal = 'team-deleted' AND done_at IS NULL");
     expect(pending.rowCount).toBe(0);
-    // A proxy's or a wrong path's 404 says nothing about the team: tried again.
-    const wrongPath = createLitellmAdmin({ url: `${fake.url}/not-litellm`, masterKey: MASTER_KEY });
-    expect(await wrongPath.send({ kind: "team", principal: "team-a", action: "block" })).toMatchObject({ ok: false, final: false, unreachable: false });
+    // A team of that id made again: the unblock decided next is not held behind the dropped block.
+    fake.remember("team-deleted");
+    await grant(h, "team-deleted", 1000n, "deleted-2");
+    await waitFor(() => fake.callsTo("team/unblock", "team-deleted") === 1);
+    expect(fake.requestsTo("team/block", "team-deleted")).toBe(1);
+    expect(unknownAlerts(h, "team-deleted")).toHaveLength(1);
+    expect(failedAlerts(h, "team-deleted")).toEqual([]);
+  });
+
+  it("retries a 404 from a proxy in front of LiteLLM or a wrong path, whatever its words, until LiteLLM answers", async () => {
+    const { cost } = service;
+    const team = "team-behind-a-proxy";
+    fake.behindProxy({ status: 404, body: { detail: "Not Found" } });
+    try {
+      await grant(h, team, cost - 1n, "proxy-1");
+      await charge(h, call("proxy-1", team));
+      await waitFor(() => fake.requestsTo("team/block", team) >= 2);
+      const seen = fake.requestsTo("team/block", team);
+      fake.behindProxy({ status: 404, body: { error: { message: "Route /team/block not found", type: "not_found_error", param: null, code: "404" } } });
+      await waitFor(() => fake.requestsTo("team/block", team) >= seen + 2);
+    } finally {
+      fake.behindProxy(null);
+    }
+    await waitFor(() => fake.callsTo("team/block", team) === 1);
+    const refused = fake.requests.filter((request) => request.principal === team && request.status === 404).length;
+    expect(refused).toBeGreaterThanOrEqual(4);
+    expect(failedAlerts(h, team).map((line) => [line.attempt, line.final])).toEqual(Array.from({ length: refused }, (_, n) => [n + 1, false]));
+    expect(unknownAlerts(h, team)).toEqual([]);
   });
 
   it("never writes the master key into a log line, though every call carried it", () => {
@@ -163,7 +201,7 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
 
   it("blocks a key that paid for two accounts when one is depleted, and unblocks it only when neither is", async () => {
     const { cost } = service;
-    const shared = "hash-of-a-shared-key";
+    const shared = keyHashOf("a-shared-key");
     await grant(h, "acct-one", cost - 1n, "one-1");
     await grant(h, "acct-two", cost * 2n - 1n, "two-1");
     await charge(h, call("shared-1", "acct-one", shared), call("shared-2", "acct-two", shared));
@@ -204,9 +242,9 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
       await Promise.all(pools.map((pool) => pool.end()));
     }
     for (const account of accounts) expect(await balanceOf(h, account)).toBe(-2n * cost);
-    await waitFor(() => accounts.every((account) => fake.callsTo("key/block", `hash-of-${account}`) === 1));
+    await waitFor(() => accounts.every((account) => fake.callsTo("key/block", keyHashOf(account)) === 1));
     await quiet();
-    for (const account of accounts) expect(fake.callsTo("key/block", `hash-of-${account}`)).toBe(1);
+    for (const account of accounts) expect(fake.callsTo("key/block", keyHashOf(account))).toBe(1);
   });
 
   it("a worker started with a policy naming a new kind blocks it for accounts already blocked, and lets go of those above a lowered threshold", async () => {
@@ -215,7 +253,7 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
     await grant(h, "acct-widened", cost - 1n, "widened-1");
     await grant(h, "acct-lowered", cost - 1n, "lowered-1");
     await charge(h, call("widened-1", "acct-widened"), call("lowered-1", "acct-lowered"));
-    await waitFor(() => fake.callsTo("key/block", "hash-of-acct-widened") === 1 && fake.callsTo("key/block", "hash-of-acct-lowered") === 1);
+    await waitFor(() => fake.callsTo("key/block", keyHashOf("acct-widened")) === 1 && fake.callsTo("key/block", keyHashOf("acct-lowered")) === 1);
     expect(fake.callsTo("team/block", "acct-widened")).toBe(0);
 
     // What a worker does at start, with ENFORCE_ON_DEPLETED=team,key and then ENFORCE_BELOW=-1000:
@@ -225,26 +263,111 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
     await waitFor(() => fake.callsTo("team/block", "acct-widened") === 1 && fake.callsTo("team/block", "acct-lowered") === 1);
     await enforceCurrentPolicy(pool, { blocks: ["key"], below: -1000n });
     // acct-lowered (at -1) is above -1000 now: its key and team are let go; so is every account above it.
-    await waitFor(() => fake.callsTo("key/unblock", "hash-of-acct-lowered") === 1 && fake.callsTo("team/unblock", "acct-lowered") === 1);
-    expect(fake.callsTo("key/unblock", "hash-of-acct-widened")).toBe(1);
+    await waitFor(() => fake.callsTo("key/unblock", keyHashOf("acct-lowered")) === 1 && fake.callsTo("team/unblock", "acct-lowered") === 1);
+    expect(fake.callsTo("key/unblock", keyHashOf("acct-widened"))).toBe(1);
   });
 
   it("sends a principal's state once more a minute after a call whose deliverer died before its answer", async () => {
     const pool = h.deps.database.pool;
+    const interrupted = keyHashOf("interrupted");
     // As a deliverer leaves it when killed mid-call: the call counted as sent, no answer recorded.
-    await pool.query("INSERT INTO enforcement_principals (kind, principal, state) VALUES ('key', 'hash-interrupted', 'blocked')");
+    await pool.query("INSERT INTO enforcement_principals (kind, principal, state) VALUES ('key', $1, 'blocked')", [interrupted]);
     await pool.query(
-      "INSERT INTO enforcement_actions (kind, principal, action, billing_account_id, sends) VALUES ('key', 'hash-interrupted', 'block', 'acct-interrupted', 1)",
+      "INSERT INTO enforcement_actions (kind, principal, action, billing_account_id, sends) VALUES ('key', $1, 'block', 'acct-interrupted', 1)",
+      [interrupted],
     );
-    await waitFor(() => fake.callsTo("key/block", "hash-interrupted") === 1);
-    await waitFor(async () => (await pool.query("SELECT 1 FROM enforcement_actions WHERE principal = 'hash-interrupted' AND resend")).rowCount === 1);
+    await waitFor(() => fake.callsTo("key/block", interrupted) === 1);
+    await waitFor(async () => (await pool.query("SELECT 1 FROM enforcement_actions WHERE principal = $1 AND resend", [interrupted])).rowCount === 1);
     const { rows } = await pool.query<{ uncertain: boolean; due_in: number }>(
       `SELECT bool_or(uncertain) AS uncertain, max(extract(epoch FROM next_attempt_at - now()))::float8 AS due_in
-       FROM enforcement_actions WHERE principal = 'hash-interrupted'`,
+       FROM enforcement_actions WHERE principal = $1`,
+      [interrupted],
     );
     expect(rows[0]!.uncertain).toBe(true);
     expect(rows[0]!.due_in).toBeGreaterThan(50);
     expect(rows[0]!.due_in).toBeLessThanOrEqual(60);
+  });
+
+  for (const storeAuditLogs of [false, true]) {
+    const answer = storeAuditLogs ? "404 'Key … not found', with store_audit_logs" : "401 token_not_found_in_db, LiteLLM's default";
+    it(`drops a block for a key LiteLLM no longer has (${answer}) after one try and one alert, and delivers the key's next action`, async () => {
+      const { cost } = service;
+      const account = `acct-key-deleted-${storeAuditLogs ? "audited" : "default"}`;
+      const key = keyHashOf(account);
+      fake.storeAuditLogs = storeAuditLogs;
+      fake.forget(key);
+      try {
+        await grant(h, account, cost - 1n, `${account}-1`);
+        await charge(h, call(`${account}-1`, account));
+        await waitFor(() => unknownAlerts(h, key).length === 1);
+      } finally {
+        fake.storeAuditLogs = false;
+        fake.remember(key);
+      }
+      expect(unknownAlerts(h, key)[0]).toMatchObject({
+        billing_account_id: account,
+        principal_kind: "key",
+        action: "block",
+        attempt: 1,
+        answer: storeAuditLogs ? "key_not_found" : "key_not_in_database",
+      });
+      // The key's next action goes out: the block before it holds nothing.
+      await grant(h, account, 10_000n, `${account}-2`);
+      await waitFor(() => fake.callsTo("key/unblock", key) === 1);
+      expect(fake.requestsTo("key/block", key)).toBe(1);
+      expect(unknownAlerts(h, key)).toHaveLength(1);
+      expect(failedAlerts(h, key)).toEqual([]);
+    });
+  }
+
+  it("drops each action for a key LiteLLM refuses as malformed (400) after one try, and never records such a key from a payload", async () => {
+    const pool = h.deps.database.pool;
+    // As recorded before keys were checked at the edge: LiteLLM refuses it, whatever the action.
+    const malformed = "key-recorded-before-the-check";
+    await pool.query("INSERT INTO enforcement_principals (kind, principal, state) VALUES ('key', $1, 'unblocked')", [malformed]);
+    await pool.query(
+      "INSERT INTO enforcement_actions (kind, principal, action, billing_account_id) VALUES ('key', $1, 'block', 'acct-malformed'), ('key', $1, 'unblock', 'acct-malformed')",
+      [malformed],
+    );
+    await waitFor(() => unknownAlerts(h, malformed).length === 2);
+    expect(unknownAlerts(h, malformed).map((line) => [line.action, line.attempt, line.answer])).toEqual([
+      ["block", 1, "key_format_refused"],
+      ["unblock", 1, "key_format_refused"],
+    ]);
+    expect([fake.requestsTo("key/block", malformed), fake.requestsTo("key/unblock", malformed)]).toEqual([1, 1]);
+    expect((await pool.query("SELECT 1 FROM enforcement_actions WHERE principal = $1 AND done_at IS NULL", [malformed])).rowCount).toBe(0);
+
+    // A custom-auth or JWT call's user_api_key_hash is no LiteLLM hash: its team is recorded, no key, nothing sent.
+    const { cost } = service;
+    await grant(h, "acct-custom-auth", cost - 1n, "custom-auth-1");
+    await charge(h, call("custom-auth-1", "acct-custom-auth", "not-a-litellm-hash"));
+    expect(await balanceOf(h, "acct-custom-auth")).toBeLessThan(0n);
+    const { rows } = await pool.query("SELECT kind, principal FROM account_principals WHERE billing_account_id = 'acct-custom-auth'");
+    expect(rows).toEqual([{ kind: "team", principal: "acct-custom-auth" }]);
+    expect((await pool.query("SELECT 1 FROM enforcement_actions WHERE billing_account_id = 'acct-custom-auth'")).rowCount).toBe(0);
+  });
+
+  it("retries while LiteLLM refuses the master key, though its 401 names a key not in its database, and lands the block once it is set right", async () => {
+    const { cost } = service;
+    const account = "acct-master-key-rotated";
+    const key = keyHashOf(account);
+    // LiteLLM's master key changed under the workers: theirs is now just a key LiteLLM does not have.
+    fake.changeMasterKey("sk-litellm-master-rotated-0c94e1");
+    try {
+      await grant(h, account, cost - 1n, `${account}-1`);
+      await charge(h, call(`${account}-1`, account));
+      await waitFor(() => fake.requestsTo("key/block", key) >= 2);
+    } finally {
+      fake.changeMasterKey(null);
+    }
+    await waitFor(() => fake.callsTo("key/block", key) === 1);
+    const refused = fake.requests.filter((request) => request.principal === key && request.status === 401).length;
+    expect(refused).toBeGreaterThanOrEqual(2);
+    expect(failedAlerts(h, key).map((line) => [line.attempt, line.final, line.error])).toEqual(
+      Array.from({ length: refused }, (_, n) => [n + 1, false, "LiteLLM answered POST /key/block with 401"]),
+    );
+    expect(unknownAlerts(h, key)).toEqual([]);
+    expect(JSON.stringify(h.logs)).not.toContain(MASTER_KEY);
   });
 
   it("lists an account's keys and actions, and an operator's unblock holds until the next crossing", async () => {
@@ -252,7 +375,7 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
     const database = { url: h.settings.databaseUrl, name: h.settings.queuePrefix };
     await grant(h, "acct-held", cost - 1n, "held-1");
     await charge(h, call("held-1", "acct-held"));
-    await waitFor(() => fake.callsTo("key/block", "hash-of-acct-held") === 1);
+    await waitFor(() => fake.callsTo("key/block", keyHashOf("acct-held")) === 1);
 
     const listed = await runOps(database, "enforcement", "list", "--account", "acct-held", "--json");
     expect(listed.code).toBe(0);
@@ -260,24 +383,24 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
       accounts: [{ billing_account_id: "acct-held", state: "blocked" }],
       // Both paid; only the key is blocked under this policy.
       principals: [
-        { kind: "key", principal: "hash-of-acct-held", state: "blocked", first_used_at: "2025-01-24T09:20:46.851Z" },
+        { kind: "key", principal: keyHashOf("acct-held"), state: "blocked", first_used_at: "2025-01-24T09:20:46.851Z" },
         { kind: "team", principal: "acct-held", state: "unblocked" },
       ],
-      actions: [{ action: "block", principal: "hash-of-acct-held", state: "done", attempts: 1 }],
+      actions: [{ action: "block", principal: keyHashOf("acct-held"), state: "done", attempts: 1 }],
     });
 
     expect(await runOps(database, "enforcement", "unblock", "acct-nobody")).toMatchObject({ code: 1, stdout: "no account acct-nobody\n" });
     const unblocked = await runOps(database, "enforcement", "unblock", "acct-held");
     expect(unblocked).toMatchObject({ code: 0, stdout: expect.stringContaining("unblock queued") });
-    await waitFor(() => fake.callsTo("key/unblock", "hash-of-acct-held") === 1);
+    await waitFor(() => fake.callsTo("key/unblock", keyHashOf("acct-held")) === 1);
     // Still depleted, but held open: a further charge blocks nothing.
     await charge(h, call("held-2", "acct-held"));
     await quiet();
-    expect(fake.callsTo("key/block", "hash-of-acct-held")).toBe(1);
+    expect(fake.callsTo("key/block", keyHashOf("acct-held"))).toBe(1);
     // Back above the threshold and down again: the next crossing blocks.
     await grant(h, "acct-held", cost * 3n, "held-2");
     await charge(h, call("held-3", "acct-held"), call("held-4", "acct-held"));
     expect(await balanceOf(h, "acct-held")).toBeLessThanOrEqual(0n);
-    await waitFor(() => fake.callsTo("key/block", "hash-of-acct-held") === 2);
+    await waitFor(() => fake.callsTo("key/block", keyHashOf("acct-held")) === 2);
   });
 });
