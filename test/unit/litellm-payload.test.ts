@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { type BillingAccountSource, DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
 import { checkBodyCost, MAX_JSON_VALUES, parseCallbackBody } from "../../src/litellm/callback-body.js";
@@ -351,12 +352,48 @@ describe("keys and accounts that PostgreSQL must store exactly", () => {
   });
 });
 
+describe("what LiteLLM 1.81 adds", () => {
+  const FIXTURES = new URL("../fixtures/litellm-1.81.13/captured/", import.meta.url);
+  const captured = (name: string): Record<string, any> => JSON.parse(readFileSync(new URL(`${name}.json`, FIXTURES), "utf8"));
+
+  it("reads the mode of an Anthropic call from its usage, only where the provider set one", () => {
+    const base = captured("opus-4-6-base");
+    expect(base.metadata.usage_object).toMatchObject({ speed: null, inference_geo: null });
+    const event = accepted(base);
+    expect(event.speed).toBeUndefined();
+    expect(event.inferenceGeo).toBeUndefined();
+    const fast = structuredClone(base);
+    Object.assign(fast.metadata.usage_object, { speed: "fast", inference_geo: "us" });
+    expect(accepted(fast)).toMatchObject({ speed: "fast", inferenceGeo: "us" });
+    // A value that is not storable text is passed over, never a reason to refuse the call.
+    fast.metadata.usage_object.speed = { fast: true };
+    expect(accepted(fast).speed).toBeUndefined();
+  });
+
+  it("takes LiteLLM's cost before its margin and discount from cost_breakdown, only where they changed it", () => {
+    const base = captured("opus-4-6-base");
+    expect(base.cost_breakdown).toMatchObject({ original_cost: 0.0175, margin_total_amount: 0, discount_amount: 0 });
+    expect(accepted(base)).not.toHaveProperty("reportedOriginalCostUsd");
+    const margined = { ...base, response_cost: 0.02025, cost_breakdown: { ...base.cost_breakdown, total_cost: 0.02025, margin_percent: 0.1, margin_fixed_amount: 0.001, margin_total_amount: 0.00275 } };
+    expect(accepted(margined)).toMatchObject({ reportedCostUsd: "0.02025", reportedOriginalCostUsd: "0.0175", litellmMarginUsd: "0.00275" });
+    expect(accepted(margined)).not.toHaveProperty("litellmDiscountUsd");
+    const discounted = { ...base, response_cost: 0.01575, cost_breakdown: { ...base.cost_breakdown, discount_percent: 0.1, discount_amount: 0.00175 } };
+    expect(accepted(discounted)).toMatchObject({ reportedOriginalCostUsd: "0.0175", litellmDiscountUsd: "0.00175" });
+    // Figures that are not finite costs are passed over: the call is read as if it had none.
+    for (const odd of [{ original_cost: -1, margin_total_amount: 1 }, { original_cost: "0.0175", margin_total_amount: 1 }, { original_cost: 0.0175, margin_total_amount: "NaN" }, "breakdown"]) {
+      expect(accepted({ ...base, cost_breakdown: odd }), JSON.stringify(odd)).not.toHaveProperty("reportedOriginalCostUsd");
+    }
+  });
+});
+
 describe("the quarantine copy", () => {
   const usage = () => ({
     prompt_tokens: 10, completion_tokens: 5, cache_read_input_tokens: 1, cache_creation_input_tokens: 2,
     prompt_tokens_details: { cached_tokens: 1, cache_creation_tokens: 2, audio_tokens: 0, web_search_requests: 1, cache_creation_token_details: { ephemeral_1h_input_tokens: 1 } },
     completion_tokens_details: { reasoning_tokens: 1, audio_tokens: 0 },
     server_tool_use: { web_search_requests: 1 },
+    speed: "fast",
+    inference_geo: "us",
   });
   // Written in another order than the copy's, with fields billing does not read.
   const EVERY_BILLING_FIELD = {
@@ -374,6 +411,7 @@ describe("the quarantine copy", () => {
     end_user: "eu", endTime: 1.7e9, startTime: 1.7e9, response_cost: 0.1, completion_tokens: 5, prompt_tokens: 10,
     call_type: "completion", custom_llm_provider: "openai", model_group: "g", model: "gpt-4o", cache_hit: false, status: "success",
     id: "call-1", litellm_call_id: "lc-1", messages: [{ content: "secret" }],
+    cost_breakdown: { margin_total_amount: 0.01, original_cost: 0.09, discount_amount: 0, input_cost: 0.05 },
   };
 
   const USAGE_PATHS = [
@@ -382,7 +420,7 @@ describe("the quarantine copy", () => {
     "prompt_tokens_details.web_search_requests", "prompt_tokens_details.cache_creation_token_details",
     "prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens", "completion_tokens_details",
     "completion_tokens_details.reasoning_tokens", "completion_tokens_details.audio_tokens", "server_tool_use",
-    "server_tool_use.web_search_requests",
+    "server_tool_use.web_search_requests", "speed", "inference_geo",
   ];
   const usagePaths = (at: string) => USAGE_PATHS.map((path) => `${at}.${path}`);
 
@@ -409,6 +447,7 @@ describe("the quarantine copy", () => {
       "metadata.spend_logs_metadata.billing_account_id", "metadata.user_api_key_auth_metadata",
       "metadata.user_api_key_auth_metadata.billing_account_id", "metadata.user_api_key_hash", "hidden_params", "hidden_params.usage_object",
     ...usagePaths("hidden_params.usage_object"), "response", "response.usage", ...usagePaths("response.usage"),
+      "cost_breakdown", "cost_breakdown.original_cost", "cost_breakdown.discount_amount", "cost_breakdown.margin_total_amount",
     ]);
   });
 });
