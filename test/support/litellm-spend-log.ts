@@ -8,7 +8,7 @@ import { adminQuery, databaseUrlFor } from "./test-env.js";
  * Prisma migrations create them (quoted camel-case names, timestamp(3) in UTC), at one of two
  * versions: `baseline`, its first migration (20250326162113_baseline, March 2025: the oldest the
  * docs claim, before status, proxy_server_request, organization_id and the deleted and rotated key
- * tables), and `newest` (its schema.prisma of February 2026). It is a real database; only
+ * tables), and `newest` (its current schema.prisma, with the deleted and rotated key tables). It is a real database; only
  * LiteLLM's proxy, which would write it, is not here.
  */
 export type LitellmVersion = "baseline" | "newest";
