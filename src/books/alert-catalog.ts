@@ -12,6 +12,10 @@ export const ALERT_CATALOG = {
     level: "warn",
     summary: "the gateway backfill billed calls LiteLLM recorded whose callbacks never arrived",
   },
+  gateway_backfill_behind: {
+    level: "warn",
+    summary: "the gateway backfill's watermark lags by half or more of LiteLLM's spend-log retention: calls it has not read will soon be deleted",
+  },
   inv_price_divergence: {
     level: "warn",
     summary: "the exact cost at the gateway's own rates differs from LiteLLM's reported cost by a credit or more",

@@ -238,7 +238,7 @@ async function insertReceipts(
       column((u) => u.event.eventTime),
       column((u) => u.event.claimedBillingAccountId ?? null),
       column((u) => u.charge.rateStep),
-      column((u) => u.charge.reason),
+      column(receiptReason),
       column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
       column((u) => {
         const canonical = canonicalModel(u.event.model, u.event.provider);
@@ -249,6 +249,17 @@ async function insertReceipts(
     ],
   );
   return new Map(rows.map((row) => [row.idempotency_key, { id: row.id, content: row.content }]));
+}
+
+/**
+ * What a receipt says of a backfilled call LiteLLM kept no service tier for (UsageEvent's
+ * tierUnknown): in pricing_reason, which the receipt's hash covers and the receipt API shows.
+ */
+export const TIER_ASSUMED_REASON = "tier_assumed: LiteLLM kept no service tier for this call; priced at the standard tier";
+
+function receiptReason(usage: PricedUsage): string | null {
+  if (usage.event.tierUnknown !== true) return usage.charge.reason;
+  return usage.charge.reason === null ? TIER_ASSUMED_REASON : `${usage.charge.reason}; ${TIER_ASSUMED_REASON}`;
 }
 
 /** Deliveries (one per distinct usage) of keys already recorded with other usage. */

@@ -30,6 +30,8 @@ export type BackfillSettings = {
   intervalMs: number;
   lagMs: number;
   overlapMs: number;
+  /** LiteLLM's spend-log retention (LITELLM_SPEND_LOG_RETENTION), when stated. */
+  spendLogRetentionMs?: number;
 };
 
 export type BackfillRun = { ran: false } | { ran: true; report: GatewayReport };
@@ -90,13 +92,46 @@ async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, no
   );
   deps.metrics.gatewayBackfilledCalls.inc(report.applied);
   deps.metrics.gatewayBackfilledSpendUsd.inc(Number(spendUsd));
-  await recordWatermarkLag(deps, now);
+  await recordWatermarkLag(deps, settings.spendLogRetentionMs, now);
   deps.logger.info({ since, until, ...report.total, missingCredits: report.total.missingCredits.toString(), missingSpendUsd: spendUsd }, "gateway backfill checked");
   return report;
 }
 
-/** How far behind now the stored watermark is; set after every run, and by the caller after a failed one. */
-export async function recordWatermarkLag(deps: Pick<BackfillDeps, "pool" | "metrics">, now = new Date()): Promise<void> {
+/** Past this share of LiteLLM's spend-log retention, the watermark's lag is alerted. */
+export const RETENTION_WARNING_SHARE = 0.5;
+
+/**
+ * How far behind now the stored watermark is; set after every run, and by the caller after a
+ * failed one. With LiteLLM's retention known, alerts `gateway_backfill_behind` once when the lag
+ * crosses half of it (LiteLLM deletes what the backfill has not read yet at the whole of it),
+ * and again only after the lag was back under.
+ */
+export async function recordWatermarkLag(
+  deps: Pick<BackfillDeps, "pool" | "metrics" | "logger">,
+  retentionMs: number | undefined,
+  now = new Date(),
+): Promise<void> {
   const { rows } = await deps.pool.query<{ watermark: Date }>("SELECT watermark FROM gateway_watermarks WHERE name = $1", [WATERMARK]);
-  if (rows[0]) deps.metrics.gatewayWatermarkLag.set(Math.max(0, (now.getTime() - rows[0].watermark.getTime()) / 1000));
+  if (!rows[0]) return;
+  const lagMs = Math.max(0, now.getTime() - rows[0].watermark.getTime());
+  deps.metrics.gatewayWatermarkLag.set(lagMs / 1000);
+  if (retentionMs === undefined) return;
+  deps.metrics.gatewaySpendLogRetention.set(retentionMs / 1000);
+  const behind = lagMs >= retentionMs * RETENTION_WARNING_SHARE;
+  const alerts = await withTransaction(deps.pool, async (client) => {
+    // Only the run that changes the state alerts: once per crossing, whichever worker sees it first.
+    const changed = await client.query(
+      `UPDATE gateway_watermarks SET retention_warned_at = CASE WHEN $2::boolean THEN $3::timestamptz END
+       WHERE name = $1 AND (retention_warned_at IS NULL) = $2::boolean`,
+      [WATERMARK, behind, now],
+    );
+    if (!behind || changed.rowCount === 0) return [];
+    return insertAlerts(client, [
+      {
+        event: "gateway_backfill_behind",
+        fields: { lag_seconds: Math.round(lagMs / 1000), retention_seconds: Math.round(retentionMs / 1000), watermark: rows[0]!.watermark.toISOString() },
+      },
+    ]);
+  });
+  await deliverAlerts(deps.pool, deps.logger, alerts).catch((error) => deps.logger.warn({ err: error }, "alert delivery deferred to the sweeper"));
 }

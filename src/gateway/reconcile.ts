@@ -6,7 +6,7 @@ import { add, type Decimal, decimalFromNumber, toDecimalString, ZERO } from "../
 import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
-import { hasKeyMetadata, readSpendLogPage, type SpendLogCursor, type SpendLogRow, spendLogRowsExist } from "./spend-log.js";
+import { type GatewaySchema, hasKeyMetadata, readGatewaySchema, readSpendLogPage, type SpendLogCursor, type SpendLogRow, spendLogRowsExist } from "./spend-log.js";
 
 const ROWS_PER_PAGE = 1_000;
 
@@ -60,15 +60,17 @@ export type GatewayReconcileOptions = {
  */
 export async function reconcileGateway(options: GatewayReconcileOptions): Promise<GatewayReport> {
   const { spendLog, pool, since, until } = options;
-  const withKeyMetadata = await hasKeyMetadata(spendLog);
+  // Read once per run: what this LiteLLM version's database has decides what each page asks for.
+  const schema = await readGatewaySchema(spendLog);
+  const withKeyMetadata = hasKeyMetadata(schema);
   const report: GatewayReport = { since, until, days: new Map(), total: emptyCounts(), receiptsWithoutRow: 0, applied: 0 };
   let cursor: SpendLogCursor = null;
   for (;;) {
-    const rows = await readSpendLogPage(spendLog, { since, until }, cursor, ROWS_PER_PAGE, withKeyMetadata);
+    const rows = await readSpendLogPage(spendLog, schema, { since, until }, cursor, ROWS_PER_PAGE, withKeyMetadata);
     if (rows.length === 0) break;
     const last = rows[rows.length - 1]!;
     cursor = { startTime: last.startTime, requestId: last.request_id };
-    const missing = await countPage(report, rows, options);
+    const missing = await countPage(report, rows, options, schema);
     if (options.apply && (missing.events.length > 0 || missing.rejected.length > 0)) {
       await options.apply(missing);
       report.applied += missing.events.length + missing.rejected.length;
@@ -79,7 +81,7 @@ export async function reconcileGateway(options: GatewayReconcileOptions): Promis
   return report;
 }
 
-async function countPage(report: GatewayReport, rows: SpendLogRow[], options: GatewayReconcileOptions): Promise<MissingCalls> {
+async function countPage(report: GatewayReport, rows: SpendLogRow[], options: GatewayReconcileOptions, schema: GatewaySchema): Promise<MissingCalls> {
   const billable = rows.filter((row) => !costsNothing(row));
   const keys = billable.map((row) => row.request_id);
   const { rows: known } = await options.pool.query<{ idempotency_key: string; quarantined: boolean }>(
@@ -121,7 +123,7 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       missing.rejected.push({
         reason: "key_metadata_unavailable",
         idempotencyKey: row.request_id,
-        issues: [{ path: "api_key", message: "the call's key is no longer in LiteLLM_VerificationToken; assign the account by hand" }],
+        issues: [{ path: "api_key", message: keyLostMessage(schema) }],
         item: sanitiseCallbackItem(payload),
       });
       tally((c) => (c.missingUnpriced += 1));
@@ -133,7 +135,8 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       tally((c) => (c.missingUnpriced += 1));
       continue;
     }
-    missing.events.push(normalised.event);
+    // LiteLLM kept neither the request nor a tier for the call: priced at the standard tier, and the receipt says so.
+    missing.events.push(row.tier_known ? normalised.event : { ...normalised.event, tierUnknown: true });
     const pricing = priceUsageEvent(normalised.event, options.priceBook);
     if (pricing.priced) tally((c) => (c.missingCredits += pricing.charge.chargedCredits));
     else tally((c) => (c.missingUnpriced += 1));
@@ -151,6 +154,16 @@ function costsNothing(row: SpendLogRow): boolean {
 }
 
 const KEYED_APART = new Set(["create_batch", "acreate_batch", "retrieve_batch", "aretrieve_batch", "create_file", "acreate_file"]);
+
+function keyLostMessage(schema: GatewaySchema): string {
+  const tables = [
+    schema.keys.active && "LiteLLM_VerificationToken",
+    schema.keys.deleted && "LiteLLM_DeletedVerificationToken",
+    schema.keys.rotated && "LiteLLM_DeprecatedVerificationToken",
+  ].filter(Boolean);
+  const where = tables.length === 0 ? "LiteLLM's key tables cannot be read" : `the call's key is in none of ${tables.join(", ")}`;
+  return `${where}; assign the account by hand`;
+}
 
 function keyMetadataLost(row: SpendLogRow, sources: readonly BillingAccountSource[]): boolean {
   return sources[0] === "key_metadata" && Boolean(row.api_key) && row.key_metadata === null;

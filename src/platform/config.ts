@@ -38,20 +38,18 @@ export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
 export type EnforcementPolicy = { blocks: readonly PrincipalKind[]; below: bigint };
 export const ENFORCEMENT_OFF: EnforcementPolicy = { blocks: [], below: 0n };
 
-/** A duration: `300`, `300s`, `5m`, `1h`, `500ms` (a bare number is seconds). */
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((text, context) => {
-      const match = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
-      if (!match || Number(match[1]) === 0) {
-        context.addIssue({ code: "custom", message: "a duration such as 300s, 5m or 1h" });
-        return z.NEVER;
-      }
-      const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[match[2] ?? "s"]!;
-      return Number(match[1]) * unit;
-    });
+/** A duration: `300`, `300s`, `5m`, `1h`, `7d`, `500ms` (a bare number is seconds). */
+const duration = (fallback: string) => z.string().default(fallback).transform(durationMs);
+
+function durationMs(text: string, context: z.RefinementCtx): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match || Number(match[1]) === 0) {
+    context.addIssue({ code: "custom", message: "a duration such as 300s, 5m, 1h or 7d" });
+    return z.NEVER;
+  }
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? "s"]!;
+  return Number(match[1]) * unit;
+}
 
 /** `host:port`, the host a name, an IPv4 address or an IPv6 address in brackets. */
 const clusterNode = z
@@ -111,6 +109,9 @@ const envSchema = z.object({
   // Each run looks back this far behind the watermark: rows LiteLLM writes late (long calls, its
   // writer behind) are still found.
   GATEWAY_RECONCILE_OVERLAP: duration("1h"),
+  // LiteLLM's maximum_spend_logs_retention_period: rows older than it are deleted before the
+  // backfill may read them. Unset: not known, and the backfill's lag is not compared with it.
+  LITELLM_SPEND_LOG_RETENTION: optional(z.string().transform(durationMs)),
   // Block a depleted account's principals at the gateway: off, team, key or team,key.
   ENFORCE_ON_DEPLETED: z
     .string()
@@ -188,6 +189,8 @@ export type Settings = {
   gatewayReconcileIntervalMs: number;
   gatewayReconcileLagMs: number;
   gatewayReconcileOverlapMs: number;
+  /** LiteLLM's spend-log retention, when the operator states it. */
+  litellmSpendLogRetentionMs: number | undefined;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   /** Highest first. */
   lowBalanceThresholds: bigint[];
@@ -308,6 +311,7 @@ export function parseEnv(source: EnvSource): Settings {
     gatewayReconcileIntervalMs: env.GATEWAY_RECONCILE_INTERVAL,
     gatewayReconcileLagMs: env.GATEWAY_RECONCILE_LAG,
     gatewayReconcileOverlapMs: env.GATEWAY_RECONCILE_OVERLAP,
+    litellmSpendLogRetentionMs: env.LITELLM_SPEND_LOG_RETENTION,
     logLevel: env.LOG_LEVEL,
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
     maxBodyBytes: env.MAX_BODY_BYTES,

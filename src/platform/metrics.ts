@@ -83,6 +83,16 @@ export function createMetrics(queues: Queue[]) {
       help: "How far behind now the backfill has checked LiteLLM's spend log",
       registers: [registry],
     }),
+    gatewaySpendLogRetention: new Gauge({
+      name: "spend_ingest_gateway_spend_log_retention_seconds",
+      help: "LiteLLM's spend-log retention (LITELLM_SPEND_LOG_RETENTION): a watermark lag past it means calls deleted before the backfill saw them",
+      registers: [registry],
+    }),
+    chargesTierAssumed: new Counter({
+      name: "spend_ingest_charges_tier_assumed_total",
+      help: "Backfilled calls charged at the standard service tier because LiteLLM's spend log kept no tier for them",
+      registers: [registry],
+    }),
     enforcementCalls: new Counter({
       name: "spend_ingest_enforcement_calls_total",
       help: "Calls to LiteLLM's admin API by this worker: done, failed (retried) or not_found (final)",

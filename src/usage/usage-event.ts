@@ -44,6 +44,12 @@ export const usageEventSchema = z
   /** `model_parameters.service_tier`: `priority` and `flex` have rates of their own. */
   serviceTier: storableText.nullish(),
   searchContextSize: z.enum(SEARCH_CONTEXT_SIZES).nullish(),
+  /**
+   * Set by the gateway backfill when LiteLLM's spend log kept neither the request nor a tier
+   * for the call (its store_prompts_in_spend_logs off): it is priced at the standard tier and
+   * a medium web search context, and its receipt says so.
+   */
+  tierUnknown: z.literal(true).optional(),
   promptTokens: tokenCount,
   completionTokens: tokenCount,
   cacheReadTokens: tokenCount,

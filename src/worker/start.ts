@@ -119,6 +119,7 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
         intervalMs: settings.gatewayReconcileIntervalMs,
         lagMs: settings.gatewayReconcileLagMs,
         overlapMs: settings.gatewayReconcileOverlapMs,
+        spendLogRetentionMs: settings.litellmSpendLogRetentionMs,
       },
     )
       .then(
@@ -127,7 +128,8 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
           deps.metrics.gatewayReconcileFailures.inc();
           const which = error instanceof SpendLogError ? "LiteLLM's database (LITELLM_DATABASE_URL) could not be read" : "it could not record what it found";
           deps.logger.error({ err: error }, `gateway backfill failed: ${which}; the next run tries again`);
-          return recordWatermarkLag({ pool: deps.database.pool, metrics: deps.metrics }).catch(() => {});
+          const lagDeps = { pool: deps.database.pool, metrics: deps.metrics, logger: deps.logger };
+          return recordWatermarkLag(lagDeps, settings.litellmSpendLogRetentionMs).catch(() => {});
         },
       )
       .finally(() => {

@@ -79,6 +79,8 @@ function recordChargeMetrics(
     ["failed_call_skipped", summary.failedCallsSkipped],
   ];
   for (const [outcome, count] of outcomes) if (count > 0) metrics.chargeOutcomes.inc({ outcome }, count);
+  const tierAssumed = charged.filter(({ event }) => event.tierUnknown === true).length;
+  if (tierAssumed > 0) metrics.chargesTierAssumed.inc(tierAssumed);
   for (const { event } of charged) {
     if (event.eventTime !== null) metrics.eventToLedger.observe(Math.max(0, (committedAt - Date.parse(event.eventTime)) / 1000));
   }

@@ -5,10 +5,26 @@ import { adminQuery, databaseUrlFor } from "./test-env.js";
 
 /**
  * A stand-in for LiteLLM's own PostgreSQL database, with its spend-log and key tables as LiteLLM's
- * Prisma schema creates them (quoted camel-case names, timestamp(3) in UTC). It is a real
- * database; only LiteLLM's proxy, which would write it, is not here.
+ * Prisma migrations create them (quoted camel-case names, timestamp(3) in UTC), at one of two
+ * versions: `baseline`, its first migration (20250326162113_baseline, March 2025: the oldest the
+ * docs claim, before status, proxy_server_request, organization_id and the deleted and rotated key
+ * tables), and `newest` (its current schema.prisma, with the deleted and rotated key tables). It is a real database; only
+ * LiteLLM's proxy, which would write it, is not here.
  */
-export type LitellmDatabase = { url: string; pool: pg.Pool; insert: (rows: SpendLogInsert[]) => Promise<void> };
+export type LitellmVersion = "baseline" | "newest";
+
+export type LitellmDatabase = {
+  url: string;
+  version: LitellmVersion;
+  pool: pg.Pool;
+  insert: (rows: SpendLogInsert[]) => Promise<void>;
+  /** A key LiteLLM issued, with its admin-set metadata. */
+  createKey: (token: string, metadata: Record<string, unknown>) => Promise<void>;
+  /** As LiteLLM's /key/delete does since 20251219110931: the row moves to LiteLLM_DeletedVerificationToken. */
+  deleteKey: (token: string) => Promise<void>;
+  /** As LiteLLM's key rotation does since 20260203120000: the row takes the new hash, the old one is kept until revoke_at. */
+  rotateKey: (token: string, newToken: string) => Promise<void>;
+};
 
 export type SpendLogInsert = {
   request_id: string;
@@ -32,30 +48,83 @@ export type SpendLogInsert = {
   proxy_server_request?: Record<string, unknown>;
 };
 
-const SCHEMA = `
-CREATE TABLE "LiteLLM_SpendLogs" (
-  request_id text PRIMARY KEY, call_type text NOT NULL, api_key text NOT NULL DEFAULT '', spend double precision NOT NULL DEFAULT 0,
+// The spend log's columns in LiteLLM's baseline migration.
+const BASELINE_SPEND_LOGS = `
+  request_id text NOT NULL, call_type text NOT NULL, api_key text NOT NULL DEFAULT '', spend double precision NOT NULL DEFAULT 0.0,
   total_tokens integer NOT NULL DEFAULT 0, prompt_tokens integer NOT NULL DEFAULT 0, completion_tokens integer NOT NULL DEFAULT 0,
   "startTime" timestamp(3) NOT NULL, "endTime" timestamp(3) NOT NULL, "completionStartTime" timestamp(3),
   model text NOT NULL DEFAULT '', model_id text DEFAULT '', model_group text DEFAULT '', custom_llm_provider text DEFAULT '',
   api_base text DEFAULT '', "user" text DEFAULT '', metadata jsonb DEFAULT '{}', cache_hit text DEFAULT '', cache_key text DEFAULT '',
-  request_tags jsonb DEFAULT '[]', team_id text, organization_id text, end_user text, requester_ip_address text,
-  messages jsonb DEFAULT '{}', response jsonb DEFAULT '{}', session_id text, status text, mcp_namespaced_tool_name text,
-  proxy_server_request jsonb DEFAULT '{}'
-);
-CREATE INDEX "LiteLLM_SpendLogs_startTime_idx" ON "LiteLLM_SpendLogs" ("startTime");
-CREATE TABLE "LiteLLM_VerificationToken" (token text PRIMARY KEY, key_alias text, metadata jsonb NOT NULL DEFAULT '{}', team_id text, user_id text);
-`;
+  request_tags jsonb DEFAULT '[]', team_id text, end_user text, requester_ip_address text,
+  messages jsonb DEFAULT '{}', response jsonb DEFAULT '{}'`;
 
-export function useLitellmDatabase(): LitellmDatabase {
+const BASELINE_TOKEN = `
+  token text NOT NULL, key_name text, key_alias text, soft_budget_cooldown boolean NOT NULL DEFAULT false,
+  spend double precision NOT NULL DEFAULT 0.0, expires timestamp(3), models text[], aliases jsonb NOT NULL DEFAULT '{}',
+  config jsonb NOT NULL DEFAULT '{}', user_id text, team_id text, permissions jsonb NOT NULL DEFAULT '{}', max_parallel_requests integer,
+  metadata jsonb NOT NULL DEFAULT '{}', blocked boolean, tpm_limit bigint, rpm_limit bigint, max_budget double precision,
+  budget_duration text, budget_reset_at timestamp(3), allowed_cache_controls text[] DEFAULT ARRAY[]::text[],
+  model_spend jsonb NOT NULL DEFAULT '{}', model_max_budget jsonb NOT NULL DEFAULT '{}', budget_id text, organization_id text,
+  created_at timestamp(3) DEFAULT CURRENT_TIMESTAMP, created_by text, updated_at timestamp(3) DEFAULT CURRENT_TIMESTAMP, updated_by text`;
+
+// Added by later migrations (the key tables' other later columns are not read, and left out).
+const NEWER_TOKEN = `, allowed_routes text[] DEFAULT ARRAY[]::text[], object_permission_id text, rotation_count integer DEFAULT 0,
+  auto_rotate boolean DEFAULT false, rotation_interval text, last_rotation_at timestamp(3), key_rotation_at timestamp(3)`;
+
+const SCHEMAS: Record<LitellmVersion, string> = {
+  baseline: `
+CREATE TABLE "LiteLLM_SpendLogs" (${BASELINE_SPEND_LOGS}, CONSTRAINT "LiteLLM_SpendLogs_pkey" PRIMARY KEY (request_id));
+CREATE INDEX "LiteLLM_SpendLogs_startTime_idx" ON "LiteLLM_SpendLogs" ("startTime");
+CREATE INDEX "LiteLLM_SpendLogs_end_user_idx" ON "LiteLLM_SpendLogs" (end_user);
+CREATE TABLE "LiteLLM_VerificationToken" (${BASELINE_TOKEN}, CONSTRAINT "LiteLLM_VerificationToken_pkey" PRIMARY KEY (token));
+`,
+  newest: `
+CREATE TABLE "LiteLLM_SpendLogs" (${BASELINE_SPEND_LOGS}, organization_id text, session_id text, status text,
+  mcp_namespaced_tool_name text, agent_id text, proxy_server_request jsonb DEFAULT '{}',
+  CONSTRAINT "LiteLLM_SpendLogs_pkey" PRIMARY KEY (request_id));
+CREATE INDEX "LiteLLM_SpendLogs_startTime_idx" ON "LiteLLM_SpendLogs" ("startTime");
+CREATE INDEX "LiteLLM_SpendLogs_startTime_request_id_idx" ON "LiteLLM_SpendLogs" ("startTime", request_id);
+CREATE INDEX "LiteLLM_SpendLogs_end_user_idx" ON "LiteLLM_SpendLogs" (end_user);
+CREATE INDEX "LiteLLM_SpendLogs_session_id_idx" ON "LiteLLM_SpendLogs" (session_id);
+CREATE TABLE "LiteLLM_VerificationToken" (${BASELINE_TOKEN}${NEWER_TOKEN}, CONSTRAINT "LiteLLM_VerificationToken_pkey" PRIMARY KEY (token));
+CREATE TABLE "LiteLLM_DeletedVerificationToken" (id text NOT NULL, ${BASELINE_TOKEN}${NEWER_TOKEN},
+  deleted_at timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP, deleted_by text, deleted_by_api_key text, litellm_changed_by text,
+  CONSTRAINT "LiteLLM_DeletedVerificationToken_pkey" PRIMARY KEY (id));
+CREATE INDEX "LiteLLM_DeletedVerificationToken_token_idx" ON "LiteLLM_DeletedVerificationToken" (token);
+CREATE TABLE "LiteLLM_DeprecatedVerificationToken" (id text NOT NULL, token text NOT NULL, active_token_id text NOT NULL,
+  revoke_at timestamp(3) NOT NULL, created_at timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT "LiteLLM_DeprecatedVerificationToken_pkey" PRIMARY KEY (id));
+CREATE UNIQUE INDEX "LiteLLM_DeprecatedVerificationToken_token_key" ON "LiteLLM_DeprecatedVerificationToken" (token);
+`,
+};
+
+export function useLitellmDatabase(version: LitellmVersion = "newest"): LitellmDatabase {
   const name = `litellm_t_${randomBytes(6).toString("hex")}`;
-  const database = { url: databaseUrlFor(name), pool: undefined as unknown as pg.Pool } as LitellmDatabase;
+  const database = { url: databaseUrlFor(name), version, pool: undefined as unknown as pg.Pool } as LitellmDatabase;
   beforeAll(async () => {
     await adminQuery(`CREATE DATABASE ${name}`);
     database.pool = new pg.Pool({ connectionString: database.url, max: 4 });
     database.pool.on("error", () => {});
-    await database.pool.query(SCHEMA);
-    database.insert = (rows) => insertSpendLogs(database.pool, rows);
+    await database.pool.query(SCHEMAS[version]);
+    database.insert = (rows) => insertSpendLogs(database.pool, version, rows);
+    database.createKey = async (token, metadata) => {
+      await database.pool.query(`INSERT INTO "LiteLLM_VerificationToken" (token, metadata) VALUES ($1, $2)`, [token, JSON.stringify(metadata)]);
+    };
+    database.deleteKey = async (token) => {
+      await database.pool.query(
+        `WITH gone AS (DELETE FROM "LiteLLM_VerificationToken" WHERE token = $1 RETURNING token, metadata)
+         INSERT INTO "LiteLLM_DeletedVerificationToken" (id, token, metadata) SELECT gen_random_uuid()::text, token, metadata FROM gone`,
+        [token],
+      );
+    };
+    database.rotateKey = async (token, newToken) => {
+      await database.pool.query(`UPDATE "LiteLLM_VerificationToken" SET token = $2 WHERE token = $1`, [token, newToken]);
+      await database.pool.query(
+        `INSERT INTO "LiteLLM_DeprecatedVerificationToken" (id, token, active_token_id, revoke_at)
+         VALUES (gen_random_uuid()::text, $1, $2, now() + interval '1 day')`,
+        [token, newToken],
+      );
+    };
   });
   afterAll(async () => {
     await database.pool?.end();
@@ -64,40 +133,41 @@ export function useLitellmDatabase(): LitellmDatabase {
   return database;
 }
 
-async function insertSpendLogs(pool: pg.Pool, rows: SpendLogInsert[]): Promise<void> {
+async function insertSpendLogs(pool: pg.Pool, version: LitellmVersion, rows: SpendLogInsert[]): Promise<void> {
+  const utc = (time: Date) => time.toISOString().replace("T", " ").replace("Z", "");
+  const columns: Array<[string, string, (row: SpendLogInsert) => unknown]> = [
+    ["request_id", "text", (row) => row.request_id],
+    ["call_type", "text", (row) => row.call_type ?? "acompletion"],
+    ["api_key", "text", (row) => row.api_key ?? ""],
+    ["spend", "float8", (row) => row.spend],
+    ["prompt_tokens", "int", (row) => row.prompt_tokens],
+    ["completion_tokens", "int", (row) => row.completion_tokens],
+    ["total_tokens", "int", (row) => row.prompt_tokens + row.completion_tokens],
+    ['"startTime"', "timestamp", (row) => utc(row.startTime)],
+    ['"endTime"', "timestamp", (row) => utc(row.endTime)],
+    ["model", "text", (row) => row.model ?? ""],
+    ["model_group", "text", (row) => row.model_group ?? ""],
+    ["custom_llm_provider", "text", (row) => row.custom_llm_provider ?? ""],
+    ['"user"', "text", (row) => row.user ?? ""],
+    ["team_id", "text", (row) => row.team_id ?? null],
+    ["end_user", "text", (row) => row.end_user ?? ""],
+    ["cache_hit", "text", (row) => row.cache_hit ?? "False"],
+    ["metadata", "jsonb", (row) => JSON.stringify(row.metadata)],
+  ];
+  // What the baseline's LiteLLM could not write: it kept the status in the metadata only.
+  if (version === "newest") {
+    columns.push(
+      ["organization_id", "text", (row) => row.organization_id ?? null],
+      ["status", "text", (row) => row.status ?? "success"],
+      ["proxy_server_request", "jsonb", (row) => JSON.stringify(row.proxy_server_request ?? {})],
+    );
+  }
   for (let start = 0; start < rows.length; start += 1000) {
     const page = rows.slice(start, start + 1000);
-    const column = <T>(read: (row: SpendLogInsert) => T) => page.map(read);
-    const utc = (time: Date) => time.toISOString().replace("T", " ").replace("Z", "");
     await pool.query(
-      `INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, prompt_tokens, completion_tokens, total_tokens,
-         "startTime", "endTime", model, model_group, custom_llm_provider, "user", team_id, organization_id, end_user, status,
-         cache_hit, metadata, proxy_server_request)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::int[], $7::int[], $8::timestamp[],
-         $9::timestamp[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-         $18::text[], $19::jsonb[], $20::jsonb[])`,
-      [
-        column((row) => row.request_id),
-        column((row) => row.call_type ?? "acompletion"),
-        column((row) => row.api_key ?? ""),
-        column((row) => row.spend),
-        column((row) => row.prompt_tokens),
-        column((row) => row.completion_tokens),
-        column((row) => row.prompt_tokens + row.completion_tokens),
-        column((row) => utc(row.startTime)),
-        column((row) => utc(row.endTime)),
-        column((row) => row.model ?? ""),
-        column((row) => row.model_group ?? ""),
-        column((row) => row.custom_llm_provider ?? ""),
-        column((row) => row.user ?? ""),
-        column((row) => row.team_id ?? null),
-        column((row) => row.organization_id ?? null),
-        column((row) => row.end_user ?? ""),
-        column((row) => row.status ?? "success"),
-        column((row) => row.cache_hit ?? "False"),
-        column((row) => JSON.stringify(row.metadata)),
-        column((row) => JSON.stringify(row.proxy_server_request ?? {})),
-      ],
+      `INSERT INTO "LiteLLM_SpendLogs" (${columns.map(([name]) => name).join(", ")})
+       SELECT * FROM unnest(${columns.map(([, type], index) => `$${index + 1}::${type}[]`).join(", ")})`,
+      columns.map(([, , read]) => page.map(read)),
     );
   }
 }
@@ -123,6 +193,7 @@ export function spendLogRowOf(payload: Record<string, unknown>, startTime: Date)
     metadata: {
       user_api_key_team_id: metadata.user_api_key_team_id ?? null,
       user_api_key_user_id: metadata.user_api_key_user_id ?? null,
+      user_api_key_org_id: metadata.user_api_key_org_id ?? null,
       spend_logs_metadata: metadata.spend_logs_metadata ?? null,
       usage_object: metadata.usage_object ?? null,
       model_map_information: payload.model_map_information ?? null,

@@ -116,6 +116,16 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, GATEWAY_RECONCILE_LAG: "0" }).setting).toBe("GATEWAY_RECONCILE_LAG");
   });
 
+  it("reads LiteLLM's spend-log retention as a duration, unset or empty meaning not known", () => {
+    expect(parseEnv(valid).litellmSpendLogRetentionMs).toBeUndefined();
+    expect(parseEnv({ ...valid, LITELLM_SPEND_LOG_RETENTION: "" }).litellmSpendLogRetentionMs).toBeUndefined();
+    expect(parseEnv({ ...valid, LITELLM_SPEND_LOG_RETENTION: "7d" }).litellmSpendLogRetentionMs).toBe(7 * 86_400_000);
+    expect(parseEnv({ ...valid, LITELLM_SPEND_LOG_RETENTION: "36h" }).litellmSpendLogRetentionMs).toBe(36 * 3_600_000);
+    for (const bad of ["0", "7 days", "-1d", "1w"]) {
+      expect(settingError({ ...valid, LITELLM_SPEND_LOG_RETENTION: bad }).setting).toBe("LITELLM_SPEND_LOG_RETENTION");
+    }
+  });
+
   it("enforces only when asked, with LiteLLM's admin URL and master key, and never echoes the key", () => {
     expect(parseEnv(valid)).toMatchObject({ enforcement: { blocks: [], below: 0n }, litellmAdmin: undefined });
     const admin = { LITELLM_ADMIN_URL: "http://litellm:4000", LITELLM_MASTER_KEY: "sk-master-secret-value" };

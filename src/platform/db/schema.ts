@@ -192,6 +192,9 @@ export const gatewayWatermarks = pgTable("gateway_watermarks", {
   name: text("name").primaryKey(),
   watermark: timestamp("watermark", { withTimezone: true }).notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  // When the watermark's lag last crossed half of LiteLLM's spend-log retention (alerted once);
+  // NULL once it is back under, so the next crossing alerts again.
+  retentionWarnedAt: timestamp("retention_warned_at", { withTimezone: true }),
 });
 
 const at = (name: string) => timestamp(name, { withTimezone: true });
