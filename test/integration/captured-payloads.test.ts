@@ -171,3 +171,70 @@ describe("on_divergence: quarantine, then the book fixed and the call replayed",
     expect(receipts[0].n).toBe(1);
   });
 });
+
+describe("LiteLLM 1.81.13's calls, and the modes and margin it added", () => {
+  const DIR_1_81 = fileURLToPath(new URL("../fixtures/litellm-1.81.13/captured/", import.meta.url));
+  // The harness's direct calls name no account: each is given one, as a trusted backend would.
+  const captured181 = (name: string, id = `${name}-${Math.random().toString(36).slice(2)}`): Record<string, any> => {
+    const payload = JSON.parse(readFileSync(join(DIR_1_81, `${name}.json`), "utf8"));
+    payload.metadata.spend_logs_metadata = { billing_account_id: "acct-181" };
+    return { ...payload, id };
+  };
+  const h = useServiceHarness(TRUSTED_BACKEND);
+
+  async function chargeOf(payload: Record<string, any>) {
+    await h.postCallback([payload]);
+    await h.drainQueue();
+    return receipt(h, payload.id);
+  }
+
+  it("covers every file of 1.81.13's captured/", () => {
+    expect(readdirSync(DIR_1_81).sort()).toEqual(["gpt-4o-cached.json", "opus-4-6-base.json", "router-prefixed-model.json"]);
+  });
+
+  it("charges each call what LiteLLM charged, to the credit", async () => {
+    // opus-4-6: 1,000 × 5e-6 + 500 × 2.5e-5 = 0.0175; gpt-4o cached: 952 × 2.5e-6 + 2,048 × 1.25e-6 + 400 × 1e-5 = 0.00894;
+    // the Router's gpt-4o-mini: 10,000 × 1.5e-7 + 2,000 × 6e-7 = 0.0027
+    for (const [name, credits] of [["opus-4-6-base", 175_000], ["gpt-4o-cached", 89_400], ["router-prefixed-model", 27_000]] as const) {
+      const payload = captured181(name);
+      const { status, body } = await chargeOf(payload);
+      expect(status, name).toBe(200);
+      expect(body, name).toMatchObject({ charged_credits: credits, rate_step: "gateway", litellm_margin_usd: null });
+      expect(BigInt(credits), name).toBe(litellmCredits(payload.response_cost));
+      expect(divergenceLines(h, payload.id), name).toEqual([]);
+    }
+  });
+
+  it("a Router call's model is reported without the provider prefix 1.81 added, and kept as logged", async () => {
+    const payload = captured181("router-prefixed-model");
+    expect(payload.model).toBe("openai/gpt-4o-mini");
+    expect((await chargeOf(payload)).body).toMatchObject({ model: "gpt-4o-mini", logged_model: "openai/gpt-4o-mini", model_group: "fast" });
+    const older = { ...captured181("router-prefixed-model"), model: "gpt-4o-mini" };
+    expect((await chargeOf(older)).body).toMatchObject({ model: "gpt-4o-mini", logged_model: "gpt-4o-mini" });
+  });
+
+  it("fast mode and US-only inference are charged their own rates, not the base rates LiteLLM logged", async () => {
+    const withMode = (mode: Record<string, string>, responseCost: number): Record<string, any> => {
+      const payload = captured181("opus-4-6-base");
+      Object.assign(payload.metadata.usage_object, mode);
+      return { ...payload, response_cost: responseCost, cost_breakdown: { ...payload.cost_breakdown, original_cost: responseCost, total_cost: responseCost } };
+    };
+    // fast: 1,000 × 3e-5 + 500 × 1.5e-4 = 0.105 (the base rates: 175,000, −83%)
+    expect((await chargeOf(withMode({ speed: "fast" }, 0.105))).body).toMatchObject({ charged_credits: 1_050_000, rate_step: "cost_map", price_entry: "fast/claude-opus-4-6" });
+    // US only: 1,000 × 5.5e-6 + 500 × 2.75e-5 = 0.01925 (the base rates: −9%)
+    expect((await chargeOf(withMode({ inference_geo: "us" }, 0.01925))).body).toMatchObject({ charged_credits: 192_500, price_entry: "us/claude-opus-4-6" });
+    const unknown = withMode({ speed: "turbo" }, 0.0175);
+    expect((await chargeOf(unknown)).status).toBe(404);
+    const { rows } = await h.deps.database.pool.query("SELECT reason, detail->>'message' AS message FROM quarantine WHERE idempotency_key = $1", [unknown.id]);
+    expect(rows).toEqual([{ reason: "unpriced_model", message: expect.stringContaining('speed "turbo" has no rates of its own') }]);
+  });
+
+  it("LiteLLM's margin is compared before it, shown on the receipt and not billed", async () => {
+    const payload = captured181("opus-4-6-base");
+    // A 10% margin plus 0.001 fixed: LiteLLM's total 0.0175 + 0.00275.
+    Object.assign(payload, { response_cost: 0.02025 });
+    Object.assign(payload.cost_breakdown, { total_cost: 0.02025, margin_percent: 0.1, margin_fixed_amount: 0.001, margin_total_amount: 0.00275 });
+    expect((await chargeOf(payload)).body).toMatchObject({ charged_credits: 175_000, reported_cost_usd: "0.02025", litellm_margin_usd: "0.00275", litellm_discount_usd: null });
+    expect(divergenceLines(h, payload.id)).toEqual([]);
+  });
+});
