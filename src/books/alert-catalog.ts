@@ -6,7 +6,11 @@ export const ALERT_CATALOG = {
   balance_depleted: { level: "warn", summary: "a charge took the balance from above zero to zero or below" },
   low_balance: { level: "warn", summary: "a charge took the balance below a low-balance threshold" },
   inv_unpriced_model: { level: "error", summary: "an event could not be priced and was quarantined" },
-  receipt_conflict: { level: "warn", summary: "an idempotency key arrived again with different usage; the first stands" },
+  receipt_conflict: { level: "warn", summary: "a call (request id and time) arrived again with different usage; the first stands" },
+  response_id_reused: {
+    level: "warn",
+    summary: "a request id already charged for one call came with another call; that call is charged under a key of its own",
+  },
   event_quarantined: { level: "warn", summary: "an item was quarantined" },
   inv_gateway_unbilled: {
     level: "warn",

@@ -7,6 +7,7 @@ import { drizzleOver, jsonbText, storableCopy, withTransaction } from "../platfo
 import { quarantine } from "../platform/db/schema.js";
 import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
 import { parseUsageEvents, type RejectedItem } from "../usage/usage-event.js";
+import { callTimeMs, reusedIdKey } from "./call-identity.js";
 
 export type QuarantineEntry = {
   stage: "receiver" | "worker";
@@ -166,8 +167,11 @@ export async function markReplayed(client: pg.PoolClient, ids: string[]): Promis
   return marked.sentAt;
 }
 
-/** A usage event a replay sent, as its outcome is looked up: its key, its JSON and when it was sent. */
-export type SentEvent = { idempotencyKey: string; eventJson: string; sentAt: string };
+/**
+ * A usage event a replay sent, as its outcome is looked up: its key, the time of its call, its
+ * JSON and when it was sent.
+ */
+export type SentEvent = { idempotencyKey: string; eventTime: string | null; eventJson: string; sentAt: string };
 
 export type ReplayOutcomes = { charged: number; alreadyCharged: number; refusedAgain: number; uncharged: number };
 
@@ -175,32 +179,38 @@ const OUTCOMES_PER_QUERY = 1000;
 
 /**
  * What became of events a replay sent, once their jobs are done, as the books show it: charged
- * (a receipt for the key written since it was sent), already charged (a receipt from before:
- * nothing charged now), refused again (a pending quarantine row holds the very event; a pending
- * `receipt_conflict` row says so even beside a receipt), or uncharged (neither: a failed call,
- * which is never charged).
+ * (a receipt for the call written since it was sent: under its key, or under the key of a further
+ * call under that id), already charged (a receipt from before: nothing charged now), refused
+ * again (a pending quarantine row holds the very event; a pending `receipt_conflict` row says so
+ * even beside a receipt), or uncharged (neither: a failed call, which is never charged).
  */
 export async function replayOutcomes(pool: pg.Pool, sent: SentEvent[]): Promise<ReplayOutcomes> {
   const outcomes: ReplayOutcomes = { charged: 0, alreadyCharged: 0, refusedAgain: 0, uncharged: 0 };
   for (let start = 0; start < sent.length; start += OUTCOMES_PER_QUERY) {
     // Raw SQL: a thousand events looked up in one statement through unnest.
     const chunk = sent.slice(start, start + OUTCOMES_PER_QUERY);
+    const reusedKey = (event: SentEvent) => {
+      const timeMs = callTimeMs(event.eventTime);
+      return timeMs === null ? null : reusedIdKey(event.idempotencyKey, timeMs);
+    };
     const { rows } = await pool.query<{ outcome: keyof ReplayOutcomes; events: number }>(
       `SELECT CASE
            WHEN held.conflict THEN 'refusedAgain'
            WHEN receipt.created_at >= sent.sent_at THEN 'charged'
-           WHEN receipt.id IS NOT NULL THEN 'alreadyCharged'
+           WHEN receipt.created_at IS NOT NULL THEN 'alreadyCharged'
            WHEN held.pending THEN 'refusedAgain'
            ELSE 'uncharged'
          END AS outcome, count(*)::int AS events
-       FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) AS sent(key, event, sent_at)
-       LEFT JOIN charge_receipts receipt ON receipt.idempotency_key = sent.key
+       FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::text[]) AS sent(key, event, sent_at, reused_key)
+       CROSS JOIN LATERAL (
+         SELECT max(created_at) AS created_at FROM charge_receipts WHERE idempotency_key IN (sent.key, sent.reused_key)
+       ) receipt
        CROSS JOIN LATERAL (
          SELECT count(*) > 0 AS pending, coalesce(bool_or(reason = 'receipt_conflict'), false) AS conflict
          FROM quarantine WHERE idempotency_key = sent.key AND replayed_at IS NULL AND item = sent.event
        ) held
        GROUP BY 1`,
-      [chunk.map((event) => event.idempotencyKey), chunk.map((event) => event.eventJson), chunk.map((event) => event.sentAt)],
+      [chunk.map((event) => event.idempotencyKey), chunk.map((event) => event.eventJson), chunk.map((event) => event.sentAt), chunk.map(reusedKey)],
     );
     for (const row of rows) outcomes[row.outcome] += row.events;
   }

@@ -75,7 +75,7 @@ const assignCommand = act(
 
 const replayCommand = act(
   new Command("replay")
-    .description("send refused items back through the pipeline and count what became of each (receipt_conflict items stay)")
+    .description("send refused items back through the pipeline and count what became of each (a receipt_conflict whose call is charged with other usage stays)")
     .option("--reason <reason>", "only items refused for this reason")
     .option("--wait <seconds>", `how long to wait for them to be charged, 0 to ${MAX_REPLAY_WAIT_SECONDS}`, String(DEFAULT_REPLAY_WAIT_SECONDS)),
   async (flags: OutputOptions & { reason?: string; wait: string }) => {

@@ -8,14 +8,13 @@ import { EVENTS_PER_JOB } from "../platform/queue.js";
 import { type UsageEvent, usageEventSchema } from "../usage/usage-event.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
 import { firstNotKept } from "../litellm/sanitise.js";
+import { standingConflicts } from "../books/reused-ids.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
 /** One replay at a time: the session-level advisory lock every replay takes for its whole run. */
 export const REPLAY_LOCK_KEY = 0x5e1d_7e9a;
 
 const ROWS_PER_PAGE = 500;
-// The first receipt stands: sending the other usage again could only be refused again.
-const NEVER_REPLAYED = ["receipt_conflict"];
 const JOB_POLL_MS = 200;
 // BullMQ keeps a completed job a while (removeOnComplete), then removes it: either way it is done.
 const FINISHED_JOB_STATES = new Set(["completed", "unknown"]);
@@ -52,8 +51,9 @@ export type ReplayOptions = ReadOptions & {
  * account mapping, a schema correction), then waits for their jobs and reports what the books
  * show became of them. Receiver rejects are validated again as callback items, from the copy
  * quarantine kept; worker rejects go back as the usage events they were. A row whose copy is
- * not exact is refused, never guessed at. Each is charged at most once, because the receipt's
- * idempotency key decides, not the replay; one replay runs at a time, so none is sent twice.
+ * not exact is refused, never guessed at, and so is a `receipt_conflict` whose call still has a
+ * receipt with other usage. Each is charged at most once, because the receipts decide (see
+ * placeRepeatedIds), not the replay; one replay runs at a time, so none is sent twice.
  */
 export async function replayQuarantined(pool: pg.Pool, queue: Queue, options: ReplayOptions): Promise<ReplayRun> {
   const run = await withSessionLock(pool, REPLAY_LOCK_KEY, () => replayPending(pool, queue, options));
@@ -74,20 +74,21 @@ async function replayPending(pool: pg.Pool, queue: Queue, options: ReplayOptions
       afterId,
       throughId,
       limit: ROWS_PER_PAGE,
-      excludeReasons: NEVER_REPLAYED,
     });
     if (rows.length === 0) break;
     afterId = rows[rows.length - 1]!.id;
     const events: UsageEvent[] = [];
     const replayedIds: string[] = [];
-    for (const row of rows) {
-      const replayable = replayableEvent(row, options);
-      if (!replayable.ok) {
+    const readable = rows.map((row) => ({ row, replayable: replayableEvent(row, options) }));
+    const standing = await standingConflictRows(pool, readable);
+    for (const { row, replayable } of readable) {
+      const refusal = !replayable.ok ? replayable : standing.has(row.id) ? STANDING_CONFLICT : null;
+      if (refusal !== null) {
         refusedBeforeSending += 1;
-        if (refusals.length < REFUSALS_LISTED) refusals.push({ id: row.id, idempotencyKey: row.idempotencyKey, reason: replayable.reason, issues: replayable.issues });
+        if (refusals.length < REFUSALS_LISTED) refusals.push({ id: row.id, idempotencyKey: row.idempotencyKey, reason: refusal.reason, issues: refusal.issues });
         continue;
       }
-      events.push(replayable.event);
+      events.push((replayable as { event: UsageEvent }).event);
       replayedIds.push(row.id);
     }
     if (events.length > 0) {
@@ -99,7 +100,7 @@ async function replayPending(pool: pg.Pool, queue: Queue, options: ReplayOptions
         jobIds: await enqueueCallbackItems(queue, { events, rejected: [] }, { runId }),
       }));
       events.forEach((event, index) =>
-        sent.push({ idempotencyKey: event.idempotencyKey, eventJson: jsonbText(event), sentAt, jobId: jobIds[Math.floor(index / EVENTS_PER_JOB)]! }),
+        sent.push({ idempotencyKey: event.idempotencyKey, eventTime: event.eventTime, eventJson: jsonbText(event), sentAt, jobId: jobIds[Math.floor(index / EVENTS_PER_JOB)]! }),
       );
     }
     options.onProgress?.({ replayed: sent.length, refusedBeforeSending });
@@ -108,6 +109,25 @@ async function replayPending(pool: pg.Pool, queue: Queue, options: ReplayOptions
   const outcomes = await replayOutcomes(pool, sent.filter((event) => !unfinished.has(event.jobId)));
   const stillPending = sent.filter((event) => unfinished.has(event.jobId)).length;
   return { replayed: sent.length, ...outcomes, stillPending, refusedBeforeSending, refusals };
+}
+
+// The same call (its request id and time) was charged for other usage: sending it again could
+// only be refused again, and alert again. It stays pending for an operator to look at.
+const STANDING_CONFLICT: { reason: string; issues: unknown[] } = {
+  reason: "receipt_conflict",
+  issues: [{ message: "the same call (request id and time) is charged with other usage; the first receipt stands" }],
+};
+
+/**
+ * The `receipt_conflict` rows whose call is charged with other usage. Rows kept under the rule
+ * before request ids reused by another call were charged are sent: each of those calls is
+ * charged once under a key of its own (or found charged already).
+ */
+async function standingConflictRows(pool: pg.Pool, rows: Array<{ row: QuarantinedRow; replayable: ReplayableEvent }>): Promise<Set<string>> {
+  const conflicts = rows.flatMap(({ row, replayable }) => (row.reason === "receipt_conflict" && replayable.ok ? [{ id: row.id, event: replayable.event }] : []));
+  if (conflicts.length === 0) return new Set();
+  const standing = await standingConflicts(pool, conflicts.map(({ event }) => event));
+  return new Set(conflicts.filter((_, index) => standing[index]).map(({ id }) => id));
 }
 
 export type ReplayableEvent = { ok: true; event: UsageEvent } | { ok: false; reason: string; issues: unknown[] };

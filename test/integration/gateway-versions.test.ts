@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { TIER_ASSUMED_REASON } from "../../src/books/record-usage.js";
+import { TIER_ASSUMED_REASON } from "../../src/books/charge-receipts.js";
 import { RETENTION_WARNING_SHARE, recordWatermarkLag, runGatewayBackfill } from "../../src/gateway/backfill.js";
 import { reconcileGateway } from "../../src/gateway/reconcile.js";
 import { createSpendLogPool } from "../../src/gateway/spend-log.js";

@@ -242,7 +242,7 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
     expect(await assignBillingAccount(h.deps.database.pool, row!.id, "team-other")).toBe(false);
   });
 
-  it("keeps receipt conflicts for inspection: replay neither resends nor re-alerts them", async () => {
+  it("keeps receipt conflicts (the same call with other usage) for inspection: replay neither resends nor re-alerts them", async () => {
     await h.postCallback([litellmPayload("conflict-1", "team-conflict")]);
     await h.drainQueue();
     await h.postCallback([litellmPayload("conflict-1", "team-conflict", { prompt_tokens: 11 })]);
@@ -251,12 +251,13 @@ describe("quarantine that keeps what PostgreSQL cannot", () => {
     expect(conflicts()).toBe(1);
     expect(await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, reason: "receipt_conflict", waitMs: 0 })).toMatchObject({
       ran: true,
-      report: { replayed: 0, refusedBeforeSending: 0 },
+      report: { replayed: 0, refusedBeforeSending: 1, refusals: [expect.objectContaining({ idempotencyKey: "conflict-1", reason: "receipt_conflict" })] },
     });
     await replayQuarantined(h.deps.database.pool, h.deps.usageQueue, { billingAccountFrom: h.settings.billingAccountFrom, waitMs: 0 });
     await h.drainQueue();
     expect(conflicts()).toBe(1);
     expect((await receipt("conflict-1")).body.prompt_tokens).toBe(10);
+    expect(await countRows("quarantine", "idempotency_key = $1 AND replayed_at IS NULL", ["conflict-1"])).toBe(1);
   });
 });
 

@@ -1,0 +1,106 @@
+import { createHash } from "node:crypto";
+import type pg from "pg";
+import { toDecimalString } from "../pricing/decimal.js";
+import type { Charge } from "../pricing/price-usage-event.js";
+import type { UsageEvent } from "../usage/usage-event.js";
+import { canonicalModel } from "../usage/model-name.js";
+import { RECEIPT_CONTENT } from "./entry-hash.js";
+
+export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
+
+/** A call to be given a receipt under `key`: its request id, or a key derived from it (reusedIdKey). */
+export type ReceiptToInsert = { usage: PricedUsage; key: string };
+
+export type InsertedReceipt = { id: string; content: string };
+
+/**
+ * What identifies the usage behind a key, to tell a harmless redelivery from a conflict.
+ * A fixed list of fields, so that a field added to events later does not make every
+ * redelivery of an older event look different.
+ */
+export function usageFingerprint(event: UsageEvent): string {
+  const fields = [
+    event.idempotencyKey,
+    event.billingAccountId,
+    event.status,
+    event.cacheHit,
+    event.model,
+    event.modelGroup,
+    event.modelMapKey,
+    event.promptTokens,
+    event.completionTokens,
+    event.cacheReadTokens,
+    event.cacheWriteTokens,
+    event.reasoningTokens,
+    event.reportedCostUsd,
+  ];
+  return createHash("sha256").update(JSON.stringify(fields)).digest("hex");
+}
+
+/** Inserts the receipts whose key is free, in the order given; returns those inserted, by key. */
+export async function insertReceipts(
+  client: pg.PoolClient,
+  receipts: ReceiptToInsert[],
+  priceBookHash: string,
+): Promise<Map<string, InsertedReceipt>> {
+  if (receipts.length === 0) return new Map();
+  const column = <T>(read: (usage: PricedUsage) => T) => receipts.map(({ usage }) => read(usage));
+  const { rows } = await client.query<{ id: string; idempotency_key: string; content: string }>(
+    `INSERT INTO charge_receipts AS r (
+       idempotency_key, billing_account_id, model, model_group, pricing_source, price_entry,
+       provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
+       cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id,
+       rate_step, pricing_reason, reported_cost_usd, canonical_model, litellm_margin_usd, litellm_discount_usd,
+       price_book_hash)
+     SELECT u.*, $15 FROM unnest(
+       $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::int8[],
+       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[],
+       $18::text[], $19::text[], $20::numeric[], $21::text[], $22::numeric[], $23::numeric[]) AS u
+     ON CONFLICT (idempotency_key) DO NOTHING
+     RETURNING r.id, r.idempotency_key, ${RECEIPT_CONTENT} AS content`,
+    [
+      receipts.map(({ key }) => key),
+      column((u) => u.event.billingAccountId),
+      column((u) => u.event.model),
+      column((u) => u.event.modelGroup),
+      column((u) => u.charge.pricingSource),
+      column((u) => u.charge.priceEntry),
+      column((u) => toDecimalString(u.charge.providerCostUsd)),
+      column((u) => u.charge.chargedCredits.toString()),
+      column((u) => u.event.promptTokens),
+      column((u) => u.event.completionTokens),
+      column((u) => u.event.cacheReadTokens),
+      column((u) => u.event.cacheWriteTokens),
+      column((u) => u.event.reasoningTokens),
+      column((u) => usageFingerprint(u.event)),
+      priceBookHash,
+      column((u) => u.event.eventTime),
+      column((u) => u.event.claimedBillingAccountId ?? null),
+      column((u) => u.charge.rateStep),
+      column(receiptReason),
+      column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
+      column((u) => {
+        const canonical = canonicalModel(u.event.model, u.event.provider);
+        return canonical === u.event.model ? null : canonical;
+      }),
+      column((u) => u.event.litellmMarginUsd ?? null),
+      column((u) => u.event.litellmDiscountUsd ?? null),
+    ],
+  );
+  return new Map(rows.map((row) => [row.idempotency_key, { id: row.id, content: row.content }]));
+}
+
+/**
+ * What a receipt says of a backfilled call LiteLLM kept no service tier for (UsageEvent's
+ * tierUnknown): in pricing_reason, which the receipt's hash covers and the receipt API shows.
+ */
+export const TIER_ASSUMED_REASON = "tier_assumed: LiteLLM kept no service tier for this call; priced at the standard tier";
+
+function receiptReason(usage: PricedUsage): string | null {
+  if (usage.event.tierUnknown !== true) return usage.charge.reason;
+  return usage.charge.reason === null ? TIER_ASSUMED_REASON : `${usage.charge.reason}; ${TIER_ASSUMED_REASON}`;
+}
+
+export async function deleteReceipts(client: pg.PoolClient, ids: string[]): Promise<void> {
+  if (ids.length > 0) await client.query("DELETE FROM charge_receipts WHERE id = ANY($1::int8[])", [ids]);
+}
