@@ -1,4 +1,4 @@
-import { decimalFromNumber, toDecimalString } from "../pricing/decimal.js";
+import { add, decimalFromNumber, subtract, toDecimalString } from "../pricing/decimal.js";
 import type { BillingAccountSource } from "../platform/config.js";
 import { type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/usage-event.js";
 import { canonicalId } from "../usage/storable-text.js";
@@ -148,11 +148,25 @@ function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Parti
   if (usage.inferenceGeo !== null) detail.inferenceGeo = usage.inferenceGeo;
   const adjusted = litellmAdjustments(item);
   if (adjusted !== null) {
-    detail.reportedOriginalCostUsd = costText(adjusted.originalCost);
+    const original = costBeforeMargin(adjusted, item.response_cost);
+    if (original !== null) detail.reportedOriginalCostUsd = original;
     if (adjusted.margin > 0) detail.litellmMarginUsd = costText(adjusted.margin);
     if (adjusted.discount > 0) detail.litellmDiscountUsd = costText(adjusted.discount);
   }
   return detail;
+}
+
+/**
+ * LiteLLM's cost before its margin and discount: `original_cost`, else worked back exactly from
+ * `response_cost` (total = original − discount + margin), so a margin is never billed because
+ * LiteLLM left out one figure. Null when neither can be had (no response_cost: nothing is billed
+ * from LiteLLM's figure then).
+ */
+function costBeforeMargin(adjusted: NonNullable<ReturnType<typeof litellmAdjustments>>, responseCost: unknown): string | null {
+  if (adjusted.originalCost !== null) return costText(adjusted.originalCost);
+  if (typeof responseCost !== "number") return null;
+  const worked = add(subtract(decimalFromNumber(responseCost), decimalFromNumber(adjusted.margin)), decimalFromNumber(adjusted.discount));
+  return worked.coefficient < 0n ? "0" : toDecimalString(worked);
 }
 
 /** A cost LiteLLM wrote as a double, as the decimal text it stands for. */

@@ -103,16 +103,15 @@ export function costFigureOf(value: unknown): number | null {
 }
 
 /**
- * LiteLLM's cost before its own margin and provider discount (`cost_breakdown.original_cost`),
- * with the margin and discount, where either is above 0; null where `response_cost` is that cost.
+ * LiteLLM's margin and provider discount (`cost_breakdown`) where either is above 0, with its cost
+ * before them (`original_cost`, null where it did not say); null where `response_cost` is that cost.
  */
-export function litellmAdjustments(item: Record<string, unknown>): { originalCost: number; margin: number; discount: number } | null {
+export function litellmAdjustments(item: Record<string, unknown>): { originalCost: number | null; margin: number; discount: number } | null {
   const breakdown = item.cost_breakdown;
   if (!isRecord(breakdown)) return null;
-  const originalCost = costFigureOf(breakdown.original_cost);
   const margin = costFigureOf(breakdown.margin_total_amount) ?? 0;
   const discount = costFigureOf(breakdown.discount_amount) ?? 0;
-  return originalCost === null || (margin === 0 && discount === 0) ? null : { originalCost, margin, discount };
+  return margin === 0 && discount === 0 ? null : { originalCost: costFigureOf(breakdown.original_cost), margin, discount };
 }
 
 /** A search context size is read only when it is one LiteLLM prices. */

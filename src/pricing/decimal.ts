@@ -47,6 +47,10 @@ export function add(a: Decimal, b: Decimal): Decimal {
   return normalise({ coefficient: rescale(a, scale) + rescale(b, scale), scale });
 }
 
+export function subtract(a: Decimal, b: Decimal): Decimal {
+  return add(a, { coefficient: -b.coefficient, scale: b.scale });
+}
+
 export function multiply(a: Decimal, b: Decimal): Decimal {
   return normalise({ coefficient: a.coefficient * b.coefficient, scale: a.scale + b.scale });
 }

@@ -9,6 +9,7 @@ import {
   isZero,
   multiply,
   roundToSignificant,
+  subtract,
   ZERO,
 } from "./decimal.js";
 import { CONTEXT_TIERS, SEARCH_RATE_FIELD, SERVICE_TIERS, searchRateField, type TokenRateField } from "../usage/rate-fields.js";
@@ -71,7 +72,18 @@ export type PricingOutcome =
   | { priced: false; reason: "unpriced_model" | "price_divergence"; message: string; divergence?: Divergence };
 
 /** Names tried at each rate step, in order, for `ops price`. */
-export type RateLookup = { step: RateStep; entry: string; rates: ModelRates; reason?: string } | null;
+export type RateLookup = {
+  step: RateStep;
+  entry: string;
+  rates: ModelRates;
+  /** Why these rates and not the ones LiteLLM logged, on the receipt. */
+  reason?: string;
+  /**
+   * A rule that departs from what LiteLLM logged by design (a region profile's own entry, a
+   * deployment's own prices): like an operator's price, a divergence is reported, never acted on.
+   */
+  deliberate?: true;
+} | null;
 
 // Calls LiteLLM prices per image, second, character, query or page: their cost is its own figure.
 const NOT_PRICED_BY_TOKENS = new Set([
@@ -189,8 +201,9 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
     reason: lookup.reason ?? null,
     divergence,
   };
-  // An operator's own price (a) is deliberate: a divergence is reported, never acted on.
-  if (divergence === null || book.onDivergence === "price_book" || lookup.step === "price_book") return { priced: true, charge };
+  // An operator's own price (a), and a rule that departs from LiteLLM's logged rates by design, are
+  // deliberate: a divergence is reported, never acted on.
+  if (divergence === null || book.onDivergence === "price_book" || lookup.step === "price_book" || lookup.deliberate) return { priced: true, charge };
   if (book.onDivergence === "quarantine") {
     return {
       priced: false,
@@ -232,8 +245,9 @@ function costMapNames(event: UsageEvent): string[] {
 }
 
 /**
- * The rates for a call, in the contract's order: (a) the operator's own entries, (b) the rates
- * LiteLLM used for it when they price tokens, (c) the bundled cost map by the model that served it.
+ * The rates for a call, in the contract's order: (a) the operator's own entries, (b) a Bedrock
+ * region profile's own entry, (c) the rates LiteLLM used for it when they price tokens (only the
+ * deployment's own where it set prices), (d) the bundled cost map by the model that served it.
  */
 export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
   const mode = pricingMode(event);
@@ -241,7 +255,31 @@ export function findRates(event: UsageEvent, book: PriceBook): RateLookup {
   if (mode !== null) return mode.prefix === null ? null : modeRates(event, book, mode.prefix);
   const operatorEntry = operatorRates(book, priceBookNames(event));
   if (operatorEntry !== null) return operatorEntry;
-  return regionProfileRates(event, book) ?? gatewayLookup(event, book) ?? costMapRates(book, costMapNames(event));
+  const gateway = gatewayRates(event.gatewayRates);
+  const published = gateway === null ? undefined : publishedMatch(event, book, gateway);
+  // A profile's entry wins only over the base model's published rates, never over a deployment's own.
+  if (gateway === null || published !== undefined) {
+    const profile = regionProfileRates(event, book);
+    if (profile !== null) return profile;
+  }
+  if (gateway !== null) {
+    const own = published === undefined ? deploymentOwnRates(event, book, gateway) : null;
+    if (own !== null) return { step: "gateway", entry: "model_map_value (the deployment's own prices)", rates: own, reason: DEPLOYMENT_PRICES_RULE, deliberate: true };
+    return { step: "gateway", entry: "model_map_value", rates: gateway };
+  }
+  return costMapRates(book, costMapNames(event));
+}
+
+/**
+ * The rates LiteLLM's own figure should agree with, for the divergence check: those it logged
+ * (model_map_value), else the cost map's by the served model; for a fast or US-only call, the
+ * mode's cost-map entry, which is what LiteLLM prices those from.
+ */
+function gatewayReference(event: UsageEvent, book: PriceBook): RateLookup {
+  const mode = pricingMode(event);
+  if (mode !== null) return mode.prefix === null ? null : costMapRates(book, costMapNames(event).map((name) => `${mode.prefix}${name}`));
+  const gateway = gatewayRates(event.gatewayRates);
+  return gateway === null ? costMapRates(book, costMapNames(event)) : { step: "gateway", entry: "model_map_value", rates: gateway };
 }
 
 function operatorRates(book: PriceBook, names: string[]): RateLookup {
@@ -302,7 +340,8 @@ const REGION_PROFILE = /^(?:bedrock\/)?(?:(?:invoke|converse)\/)?((?:us|us-gov|e
 function regionProfileRates(event: UsageEvent, book: PriceBook): RateLookup {
   const profile = [event.model, event.modelMapKey].map((name) => (name ? REGION_PROFILE.exec(name)?.[1] : undefined)).find(isName);
   if (profile === undefined) return null;
-  return costMapRates(book, [`bedrock/${profile}`, profile]);
+  const found = costMapRates(book, [`bedrock/${profile}`, profile]);
+  return found === null ? null : { ...found, deliberate: true };
 }
 
 /**
@@ -321,11 +360,11 @@ function freeModelNames(event: UsageEvent, lookup: RateLookup): string[] {
  * operator's deliberate price (a) is never flagged, next to LiteLLM's figure.
  */
 function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<RateLookup>, lines: PricedLine[], reported: Decimal): Divergence | null {
-  const reference = lookup.step === "price_book" ? (regionProfileRates(event, book) ?? gatewayLookup(event, book) ?? costMapRates(book, costMapNames(event))) : lookup;
+  const reference = lookup.step === "price_book" || lookup.deliberate ? gatewayReference(event, book) : lookup;
   if (reference === null) return null;
   const referenceLines = reference === lookup ? lines : termsAt(event, reference.rates).lines;
   const gatewayCostUsd = sum(referenceLines);
-  const difference = add(gatewayCostUsd, { coefficient: -reported.coefficient, scale: reported.scale });
+  const difference = subtract(gatewayCostUsd, reported);
   const magnitude = difference.coefficient < 0n ? { ...difference, coefficient: -difference.coefficient } : difference;
   if (compare(multiply(multiply(magnitude, book.markup), book.creditsPerUsd), fromBigInt(1n)) < 0) return null;
   return {
@@ -338,50 +377,81 @@ function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<
   };
 }
 
-function gatewayLookup(event: UsageEvent, book: PriceBook): RateLookup {
-  const gateway = gatewayRates(event.gatewayRates);
-  if (gateway === null) return null;
-  const published = costMapRates(book, withAndWithoutProvider(event.modelMapKey));
-  const own = published === null ? null : deploymentOwnRates(gateway, published.rates);
-  return own === null
-    ? { step: "gateway", entry: "model_map_value", rates: gateway }
-    : { step: "gateway", entry: "model_map_value (the deployment's own prices)", rates: own, reason: DEPLOYMENT_PRICES_RULE };
+/**
+ * The cost-map entry the logged rates are, by input and output price, among the entries of
+ * `model_map_key` (its provider's first, as LiteLLM looks it up): undefined when none is.
+ */
+function publishedMatch(event: UsageEvent, book: PriceBook, gateway: ModelRates): ModelRates | undefined {
+  return memoised(gateway, book, event.modelMapKey, event.provider, "published", () => {
+    for (const name of publishedNames(event)) {
+      const entry = book.models.get(name);
+      if (entry?.origin === "litellm_cost_map" && sameRate(gateway, entry, "input_cost_per_token") && sameRate(gateway, entry, "output_cost_per_token")) return entry;
+    }
+    return undefined;
+  });
+}
+
+function publishedNames(event: UsageEvent): string[] {
+  const key = event.modelMapKey;
+  if (key === null) return [];
+  return unique([...(event.provider && !key.startsWith(`${event.provider}/`) ? [`${event.provider}/${key}`] : []), ...withAndWithoutProvider(key)]);
 }
 
 const DEPLOYMENT_PRICES_RULE = "the deployment sets its own input and output prices: terms it did not price are charged at those, never at the model's published rates";
 
 /**
  * A Router deployment with prices of its own: LiteLLM logs its input and output prices mixed with
- * the published model's other rates (cache, tiers), which may be below the deployment's own. Of
- * the logged rates only those the deployment set (those that differ from the published entry) are
- * kept; every other term falls back to its input or output price (termsAt), and a service or
- * context tier it did not price is not applied. Null when it sets neither price itself.
+ * the published model's other rates (cache, tiers), which may be below the deployment's own. It
+ * is told by that mix: input or output matching no published entry of `model_map_key`, beside
+ * another token rate equal to the published entry's. (A cost map of another version than the
+ * gateway's changes the whole entry, not input and output alone.) Of the logged rates only those
+ * the deployment set (those that differ from the published entry) are kept; every other term
+ * falls back to its input or output price (termsAt), and a service or context tier it did not
+ * price is not applied. Null when the call shows no such mix.
  */
-function deploymentOwnRates(gateway: ModelRates, published: ModelRates): ModelRates | null {
-  let known = ownRatesMemo.get(gateway);
-  if (known === undefined) ownRatesMemo.set(gateway, (known = new WeakMap()));
-  const memoised = known.get(published);
-  if (memoised !== undefined) return memoised;
-  const same = (field: string) => {
-    const ours = gateway.rates[field];
-    const theirs = published.rates[field];
-    return ours !== undefined && theirs !== undefined && compare(ours, theirs) === 0;
-  };
-  let own: ModelRates | null = null;
-  if (!same("input_cost_per_token") || !same("output_cost_per_token")) {
+function deploymentOwnRates(event: UsageEvent, book: PriceBook, gateway: ModelRates): ModelRates | null {
+  return memoised(gateway, book, event.modelMapKey, event.provider, "own", () => {
+    const published = costMapRates(book, publishedNames(event));
+    if (published === null) return null;
+    const mixed = Object.keys(gateway.rates).some(
+      (field) => field !== "input_cost_per_token" && field !== "output_cost_per_token" && !field.startsWith(SEARCH_RATE_FIELD) && sameRate(gateway, published.rates, field),
+    );
+    if (!mixed) return null;
     const rates: ModelRates["rates"] = {};
     for (const [field, rate] of Object.entries(gateway.rates)) {
       // Web search is priced per request, not per token: the published rate is the provider's.
-      if (field === "input_cost_per_token" || field === "output_cost_per_token" || field.startsWith(SEARCH_RATE_FIELD) || !same(field)) rates[field] = rate;
+      if (field === "input_cost_per_token" || field === "output_cost_per_token" || field.startsWith(SEARCH_RATE_FIELD) || !sameRate(gateway, published.rates, field)) rates[field] = rate;
     }
-    own = { origin: "gateway", rates };
-  }
-  known.set(published, own);
-  return own;
+    return { origin: "gateway", rates };
+  });
 }
 
-// Most calls of a batch share their deployment's rates (gatewayRates returns one object per set).
-const ownRatesMemo = new WeakMap<ModelRates, WeakMap<ModelRates, ModelRates | null>>();
+function sameRate(ours: ModelRates, theirs: ModelRates, field: string): boolean {
+  const a = ours.rates[field];
+  const b = theirs.rates[field];
+  return a !== undefined && b !== undefined && compare(a, b) === 0;
+}
+
+/**
+ * What a set of logged rates comes to against the book, for one `model_map_key` and provider.
+ * Most calls of a batch share their deployment's rates (gatewayRates returns one object per set),
+ * so this runs once per deployment and book, not per call.
+ */
+function memoised<T>(gateway: ModelRates, book: PriceBook, key: string | null, provider: string | null, what: string, compute: () => T): T {
+  let byBook = rateMemo.get(gateway);
+  if (byBook === undefined) rateMemo.set(gateway, (byBook = new WeakMap()));
+  let known = byBook.get(book);
+  if (known === undefined) byBook.set(book, (known = new Map()));
+  const name = `${what}\u0000${provider ?? ""}\u0000${key ?? ""}`;
+  if (known.has(name)) return known.get(name) as T;
+  const value = compute();
+  // Bounded: a caller cannot make the names of a deployment's calls vary without end.
+  if (known.size >= 64) known.clear();
+  known.set(name, value);
+  return value;
+}
+
+const rateMemo = new WeakMap<ModelRates, WeakMap<PriceBook, Map<string, unknown>>>();
 
 /** Whole credits for a USD cost: ceil(cost × markup × credits_per_usd). */
 export function creditsForCost(costUsd: Decimal, book: PriceBook): bigint {
@@ -474,8 +544,11 @@ function tieredRates(event: UsageEvent, entry: ModelRates) {
     candidates.push([field, "base"]);
     for (const [name, kind] of candidates) {
       const found = entry.rates[name];
-      // The cost map writes 0 for tiers a model does not have: a tier's 0 is not a price.
+      // The cost map writes 0 for tiers a model does not have: a tier's 0 is not a price. Nor is a
+      // context tier below the base rate (fast/ entries carry the standard model's long-context
+      // rates): a longer prompt never makes a token cheaper. A service tier may be (flex).
       if (found === undefined || (kind !== "base" && !positive(found))) continue;
+      if ((kind === "context" || kind === "both") && compare(found, entry.rates[kind === "both" ? `${field}_${service}` : field] ?? ZERO) < 0) continue;
       contextUsed ||= kind === "context" || kind === "both";
       serviceUsed ||= kind === "service" || kind === "both";
       return { field: name, rate: found };

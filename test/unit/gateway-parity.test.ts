@@ -35,8 +35,11 @@ const COST_MAP = {
     cache_read_input_token_cost_priority: 2.125e-6,
     litellm_provider: "openai",
   },
+  "gpt-4o-mini": { input_cost_per_token: 1.5e-7, output_cost_per_token: 6e-7, cache_read_input_token_cost: 7.5e-8, litellm_provider: "openai" },
+  "azure/gpt-4o-mini": { input_cost_per_token: 1.65e-7, output_cost_per_token: 6.6e-7, cache_read_input_token_cost: 8.3e-8, litellm_provider: "azure" },
   "claude-opus-4-6": { input_cost_per_token: 5e-6, output_cost_per_token: 2.5e-5, cache_read_input_token_cost: 5e-7, litellm_provider: "anthropic" },
-  "fast/claude-opus-4-6": { input_cost_per_token: 3e-5, output_cost_per_token: 1.5e-4, cache_read_input_token_cost: 5e-7, litellm_provider: "anthropic" },
+  // As in LiteLLM's map: fast mode's entry carries the standard model's long-context rates.
+  "fast/claude-opus-4-6": { input_cost_per_token: 3e-5, output_cost_per_token: 1.5e-4, cache_read_input_token_cost: 5e-7, input_cost_per_token_above_200k_tokens: 1e-5, output_cost_per_token_above_200k_tokens: 3.75e-5, litellm_provider: "anthropic" },
   "us/claude-opus-4-6": { input_cost_per_token: 5.5e-6, output_cost_per_token: 2.75e-5, cache_read_input_token_cost: 5.5e-7, litellm_provider: "anthropic" },
   "fast/us/claude-opus-4-6": { input_cost_per_token: 3e-5, output_cost_per_token: 1.5e-4, cache_read_input_token_cost: 5.5e-7, litellm_provider: "anthropic" },
   "claude-sonnet-4-5": { input_cost_per_token: 3e-6, output_cost_per_token: 1.5e-5, litellm_provider: "anthropic" },
@@ -113,6 +116,24 @@ describe("Bedrock through a cross-region inference profile", () => {
     }
   });
 
+  it("a deployment that set its own prices keeps them: the profile's entry wins only over the base model's published rates", () => {
+    const own = { input_cost_per_token: "0.000005", output_cost_per_token: "0.00002" };
+    const charge = charged(price({ model: "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0", provider: "bedrock", modelMapKey: "anthropic.claude-sonnet-4-5-20250929-v1:0", gatewayRates: own, promptTokens: 100_000, completionTokens: 20_000 }));
+    // 100,000 × 5e-6 + 20,000 × 2e-5 = 0.9
+    expect(charge).toMatchObject({ rateStep: "gateway", chargedCredits: 9_000_000n });
+  });
+
+  it("on_divergence never undoes it: LiteLLM's figure at the base rates is reported, not charged", () => {
+    for (const onDivergence of ["reported", "higher", "quarantine"]) {
+      const outcome = price(
+        { model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0", provider: "bedrock", modelMapKey: "anthropic.claude-sonnet-4-5-20250929-v1:0", gatewayRates: rates, promptTokens: 100_000, completionTokens: 20_000, reportedCostUsd: "0.6" },
+        bookWith(`on_divergence: ${onDivergence}\n`),
+      );
+      // LiteLLM's own figure agrees with the rates it logged; the profile's price is what is charged.
+      expect(charged(outcome), onDivergence).toMatchObject({ pricingSource: "price_book", chargedCredits: 6_600_000n, divergence: null });
+    }
+  });
+
   it("an operator's entry still wins, and a base model id is not a profile", () => {
     const own = bookWith("models:\n  us.anthropic.claude-sonnet-4-5-20250929-v1:0: {input_cost_per_token: 4e-6, output_cost_per_token: 2e-5}\n");
     expect(charged(price({ model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0", promptTokens: 1 }, own))).toMatchObject({ rateStep: "price_book", chargedCredits: 40n });
@@ -144,6 +165,26 @@ describe("a Router deployment with its own prices", () => {
     expect(ownCache.chargedCredits).toBe(60_000n);
   });
 
+  it("on_divergence never undoes it: LiteLLM's figure at the mixed rates is not what is charged", () => {
+    for (const onDivergence of ["reported", "higher", "quarantine"]) {
+      // LiteLLM: 2,000 × 1e-6 + 8,000 × 1.25e-6 + 2,000 × 2e-6 = 0.016
+      const outcome = price({ model: "gpt-4o", modelMapKey: "gpt-4o", provider: "openai", gatewayRates: logged, promptTokens: 10_000, cacheReadTokens: 8_000, completionTokens: 2_000, reportedCostUsd: "0.016" }, bookWith(`on_divergence: ${onDivergence}\n`));
+      expect(charged(outcome), onDivergence).toMatchObject({ pricingSource: "price_book", chargedCredits: 140_000n, divergence: null });
+    }
+  });
+
+  it("a provider's own published entry is not taken for a deployment's prices (Azure's gpt-4o-mini is not OpenAI's)", () => {
+    const azure = { input_cost_per_token: "1.65e-7", output_cost_per_token: "6.6e-7", cache_read_input_token_cost: "8.3e-8" };
+    const charge = charged(price({ model: "gpt-4o-mini", modelMapKey: "gpt-4o-mini", provider: "azure", gatewayRates: azure, promptTokens: 10_000, cacheReadTokens: 8_000, completionTokens: 2_000 }));
+    // 2,000 × 1.65e-7 + 8,000 × 8.3e-8 + 2,000 × 6.6e-7 = 0.002314
+    expect(charge).toMatchObject({ priceEntry: "model_map_value", chargedCredits: 23_140n, reason: null });
+  });
+
+  it("a cost map of another version (every rate moved) is not taken for a deployment's prices", () => {
+    const newer = { input_cost_per_token: "0.000002", output_cost_per_token: "0.000008", cache_read_input_token_cost: "0.000001" };
+    expect(call({ gatewayRates: newer, promptTokens: 10_000, cacheReadTokens: 8_000 })).toMatchObject({ priceEntry: "model_map_value", reason: null });
+  });
+
   it("a deployment at the published prices is charged the published rates, tiers and all", () => {
     const published = { input_cost_per_token: "0.0000025", output_cost_per_token: "0.00001", cache_read_input_token_cost: "0.00000125" };
     const charge = call({ gatewayRates: published, promptTokens: 10_000, cacheReadTokens: 8_000 });
@@ -163,6 +204,11 @@ describe("Anthropic fast mode and US-only inference", () => {
     // US only: 1,000 × 5.5e-6 + 500 × 2.75e-5 = 0.01925
     expect(charged(price({ ...opus, inferenceGeo: "us" }))).toMatchObject({ priceEntry: "us/claude-opus-4-6", chargedCredits: 192_500n });
     expect(charged(price({ ...opus, speed: "fast", inferenceGeo: "us" }))).toMatchObject({ priceEntry: "fast/us/claude-opus-4-6", chargedCredits: 1_050_000n });
+  });
+
+  it("a long prompt never makes fast mode cheaper: a context tier below the base rate is no tier", () => {
+    // 200,001 × 3e-5 + 10,000 × 1.5e-4 = 7.50003, not the standard model's long-context rates (3.75003)
+    expect(charged(price({ ...opus, speed: "fast", promptTokens: 200_001, completionTokens: 10_000 }))).toMatchObject({ contextTier: null, chargedCredits: 75_000_300n });
   });
 
   it("the standard values are the base price", () => {

@@ -379,8 +379,12 @@ describe("what LiteLLM 1.81 adds", () => {
     expect(accepted(margined)).not.toHaveProperty("litellmDiscountUsd");
     const discounted = { ...base, response_cost: 0.01575, cost_breakdown: { ...base.cost_breakdown, discount_percent: 0.1, discount_amount: 0.00175 } };
     expect(accepted(discounted)).toMatchObject({ reportedOriginalCostUsd: "0.0175", litellmDiscountUsd: "0.00175" });
+    // Without original_cost, it is worked back exactly from response_cost: a margin is never billed for a missing figure.
+    const { original_cost: _, ...withoutOriginal } = margined.cost_breakdown;
+    expect(accepted({ ...margined, cost_breakdown: withoutOriginal })).toMatchObject({ reportedOriginalCostUsd: "0.0175", litellmMarginUsd: "0.00275" });
+    expect(accepted({ ...base, cost_breakdown: { original_cost: -1, margin_total_amount: 1 } })).toMatchObject({ reportedOriginalCostUsd: "0", litellmMarginUsd: "1" });
     // Figures that are not finite costs are passed over: the call is read as if it had none.
-    for (const odd of [{ original_cost: -1, margin_total_amount: 1 }, { original_cost: "0.0175", margin_total_amount: 1 }, { original_cost: 0.0175, margin_total_amount: "NaN" }, "breakdown"]) {
+    for (const odd of [{ original_cost: 0.0175, margin_total_amount: "NaN" }, { original_cost: 0.0175, margin_total_amount: -0.1 }, "breakdown"]) {
       expect(accepted({ ...base, cost_breakdown: odd }), JSON.stringify(odd)).not.toHaveProperty("reportedOriginalCostUsd");
     }
   });
