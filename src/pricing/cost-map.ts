@@ -1,0 +1,133 @@
+import { createHash } from "node:crypto";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { PriceBookError } from "./price-book-error.js";
+
+/**
+ * Which LiteLLM cost map a price book uses. Its version and date are not in the JSON, so the book
+ * states them; the sha256 and the entry count are always the file's own.
+ */
+export type CostMapIdentity = {
+  path: string;
+  /** As the book states it (`litellm_cost_map.version`), e.g. "LiteLLM 1.81.13 (69ee2c21)"; null when unstated. */
+  version: string | null;
+  /** The upstream commit's date (`litellm_cost_map.date`, YYYY-MM-DD); null when unstated. */
+  date: string | null;
+  sha256: string;
+  /** Model entries: the object's members but `sample_spec`, which documents the format. */
+  entries: number;
+};
+
+export type CostMap = { identity: CostMapIdentity; text: string; entries: Record<string, Record<string, unknown>> };
+
+/**
+ * Bounds on a map an operator points at (LiteLLM 1.81.13's: 1.3 MB, about 64,000 JSON values,
+ * nesting 6 deep), judged from the bytes before anything is parsed. JSON.parse costs up to 64 bytes
+ * of heap per value and blocks the worker while it runs (a 64 MiB map of empty objects took 15 s
+ * and 700 MB; 1,000,000 values about 2 s and 64 MB), and deep nesting costs more still.
+ */
+export const COST_MAP_MAX_BYTES = 64 * 1024 * 1024;
+export const COST_MAP_MAX_VALUES = 1_000_000;
+export const COST_MAP_MAX_DEPTH = 32;
+export const PRICE_BOOK_MAX_BYTES = 16 * 1024 * 1024;
+
+/** Reads, bounds and checks the shape of a LiteLLM cost map; its rates are checked where they are read. */
+export function readCostMap(path: string, stated: { version: string | null; date: string | null }): CostMap {
+  const text = readBoundedText(path, "LiteLLM cost map", COST_MAP_MAX_BYTES);
+  const refuse = (problem: string) => new PriceBookError(`LiteLLM cost map ${path} ${problem}`);
+  const cost = jsonCost(text);
+  if (cost.values > COST_MAP_MAX_VALUES) throw refuse(`holds more than ${COST_MAP_MAX_VALUES} JSON values`);
+  if (cost.depth > COST_MAP_MAX_DEPTH) throw refuse(`nests deeper than ${COST_MAP_MAX_DEPTH} levels`);
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw refuse(`is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof document !== "object" || document === null || Array.isArray(document)) throw refuse("is not a JSON object");
+  const entries: Record<string, Record<string, unknown>> = {};
+  for (const [name, entry] of Object.entries(document)) {
+    if (name === "sample_spec") continue;
+    // An error page saved in the map's place ({"message": "Not Found"}) is an object too.
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) throw refuse(`entry ${JSON.stringify(name)} is not an object`);
+    entries[name] = entry as Record<string, unknown>;
+  }
+  const count = Object.keys(entries).length;
+  if (count === 0) throw refuse("has no model entries");
+  const sha256 = createHash("sha256").update(text).digest("hex");
+  return { identity: { path, ...stated, sha256, entries: count }, text, entries };
+}
+
+/**
+ * A file's text, refused past `maxBytes`. Only a regular file is read, and it is opened without
+ * blocking: a FIFO or a device named by mistake would otherwise hang the read or never end it.
+ */
+export function readBoundedText(path: string, what: string, maxBytes: number): string {
+  let descriptor: number;
+  try {
+    descriptor = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    throw new PriceBookError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+  try {
+    const stat = fstatSync(descriptor);
+    if (!stat.isFile()) throw new PriceBookError(`cannot read the ${what} ${path}: not a regular file`);
+    if (stat.size > maxBytes) throw new PriceBookError(`the ${what} ${path} is ${stat.size} bytes, over the bound of ${maxBytes}`);
+    // A file that grows while it is read is cut at the bound plus one byte, and refused.
+    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
+    let length = 0;
+    for (let read = -1; read !== 0 && length < buffer.length; length += read) {
+      read = readSync(descriptor, buffer, length, buffer.length - length, null);
+    }
+    if (length > maxBytes) throw new PriceBookError(`the ${what} ${path} is over the bound of ${maxBytes} bytes`);
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(buffer.subarray(0, length));
+    } catch {
+      throw new PriceBookError(`the ${what} ${path} is not UTF-8 text`);
+    }
+  } catch (error) {
+    if (error instanceof PriceBookError) throw error;
+    throw new PriceBookError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * What parsing `text` would cost, counted over its characters outside strings: every container,
+ * comma and colon (about one per JSON value, whatever the shape) and the deepest nesting.
+ * Malformed text is counted the same way; JSON.parse refuses it after.
+ */
+function jsonCost(text: string): { values: number; depth: number } {
+  let values = 0;
+  let depth = 0;
+  let deepest = 0;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code === QUOTE) {
+      index = stringEnd(text, index + 1);
+    } else if (code === 0x7b || code === 0x5b) {
+      values++;
+      if (++depth > deepest) deepest = depth;
+    } else if (code === 0x7d || code === 0x5d) {
+      depth--;
+    } else if (code === 0x2c || code === 0x3a) {
+      values++;
+    }
+  }
+  return { values, depth: deepest };
+}
+
+/** The index of the quote that closes a string starting at `start` (one not escaped), or the text's end. */
+function stringEnd(text: string, start: number): number {
+  for (let from = start; ; ) {
+    const quote = text.indexOf('"', from);
+    if (quote === -1) return text.length;
+    let backslashes = 0;
+    while (quote - 1 - backslashes >= start && text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
+  }
+}
