@@ -100,9 +100,11 @@ export function createMetrics(queues: Queue[]) {
       labelNames: ["version", "date", "sha256"] as const,
       registers: [registry],
     }),
+    // Labelled, so that a process that loads no price book (a receiver alone) shows no series, not a 0.
     costMapEntries: new Gauge({
       name: "spend_ingest_cost_map_entries",
-      help: "Model entries in the LiteLLM cost map of the price book in force (sample_spec not counted); 0 when the book names none",
+      help: "Model entries in the LiteLLM cost map of the price book in force (sample_spec not counted), by the file's sha256",
+      labelNames: ["sha256"] as const,
       registers: [registry],
     }),
     gatewayReconcileFailures: new Counter({

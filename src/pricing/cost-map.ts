@@ -20,13 +20,15 @@ export type CostMapIdentity = {
 export type CostMap = { identity: CostMapIdentity; text: string; entries: Record<string, Record<string, unknown>> };
 
 /**
- * Bounds on a map an operator points at (LiteLLM 1.81.13's: 1.3 MB, about 64,000 JSON values,
- * nesting 6 deep), judged from the bytes before anything is parsed. JSON.parse costs up to 64 bytes
- * of heap per value and blocks the worker while it runs (a 64 MiB map of empty objects took 15 s
- * and 700 MB; 1,000,000 values about 2 s and 64 MB), and deep nesting costs more still.
+ * Bounds on a map an operator points at, about ten times LiteLLM 1.81.13's (1.3 MB, 2,566 entries,
+ * about 64,000 JSON values, nesting 6 deep), judged from the text before it is parsed. Loading
+ * blocks the worker while it runs: at these bounds it takes at most about a second (measured:
+ * 25,000 entries of two rates, 650,000 values of junk, or a 16 MiB string), where a 64 MiB map of
+ * empty objects took 15 s and 700 MB of heap, and one nested 32 million deep 23 s and 1.8 GB.
  */
-export const COST_MAP_MAX_BYTES = 64 * 1024 * 1024;
-export const COST_MAP_MAX_VALUES = 1_000_000;
+export const COST_MAP_MAX_BYTES = 16 * 1024 * 1024;
+export const COST_MAP_MAX_ENTRIES = 25_000;
+export const COST_MAP_MAX_VALUES = 650_000;
 export const COST_MAP_MAX_DEPTH = 32;
 export const PRICE_BOOK_MAX_BYTES = 16 * 1024 * 1024;
 
@@ -35,6 +37,7 @@ export function readCostMap(path: string, stated: { version: string | null; date
   const text = readBoundedText(path, "LiteLLM cost map", COST_MAP_MAX_BYTES);
   const refuse = (problem: string) => new PriceBookError(`LiteLLM cost map ${path} ${problem}`);
   const cost = jsonCost(text);
+  if (cost.members > COST_MAP_MAX_ENTRIES) throw refuse(`holds more than ${COST_MAP_MAX_ENTRIES} entries`);
   if (cost.values > COST_MAP_MAX_VALUES) throw refuse(`holds more than ${COST_MAP_MAX_VALUES} JSON values`);
   if (cost.depth > COST_MAP_MAX_DEPTH) throw refuse(`nests deeper than ${COST_MAP_MAX_DEPTH} levels`);
   let document: unknown;
@@ -94,30 +97,41 @@ export function readBoundedText(path: string, what: string, maxBytes: number): s
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
 
 /**
  * What parsing `text` would cost, counted over its characters outside strings: every container,
- * comma and colon (about one per JSON value, whatever the shape) and the deepest nesting.
- * Malformed text is counted the same way; JSON.parse refuses it after.
+ * comma and colon (about one per JSON value, whatever the shape), the members of the outermost
+ * container (one more than its commas) and the deepest nesting. Malformed text is counted the same
+ * way; JSON.parse refuses it after.
  */
-function jsonCost(text: string): { values: number; depth: number } {
+function jsonCost(text: string): { values: number; members: number; depth: number } {
   let values = 0;
+  let outerCommas = 0;
   let depth = 0;
   let deepest = 0;
   for (let index = 0; index < text.length; index++) {
     const code = text.charCodeAt(index);
     if (code === QUOTE) {
       index = stringEnd(text, index + 1);
-    } else if (code === 0x7b || code === 0x5b) {
+    } else if (code === OPEN_BRACE || code === OPEN_BRACKET) {
       values++;
       if (++depth > deepest) deepest = depth;
-    } else if (code === 0x7d || code === 0x5d) {
+    } else if (code === CLOSE_BRACE || code === CLOSE_BRACKET) {
       depth--;
-    } else if (code === 0x2c || code === 0x3a) {
+    } else if (code === COMMA) {
+      values++;
+      if (depth === 1) outerCommas++;
+    } else if (code === COLON) {
       values++;
     }
   }
-  return { values, depth: deepest };
+  return { values, members: outerCommas + 1, depth: deepest };
 }
 
 /** The index of the quote that closes a string starting at `start` (one not escaped), or the text's end. */

@@ -151,11 +151,13 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
   };
 }
 
-/** The cost map in force, as its metrics: one info series (the previous map's goes) and its entry count. */
+/** The cost map in force as its metrics, the previous map's series gone; none when the book names no map. */
 function showCostMap(metrics: Metrics, costMap: CostMapIdentity | null): void {
   metrics.costMapInfo.reset();
-  if (costMap) metrics.costMapInfo.set({ version: costMap.version ?? "", date: costMap.date ?? "", sha256: costMap.sha256 }, 1);
-  metrics.costMapEntries.set(costMap?.entries ?? 0);
+  metrics.costMapEntries.reset();
+  if (costMap === null) return;
+  metrics.costMapInfo.set({ version: costMap.version ?? "", date: costMap.date ?? "", sha256: costMap.sha256 }, 1);
+  metrics.costMapEntries.set({ sha256: costMap.sha256 }, costMap.entries);
 }
 
 /** SIGHUP reloads the price book: new prices apply to jobs from then on, never to receipts. */
