@@ -17,7 +17,7 @@ export type CostMapIdentity = {
   entries: number;
 };
 
-export type CostMap = { identity: CostMapIdentity; text: string; entries: Record<string, Record<string, unknown>> };
+export type CostMap = { identity: CostMapIdentity; text: string; entries: ReadonlyMap<string, Record<string, unknown>> };
 
 /**
  * Bounds on a map an operator points at, about ten times LiteLLM 1.81.13's (1.3 MB, 2,566 entries,
@@ -47,17 +47,17 @@ export function readCostMap(path: string, stated: { version: string | null; date
     throw refuse(`is not JSON: ${(error as Error).message}`);
   }
   if (typeof document !== "object" || document === null || Array.isArray(document)) throw refuse("is not a JSON object");
-  const entries: Record<string, Record<string, unknown>> = {};
+  // A Map, so that an entry named "__proto__" is an entry like any other.
+  const entries = new Map<string, Record<string, unknown>>();
   for (const [name, entry] of Object.entries(document)) {
     if (name === "sample_spec") continue;
     // An error page saved in the map's place ({"message": "Not Found"}) is an object too.
-    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) throw refuse(`entry ${JSON.stringify(name)} is not an object`);
-    entries[name] = entry as Record<string, unknown>;
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) throw refuse(`entry ${JSON.stringify(name.slice(0, 100))} is not an object`);
+    entries.set(name, entry as Record<string, unknown>);
   }
-  const count = Object.keys(entries).length;
-  if (count === 0) throw refuse("has no model entries");
+  if (entries.size === 0) throw refuse("has no model entries");
   const sha256 = createHash("sha256").update(text).digest("hex");
-  return { identity: { path, ...stated, sha256, entries: count }, text, entries };
+  return { identity: { path, ...stated, sha256, entries: entries.size }, text, entries };
 }
 
 /**

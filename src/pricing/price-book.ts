@@ -84,7 +84,7 @@ export function parsePriceBook(text: string, options: { baseDirectory: string })
     const map = readCostMap(resolve(options.baseDirectory, stated.path), { version: stated.version ?? null, date: stated.date ?? null });
     hash.update(map.text);
     costMap = map.identity;
-    for (const [name, entry] of Object.entries(map.entries)) {
+    for (const [name, entry] of map.entries) {
       let rates: ModelRates["rates"] | null;
       try {
         rates = readRates(name, entry, { requireInputAndOutput: false });

@@ -59,6 +59,12 @@ describe("a cost map's identity", () => {
     });
   });
 
+  it("an entry named __proto__ is counted and priced like any other", () => {
+    const book = bookWith(`{"__proto__": ${JSON.stringify(PRICED)}, "a": ${JSON.stringify(PRICED)}}`);
+    expect(book.costMap?.entries).toBe(2);
+    expect(book.models.get("__proto__")?.origin).toBe("litellm_cost_map");
+  });
+
   it("the object form states them", () => {
     const identity = bookWith(JSON.stringify({ a: PRICED }), "litellm_cost_map: {path: map.json, version: mine 2026-03, date: 2026-03-01}").costMap;
     expect(identity).toMatchObject({ version: "mine 2026-03", date: "2026-03-01", entries: 1 });
