@@ -5,7 +5,7 @@ import { normaliseCallbackItem } from "../litellm/normalise.js";
 import { parsePricingEnv } from "../platform/config.js";
 import { settingsOrExit } from "../platform/process.js";
 import { toDecimalString } from "../pricing/decimal.js";
-import { gatewayRates } from "../pricing/price-book.js";
+import { type CostMapIdentity, gatewayRates } from "../pricing/price-book.js";
 import { candidateNames, type Divergence, type PricedLine, type PricingOutcome, priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, priceBookOrExit, printer, usageError } from "./context.js";
@@ -40,11 +40,15 @@ export const priceCommand = act(
     });
     const json = {
       price_book_hash: book.hash,
+      cost_map: book.costMap,
       markup: toDecimalString(book.markup),
       credits_per_usd: toDecimalString(book.creditsPerUsd),
       items: explained,
     };
-    print(JSON.parse(JSON.stringify(json, (_key, value) => (typeof value === "bigint" ? value.toString() : isDecimal(value) ? toDecimalString(value) : value))), explained.map(describePricing).join("\n\n"));
+    print(
+      JSON.parse(JSON.stringify(json, (_key, value) => (typeof value === "bigint" ? value.toString() : isDecimal(value) ? toDecimalString(value) : value))),
+      [describeCostMap(book.costMap), ...explained.map(describePricing)].join("\n\n"),
+    );
     return problems === 0 ? EXIT_OK : EXIT_PROBLEM;
 
     function describePricing(entry: Explained): string {
@@ -93,6 +97,13 @@ export const priceCommand = act(
     }
   },
 );
+
+/** Which cost map step (c) reads: the book states its version and date; the count and sha256 are the file's. */
+function describeCostMap(costMap: CostMapIdentity | null): string {
+  if (costMap === null) return "cost map: none (the price book names no litellm_cost_map)";
+  const stated = [costMap.version ?? "version unstated", costMap.date ?? "date unstated"].map(terminalSafe).join(", ");
+  return `cost map: ${stated}; ${costMap.entries} entries, sha256 ${costMap.sha256}\n  ${terminalSafe(costMap.path)}`;
+}
 
 function isDecimal(value: unknown): value is { coefficient: bigint; scale: number } {
   return typeof value === "object" && value !== null && "coefficient" in value && "scale" in value;

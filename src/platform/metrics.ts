@@ -104,6 +104,19 @@ export function createMetrics(queues: Queue[]) {
       help: "Blocks and unblocks decided and not yet confirmed by LiteLLM, as this worker last counted them",
       registers: [registry],
     }),
+    costMapInfo: new Gauge({
+      name: "spend_ingest_cost_map_info",
+      help: "1 for the LiteLLM cost map of the price book in force: the version and date its book states (empty when unstated) and the file's sha256",
+      labelNames: ["version", "date", "sha256"] as const,
+      registers: [registry],
+    }),
+    // Labelled, so that a process that loads no price book (a receiver alone) shows no series, not a 0.
+    costMapEntries: new Gauge({
+      name: "spend_ingest_cost_map_entries",
+      help: "Model entries in the LiteLLM cost map of the price book in force (sample_spec not counted), by the file's sha256",
+      labelNames: ["sha256"] as const,
+      registers: [registry],
+    }),
     gatewayReconcileFailures: new Counter({
       name: "spend_ingest_gateway_reconcile_failures_total",
       help: "Backfill runs that failed: LiteLLM's database could not be read, or what they found could not be recorded",

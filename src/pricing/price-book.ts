@@ -1,10 +1,14 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parseDocument, visit } from "yaml";
 import { z } from "zod";
 import { RATE_FIELDS, SEARCH_RATE_FIELD, TOKEN_RATE_FIELDS } from "../usage/rate-fields.js";
+import { type CostMapIdentity, PRICE_BOOK_MAX_BYTES, readBoundedText, readCostMap } from "./cost-map.js";
 import { type Decimal, decimal, decimalFromNumber, ZERO } from "./decimal.js";
+import { PriceBookError } from "./price-book-error.js";
+
+export { PriceBookError } from "./price-book-error.js";
+export type { CostMapIdentity } from "./cost-map.js";
 
 /** USD per token for one model, by LiteLLM's field names; absent fields are undefined. */
 export type ModelRates = {
@@ -29,14 +33,9 @@ export type PriceBook = {
   hasOperatorEntries: boolean;
   /** sha256 of the price book and cost map texts, kept on every receipt it priced. */
   hash: string;
+  /** The LiteLLM cost map the book names, or null when it names none. */
+  costMap: CostMapIdentity | null;
 };
-
-export class PriceBookError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "PriceBookError";
-  }
-}
 
 // Numbers arrive as the text they were written in (see parseYamlKeepingDecimalText).
 const decimalText = z.union([z.number(), z.string()]);
@@ -47,12 +46,23 @@ const priceBookFileSchema = z.object({
   unknown_models: z.enum(["reported_cost", "quarantine"]).default("reported_cost"),
   on_divergence: z.enum(ON_DIVERGENCE).default("price_book"),
   free_models: z.array(z.string().min(1)).default([]),
-  litellm_cost_map: z.string().min(1).nullish(),
+  // A path, or the path with the map's identity, which its JSON does not hold.
+  litellm_cost_map: z
+    .union([
+      z.string().min(1),
+      z.strictObject({
+        path: z.string().min(1),
+        // Shown in a metric label and on terminals: printable ASCII, bounded.
+        version: z.string().regex(/^[\x20-\x7e]{1,100}$/, "printable ASCII, 1 to 100 characters").optional(),
+        date: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, "a date, YYYY-MM-DD").refine(isCalendarDate, "not a calendar date").optional(),
+      }),
+    ])
+    .nullish(),
   models: z.record(z.string(), z.record(z.string(), z.unknown()).nullable()).nullish(),
 });
 
 export function loadPriceBook(path: string): PriceBook {
-  const text = readText(path, "price book");
+  const text = readBoundedText(path, "price book", PRICE_BOOK_MAX_BYTES);
   return parsePriceBook(text, { baseDirectory: dirname(resolve(path)) });
 }
 
@@ -68,13 +78,24 @@ export function parsePriceBook(text: string, options: { baseDirectory: string })
   const hash = createHash("sha256").update(text);
 
   const models = new Map<string, ModelRates>();
+  let costMap: CostMapIdentity | null = null;
   if (file.litellm_cost_map) {
-    const costMapPath = resolve(options.baseDirectory, file.litellm_cost_map);
-    const costMapText = readText(costMapPath, "LiteLLM cost map");
-    hash.update(costMapText);
-    for (const [name, entry] of Object.entries(parseCostMap(costMapText, costMapPath))) {
-      const rates = readRates(name, entry, { requireInputAndOutput: false });
+    const stated = typeof file.litellm_cost_map === "string" ? { path: file.litellm_cost_map } : file.litellm_cost_map;
+    const map = readCostMap(resolve(options.baseDirectory, stated.path), { version: stated.version ?? null, date: stated.date ?? null });
+    hash.update(map.text);
+    costMap = map.identity;
+    for (const [name, entry] of map.entries) {
+      let rates: ModelRates["rates"] | null;
+      try {
+        rates = readRates(name, entry, { requireInputAndOutput: false });
+      } catch (error) {
+        throw error instanceof PriceBookError ? new PriceBookError(`LiteLLM cost map ${map.identity.path}: ${error.message}`) : error;
+      }
       if (rates) models.set(name, { origin: "litellm_cost_map", rates });
+    }
+    // A map with entries but no token rates (a wrong file, a format LiteLLM changed) prices nothing.
+    if (![...models.values()].some((model) => model.origin === "litellm_cost_map")) {
+      throw new PriceBookError(`LiteLLM cost map ${map.identity.path} has no entry priced per token`);
     }
   }
   // The operator's entry replaces the cost map's entry whole: what is written is what is charged.
@@ -99,7 +120,13 @@ export function parsePriceBook(text: string, options: { baseDirectory: string })
     models,
     hasOperatorEntries: Object.keys(file.models ?? {}).length > 0,
     hash: hash.digest("hex"),
+    costMap,
   };
+}
+
+function isCalendarDate(text: string): boolean {
+  const date = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().startsWith(text);
 }
 
 /**
@@ -198,33 +225,6 @@ function readDecimal(field: string, value: number | string): Decimal {
     return typeof value === "number" ? decimalFromNumber(value) : decimal(value);
   } catch {
     throw new PriceBookError(`price book field ${field}: ${JSON.stringify(value)} is not a finite decimal number`);
-  }
-}
-
-function parseCostMap(text: string, path: string): Record<string, Record<string, unknown>> {
-  let document: unknown;
-  try {
-    document = JSON.parse(text);
-  } catch (error) {
-    throw new PriceBookError(`LiteLLM cost map ${path} is not JSON: ${(error as Error).message}`);
-  }
-  if (typeof document !== "object" || document === null || Array.isArray(document)) {
-    throw new PriceBookError(`LiteLLM cost map ${path} is not a JSON object`);
-  }
-  const entries: Record<string, Record<string, unknown>> = {};
-  for (const [name, entry] of Object.entries(document)) {
-    // sample_spec documents the format; it is not a model.
-    if (name === "sample_spec" || typeof entry !== "object" || entry === null) continue;
-    entries[name] = entry as Record<string, unknown>;
-  }
-  return entries;
-}
-
-function readText(path: string, what: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (error) {
-    throw new PriceBookError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
   }
 }
 

@@ -6,9 +6,10 @@ import { createLitellmAdmin } from "../gateway/litellm-admin.js";
 import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
 import { InvalidSettingError } from "../platform/config.js";
 import { createRedis, type Deps } from "../platform/deps.js";
+import type { Metrics } from "../platform/metrics.js";
 import type { Stoppable } from "../platform/process.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
-import { loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { type CostMapIdentity, loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
 import { startEnforcementDelivery } from "./enforcement-delivery.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
@@ -30,10 +31,13 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
   } catch (error) {
     throw error instanceof PriceBookError ? new InvalidSettingError("PRICING_FILE", error.message) : error;
   }
+  showCostMap(deps.metrics, priceBook.costMap);
+  // The book and its cost map are read and checked whole before either replaces the one in force.
   const reloadPriceBook = () => {
     try {
       priceBook = loadPriceBook(deps.settings.pricingFile);
-      deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size }, "price book reloaded");
+      showCostMap(deps.metrics, priceBook.costMap);
+      deps.logger.info({ priceBookHash: priceBook.hash, models: priceBook.models.size, costMap: priceBook.costMap }, "price book reloaded");
       return true;
     } catch (error) {
       deps.logger.error({ err: error, priceBookHash: priceBook.hash }, "price book reload failed; the current book stays");
@@ -79,6 +83,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
     {
       priceBookHash: priceBook.hash,
       models: priceBook.models.size,
+      costMap: priceBook.costMap,
       gatewayBackfill: backfill !== null,
       enforceOnDepleted: deps.settings.enforcement.blocks.join(",") || "off",
       metricsPort: startLine.metricsPort,
@@ -146,6 +151,15 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
       await spendLog.end();
     },
   };
+}
+
+/** The cost map in force as its metrics, the previous map's series gone; none when the book names no map. */
+function showCostMap(metrics: Metrics, costMap: CostMapIdentity | null): void {
+  metrics.costMapInfo.reset();
+  metrics.costMapEntries.reset();
+  if (costMap === null) return;
+  metrics.costMapInfo.set({ version: costMap.version ?? "", date: costMap.date ?? "", sha256: costMap.sha256 }, 1);
+  metrics.costMapEntries.set({ sha256: costMap.sha256 }, costMap.entries);
 }
 
 /** SIGHUP reloads the price book: new prices apply to jobs from then on, never to receipts. */

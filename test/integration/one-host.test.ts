@@ -1,5 +1,8 @@
 import { once } from "node:events";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
@@ -174,6 +177,16 @@ describe("a start-up failure: one line on stderr naming its cause, never a stack
     expect(await failedStart("usage-worker", await oneEnvironment({ PRICING_FILE: "config/no-such-pricing.yaml" }))).toEqual({
       code: 2,
       line: expect.stringMatching(/^spend-ingest: invalid setting PRICING_FILE: cannot read the price book .*no-such-pricing\.yaml/),
+    });
+  });
+
+  it("a price book whose cost map is refused exits 2, naming the map's problem", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "spend-ingest-refused-map-"));
+    writeFileSync(join(directory, "map.json"), '{"message": "Not Found"}');
+    writeFileSync(join(directory, "pricing.yaml"), "credits_per_usd: 10000000\nlitellm_cost_map: map.json\n");
+    expect(await failedStart("usage-worker", await oneEnvironment({ PRICING_FILE: join(directory, "pricing.yaml") }))).toEqual({
+      code: 2,
+      line: `spend-ingest: invalid setting PRICING_FILE: LiteLLM cost map ${join(directory, "map.json")} entry "message" is not an object`,
     });
   });
 

@@ -1,6 +1,8 @@
-import { writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
@@ -16,6 +18,9 @@ import { TEST_REDIS_URL } from "../support/test-env.js";
 const db = useTestDatabase();
 
 const ops = (...args: string[]) => runOps(db, ...args);
+
+const BUNDLED_MAP = fileURLToPath(new URL("../../config/litellm/model_prices_and_context_window.json", import.meta.url));
+const BUNDLED_MAP_SHA256 = createHash("sha256").update(readFileSync(BUNDLED_MAP)).digest("hex");
 
 describe("npm run ops", () => {
   it("reconcile says ok, then finds a balance tampered with in SQL and exits 1", async () => {
@@ -54,6 +59,13 @@ describe("npm run ops", () => {
     expect(human.stdout).toContain("LiteLLM reported $0.000225, no divergence");
     expect(json.items[0].outcome.charge).toMatchObject({ chargedCredits: "2250", providerCostUsd: "0.000225", rateStep: "gateway", priceEntry: "model_map_value" });
     expect(json.items[1].outcome).toMatchObject({ priced: false, reason: "unpriced_model" });
+    // First, which cost map step (c) reads: what the book states of it, and what the file is.
+    const costMap = { version: "LiteLLM 1.81.13 (69ee2c21)", date: "2026-02-16", entries: 2566, sha256: BUNDLED_MAP_SHA256 };
+    expect(json.cost_map).toEqual({ ...costMap, path: BUNDLED_MAP });
+    expect(human.stdout.split("\n").slice(0, 2)).toEqual([
+      `cost map: LiteLLM 1.81.13 (69ee2c21), 2026-02-16; 2566 entries, sha256 ${BUNDLED_MAP_SHA256}`,
+      `  ${BUNDLED_MAP}`,
+    ]);
   });
 
   it("replays the quarantine onto the queue, once", async () => {
