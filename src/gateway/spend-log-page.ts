@@ -9,6 +9,10 @@ import { type GatewaySchema, reading } from "./spend-log.js";
  * never transferred: a caller can make it any size.
  */
 export type SpendLogRow = {
+  /**
+   * Whole, as the cursor needs it: LiteLLM's primary key bounds it (PostgreSQL keeps a btree
+   * entry to about 2.7 kB compressed), and the reader refuses one over MAX_ID_LENGTH as a key.
+   */
   request_id: string;
   /** "startTime" as PostgreSQL prints it, to the microsecond: exactly what the page order compares. */
   start_key: string;
@@ -173,6 +177,7 @@ export async function readSpendLogPage(
   ));
   return rows;
 }
+
 /**
  * A spend-log column where the database has it, else what stands for it. Each later column
  * and what its absence means:
