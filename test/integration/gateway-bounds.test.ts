@@ -106,6 +106,27 @@ describe("a spend log whose rows a caller made huge", () => {
     }
   }, 60_000);
 
+  it("reads a caller's ids of 100 kB as the over-long ids they are: the call is billed to its team, as its callback would be", async () => {
+    const now = new Date(Date.now() + 55 * HOUR);
+    const payload = call("huge-claim", 2, new Date(now.getTime() - 30 * 60_000));
+    await litellm.insert([rowOf(payload)]);
+    await litellm.pool.query(
+      `UPDATE "LiteLLM_SpendLogs" SET end_user = repeat('u', 100000),
+         metadata = jsonb_set(metadata, '{spend_logs_metadata}', jsonb_build_object('billing_account_id', repeat('a', 100000)))
+       WHERE request_id = 'huge-claim'`,
+    );
+    const spendLog = createSpendLogPool(litellm.url);
+    try {
+      const report = await reconcileGateway(reconcileOptions(spendLog, new Date(now.getTime() - HOUR), now));
+      expect(report.total).toMatchObject({ missing: 1, missingUnpriced: 0 });
+      await h.drainQueue();
+      const { rows } = await h.deps.database.pool.query("SELECT billing_account_id FROM charge_receipts WHERE idempotency_key = 'huge-claim'");
+      expect(rows).toEqual([{ billing_account_id: "team-bounds-2" }]);
+    } finally {
+      await spendLog.end();
+    }
+  });
+
   it("stops a page at its byte budget and reads every row once, whatever the budget", async () => {
     const now = new Date(Date.now() + 60 * HOUR);
     const at = (seconds: number) => new Date(now.getTime() - seconds * 1000);
