@@ -1,14 +1,17 @@
 import type pg from "pg";
 import type { BillingAccountSource } from "../platform/config.js";
 import { normaliseCallbackItem } from "../litellm/normalise.js";
-import { sanitiseCallbackItem } from "../litellm/sanitise.js";
 import { add, type Decimal, decimalFromNumber, toDecimalString, ZERO } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
-import { type GatewaySchema, hasKeyMetadata, readGatewaySchema, readSpendLogPage, type SpendLogCursor, type SpendLogRow, spendLogRowsExist } from "./spend-log.js";
+import { notKept, sanitiseCallbackItem } from "../litellm/sanitise.js";
+import { MAX_FIELD_BYTES, PAGE_BYTES, readSpendLogPage, type SpendLogCursor, type SpendLogRow } from "./spend-log-page.js";
+import { canonicalRequestId, type GatewaySchema, hasKeyMetadata, readGatewaySchema, spendLogRowsExist } from "./spend-log.js";
 
 const ROWS_PER_PAGE = 1_000;
+/** Held, not billed: a field billing reads whole is over MAX_FIELD_BYTES (see spend-log-page.ts). */
+const FIELD_TOO_LARGE = "spend_log_field_too_large";
 
 export type GatewayCounts = {
   /** Successful calls that were not cache hits: what LiteLLM says was served and costs money. */
@@ -66,10 +69,10 @@ export async function reconcileGateway(options: GatewayReconcileOptions): Promis
   const report: GatewayReport = { since, until, days: new Map(), total: emptyCounts(), receiptsWithoutRow: 0, applied: 0 };
   let cursor: SpendLogCursor = null;
   for (;;) {
-    const rows = await readSpendLogPage(spendLog, schema, { since, until }, cursor, ROWS_PER_PAGE, withKeyMetadata);
+    const rows = await readSpendLogPage(spendLog, schema, { since, until }, cursor, { rows: ROWS_PER_PAGE, bytes: PAGE_BYTES }, withKeyMetadata);
     if (rows.length === 0) break;
     const last = rows[rows.length - 1]!;
-    cursor = { startTime: last.startTime, requestId: last.request_id };
+    cursor = { startKey: last.start_key, requestId: last.request_id };
     const missing = await countPage(report, rows, options, schema);
     if (options.apply && (missing.events.length > 0 || missing.rejected.length > 0)) {
       await options.apply(missing);
@@ -83,7 +86,9 @@ export async function reconcileGateway(options: GatewayReconcileOptions): Promis
 
 async function countPage(report: GatewayReport, rows: SpendLogRow[], options: GatewayReconcileOptions, schema: GatewaySchema): Promise<MissingCalls> {
   const billable = rows.filter((row) => !costsNothing(row));
-  const keys = billable.map((row) => row.request_id);
+  // Receipts and quarantine keep keys canonical (NFC): an id LiteLLM wrote in NFD is the same call.
+  const keyOf = (row: SpendLogRow) => canonicalRequestId(row.request_id);
+  const keys = billable.map(keyOf);
   const { rows: known } = await options.pool.query<{ idempotency_key: string; quarantined: boolean }>(
     `SELECT idempotency_key, false AS quarantined FROM charge_receipts WHERE idempotency_key = ANY($1::text[])
      UNION ALL
@@ -103,11 +108,11 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       continue;
     }
     tally((c) => (c.litellmCalls += 1));
-    if (billed.has(row.request_id)) {
+    if (billed.has(keyOf(row))) {
       tally((c) => (c.billed += 1));
       continue;
     }
-    if (quarantined.has(row.request_id)) {
+    if (quarantined.has(keyOf(row))) {
       tally((c) => (c.quarantined += 1));
       continue;
     }
@@ -117,6 +122,13 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       c.missingSpendUsd = add(c.missingSpendUsd, spend);
     });
     const payload = callbackPayloadOf(row);
+    const oversized = Object.entries(row.oversized);
+    if (oversized.length > 0) {
+      // Billed without the field, the call could be billed wrong; held, the run goes on past it.
+      missing.rejected.push(heldTooLarge(row, payload, oversized));
+      tally((c) => (c.missingUnpriced += 1));
+      continue;
+    }
     if (keyMetadataLost(row, options.billingAccountFrom)) {
       // The key's account cannot be known any more (key deleted or regenerated): billing the next
       // source's account would charge someone the callback would not have. An operator decides.
@@ -166,7 +178,24 @@ function keyLostMessage(schema: GatewaySchema): string {
 }
 
 function keyMetadataLost(row: SpendLogRow, sources: readonly BillingAccountSource[]): boolean {
-  return sources[0] === "key_metadata" && Boolean(row.api_key) && row.key_metadata === null;
+  return sources[0] === "key_metadata" && Boolean(row.api_key) && !row.key_found;
+}
+
+/**
+ * A row held for a field too large to read: kept with what was read, the field marked as not
+ * kept, so a replay refuses it rather than bill the call without it.
+ */
+function heldTooLarge(row: SpendLogRow, payload: Record<string, unknown>, oversized: Array<[string, number]>): RejectedItem {
+  const item = sanitiseCallbackItem(payload);
+  const metadata = asRecord(item.metadata);
+  for (const [path, bytes] of oversized) metadata[path.replace(/^metadata\./, "")] = notKept(`${bytes} bytes in LiteLLM's database`);
+  item.metadata = metadata;
+  return {
+    reason: FIELD_TOO_LARGE,
+    idempotencyKey: canonicalRequestId(row.request_id),
+    issues: oversized.map(([path, bytes]) => ({ path, message: `${bytes} bytes, over the ${MAX_FIELD_BYTES} a field billing reads may be` })),
+    item,
+  };
 }
 
 /**
@@ -175,7 +204,7 @@ function keyMetadataLost(row: SpendLogRow, sources: readonly BillingAccountSourc
  * priced and keyed exactly as its callback would have been.
  */
 export function callbackPayloadOf(row: SpendLogRow): Record<string, unknown> {
-  const metadata: Record<string, unknown> = { ...asRecord(row.metadata) };
+  const metadata: Record<string, unknown> = { ...row.metadata };
   metadata.user_api_key_team_id ??= row.team_id || null;
   metadata.user_api_key_user_id ??= row.user || null;
   metadata.user_api_key_org_id ??= row.organization_id || null;

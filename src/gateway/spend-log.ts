@@ -1,37 +1,12 @@
+import { Socket } from "node:net";
 import pg from "pg";
+import { canonicalId } from "../usage/storable-text.js";
 
 /**
  * Read-only access to LiteLLM's own database, where its proxy keeps a row for every call it
  * served in "LiteLLM_SpendLogs" (Prisma's quoted camel-case names). Every query has a timeout:
- * a stuck gateway database must never stall billing.
+ * a stuck gateway database must never stall billing. The page reader is spend-log-page.ts.
  */
-export type SpendLogRow = {
-  request_id: string;
-  call_type: string | null;
-  api_key: string | null;
-  spend: number | null;
-  prompt_tokens: number | null;
-  completion_tokens: number | null;
-  startTime: Date;
-  endTime: Date | null;
-  model: string | null;
-  model_group: string | null;
-  custom_llm_provider: string | null;
-  user: string | null;
-  team_id: string | null;
-  organization_id: string | null;
-  end_user: string | null;
-  status: string | null;
-  cache_hit: string | null;
-  metadata: unknown;
-  /** From the request LiteLLM logged, only what prices the call: never its messages. */
-  service_tier: string | null;
-  search_context_size: string | null;
-  /** Whether the row says which service tier the call had (false: LiteLLM kept no request and no tier). */
-  tier_known: boolean;
-  /** The key's own metadata (its key tables), where LiteLLM keeps it; the spend log does not. */
-  key_metadata: unknown;
-};
 
 const STATEMENT_TIMEOUT_MS = 30_000;
 
@@ -43,7 +18,7 @@ export class SpendLogError extends Error {
   }
 }
 
-async function reading<T>(query: Promise<T>): Promise<T> {
+export async function reading<T>(query: Promise<T>): Promise<T> {
   try {
     return await query;
   } catch (error) {
@@ -51,7 +26,11 @@ async function reading<T>(query: Promise<T>): Promise<T> {
   }
 }
 
+// Each pool's sockets, so that ending it can cut a wait on a database that does not answer.
+const poolSockets = new WeakMap<pg.Pool, Set<Socket>>();
+
 export function createSpendLogPool(url: string): pg.Pool {
+  const sockets = new Set<Socket>();
   const pool = new pg.Pool({
     connectionString: url,
     max: 2,
@@ -62,19 +41,37 @@ export function createSpendLogPool(url: string): pg.Pool {
     query_timeout: STATEMENT_TIMEOUT_MS + 5_000,
     keepAlive: true,
     // Nothing here writes to LiteLLM's database; the server refuses it if something tried.
-    options: "-c default_transaction_read_only=on",
+    // ISO dates: the page cursor is "startTime" as PostgreSQL prints it, read back as a timestamp.
+    options: "-c default_transaction_read_only=on -c DateStyle=ISO",
+    // pg's own stream, made here so endSpendLogPool can destroy it (TLS, if any, runs over it).
+    stream: () => {
+      const socket = new Socket();
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+      return socket;
+    },
     types: { getTypeParser: (oid: number, format?: "text" | "binary") => (oid === TIMESTAMP_OID ? parseUtcTimestamp : pg.types.getTypeParser(oid, format as "text")) },
   });
   pool.on("error", () => {});
+  poolSockets.set(pool, sockets);
   return pool;
 }
 
-export type SpendLogCursor = { startTime: Date; requestId: string } | null;
+/**
+ * Ends the pool now, for a shutdown: a query waiting on LiteLLM's database (a lock, a server or
+ * network that stopped answering) fails at once with a SpendLogError instead of holding the
+ * process until its timeout, and so does every later query of the run.
+ */
+export async function endSpendLogPool(pool: pg.Pool): Promise<void> {
+  const ended = pool.ended ? Promise.resolve() : pool.end();
+  for (const socket of poolSockets.get(pool) ?? []) socket.destroy();
+  await ended;
+}
 
 /**
  * What LiteLLM's database holds, read once per run from information_schema: its tables grew
  * column by column over the versions we support, and a read-only role may see only some of them.
- * The reader asks for what is there and reads a missing column as NULL (see readSpendLogPage).
+ * The reader asks for what is there and reads a missing column as NULL (see spend-log-page.ts).
  */
 export type GatewaySchema = {
   /** Columns of "LiteLLM_SpendLogs" this role may read. */
@@ -132,85 +129,28 @@ export async function readGatewaySchema(pool: pg.Pool): Promise<GatewaySchema> {
 }
 
 /**
- * A spend-log column where the database has it, else what stands for it. Each later column
- * and what its absence means:
- * - `organization_id` (20251122125322, LiteLLM 1.80.6): NULL; the organisation is read from the
- *   metadata's `user_api_key_org_id`, which LiteLLM wrote before the column existed;
- * - `status` (20250508072103): the metadata's `status`, where LiteLLM kept it before;
- * - `proxy_server_request` (20250425182129): NULL, so the service tier the call asked for is
- *   unknown unless the response's usage says it (readSpendLogPage).
+ * Which of `keys` (receipts' keys, stored canonical: NFC) LiteLLM has a row for, its request id
+ * in that form or in NFD (how a gateway or provider may write the same id). Looked up by LiteLLM's
+ * primary key, so each page costs an index probe per key, never a scan.
  */
-function spendLogColumn(schema: GatewaySchema, column: "organization_id" | "status" | "proxy_server_request"): string {
-  if (schema.spendLog.has(column)) return `s.${column}`;
-  return { organization_id: "NULL::text", status: "s.metadata->>'status'", proxy_server_request: "NULL::jsonb" }[column];
+export async function spendLogRowsExist(pool: pg.Pool, keys: string[]): Promise<Set<string>> {
+  if (keys.length === 0) return new Set();
+  const forms = [...new Set(keys.flatMap((key) => [key, key.normalize("NFD")]))];
+  const { rows } = await reading(pool.query<{ request_id: string }>(
+    `SELECT request_id FROM "LiteLLM_SpendLogs" WHERE request_id = ANY($1::text[])`,
+    [forms],
+  ));
+  return new Set(rows.map((row) => canonicalRequestId(row.request_id)));
 }
 
 /**
- * The key's own metadata, where LiteLLM keeps it: the live key; else the key as it was deleted;
- * else, for a key rotated since the call, the key that replaced it (LiteLLM keeps the old hash
- * until its grace period ends), live or deleted. NULL: no table this version has knows the key.
+ * A spend-log request id in the form receipts keep it (canonicalId: NFC), so an id LiteLLM
+ * wrote in another normal form is found billed; an id that can be no key is left as it is
+ * (the reader refuses it, and no receipt has it).
  */
-function keyMetadataColumn(schema: GatewaySchema): string {
-  const { keys } = schema;
-  const byHash = (hash: string) =>
-    [
-      keys.active ? `(SELECT t.metadata FROM "LiteLLM_VerificationToken" t WHERE t.token = ${hash})` : null,
-      keys.deleted
-        ? `(SELECT d.metadata FROM "LiteLLM_DeletedVerificationToken" d WHERE d.token = ${hash} ORDER BY d.deleted_at DESC LIMIT 1)`
-        : null,
-    ].filter((lookup) => lookup !== null);
-  const lookups = byHash("s.api_key");
-  if (keys.rotated && lookups.length > 0) {
-    lookups.push(
-      `(SELECT COALESCE(${byHash("r.active_token_id").join(", ")}) FROM "LiteLLM_DeprecatedVerificationToken" r WHERE r.token = s.api_key)`,
-    );
-  }
-  return lookups.length === 0 ? "NULL::jsonb" : `COALESCE(${lookups.join(", ")})`;
-}
-
-/** One page of rows with `since <= "startTime" < until`, in ("startTime", request_id) order after `after`. */
-export async function readSpendLogPage(
-  pool: pg.Pool,
-  schema: GatewaySchema,
-  window: { since: Date; until: Date },
-  after: SpendLogCursor,
-  limit: number,
-  withKeyMetadata: boolean,
-): Promise<SpendLogRow[]> {
-  const request = spendLogColumn(schema, "proxy_server_request");
-  // Only a request LiteLLM kept (store_prompts_in_spend_logs) says the call asked for no tier.
-  const requestKept = `(jsonb_typeof(${request}) = 'object' AND ${request} <> '{}'::jsonb)`;
-  // The tier the call asked for, as its callback carries it; else the tier the provider reported
-  // (the response LiteLLM kept, its usage object), which LiteLLM's own cost calculator also reads.
-  const serviceTier = `COALESCE(${request}->>'service_tier', s.response->>'service_tier',
-              s.metadata->'usage_object'->>'service_tier', s.metadata->'additional_usage_values'->>'service_tier')`;
-  const { rows } = await reading(pool.query<SpendLogRow>(
-    `SELECT s.request_id, s.call_type, s.api_key, s.spend, s.prompt_tokens, s.completion_tokens,
-            s."startTime", s."endTime", s.model, s.model_group, s.custom_llm_provider, s."user", s.team_id,
-            ${spendLogColumn(schema, "organization_id")} AS organization_id, s.end_user,
-            ${spendLogColumn(schema, "status")} AS status, s.cache_hit, s.metadata,
-            ${withKeyMetadata ? keyMetadataColumn(schema) : "NULL::jsonb"} AS key_metadata,
-            ${serviceTier} AS service_tier,
-            ${request}->'web_search_options'->>'search_context_size' AS search_context_size,
-            (${requestKept} OR ${serviceTier} IS NOT NULL) AS tier_known
-     FROM "LiteLLM_SpendLogs" s
-     WHERE s."startTime" >= $1 AND s."startTime" < $2
-       AND ($3::timestamp IS NULL OR (s."startTime", s.request_id) > ($3::timestamp, $4::text))
-     ORDER BY s."startTime", s.request_id
-     LIMIT $5`,
-    [toUtcTimestamp(window.since), toUtcTimestamp(window.until), after ? toUtcTimestamp(after.startTime) : null, after?.requestId ?? null, limit],
-  ));
-  return rows;
-}
-
-/** Which of `requestIds` LiteLLM has a row for. */
-export async function spendLogRowsExist(pool: pg.Pool, requestIds: string[]): Promise<Set<string>> {
-  if (requestIds.length === 0) return new Set();
-  const { rows } = await reading(pool.query<{ request_id: string }>(
-    `SELECT request_id FROM "LiteLLM_SpendLogs" WHERE request_id = ANY($1::text[])`,
-    [requestIds],
-  ));
-  return new Set(rows.map((row) => row.request_id));
+export function canonicalRequestId(requestId: string): string {
+  const canonical = canonicalId(requestId);
+  return canonical.ok ? canonical.value : requestId;
 }
 
 /** Whether any key table LiteLLM keeps key metadata in can be read. */
@@ -223,8 +163,4 @@ const TIMESTAMP_OID = 1114;
 
 function parseUtcTimestamp(text: string): Date {
   return new Date(`${text.replace(" ", "T")}Z`);
-}
-
-function toUtcTimestamp(time: Date): string {
-  return time.toISOString().replace("T", " ").replace("Z", "");
 }

@@ -104,7 +104,8 @@ function keptRates(value: unknown): unknown {
 
 const NOT_KEPT = "not_kept";
 
-function notKept(why: string): { [NOT_KEPT]: string } {
+/** A marker in place of a value not kept exactly, saying why: a replay refuses a copy that has one. */
+export function notKept(why: string): { [NOT_KEPT]: string } {
   return { [NOT_KEPT]: why };
 }
 

@@ -3,7 +3,7 @@ import { deliverStrandedAlerts } from "../books/alert-outbox.js";
 import { enforceCurrentPolicy } from "../books/enforcement.js";
 import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
 import { createLitellmAdmin } from "../gateway/litellm-admin.js";
-import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
+import { createSpendLogPool, endSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
 import { InvalidSettingError } from "../platform/config.js";
 import { createRedis, type Deps } from "../platform/deps.js";
 import type { Metrics } from "../platform/metrics.js";
@@ -114,6 +114,7 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
   const spendLog = createSpendLogPool(settings.litellmDatabaseUrl);
   // A run that outlasts the interval makes the next tick skip, not queue behind it.
   let running: Promise<void> | null = null;
+  let stopping = false;
   const tick = () => {
     running ??= runGatewayBackfill(
       { pool: deps.database.pool, spendLog, queue: deps.usageQueue, logger: deps.logger, metrics: deps.metrics },
@@ -130,6 +131,8 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
       .then(
         () => undefined,
         (error) => {
+          // Cut by the shutdown (endSpendLogPool): the watermark did not move, the next start reads the window again.
+          if (stopping && error instanceof SpendLogError) return deps.logger.info("gateway backfill cut short by the shutdown");
           deps.metrics.gatewayReconcileFailures.inc();
           const which = error instanceof SpendLogError ? "LiteLLM's database (LITELLM_DATABASE_URL) could not be read" : "it could not record what it found";
           deps.logger.error({ err: error }, `gateway backfill failed: ${which}; the next run tries again`);
@@ -147,8 +150,11 @@ function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): St
     name: "gateway backfill",
     stop: async () => {
       clearInterval(timer);
+      stopping = true;
+      // A run waiting on LiteLLM's database is cut, not waited for: its wait may last the statement timeout.
+      const ended = endSpendLogPool(spendLog);
       await running;
-      await spendLog.end();
+      await ended;
     },
   };
 }

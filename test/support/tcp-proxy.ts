@@ -7,6 +7,8 @@ import { createServer, type Server, type Socket, connect } from "node:net";
 export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  /** Bytes the target sent through the proxy: what its clients were made to read. */
+  bytesFromTarget = 0;
   private constructor(private readonly target: { host: string; port: number }, public port: number) {}
 
   static async start(target: { host: string; port: number }): Promise<TcpProxy> {
@@ -23,6 +25,7 @@ export class TcpProxy {
         socket.on("close", () => this.sockets.delete(socket));
         socket.on("error", () => socket.destroy());
       }
+      upstream.on("data", (chunk: Buffer) => (this.bytesFromTarget += chunk.length));
       client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, "127.0.0.1", resolve));
