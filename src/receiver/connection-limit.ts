@@ -32,7 +32,7 @@ export function connectionCap(maxConnections: number, openFileLimit: number | un
  * keep-alive one. So sockets that send nothing, or a byte now and then, cannot shut callers out
  * while they wait for their timeouts. When every connection is busy the newcomer is closed.
  */
-export function limitConnections(server: Server, max: number): void {
+export function limitConnections(server: Server, max: number, onClosedAtCap: (action: "evicted" | "refused") => void = () => {}): void {
   // Insertion order is age order.
   const connections = new Map<Socket, Connection>();
   server.on("connection", (socket: Socket) => {
@@ -40,9 +40,11 @@ export function limitConnections(server: Server, max: number): void {
       const evicted = oldestIdle(connections, Date.now() - GRACE_MS);
       if (evicted === undefined) {
         socket.destroy();
+        onClosedAtCap("refused");
         return;
       }
       evicted.destroy();
+      onClosedAtCap("evicted");
       connections.delete(evicted);
     }
     connections.set(socket, { openedAt: Date.now(), requestsInHand: 0, requestsServed: 0 });

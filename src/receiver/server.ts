@@ -39,7 +39,7 @@ export async function buildServer(
     // A path that does not decode (percent-encoded invalid UTF-8) gets the one error shape too.
     frameworkErrors: (error, _request, reply) => sendError(reply, 400, "bad_url", error.message),
   });
-  limitConnections(app.server, maxConnections);
+  limitConnections(app.server, maxConnections, (action) => deps.metrics.connectionsClosedAtCap.inc({ action }));
   installErrorHandlers(app);
   await app.register(async (scope) => operatorRoutes(scope, deps));
   if (roles.receiver) {
