@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { nodeEnvAllowsDev } from "../src/platform/config.js";
 
 /**
  * `npm run dev`: the whole service on a developer's machine that has PostgreSQL and Redis, in
@@ -11,18 +12,22 @@ const DEFAULTS = {
   DATABASE_URL: "postgres://postgres@127.0.0.1:5432/spend_ingest_dev",
   REDIS_URL: "redis://127.0.0.1:6379/0",
   PORT: "8080",
+  // Its tokens are printed on the terminal: only this machine reaches it unless HOST says otherwise.
+  HOST: "127.0.0.1",
   QUEUE_PREFIX: "spend-ingest-dev",
   LOG_LEVEL: "info",
 };
 
-if (process.env.NODE_ENV === "production") {
-  process.stderr.write("spend-ingest: npm run dev makes up its own tokens and is refused with NODE_ENV=production; use npm start\n");
+if (!nodeEnvAllowsDev(process.env.NODE_ENV)) {
+  // The value is not echoed: it is one line whatever NODE_ENV holds.
+  process.stderr.write("spend-ingest: npm run dev makes up its own tokens and runs only with NODE_ENV unset, development or test; use npm start\n");
   process.exit(2);
 }
 
 const env: Record<string, string> = {
   ...DEFAULTS,
-  ...(Object.fromEntries(Object.entries(process.env).filter(([, value]) => value !== undefined)) as Record<string, string>),
+  // Empty counts as unset, as in every setting: an empty HOST must not open dev to every interface.
+  ...(Object.fromEntries(Object.entries(process.env).filter(([, value]) => value !== undefined && value !== "")) as Record<string, string>),
 };
 // Fresh each run: a development token must not become a credential someone else knows.
 env.INGEST_TOKENS ??= `dev-ingest-${randomBytes(16).toString("hex")}`;
@@ -36,7 +41,9 @@ try {
   process.exit(String((error as { code?: unknown }).code).startsWith("28") ? 2 : 1);
 }
 
-const base = `http://127.0.0.1:${env.PORT}`;
+// Every interface includes this machine's loopback.
+const host = env.HOST === "0.0.0.0" || env.HOST === "::" ? "127.0.0.1" : env.HOST!;
+const base = `http://${host.includes(":") ? `[${host}]` : host}:${env.PORT}`;
 process.stdout.write(
   [
     "spend-ingest dev: development tokens (new each run; set INGEST_TOKENS / ADMIN_TOKEN to keep your own)",

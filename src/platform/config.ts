@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 
 const MIN_TOKEN_LENGTH = 16;
@@ -76,6 +77,11 @@ const envSchema = z.object({
   // The receiver's (and the all-in-one process's) HTTP port. Workers never read it, so a receiver
   // and workers started from one environment on one host do not contend for it.
   PORT: tcpPort.default(8080),
+  // The address every listener of the process binds (PORT, METRICS_PORT). An IP address, never a
+  // name: a name would wait on DNS at start and could bind other addresses than the one meant.
+  // Every interface by default, as a container's published port needs; `npm run dev` defaults to
+  // 127.0.0.1.
+  HOST: optional(z.string().refine((text) => isIP(text) !== 0, "an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::")).default("0.0.0.0"),
   // A worker's health and metrics; unset: a worker opens no listener at all.
   METRICS_PORT: tcpPort,
   INGEST_TOKENS: z
@@ -136,12 +142,17 @@ const envSchema = z.object({
   // LiteLLM's admin API, where enforcement blocks and unblocks.
   LITELLM_ADMIN_URL: optional(
     z
-      .url({ protocol: /^https?$/ })
+      // abort: zod runs later checks after a failed one, and the check below cannot read a non-URL.
+      .url({ protocol: /^https?$/, abort: true, error: "an http or https URL, such as http://litellm:4000" })
       // The master key is the only credential: one in the URL would be logged wherever the URL is.
       .refine((url) => new URL(url).username === "" && new URL(url).password === "", "no user or password in the URL; the master key is the credential"),
   ),
-  // A secret: only ever sent to LITELLM_ADMIN_URL, never logged.
-  LITELLM_MASTER_KEY: optional(z.string().min(1)),
+  // A secret: only ever sent to LITELLM_ADMIN_URL, never logged (nor is it in this refusal). It
+  // goes as is into an Authorization header, where fetch refuses control characters and anything
+  // past U+00FF and trims spaces: such a key would fail every block and unblock, forever.
+  LITELLM_MASTER_KEY: optional(
+    z.string().regex(/^[\x21-\x7e]{1,4096}$/, "1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header"),
+  ),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOW_BALANCE_THRESHOLDS: z
     .string()
@@ -155,7 +166,7 @@ const envSchema = z.object({
   MAX_ITEMS_PER_REQUEST: positiveInt(4096),
   // Bodies being received or parsed at once, across requests: the receiver's memory bound.
   MAX_BYTES_IN_FLIGHT: positiveInt(96 * 1024 * 1024),
-  // Below the process's file-descriptor limit (ulimit -n), which also holds the pools' sockets.
+  // At most; a receiver takes fewer when its file-descriptor limit leaves less room (connectionCap).
   MAX_CONNECTIONS: positiveInt(1000),
   QUEUE_HIGH_WATER: positiveInt(200_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
@@ -178,6 +189,8 @@ export type Settings = {
   /** Replicas that must acknowledge a batch before it is answered; see QUEUE_REPLICA_ACKS. */
   queueReplicaAcks: number;
   port: number;
+  /** The address PORT and METRICS_PORT are bound on. */
+  host: string;
   metricsPort: number | undefined;
   ingestTokens: string[];
   adminToken: string;
@@ -207,6 +220,18 @@ export type Settings = {
   /** Set whenever enforcement is on, and whenever both LITELLM_ADMIN_URL and LITELLM_MASTER_KEY are. */
   litellmAdmin: { url: string; masterKey: string } | undefined;
 };
+
+/** Every setting's name, for checks that go through them all. */
+export const SETTING_NAMES = Object.keys(envSchema.shape) as (keyof typeof envSchema.shape)[];
+
+/**
+ * `npm run dev` makes up its own tokens, so it runs only where NODE_ENV is unset, empty,
+ * `development` or `test` (any case). A list of what is allowed, not of what is refused:
+ * `Production`, `prod`, `staging` or a typo are all refused.
+ */
+export function nodeEnvAllowsDev(nodeEnv: string | undefined): boolean {
+  return nodeEnv === undefined || nodeEnv === "" || ["development", "test"].includes(nodeEnv.toLowerCase());
+}
 
 export class InvalidSettingError extends Error {
   constructor(readonly setting: string, detail: string) {
@@ -300,6 +325,7 @@ export function parseEnv(source: EnvSource): Settings {
     redis: queue.redis,
     queueReplicaAcks: env.QUEUE_REPLICA_ACKS ?? ("clusterNodes" in queue.redis ? 1 : 0),
     port: env.PORT,
+    host: env.HOST,
     metricsPort: env.METRICS_PORT,
     ingestTokens: env.INGEST_TOKENS,
     adminToken: env.ADMIN_TOKEN,

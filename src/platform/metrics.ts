@@ -57,6 +57,12 @@ export function createMetrics(queues: Queue[]) {
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    connectionsClosedAtCap: new Counter({
+      name: "spend_ingest_connections_closed_at_cap_total",
+      help: "Connections closed because the server held its most (MAX_CONNECTIONS, or fewer for the file-descriptor limit): evicted, an idle one a newcomer replaced; refused, a newcomer, every connection being busy or under a second old",
+      labelNames: ["action"] as const,
+      registers: [registry],
+    }),
     unreplicatedAccepts: new Counter({
       name: "spend_ingest_unreplicated_accepts_total",
       help: "Callback requests answered 2xx while the queue's Redis master had fewer replicas in sync than QUEUE_REPLICA_ACKS (after a failover)",

@@ -15,8 +15,13 @@ export type ServerRoles = { receiver: boolean };
 /**
  * The HTTP server; each route group is its own encapsulated context. Every process serves
  * health and metrics; a receiver also serves callbacks, the account API and the queue UI.
+ * `maxConnections`: what a started process derives from its file-descriptor limit (start.ts).
  */
-export async function buildServer(deps: Deps, roles: ServerRoles = { receiver: true }): Promise<FastifyInstance> {
+export async function buildServer(
+  deps: Deps,
+  roles: ServerRoles = { receiver: true },
+  maxConnections: number = deps.settings.maxConnections,
+): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
@@ -34,7 +39,7 @@ export async function buildServer(deps: Deps, roles: ServerRoles = { receiver: t
     // A path that does not decode (percent-encoded invalid UTF-8) gets the one error shape too.
     frameworkErrors: (error, _request, reply) => sendError(reply, 400, "bad_url", error.message),
   });
-  limitConnections(app.server, deps.settings.maxConnections);
+  limitConnections(app.server, maxConnections, (action) => deps.metrics.connectionsClosedAtCap.inc({ action }));
   installErrorHandlers(app);
   await app.register(async (scope) => operatorRoutes(scope, deps));
   if (roles.receiver) {

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
-import { startServiceProcess } from "../support/service-process.js";
+import { listeningAddresses, startServiceProcess } from "../support/service-process.js";
 import { adminQuery, databaseUrlFor, TEST_REDIS_URL } from "../support/test-env.js";
 
 const database = `spend_ingest_dev_${randomBytes(6).toString("hex")}`;
@@ -15,6 +15,8 @@ describe("npm run dev", () => {
   it("creates a missing database, migrates, and serves callbacks with the development tokens it prints", async () => {
     const port = await freePort();
     const service = startServiceProcess("dev", {
+      // Set, as a developer's shell may have it: dev runs with it.
+      NODE_ENV: "Development",
       DATABASE_URL: databaseUrlFor(database),
       REDIS_URL: TEST_REDIS_URL,
       PORT: String(port),
@@ -22,6 +24,8 @@ describe("npm run dev", () => {
     });
     try {
       const baseUrl = await service.listeningAt;
+      // Only this machine reaches a service whose tokens were printed on a terminal.
+      expect(listeningAddresses(service.pid!)).toEqual([{ address: "127.0.0.1", port }]);
       const token = (name: string) => new RegExp(`^  ${name}=(\\S+)$`).exec(service.lines.find((line) => line.startsWith(`  ${name}=`)) ?? "")?.[1];
       const ingestToken = token("INGEST_TOKENS");
       const adminToken = token("ADMIN_TOKEN");
@@ -53,11 +57,16 @@ describe("npm run dev", () => {
     expect(rows[0].receipts).toBe(1);
   });
 
-  it("is refused with NODE_ENV=production, in one line", async () => {
-    const service = startServiceProcess("dev", { NODE_ENV: "production", DATABASE_URL: databaseUrlFor(database), REDIS_URL: TEST_REDIS_URL });
-    // "close": after the exit and the last of its output.
-    const code = await new Promise((resolve) => service.child.once("close", resolve));
-    expect(code).toBe(2);
-    expect(service.lines).toEqual(["spend-ingest: npm run dev makes up its own tokens and is refused with NODE_ENV=production; use npm start"]);
+  it("is refused, in one line, with any NODE_ENV but unset, development or test", async () => {
+    for (const nodeEnv of ["production", "Production", "prod", "staging"]) {
+      const service = startServiceProcess("dev", { NODE_ENV: nodeEnv, DATABASE_URL: databaseUrlFor(database), REDIS_URL: TEST_REDIS_URL });
+      // "close": after the exit and the last of its output.
+      const code = await new Promise((resolve) => service.child.once("close", resolve));
+      expect({ nodeEnv, code, lines: service.lines }).toEqual({
+        nodeEnv,
+        code: 2,
+        lines: ["spend-ingest: npm run dev makes up its own tokens and runs only with NODE_ENV unset, development or test; use npm start"],
+      });
+    }
   });
 });

@@ -10,7 +10,7 @@ import { useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { freePort } from "../support/ports.js";
-import { listeningPorts, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
+import { listeningAddresses, listeningPorts, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
 import { ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
 // Every role started from one environment on one host, as systemd, pm2 or a plain VM runs
@@ -37,18 +37,19 @@ const oneEnvironment = async (settings: Record<string, string> = {}): Promise<Re
   ...settings,
 });
 
-type StartLine = { msg: string; metricsPort?: number };
+type StartLine = { msg: string; metricsPort?: number; host?: string; port?: number; maxConnections?: number; nofileLimit?: number | null };
 
-/** The worker's "usage worker started" line, once it is written. */
-async function workerStartLine(worker: ServiceProcess): Promise<StartLine> {
+/** The process's log line `msg` ("usage worker started", "receiver started"), once it is written. */
+async function startLine(service: ServiceProcess, msg = "usage worker started"): Promise<StartLine> {
   const parsed = () =>
-    worker.lines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as StartLine).find((line) => line.msg === "usage worker started");
+    service.lines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as StartLine).find((line) => line.msg === msg);
   await waitFor(() => {
-    if (worker.child.exitCode !== null) throw new Error(`worker exited ${worker.child.exitCode}: ${worker.lines.join("\n")}`);
+    if (service.child.exitCode !== null) throw new Error(`${service.entry} exited ${service.child.exitCode}: ${service.lines.join("\n")}`);
     return parsed() !== undefined;
   }, 30_000);
   return parsed()!;
 }
+const workerStartLine = (worker: ServiceProcess) => startLine(worker);
 
 async function postCalls(receiverUrl: string, ids: string[]): Promise<void> {
   const posted = await fetch(`${receiverUrl}/v1/callbacks/litellm`, {
@@ -123,6 +124,26 @@ describe("a receiver and workers from one environment on one host", () => {
     // The same reading finds the receiver's one listener, so an empty list means none.
     expect(listeningPorts(receiver.child.pid!)).toEqual([Number(env.PORT)]);
   }, 60_000);
+
+  it("every listener binds HOST: every interface unless set, only that address when set", async () => {
+    const everywhere = start("receiver", await oneEnvironment());
+    const loopback = start("receiver", await oneEnvironment({ HOST: "127.0.0.1" }));
+    const worker = start("usage-worker", await oneEnvironment({ HOST: "127.0.0.1", METRICS_PORT: "0" }));
+    const [everywhereLine, loopbackLine, workerLine] = await Promise.all([
+      startLine(everywhere, "receiver started"),
+      startLine(loopback, "receiver started"),
+      startLine(worker, "health and metrics server started"),
+      // Until then a SIGTERM finds no handler yet (afterEach expects a clean stop).
+      workerStartLine(worker),
+    ]);
+    expect(everywhereLine).toMatchObject({ host: "0.0.0.0", maxConnections: 1000, nofileLimit: expect.any(Number) });
+    expect(loopbackLine.host).toBe("127.0.0.1");
+    expect(listeningAddresses(everywhere.child.pid!)).toEqual([{ address: "0.0.0.0", port: everywhereLine.port }]);
+    expect(listeningAddresses(loopback.child.pid!)).toEqual([{ address: "127.0.0.1", port: loopbackLine.port }]);
+    expect(listeningAddresses(worker.child.pid!)).toEqual([{ address: "127.0.0.1", port: workerLine.port }]);
+    // Served: each has turned its event loop since its start line, so SIGTERM finds its handler.
+    for (const line of [everywhereLine, loopbackLine]) expect((await fetch(`http://127.0.0.1:${line.port}/healthz`)).status).toBe(200);
+  }, 60_000);
 });
 
 describe("a start-up failure: one line on stderr naming its cause, never a stack trace", () => {
@@ -170,6 +191,45 @@ describe("a start-up failure: one line on stderr naming its cause, never a stack
     expect(await failedStart("usage-worker", await oneEnvironment({ METRICS_PORT: "9464x" }))).toEqual({
       code: 2,
       line: "spend-ingest: invalid setting METRICS_PORT: a port number from 0 to 65535",
+    });
+  });
+
+  it("a master key that cannot be an HTTP header value exits 2, naming the setting and never the key", async () => {
+    const key = "sk-hostile-secret\r\nX-Injected: 1";
+    const { code, line } = await failedStart("usage-worker", await oneEnvironment({ LITELLM_ADMIN_URL: "http://127.0.0.1:4000", LITELLM_MASTER_KEY: key }));
+    expect({ code, line }).toEqual({
+      code: 2,
+      line: "spend-ingest: invalid setting LITELLM_MASTER_KEY: 1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header",
+    });
+    expect(line).not.toContain("hostile-secret");
+  });
+
+  it("a LITELLM_ADMIN_URL that does not parse exits 2", async () => {
+    expect(await failedStart("usage-worker", await oneEnvironment({ LITELLM_ADMIN_URL: "not a url", LITELLM_MASTER_KEY: "sk-master-key" }))).toEqual({
+      code: 2,
+      line: "spend-ingest: invalid setting LITELLM_ADMIN_URL: an http or https URL, such as http://litellm:4000",
+    });
+  });
+
+  it("a HOST that is not an IP address exits 2; one that is not this machine's, too", async () => {
+    expect(await failedStart("receiver", await oneEnvironment({ HOST: "localhost" }))).toEqual({
+      code: 2,
+      line: "spend-ingest: invalid setting HOST: an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::",
+    });
+    // TEST-NET-3 (RFC 5737): never an address of this machine.
+    expect(await failedStart("receiver", await oneEnvironment({ HOST: "203.0.113.77" }))).toEqual({
+      code: 2,
+      line: "spend-ingest: invalid setting HOST: 203.0.113.77 is not an address of this machine (EADDRNOTAVAIL)",
+    });
+  });
+
+  it("a file-descriptor limit that leaves no room for connections exits 2", async () => {
+    const service = startServiceProcess("receiver", await oneEnvironment(), [], { openFileLimit: 100 });
+    services.push(service);
+    const [code] = await once(service.child, "exit");
+    expect({ code, lines: service.lines }).toEqual({
+      code: 2,
+      lines: ["spend-ingest: the file-descriptor limit (ulimit -n) of 100 leaves no room for connections; raise it above 128 (the descriptors the process keeps for itself)"],
     });
   });
 

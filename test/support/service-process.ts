@@ -24,7 +24,7 @@ export class ServiceProcess {
   constructor(
     readonly entry: ServiceEntry,
     private readonly env: Record<string, string>,
-    private readonly options: { nodeArgs?: string[]; lines?: string[] } = {},
+    private readonly options: { nodeArgs?: string[]; lines?: string[]; openFileLimit?: number } = {},
   ) {
     this.lines = options.lines ?? [];
   }
@@ -49,7 +49,10 @@ export class ServiceProcess {
   }
 
   spawn(extraEnv: Record<string, string> = {}): this {
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), `dist/bin/${this.entry}.js`], {
+    const node = [process.execPath, ...(this.options.nodeArgs ?? []), `dist/bin/${this.entry}.js`];
+    // prlimit (util-linux) sets the soft and hard limit and execs node: the child's pid is node's.
+    const command = this.options.openFileLimit === undefined ? node : ["prlimit", `--nofile=${this.options.openFileLimit}:${this.options.openFileLimit}`, ...node];
+    const child = spawn(command[0]!, command.slice(1), {
       env: { PATH: process.env.PATH, ...this.env, ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -108,15 +111,26 @@ export class ServiceProcess {
 }
 
 /** `new ServiceProcess(entry, env).spawn()`, for tests that read its output and its address. */
-export function startServiceProcess(entry: ServiceEntry, env: Record<string, string>, nodeArgs: string[] = []): ServiceProcess {
-  return new ServiceProcess(entry, env, { nodeArgs }).spawn();
+export function startServiceProcess(
+  entry: ServiceEntry,
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+  options: { openFileLimit?: number } = {},
+): ServiceProcess {
+  return new ServiceProcess(entry, env, { nodeArgs, ...options }).spawn();
+}
+
+/** The TCP ports a process listens on (listeningAddresses), each once. */
+export function listeningPorts(pid: number): number[] {
+  return [...new Set(listeningAddresses(pid).map((listener) => listener.port))].sort((a, b) => a - b);
 }
 
 /**
- * The TCP ports a process listens on: its own sockets (by inode, from /proc/<pid>/fd) that the
+ * The addresses a process listens on: its own sockets (by inode, from /proc/<pid>/fd) that the
  * kernel's tables (/proc/<pid>/net/tcp, tcp6: the whole network namespace) list as LISTEN.
+ * `address` as the kernel has it, IPv6 fully written out (`0000:…:0001`).
  */
-export function listeningPorts(pid: number): number[] {
+export function listeningAddresses(pid: number): { address: string; port: number }[] {
   const inodes = new Set<string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
@@ -127,14 +141,23 @@ export function listeningPorts(pid: number): number[] {
     }
   }
   const LISTEN = "0A";
-  const ports = new Set<number>();
+  const listeners: { address: string; port: number }[] = [];
   for (const table of ["tcp", "tcp6"]) {
     for (const row of readFileSync(`/proc/${pid}/net/${table}`, "utf8").trim().split("\n").slice(1)) {
       const [, local, , state, , , , , , inode] = row.trim().split(/\s+/);
-      if (state === LISTEN && inodes.has(inode!)) ports.add(Number.parseInt(local!.split(":")[1]!, 16));
+      if (state !== LISTEN || !inodes.has(inode!)) continue;
+      const [hex, port] = local!.split(":");
+      listeners.push({ address: kernelAddress(hex!), port: Number.parseInt(port!, 16) });
     }
   }
-  return [...ports].sort((a, b) => a - b);
+  return listeners;
+}
+
+/** /proc/net/tcp's address: 32-bit words in the host's (little-endian) byte order. */
+function kernelAddress(hex: string): string {
+  const words = hex.match(/.{8}/g)!.map((word) => word.match(/../g)!.reverse().join(""));
+  if (words.length === 1) return words[0]!.match(/../g)!.map((byte) => Number.parseInt(byte, 16)).join(".");
+  return words.join("").match(/.{4}/g)!.join(":");
 }
 
 /** The process's peak resident set so far (Linux VmHWM), in MiB. */

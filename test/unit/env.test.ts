@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InvalidSettingError, parseEnv } from "../../src/platform/config.js";
+import { InvalidSettingError, nodeEnvAllowsDev, parseEnv, SETTING_NAMES } from "../../src/platform/config.js";
 
 const valid = {
   DATABASE_URL: "postgres://postgres@127.0.0.1:5432/x",
@@ -144,5 +144,60 @@ describe("parseEnv", () => {
     expect(settingError({ ...valid, ...admin, LITELLM_ADMIN_URL: "http://admin:pw@litellm:4000" }).message).toBe(
       "invalid setting LITELLM_ADMIN_URL: no user or password in the URL; the master key is the credential",
     );
+  });
+
+  it("refuses a master key that cannot go into an HTTP header as it is, naming the setting and never the key", () => {
+    const admin = { LITELLM_ADMIN_URL: "http://litellm:4000", ENFORCE_ON_DEPLETED: "key" };
+    expect(parseEnv({ ...valid, ...admin, LITELLM_MASTER_KEY: "sk-Abc_123.+/=~" }).litellmAdmin?.masterKey).toBe("sk-Abc_123.+/=~");
+    const hostile = ["sk-a\nb", "sk-a\r\nX-Injected: 1", "sk-a\u0000b", "sk-a\tb", " sk-leading", "sk-trailing ", "sk-in side", "sk-ключ", "sk-é", "sk-\u{1F511}", `sk-${"k".repeat(4094)}`];
+    for (const key of hostile) {
+      const error = settingError({ ...valid, ...admin, LITELLM_MASTER_KEY: key });
+      expect(error.message).toBe(
+        "invalid setting LITELLM_MASTER_KEY: 1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header",
+      );
+      expect(error.message).not.toContain(key.trim());
+    }
+    // Enforcement off: a bad key is refused all the same, as workers still deliver actions decided before.
+    expect(settingError({ ...valid, LITELLM_ADMIN_URL: admin.LITELLM_ADMIN_URL, LITELLM_MASTER_KEY: "sk-a\nb" }).setting).toBe("LITELLM_MASTER_KEY");
+  });
+
+  it("refuses a LiteLLM admin URL that does not parse with the setting's own line", () => {
+    for (const bad of ["not a url", "litellm:4000", "http//litellm", "http://", "://", "http://[::1", "\u0000"]) {
+      expect(settingError({ ...valid, LITELLM_ADMIN_URL: bad }).message).toBe("invalid setting LITELLM_ADMIN_URL: an http or https URL, such as http://litellm:4000");
+    }
+  });
+
+  it("binds HOST, an IP address: every interface unless set", () => {
+    expect(parseEnv(valid).host).toBe("0.0.0.0");
+    expect(parseEnv({ ...valid, HOST: "" }).host).toBe("0.0.0.0");
+    for (const host of ["127.0.0.1", "10.1.2.3", "::", "::1", "fe80::1%eth0"]) expect(parseEnv({ ...valid, HOST: host }).host).toBe(host);
+    for (const bad of ["localhost", "example.com", "[::1]", "0.0.0.0:8080", "256.1.1.1", "127.0.0.1 ", "*"]) {
+      expect(settingError({ ...valid, HOST: bad }).message).toBe("invalid setting HOST: an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::");
+    }
+  });
+
+  it("lets npm run dev run only with NODE_ENV unset, development or test, in any case", () => {
+    for (const allowed of [undefined, "", "development", "Development", "TEST", "test"]) expect(nodeEnvAllowsDev(allowed)).toBe(true);
+    for (const refused of ["production", "Production", "PRODUCTION", "prod", "staging", "dev", " development", "production\n"]) {
+      expect(nodeEnvAllowsDev(refused)).toBe(false);
+    }
+  });
+
+  it("answers any hostile value of any setting with a setting's one line, never a throw of its own or the value echoed", () => {
+    const hostile = ["not a url", "\n", "\u0000", "-1", "0", "1e999", "NaN", "💥", "a".repeat(100_000), "http://[::1", "%zz", "{}", ",,,"];
+    for (const setting of SETTING_NAMES) {
+      for (const value of hostile) {
+        let outcome: unknown;
+        try {
+          outcome = parseEnv({ ...valid, [setting]: value });
+        } catch (error) {
+          outcome = error;
+        }
+        if (!(outcome instanceof Error)) continue;
+        expect(outcome, `${setting}=${JSON.stringify(value.slice(0, 20))}`).toBeInstanceOf(InvalidSettingError);
+        expect(outcome.message).not.toContain("\n");
+        if (value.length > 100) expect(outcome.message).not.toContain(value);
+      }
+    }
   });
 });
