@@ -30,6 +30,8 @@ beforeAll(async () => {
     { openFileLimit: OPEN_FILE_LIMIT },
   );
   baseUrl = await receiver.listeningAt;
+  // Its start line comes after Fastify's "listening" line, maybe in a later chunk of its output.
+  await waitFor(() => logLine("receiver started") !== undefined);
 });
 
 afterAll(async () => {
