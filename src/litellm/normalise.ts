@@ -2,7 +2,7 @@ import { add, decimalFromNumber, subtract, toDecimalString } from "../pricing/de
 import type { BillingAccountSource } from "../platform/config.js";
 import { type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/usage-event.js";
 import { canonicalId } from "../usage/storable-text.js";
-import { UnparseableLine } from "./callback-body.js";
+import { OversizedItem, UnparseableItem } from "./item-markers.js";
 import { LITELLM_DATETIME, litellmPayloadSchema, isRecord, readBillingFields } from "./payload-schema.js";
 import { type TokenDetail, usageDetail, gatewayRateDetail, litellmAdjustments, requestedTiers } from "./token-detail.js";
 import { principalsOf, resolveBillingAccount } from "./payer.js";
@@ -61,7 +61,8 @@ export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; reje
 
 /** Validates one callback item and reduces it to a usage event, or says why it cannot be. */
 export function normaliseCallbackItem(item: unknown, options: ReadOptions): NormalisedItem {
-  const rawKey = idempotencyKeyOf(item);
+  // An oversized item was never parsed: its key is among the fields read from its bytes.
+  const rawKey = idempotencyKeyOf(item instanceof OversizedItem ? item.billingFields : item);
   const canonicalKey = rawKey === null ? null : canonicalId(rawKey);
   // An unusable key is kept (shortened) as sent, so the quarantine row shows what arrived.
   const idempotencyKey = canonicalKey?.ok ? canonicalKey.value : rawKey === null ? null : keptText(rawKey);
@@ -74,7 +75,8 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       item: sanitiseCallbackItem(item),
     },
   });
-  if (item instanceof UnparseableLine) return reject("invalid_json", [{ message: "this ndjson line is not JSON" }]);
+  if (item instanceof UnparseableItem) return reject("invalid_json", [{ message: "this item is not JSON" }]);
+  if (item instanceof OversizedItem) return reject("item_too_large", [{ message: `the item ${item.why}; the rest of the batch was read` }]);
   if (!isRecord(item)) return reject("invalid_payload", [{ message: "each item must be a JSON object" }]);
   const parsed = litellmPayloadSchema.safeParse(readBillingFields(item));
   if (!parsed.success) {

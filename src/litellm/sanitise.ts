@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { SEARCH_CONTEXT_SIZES } from "../usage/rate-fields.js";
-import { UnparseableLine } from "./callback-body.js";
+import { OversizedItem, UnparseableItem } from "./item-markers.js";
 import { billingFieldMeta, type LenientRead, isRecord, litellmPayloadSchema, unwrapped } from "./payload-schema.js";
 import { costFigureOf, labelOf, OTHER_UNIT_RATE, RATE_FIELD_SET, searchContextSizeOf } from "./token-detail.js";
 
@@ -15,7 +15,9 @@ import { costFigureOf, labelOf, OTHER_UNIT_RATE, RATE_FIELD_SET, searchContextSi
  * is not one, which billing reads the same way.
  */
 export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
-  if (item instanceof UnparseableLine) return { not_json: { sha256: item.sha256, bytes: item.bytes } };
+  if (item instanceof UnparseableItem) return { not_json: { sha256: item.sha256, bytes: item.bytes } };
+  // First, so replay names it: the item was never read whole, so what it kept is not all it held.
+  if (item instanceof OversizedItem) return { ...notKept(`${item.why} (${item.bytes} bytes); only the fields billing reads were kept`), ...keptObject(item.billingFields, CALLBACK_ITEM_SHAPE.fields) };
   if (!isRecord(item)) {
     // Distinct refused items stay distinct rows; their content is not kept, only its digest.
     const text = serialised(item);
@@ -30,7 +32,7 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
  * skips it), or a function for fields billing reads leniently (undefined: left out).
  */
 type FieldShape = "exact" | ObjectShape | ((value: unknown) => unknown);
-type ObjectShape = { fields: Record<string, FieldShape>; skippedUnlessObject?: true };
+export type ObjectShape = { fields: Record<string, FieldShape>; skippedUnlessObject?: true };
 
 // Fields read by a rule of their own keep what that rule reads (undefined: left out).
 const LENIENT_COPIES: Record<LenientRead, (value: unknown) => unknown> = {
@@ -54,7 +56,7 @@ function objectShapeOf(schema: z.ZodObject): ObjectShape {
   return { fields: Object.fromEntries(Object.entries(schema.shape).map(([field, fieldSchema]) => [field, shapeOf(fieldSchema)])) };
 }
 
-const CALLBACK_ITEM_SHAPE = objectShapeOf(litellmPayloadSchema);
+export const CALLBACK_ITEM_SHAPE = objectShapeOf(litellmPayloadSchema);
 
 function keptField(value: unknown, shape: FieldShape): unknown {
   if (shape === "exact") return exactValue(value);

@@ -4,7 +4,8 @@ import { bearerTokenMatches } from "./auth.js";
 import { sendError } from "./errors.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { enqueueReplicated, type Replication } from "../platform/queue-producer.js";
-import { type BodyLimits, checkBodyCost, parseCallbackBody } from "../litellm/callback-body.js";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { type BodyLimits, frameCallbackBody, readCallbackItem, UnparseableItem, unreadableBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
 const CALLBACK_CONTENT_TYPES = ["application/json", "application/x-ndjson"];
@@ -14,6 +15,11 @@ const RETRY_AFTER_SECONDS = "5";
 // The 207 answer lists this many refusals in full and counts the rest: its size stays bounded.
 const REJECTIONS_LISTED = 100;
 const ISSUES_LISTED = 10;
+/**
+ * Items are read a few at a time, the event loop turning between them, so health checks and
+ * other requests are answered while a large body is read: about 20 ms of parsing on one core.
+ */
+const VALUES_READ_PER_TURN = 50_000;
 
 type RejectedAnswer = { index: number; id: string | null; reason: string; issues: unknown[] };
 
@@ -58,12 +64,12 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     // The raw batch and its parsed items (prompts and all) are dropped here, before the first
     // await, so they die young instead of being held while Redis answers.
     request.body = undefined;
-    const read = readCallbackItems(body, limits, {
+    const read = await readCallbackItems(body, limits, {
       billingAccountFrom: settings.billingAccountFrom,
       withPrincipals: settings.enforcement.blocks.length > 0,
     });
     if (!read.ok) {
-      const tooLarge = read.code === "too_many_items" || read.code === "too_many_values";
+      const tooLarge = read.code === "too_many_items";
       if (tooLarge) metrics.requestsRefused.inc({ reason: read.code });
       return sendError(reply, tooLarge ? 413 : 400, read.code, read.message);
     }
@@ -126,27 +132,40 @@ type ReadItems =
   | { ok: false; code: string; message: string }
   | { ok: true; events: UsageEvent[]; rejected: RejectedItem[]; answers: RejectedAnswer[]; overruled: number };
 
-/** Checks a callback body's cost, parses it and sorts its items into usage events and refusals. */
-function readCallbackItems(body: Buffer, limits: BodyLimits, options: ReadOptions): ReadItems {
-  const cost = checkBodyCost(body, limits);
-  if (!cost.ok) return cost;
-  const parsed = parseCallbackBody(body.toString("utf8"), limits);
-  if (!parsed.ok) return parsed;
+/**
+ * Frames a callback body from its bytes, then reads its items one at a time and sorts them into
+ * usage events and refusals: each parsed item is dropped as soon as it is reduced, so a body's
+ * parse holds at most one item's values at once, and an item over the per-item bounds costs only
+ * itself. The bytes of each item are decoded on their own; the body is never one string.
+ */
+async function readCallbackItems(body: Buffer, limits: BodyLimits, options: ReadOptions): Promise<ReadItems> {
+  const framed = frameCallbackBody(body, limits);
+  if (!framed.ok) return framed;
   const events: UsageEvent[] = [];
   const rejected: RejectedItem[] = [];
   const answers: RejectedAnswer[] = [];
   let overruled = 0;
-  parsed.items.forEach((item, index) => {
+  let unparseable = 0;
+  let valuesThisTurn = 0;
+  for (const [index, span] of framed.items.entries()) {
+    if (valuesThisTurn >= VALUES_READ_PER_TURN) {
+      await nextTurn();
+      valuesThisTurn = 0;
+    }
+    valuesThisTurn += Math.min(span.values, VALUES_READ_PER_TURN) + 1;
+    const item = readCallbackItem(body, span);
+    if (item instanceof UnparseableItem) unparseable++;
     const normalised = normaliseCallbackItem(item, options);
     if (normalised.ok) {
       events.push(normalised.event);
       if (normalised.event.claimedBillingAccountId) overruled += 1;
-      return;
+      continue;
     }
     const refusal = { ...normalised.rejected, issues: normalised.rejected.issues.slice(0, ISSUES_LISTED) };
     rejected.push(refusal);
     answers.push({ index, id: refusal.idempotencyKey, reason: refusal.reason, issues: refusal.issues });
-  });
+  }
+  if (unparseable === framed.items.length) return unreadableBody();
   return { ok: true, events, rejected, answers, overruled };
 }
 

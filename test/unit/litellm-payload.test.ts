@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { type BillingAccountSource, DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
-import { checkBodyCost, MAX_JSON_VALUES, parseCallbackBody } from "../../src/litellm/callback-body.js";
+import { frameCallbackBody, MAX_ITEM_DEPTH, MAX_ITEM_VALUES, OversizedItem, parseCallbackBody } from "../../src/litellm/callback-body.js";
+import { firstNotKept } from "../../src/litellm/sanitise.js";
 import { normaliseCallbackItem, type ReadOptions } from "../../src/litellm/normalise.js";
 import { sanitiseCallbackItem } from "../../src/litellm/sanitise.js";
 import { usageEventSchema } from "../../src/usage/usage-event.js";
@@ -261,34 +262,84 @@ describe("parseCallbackBody", () => {
   });
 });
 
-describe("checkBodyCost", () => {
+describe("frameCallbackBody", () => {
   const bytes = (text: string) => Buffer.from(text, "utf8");
+  const framedCount = (text: string, maxItems = 4096) => {
+    const framed = frameCallbackBody(bytes(text), { maxItems });
+    return framed.ok ? framed.items.length : framed.code;
+  };
 
   it("counts an array's items and refuses more than the limit before anything is parsed", () => {
     const items = (n: number) => `[${Array(n).fill('{"id":"a,[{"}').join(",")}]`;
-    expect(checkBodyCost(bytes(items(4)), { maxItems: 4 })).toEqual({ ok: true });
-    expect(checkBodyCost(bytes(items(5)), { maxItems: 4 })).toMatchObject({ ok: false, code: "too_many_items" });
+    expect(framedCount(items(4), 4)).toBe(4);
+    expect(framedCount(items(5), 4)).toBe("too_many_items");
     // Commas and brackets inside strings, nested arrays and escaped quotes are not items.
     const nested = '[{"a":[1,2,3],"b":"x\\",\\"[,,"},{"c":{"d":[4,5]}}]';
     expect(JSON.parse(nested)).toHaveLength(2);
-    expect(checkBodyCost(bytes(nested), { maxItems: 2 })).toEqual({ ok: true });
-    expect(parseCallbackBody(items(5), { maxItems: 4 })).toMatchObject({ ok: false, code: "too_many_items" });
-    expect(parseCallbackBody("{}\n".repeat(5), { maxItems: 4 })).toMatchObject({ ok: false, code: "too_many_items" });
+    expect(framedCount(nested, 2)).toBe(2);
+    expect(framedCount("{}\n".repeat(5), 4)).toBe("too_many_items");
+    // An array that never closes is counted all the same.
+    expect(framedCount(`[${Array(5).fill("{}").join(",")}`, 4)).toBe("too_many_items");
+    expect(framedCount(JSON.stringify(Array(512).fill(STANDARD_LOGGING_PAYLOAD)), 512)).toBe(512);
   });
 
-  it("refuses a body of more JSON values than one parse may hold, whatever its shape", () => {
-    const oneItemOfEmptyObjects = `[{"x":[${"{},".repeat(MAX_JSON_VALUES)}{}]}]`;
-    expect(checkBodyCost(bytes(oneItemOfEmptyObjects), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+  it("counts each item's values and depth on its own, however broken the item", () => {
+    const framed = frameCallbackBody(bytes(`[{"a":[1,{}]} , [[["x"]]],{"b":NaN}]`), LIMITS);
+    expect(framed.ok && framed.items.map(({ values, depth }) => ({ values, depth }))).toEqual([
+      { values: 5, depth: 3 },
+      { values: 4, depth: 3 },
+      { values: 3, depth: 1 },
+    ]);
     // A broken ndjson line cannot hide what follows inside an unterminated string, even after a backslash.
     for (const broken of ['{"id":"unterminated', '{"a":"\\']) {
-      const brokenThenDense = `${broken}\n[${"{},".repeat(MAX_JSON_VALUES)}{}]`;
-      expect(checkBodyCost(bytes(brokenThenDense), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
+      const lines = frameCallbackBody(bytes(`${broken}\n[${"{},".repeat(9)}{}]`), LIMITS);
+      expect(lines.ok && lines.items[1]).toMatchObject({ values: 11, depth: 2 });
     }
     // Bare tokens count too: Python's NaN literals, numbers, separated by whitespace alone.
-    expect(checkBodyCost(bytes(`{}\n${"NaN ".repeat(MAX_JSON_VALUES)}`), LIMITS)).toMatchObject({ ok: false, code: "too_many_values" });
-    // Whatever comes before the first bracket (a BOM, a no-break space), the array's items are counted.
-    expect(checkBodyCost(bytes(`\ufeff\u00a0[${Array(5).fill("{}").join(",")}]`), { maxItems: 4 })).toMatchObject({ code: "too_many_items" });
-    expect(checkBodyCost(bytes(JSON.stringify(Array(512).fill(STANDARD_LOGGING_PAYLOAD))), { maxItems: 512 })).toEqual({ ok: true });
+    const tokens = frameCallbackBody(bytes(`{}\n${"NaN ".repeat(10)}`), LIMITS);
+    expect(tokens.ok && tokens.items[1]!.values).toBe(10);
+  });
+
+  it("refuses whole only a body it cannot frame", () => {
+    expect(framedCount("<xml/>")).toBe("invalid_json");
+    expect(framedCount('{"a":1} trailing')).toBe("invalid_json");
+    expect(framedCount("[1,,2]")).toBe("invalid_json");
+    expect(framedCount("[ ]")).toBe("empty_batch");
+    // A byte-order mark is no JSON: the body is not framed, as JSON.parse would not read it.
+    expect(framedCount(`\ufeff[{}]`)).toBe("invalid_json");
+  });
+});
+
+describe("an item over the per-item bounds", () => {
+  const wrapped = (id: string, requesterMetadata: string) => JSON.stringify(litellmPayload(id, "team-t")).replace('"metadata":{', `"metadata":{"requester_metadata":${requesterMetadata},`);
+
+  it("is refused on its own, its key and billing fields read from its bytes, the rest of the batch read", () => {
+    const tooMany = wrapped("too-many", `[${"0,".repeat(MAX_ITEM_VALUES)}0]`);
+    const tooDeep = wrapped("too-deep", `${"[".repeat(MAX_ITEM_DEPTH + 1)}${"]".repeat(MAX_ITEM_DEPTH + 1)}`);
+    const fine = JSON.stringify(litellmPayload("fine", "team-t"));
+    const parsed = parseCallbackBody(`[${fine},${tooMany},${tooDeep}]`, LIMITS);
+    if (!parsed.ok) throw new Error(parsed.message);
+    expect(accepted(parsed.items[0]).idempotencyKey).toBe("fine");
+    for (const [index, id, why] of [[1, "too-many", "more than 1000000 JSON values"], [2, "too-deep", "deeper than 128 levels"]] as const) {
+      expect(parsed.items[index]).toBeInstanceOf(OversizedItem);
+      const refusal = rejected(parsed.items[index]);
+      expect(refusal).toMatchObject({ reason: "item_too_large", idempotencyKey: id });
+      expect(refusal.issues[0]).toMatchObject({ message: expect.stringContaining(why) });
+      // Its billing fields as a whole item's copy keeps them, and a marker replay refuses on.
+      const copy = refusal.item as Record<string, any>;
+      expect(copy.prompt_tokens).toBe(STANDARD_LOGGING_PAYLOAD.prompt_tokens);
+      expect(copy.metadata.user_api_key_team_id).toBe("team-t");
+      expect(firstNotKept(copy)).toMatchObject({ path: "(the item)", why: expect.stringContaining(why) });
+    }
+  });
+
+  it("keeps what it can read of a billing field in bounds and leaves out one that is not", () => {
+    const hugeModel = JSON.stringify({ id: "m", model: Array(20_000).fill("x"), prompt_tokens: 3, pad: Array(MAX_ITEM_VALUES).fill(0) });
+    const parsed = parseCallbackBody(hugeModel, LIMITS);
+    const copy = parsed.ok ? rejected(parsed.items[0]).item : null;
+    expect(copy).toMatchObject({ id: "m", prompt_tokens: 3 });
+    expect(copy).not.toHaveProperty("model");
+    expect(copy).not.toHaveProperty("pad");
   });
 });
 
