@@ -1,5 +1,5 @@
 import { parsePythonJson } from "./python-json.js";
-import { CLOSE_BRACKET, COMMA, JsonScanner, OPEN_BRACE, OPEN_BRACKET, skipWhitespace, trimmedEnd, type JsonCost } from "./json-scan.js";
+import { CLOSE_BRACKET, COMMA, JsonScanner, OPEN_BRACE, OPEN_BRACKET, skipWhitespace, trimmedEnd, type JsonCost } from "../platform/json-scan.js";
 import { OversizedItem, UnparseableItem } from "./item-markers.js";
 import { billingFieldsOf } from "./oversized-item.js";
 

@@ -1,5 +1,5 @@
 import { CALLBACK_ITEM_SHAPE, type ObjectShape } from "./sanitise.js";
-import { COLON, COMMA, JsonScanner, OPEN_BRACE, QUOTE, skipWhitespace } from "./json-scan.js";
+import { COLON, COMMA, JsonScanner, OPEN_BRACE, QUOTE, skipWhitespace } from "../platform/json-scan.js";
 import { parsePythonJson } from "./python-json.js";
 
 /**

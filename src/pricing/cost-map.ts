@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { JsonScanner } from "../platform/json-scan.js";
 import { PriceBookError } from "./price-book-error.js";
 
 /**
@@ -21,7 +22,7 @@ export type CostMap = { identity: CostMapIdentity; text: string; entries: Readon
 
 /**
  * Bounds on a map an operator points at, about ten times LiteLLM 1.81.13's (1.3 MB, 2,566 entries,
- * about 64,000 JSON values, nesting 6 deep), judged from the text before it is parsed. Loading
+ * 64,412 JSON values counted as platform/json-scan counts them, nesting 5 deep), judged from the bytes before they are parsed (the entries once read). Loading
  * blocks the worker while it runs: at these bounds it takes at most about a second (measured:
  * 25,000 entries of two rates, 650,000 values of junk, or a 16 MiB string), where a 64 MiB map of
  * empty objects took 15 s and 700 MB of heap, and one nested 32 million deep 23 s and 1.8 GB.
@@ -36,8 +37,9 @@ export const PRICE_BOOK_MAX_BYTES = 16 * 1024 * 1024;
 export function readCostMap(path: string, stated: { version: string | null; date: string | null }): CostMap {
   const text = readBoundedText(path, "LiteLLM cost map", COST_MAP_MAX_BYTES);
   const refuse = (problem: string) => new PriceBookError(`LiteLLM cost map ${path} ${problem}`);
-  const cost = jsonCost(text);
-  if (cost.members > COST_MAP_MAX_ENTRIES) throw refuse(`holds more than ${COST_MAP_MAX_ENTRIES} entries`);
+  // Counted over the bytes before anything is parsed, as a callback body is (platform/json-scan).
+  const bytes = Buffer.from(text);
+  const cost = new JsonScanner(bytes).spanCost(0, bytes.length);
   if (cost.values > COST_MAP_MAX_VALUES) throw refuse(`holds more than ${COST_MAP_MAX_VALUES} JSON values`);
   if (cost.depth > COST_MAP_MAX_DEPTH) throw refuse(`nests deeper than ${COST_MAP_MAX_DEPTH} levels`);
   let document: unknown;
@@ -56,6 +58,8 @@ export function readCostMap(path: string, stated: { version: string | null; date
     entries.set(name, entry as Record<string, unknown>);
   }
   if (entries.size === 0) throw refuse("has no model entries");
+  // Read within the value bound, so bounded; the entries are bounded on their own.
+  if (entries.size > COST_MAP_MAX_ENTRIES) throw refuse(`holds more than ${COST_MAP_MAX_ENTRIES} entries`);
   const sha256 = createHash("sha256").update(text).digest("hex");
   return { identity: { path, ...stated, sha256, entries: entries.size }, text, entries };
 }
@@ -92,56 +96,5 @@ export function readBoundedText(path: string, what: string, maxBytes: number): s
     throw new PriceBookError(`cannot read the ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
   } finally {
     closeSync(descriptor);
-  }
-}
-
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COMMA = 0x2c;
-const COLON = 0x3a;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
-
-/**
- * What parsing `text` would cost, counted over its characters outside strings: every container,
- * comma and colon (about one per JSON value, whatever the shape), the members of the outermost
- * container (one more than its commas) and the deepest nesting. Malformed text is counted the same
- * way; JSON.parse refuses it after.
- */
-function jsonCost(text: string): { values: number; members: number; depth: number } {
-  let values = 0;
-  let outerCommas = 0;
-  let depth = 0;
-  let deepest = 0;
-  for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
-    if (code === QUOTE) {
-      index = stringEnd(text, index + 1);
-    } else if (code === OPEN_BRACE || code === OPEN_BRACKET) {
-      values++;
-      if (++depth > deepest) deepest = depth;
-    } else if (code === CLOSE_BRACE || code === CLOSE_BRACKET) {
-      depth--;
-    } else if (code === COMMA) {
-      values++;
-      if (depth === 1) outerCommas++;
-    } else if (code === COLON) {
-      values++;
-    }
-  }
-  return { values, members: outerCommas + 1, depth: deepest };
-}
-
-/** The index of the quote that closes a string starting at `start` (one not escaped), or the text's end. */
-function stringEnd(text: string, start: number): number {
-  for (let from = start; ; ) {
-    const quote = text.indexOf('"', from);
-    if (quote === -1) return text.length;
-    let backslashes = 0;
-    while (quote - 1 - backslashes >= start && text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes++;
-    if (backslashes % 2 === 0) return quote;
-    from = quote + 1;
   }
 }
