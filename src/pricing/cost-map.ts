@@ -22,8 +22,8 @@ export type CostMap = { identity: CostMapIdentity; text: string; entries: Readon
 
 /**
  * Bounds on a map an operator points at, about ten times LiteLLM 1.81.13's (1.3 MB, 2,566 entries,
- * 64,412 JSON values counted as platform/json-scan counts them, nesting 5 deep), judged from the bytes before they are parsed (the entries once read). Loading
- * blocks the worker while it runs: at these bounds it takes at most about a second (measured:
+ * 64,412 JSON values as platform/json-scan counts them, nesting 5 deep), judged from the bytes
+ * before they are parsed (the entries once read). Loading blocks the worker while it runs: at these bounds it takes at most about a second (measured:
  * 25,000 entries of two rates, 650,000 values of junk, or a 16 MiB string), where a 64 MiB map of
  * empty objects took 15 s and 700 MB of heap, and one nested 32 million deep 23 s and 1.8 GB.
  */
