@@ -8,6 +8,7 @@ import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { deleteReceipts, insertReceipts, type PricedUsage } from "./charge-receipts.js";
 import { compareText, type Posting, postEntries } from "./post-entries.js";
+import { drawBuckets } from "./credit-buckets.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
 import { enforceAfterPosting, type PaidBy } from "./enforcement.js";
 import type { EnforcementPolicy } from "../platform/config.js";
@@ -36,7 +37,7 @@ export type UsageBatchResult = {
 /**
  * Records a batch of priced calls in one transaction: each call gets exactly one receipt and
  * one ledger entry however often it arrives, balances move with their entries and may go below
- * zero, and the alerts the charges crossed are queued in the outbox. A call's receipt is keyed
+ * zero (each charge drawing from its account's live buckets first), and the alerts the charges crossed are queued in the outbox. A call's receipt is keyed
  * by its request id; another call under an id already charged gets a key of its own
  * (placeRepeatedIds); the same call back with other usage is kept in quarantine as a
  * `receipt_conflict`, and the first receipt stands.
@@ -73,9 +74,11 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
         reference: receipt.key,
         receiptId: receipt.id,
         grantId: null,
+        sourceId: null,
         sourceContent: receipt.content,
       })),
     );
+    await drawBuckets(client, posted);
     // A charge that would take its balance past the bound keeps no receipt: it waits in quarantine.
     await deleteReceipts(client, refused.map((posting) => posting.receiptId!));
 

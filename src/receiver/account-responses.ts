@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { ChargeReceipt, LedgerEntry } from "../books/account-reads.js";
+import { LEDGER_KINDS } from "../platform/db/ledger-kinds.js";
 
 /**
  * What the account API answers, one zod schema per route. Every state the ledger can be in is
@@ -16,7 +17,7 @@ const timestamp = z.iso.datetime();
 
 const ledgerEntrySchema = z.object({
   id: z.string(),
-  kind: z.enum(["charge", "grant"]),
+  kind: z.enum(LEDGER_KINDS),
   amount_credits: credits,
   balance_before: credits,
   balance_after: credits,
@@ -32,6 +33,8 @@ export const grantResponseSchema = z.object({
     reference: z.string(),
     reason: z.string().nullable(),
     created_at: timestamp,
+    expires_at: timestamp.nullable(),
+    priority: z.int().min(0).max(100),
   }),
   balance_credits: credits,
 });

@@ -11,6 +11,7 @@ import {
 } from "../books/account-reads.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { recordGrant } from "../books/grants.js";
+import { DEFAULT_PRIORITY } from "../books/credit-buckets.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
@@ -31,10 +32,25 @@ const RECENT_ENTRIES = 10;
 // Ids and references in their one canonical form, as at ingest and in the CLI.
 const accountParams = z.object({ id: canonicalIdSchema.meta({ description: "the billing account" }) });
 const receiptParams = z.object({ key: canonicalIdSchema.meta({ description: "the call's idempotency key (LiteLLM's id)" }) });
+// A bound on how far ahead an expiry may lie: past it, a typo (a year 20260) rather than a term.
+const MAX_EXPIRY_YEARS = 100;
 const grantBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
   reason: storableFreeText(1024).nullish(),
+  expires_at: z.iso
+    .datetime({ offset: true })
+    .refine((text) => Date.parse(text) > Date.now(), "must be in the future")
+    .refine((text) => Date.parse(text) <= Date.now() + MAX_EXPIRY_YEARS * 365.25 * 86_400_000, `must be within ${MAX_EXPIRY_YEARS} years`)
+    .nullish()
+    .meta({ description: "RFC 3339; what is left of the grant then leaves the balance (an expiry entry). Never, when left out." }),
+  priority: z
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .default(DEFAULT_PRIORITY)
+    .meta({ description: "consumption order: buckets of lower priority are spent first (0–100)" }),
 });
 const ledgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
@@ -107,6 +123,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
         credits: BigInt(body.credits),
         reference: body.reference,
         reason: body.reason ?? null,
+        terms: { priority: body.priority, expiresAt: body.expires_at ? new Date(body.expires_at) : null },
       }, deps.settings.enforcement);
       if (result.outcome === "conflict") {
         return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
@@ -127,6 +144,8 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
           reference: grant.reference,
           reason: grant.reason,
           created_at: grant.createdAt.toISOString(),
+          expires_at: grant.expiresAt?.toISOString() ?? null,
+          priority: grant.priority,
         },
         balance_credits: creditsJson(result.balanceCredits),
       });
