@@ -87,14 +87,12 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       const { usage } = receiptByKey.get(entry.reference)!;
       const move: BalanceMove = {
         billingAccountId: entry.billingAccountId,
-        idempotencyKey: entry.reference,
-        receiptId: entry.receiptId!,
-        chargedCredits: usage.charge.chargedCredits,
         balanceBefore: entry.balanceBefore,
         balanceAfter: entry.balanceAfter,
+        cause: { idempotency_key: entry.reference, receipt_id: entry.receiptId!, charged_credits: Number(usage.charge.chargedCredits) },
       };
       alerts.push(...balanceAlertsFor(move, batch.lowBalanceThresholds));
-      if (usage.charge.divergence) alerts.push(divergenceAlert(usage, move));
+      if (usage.charge.divergence) alerts.push(divergenceAlert(usage, entry.reference));
     }
     // Once per further call: its receipt is written once, however often the call arrives.
     const postedKeys = new Set(posted.map((entry) => entry.reference));
@@ -145,14 +143,14 @@ function outOfRangeQuarantine(usage: PricedUsage, reason: string, message: strin
 }
 
 /** Once per receipt: a charge whose rates and LiteLLM's own figure disagree by a credit or more. */
-function divergenceAlert(usage: PricedUsage, move: BalanceMove): Alert {
+function divergenceAlert(usage: PricedUsage, idempotencyKey: string): Alert {
   return {
     event: "inv_price_divergence",
     fields: {
-      idempotency_key: move.idempotencyKey,
+      idempotency_key: idempotencyKey,
       billing_account_id: usage.event.billingAccountId,
       model: usage.event.model,
-      charged_credits: Number(move.chargedCredits),
+      charged_credits: Number(usage.charge.chargedCredits),
       ...priceDivergenceFields(usage.charge.divergence!),
     },
   };

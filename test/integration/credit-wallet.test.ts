@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
+import { expireCredits } from "../../src/books/expire-credits.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 import { useServiceHarness } from "../support/harness.js";
 import { pricedUsage } from "../support/usage-events.js";
 
-const h = useServiceHarness();
+// No worker: the expiry sweep runs here, by the test, with the clock it passes.
+const h = useServiceHarness({}, { worker: false });
 const DAY_MS = 86_400_000;
 const inDays = (days: number) => new Date(Date.now() + days * DAY_MS).toISOString();
 
@@ -141,5 +143,87 @@ describe("reconcile and live credit", () => {
     } finally {
       await pool.query("UPDATE credit_buckets SET remaining_credits = 700 WHERE id = $1", [rows[0].id]);
     }
+  });
+});
+
+const HOUR_MS = 3_600_000;
+const sweepAt = (offsetMs: number, lowBalanceThresholds: bigint[] = []) =>
+  expireCredits(h.deps.database.pool, {
+    now: new Date(Date.now() + offsetMs),
+    limit: 100,
+    expiringWithinMs: 7 * DAY_MS,
+    lowBalanceThresholds,
+    enforcement: ENFORCEMENT_OFF,
+  });
+
+/** The alerts queued for an account, in order: event and the fields named. */
+async function alertsOf(account: string, events: string[]): Promise<Array<Record<string, unknown>>> {
+  const { rows } = await h.deps.database.pool.query(
+    "SELECT event, fields FROM alert_outbox WHERE fields->>'billing_account_id' = $1 AND event = ANY($2::text[]) ORDER BY id",
+    [account, events],
+  );
+  return rows.map((row) => ({ event: row.event, ...row.fields }));
+}
+
+async function ledgerOf(account: string) {
+  const { rows } = await h.deps.database.pool.query(
+    "SELECT kind, amount_credits::int AS amount, balance_after::int AS after, reference FROM ledger_entries WHERE billing_account_id = $1 ORDER BY seq",
+    [account],
+  );
+  return rows;
+}
+
+describe("expiry", () => {
+  it("takes what is left of an expired bucket exactly once: one expiry entry, credits_expired once", async () => {
+    const account = "wallet-expiry";
+    await grant(account, "expiry-a", 1000, { expires_at: new Date(Date.now() + HOUR_MS).toISOString() });
+    await grant(account, "expiry-b", 1000);
+    await charge(account, ["expiry-call", 300]);
+    expect(await allocationsOf("expiry-call")).toEqual({ "expiry-a": 300 });
+    // Not yet due.
+    await sweepAt(HOUR_MS / 2);
+    expect((await ledgerOf(account)).map((entry) => entry.kind)).toEqual(["grant", "grant", "charge"]);
+    await sweepAt(2 * HOUR_MS);
+    await sweepAt(3 * HOUR_MS);
+    expect((await ledgerOf(account)).at(-1)).toEqual({ kind: "expiry", amount: -700, after: 1000, reference: "expiry-a" });
+    expect((await ledgerOf(account)).filter((entry) => entry.kind === "expiry")).toHaveLength(1);
+    expect(await bucketsOf(account)).toEqual({ "expiry-a": { credits: 1000, remaining: 0 }, "expiry-b": { credits: 1000, remaining: 1000 } });
+    expect(await alertsOf(account, ["credits_expired"])).toEqual([
+      expect.objectContaining({ event: "credits_expired", reference: "expiry-a", expired_credits: 700, balance_after: 1000 }),
+    ]);
+    const summary = (await h.admin("GET", `/v1/accounts/${account}/credits/summary`)).json();
+    expect(summary.balance_credits).toBe(1000);
+  });
+
+  it("a bucket left after paying debt expires to 0, never back into the debt; balance alerts apply", async () => {
+    const account = "wallet-debt-expiry";
+    await charge(account, ["debt-expiry-call", 500]);
+    await grant(account, "debt-expiry-grant", 1000, { expires_at: new Date(Date.now() + HOUR_MS).toISOString() });
+    await sweepAt(2 * HOUR_MS, [300n]);
+    expect((await ledgerOf(account)).map(({ kind, amount, after }) => [kind, amount, after])).toEqual([
+      ["charge", -500, -500],
+      ["grant", 1000, 500],
+      ["expiry", -500, 0],
+    ]);
+    expect(await alertsOf(account, ["balance_depleted", "low_balance", "inv_post_call_negative_balance", "credits_expired"])).toEqual([
+      expect.objectContaining({ event: "inv_post_call_negative_balance", idempotency_key: "debt-expiry-call" }),
+      expect.objectContaining({ event: "credits_expired", expired_credits: 500, balance_after: 0 }),
+      expect.objectContaining({ event: "balance_depleted", entry_kind: "expiry", balance_before: 500, balance_after: 0 }),
+      expect.objectContaining({ event: "low_balance", entry_kind: "expiry", threshold: 300 }),
+    ]);
+  });
+
+  it("credits_expiring once per bucket when it enters the window with credits left", async () => {
+    const account = "wallet-expiring";
+    await grant(account, "expiring-soon", 100, { expires_at: new Date(Date.now() + 3 * DAY_MS).toISOString() });
+    await grant(account, "expiring-later", 100, { expires_at: new Date(Date.now() + 30 * DAY_MS).toISOString() });
+    await grant(account, "expiring-spent", 100, { expires_at: new Date(Date.now() + 2 * DAY_MS).toISOString() });
+    await charge(account, ["expiring-call", 100]);
+    await sweepAt(0);
+    await sweepAt(HOUR_MS);
+    const soon = await alertsOf(account, ["credits_expiring"]);
+    expect(soon).toEqual([expect.objectContaining({ reference: "expiring-soon", remaining_credits: 100 })]);
+    await sweepAt(25 * DAY_MS);
+    expect((await alertsOf(account, ["credits_expiring"])).map((alert) => alert.reference)).toEqual(["expiring-soon", "expiring-later"]);
   });
 });
