@@ -75,6 +75,10 @@ export const GRANT_CONTENT = `(CASE WHEN g.expires_at IS NULL AND g.priority = 5
   THEN json_build_array(${GRANT_FIELDS})
   ELSE json_build_array(${GRANT_FIELDS}, ${micros("g.expires_at")}, g.priority) END)::text`;
 
+/** Every stored field of a debit (alias `d`). */
+export const DEBIT_CONTENT = `json_build_array(d.billing_account_id, d.reference, d.credits::text, d.reason,
+  ${micros("d.created_at")})::text`;
+
 /**
  * The fields of a credit bucket (alias `b`) that never change: an `expiry` entry's hash covers
  * them. Its remaining credits move with every outflow; reconcile ties them to the allocations.
@@ -90,11 +94,12 @@ export function chainedEntriesQuery(where: string, rest = ""): string {
   return `SELECT l.id, l.hash, l.billing_account_id, l.seq, l.kind, l.amount_credits, l.balance_before, l.balance_after,
             l.reference, l.receipt_id, l.grant_id, l.source_id, ${micros("l.created_at")} AS posted_us,
             CASE l.kind WHEN 'charge' THEN ${RECEIPT_CONTENT} WHEN 'grant' THEN ${GRANT_CONTENT}
-                        WHEN 'expiry' THEN ${BUCKET_CONTENT} END AS source_content
+                        WHEN 'expiry' THEN ${BUCKET_CONTENT} WHEN 'debit' THEN ${DEBIT_CONTENT} END AS source_content
      FROM ledger_entries l
      LEFT JOIN charge_receipts r ON r.id = l.receipt_id
      LEFT JOIN grants g ON g.id = l.grant_id
      LEFT JOIN credit_buckets b ON l.kind = 'expiry' AND b.id = l.source_id
+     LEFT JOIN debits d ON l.kind = 'debit' AND d.id = l.source_id
      WHERE ${where} ${rest}`;
 }
 

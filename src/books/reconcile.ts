@@ -19,6 +19,9 @@ export type Drift =
   | { kind: "receipt_without_account"; idempotencyKey: string; billingAccountId: string }
   | { kind: "grant_without_account"; grantReference: string; billingAccountId: string }
   | { kind: "entry_without_account"; entryId: string; billingAccountId: string }
+  | { kind: "debit_without_entry"; billingAccountId: string; debitReference: string }
+  | { kind: "entry_without_debit"; billingAccountId: string; entryId: string }
+  | { kind: "debit_entry_mismatch"; billingAccountId: string; entryId: string; debitReference: string; fields: string[] }
   | { kind: "live_credit_mismatch"; billingAccountId: string; balance: string; liveCredits: string }
   | { kind: "bucket_mismatch"; billingAccountId: string; bucketId: string; credits: string; remaining: string; allocated: string; expired: boolean };
 
@@ -63,6 +66,7 @@ export async function reconcileLedger(
       ...(await chainDrifts(pool, ids)),
       ...(await receiptDrifts(pool, ids)),
       ...(await grantDrifts(pool, ids)),
+      ...(await debitDrifts(pool, ids)),
       ...(await bucketDrifts(pool, ids)),
     );
     options.onProgress?.(accountsChecked);
@@ -188,11 +192,12 @@ async function guardDrifts(pool: pg.Pool): Promise<Drift[]> {
   return LEDGER_GUARDS.filter((guard) => !enabled.has(guard)).map((trigger): Drift => ({ kind: "guard_disabled", trigger }));
 }
 
-/** A receipt or a grant: each has exactly one ledger entry of its kind, account, amount and reference. */
+/** A receipt, grant or debit: each has exactly one ledger entry of its kind, account, amount and reference. */
 type EntrySource = {
-  table: "charge_receipts" | "grants";
-  entryKind: "charge" | "grant";
-  entryColumn: "receipt_id" | "grant_id";
+  table: "charge_receipts" | "grants" | "debits";
+  entryKind: "charge" | "grant" | "debit";
+  /** source_id is shared by the later kinds: its join also names the kind. */
+  entryColumn: "receipt_id" | "grant_id" | "source_id";
   reference: "idempotency_key" | "reference";
   /** The entry amount the source stands for. */
   amount: string;
@@ -206,6 +211,7 @@ const RECEIPTS: EntrySource = {
   amount: "-s.charged_credits",
 };
 const GRANTS: EntrySource = { table: "grants", entryKind: "grant", entryColumn: "grant_id", reference: "reference", amount: "s.credits" };
+const DEBITS: EntrySource = { table: "debits", entryKind: "debit", entryColumn: "source_id", reference: "reference", amount: "-s.credits" };
 
 type SourceMismatch = { account: string; reference: string; entryId: string | null; fields: string[] };
 
@@ -215,6 +221,7 @@ async function sourceDrifts(
   ids: string[],
   source: EntrySource,
 ): Promise<{ mismatches: SourceMismatch[]; orphans: Array<{ account: string; entryId: string }> }> {
+  const sameKind = source.entryColumn === "source_id" ? ` AND l.kind = '${source.entryKind}'` : "";
   const { rows } = await pool.query<{
     account: string;
     reference: string;
@@ -227,7 +234,7 @@ async function sourceDrifts(
   }>(
     `SELECT s.billing_account_id AS account, s.${source.reference} AS reference, ${source.amount} AS amount, l.id AS entry_id,
             l.kind, l.amount_credits AS entry_amount, l.billing_account_id AS entry_account, l.reference AS entry_reference
-     FROM ${source.table} s LEFT JOIN ledger_entries l ON l.${source.entryColumn} = s.id
+     FROM ${source.table} s LEFT JOIN ledger_entries l ON l.${source.entryColumn} = s.id${sameKind}
      WHERE s.billing_account_id = ANY($1::text[])
        AND (l.id IS NULL OR l.kind <> '${source.entryKind}' OR l.amount_credits <> ${source.amount}
             OR l.billing_account_id <> s.billing_account_id OR l.reference <> s.${source.reference})`,
@@ -278,6 +285,18 @@ async function grantDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
         : { kind: "grant_entry_mismatch", billingAccountId: account, entryId, grantReference: reference, fields },
     ),
     ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_grant", billingAccountId: account, entryId })),
+  ];
+}
+
+async function debitDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { mismatches, orphans } = await sourceDrifts(pool, ids, DEBITS);
+  return [
+    ...mismatches.map(({ account, reference, entryId, fields }): Drift =>
+      entryId === null
+        ? { kind: "debit_without_entry", billingAccountId: account, debitReference: reference }
+        : { kind: "debit_entry_mismatch", billingAccountId: account, entryId, debitReference: reference, fields },
+    ),
+    ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_debit", billingAccountId: account, entryId })),
   ];
 }
 

@@ -39,6 +39,18 @@ export const grantResponseSchema = z.object({
   balance_credits: credits,
 });
 
+export const debitResponseSchema = z.object({
+  debit: z.object({
+    id: z.string(),
+    billing_account_id: z.string(),
+    credits: z.union([z.int().positive(), z.bigint().positive()]),
+    reference: z.string(),
+    reason: z.string(),
+    created_at: timestamp,
+  }),
+  balance_credits: credits,
+});
+
 export const summaryResponseSchema = z.object({
   billing_account_id: z.string(),
   balance_credits: credits,

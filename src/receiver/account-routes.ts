@@ -26,6 +26,7 @@ import {
   summaryResponseSchema,
 } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
+import { walletRoutes } from "./wallet-routes.js";
 
 const RECENT_ENTRIES = 10;
 
@@ -98,6 +99,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
   };
   const notFound = errorResponseSchema.describe("no such account (or receipt)");
   const common = { tags: ["accounts"], security: [{ adminToken: [] }] };
+  walletRoutes(app, deps, { common, errors });
 
   app.post(
     "/v1/accounts/:id/grants",

@@ -227,3 +227,41 @@ describe("expiry", () => {
     expect((await alertsOf(account, ["credits_expiring"])).map((alert) => alert.reference)).toEqual(["expiring-soon", "expiring-later"]);
   });
 });
+
+describe("manual debits", () => {
+  it("a debit on an empty account goes negative with inv_post_call_negative_balance; the same again is 200, another body 409", async () => {
+    const account = "wallet-debit-empty";
+    const body = { credits: 250, reference: "debit-seat-fee", reason: "seat fee" };
+    const first = await h.admin("POST", `/v1/accounts/${account}/debits`, body);
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toMatchObject({ debit: { credits: 250, reference: "debit-seat-fee", reason: "seat fee" }, balance_credits: -250 });
+    expect((await h.admin("POST", `/v1/accounts/${account}/debits`, body)).statusCode).toBe(200);
+    for (const other of [{ ...body, credits: 251 }, { ...body, reason: "settlement" }]) {
+      const answer = await h.admin("POST", `/v1/accounts/${account}/debits`, other);
+      expect(answer.statusCode).toBe(409);
+      expect(answer.json().error.code).toBe("debit_reference_conflict");
+    }
+    expect((await h.admin("POST", "/v1/accounts/wallet-debit-other/debits", body)).statusCode).toBe(409);
+    expect(await ledgerOf(account)).toEqual([{ kind: "debit", amount: -250, after: -250, reference: "debit-seat-fee" }]);
+    expect(h.alerts("inv_post_call_negative_balance").filter((line) => line.billing_account_id === account)).toEqual([
+      expect.objectContaining({ entry_kind: "debit", reference: "debit-seat-fee", debited_credits: 250, balance_before: 0, balance_after: -250, crossed_zero: true }),
+    ]);
+  });
+
+  it("a debit draws live buckets in consumption order, and crossing zero raises balance_depleted", async () => {
+    const account = "wallet-debit-funded";
+    await grant(account, "debit-funded-evergreen", 100);
+    await grant(account, "debit-funded-soon", 100, { expires_at: inDays(5) });
+    const answer = await h.admin("POST", `/v1/accounts/${account}/debits`, { credits: 150, reference: "debit-funded-1", reason: "settlement" });
+    expect(answer.json().balance_credits).toBe(50);
+    expect(await allocationsOf("debit-funded-1")).toEqual({ "debit-funded-soon": 100, "debit-funded-evergreen": 50 });
+    await h.admin("POST", `/v1/accounts/${account}/debits`, { credits: 80, reference: "debit-funded-2", reason: "settlement" });
+    expect(h.alerts("balance_depleted").filter((line) => line.billing_account_id === account)).toEqual([
+      expect.objectContaining({ entry_kind: "debit", reference: "debit-funded-2", balance_before: 50, balance_after: -30 }),
+    ]);
+    expect(await bucketsOf(account)).toEqual({
+      "debit-funded-evergreen": { credits: 100, remaining: 0 },
+      "debit-funded-soon": { credits: 100, remaining: 0 },
+    });
+  });
+});

@@ -112,6 +112,27 @@ export const grants = pgTable(
 );
 
 /**
+ * A charge that is not a model call (a seat fee, a settlement), idempotent by the caller's
+ * reference; never refused for lack of credit. Its ledger entry is of kind `debit`.
+ */
+export const debits = pgTable(
+  "debits",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    reference: text("reference").notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    reason: text("reason").notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("debits_reference_key").on(table.reference),
+    check("debits_credits_positive", sql`${table.credits} > 0`),
+    check("debits_credits_bounded", creditsWithinBound(table.credits)),
+  ],
+);
+
+/**
  * Every change of a balance. Per account the entries form a chain, numbered 1, 2, … by
  * `seq` without gaps: each balance_before is the previous balance_after, the balance is their
  * sum, and each `hash` covers the previous entry's hash and this entry's content
