@@ -8,6 +8,8 @@ import {
   findAccountBalance,
   findReceipt,
   listLedgerEntries,
+  listLiveBuckets,
+  nextExpiry,
 } from "../books/account-reads.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { recordGrant } from "../books/grants.js";
@@ -21,6 +23,7 @@ import {
   invoiceResponseSchema,
   ledgerEntryJson,
   ledgerResponseSchema,
+  liveBucketJson,
   receiptJson,
   receiptResponseSchema,
   summaryResponseSchema,
@@ -159,7 +162,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
     {
       schema: {
         ...common,
-        summary: "Balance, status and the last ten ledger entries",
+        summary: "Balance, available credits and debt, status, live buckets, the next expiry and the last ten ledger entries",
         params: accountParams,
         response: { 200: summaryResponseSchema, 404: notFound, ...errors },
       },
@@ -169,10 +172,16 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
       const balance = await findAccountBalance(db, id);
       if (balance === null) return unknownAccount(reply, id);
       const { entries } = await listLedgerEntries(db, id, { limit: RECENT_ENTRIES });
+      const live = await listLiveBuckets(db, id);
+      const soonest = await nextExpiry(db, id);
       return {
         billing_account_id: id,
         balance_credits: creditsJson(balance),
+        available_credits: creditsJson(balance > 0n ? balance : 0n),
+        debt_credits: creditsJson(balance < 0n ? -balance : 0n),
         status: balanceStatus(balance, thresholds),
+        grants: live.map(liveBucketJson),
+        next_expiry: soonest === null ? null : liveBucketJson(soonest),
         recent: entries.map(ledgerEntryJson),
       };
     },
@@ -226,6 +235,11 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
         credits_granted: creditsJson(invoice.creditsGranted),
         credits_used: creditsJson(invoice.creditsUsed),
         receipt_count: invoice.receiptCount,
+        credits_expired: creditsJson(invoice.creditsExpired),
+        credits_debited: creditsJson(invoice.creditsDebited),
+        credits_reversed: creditsJson(invoice.creditsReversed),
+        transfers_in: creditsJson(invoice.transfersIn),
+        transfers_out: creditsJson(invoice.transfersOut),
         closing_balance: creditsJson(invoice.closingBalance),
         final: invoice.final,
         final_at: invoice.finalAt.toISOString(),

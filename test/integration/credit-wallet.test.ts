@@ -94,6 +94,8 @@ describe("debt is settled first", () => {
     expect(answer.balance_credits).toBe(700);
     expect(answer.grant).toMatchObject({ credits: 1000, priority: 50, expires_at: expect.any(String) });
     expect(await bucketsOf(account)).toEqual({ "debt-grant-big": { credits: 700, remaining: 700 } });
+    const summary = (await h.admin("GET", `/v1/accounts/${account}/credits/summary`)).json();
+    expect(summary).toMatchObject({ balance_credits: 700, available_credits: 700, debt_credits: 0, next_expiry: { reference: "debt-grant-big", remaining_credits: 700 } });
   });
 });
 
@@ -192,7 +194,23 @@ describe("expiry", () => {
       expect.objectContaining({ event: "credits_expired", reference: "expiry-a", expired_credits: 700, balance_after: 1000 }),
     ]);
     const summary = (await h.admin("GET", `/v1/accounts/${account}/credits/summary`)).json();
-    expect(summary.balance_credits).toBe(1000);
+    expect(summary).toMatchObject({
+      balance_credits: 1000,
+      available_credits: 1000,
+      debt_credits: 0,
+      grants: [{ reference: "expiry-b", source: "grant", remaining_credits: 1000, expires_at: null, priority: 50 }],
+      next_expiry: null,
+    });
+    expect(summary.recent[0]).toMatchObject({ kind: "expiry", amount_credits: -700, reference: "expiry-a" });
+    // Every entry of the account was posted in the month of its expiry entry, unless the test straddles a month's edge.
+    const { rows } = await h.deps.database.pool.query(
+      "SELECT DISTINCT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS period FROM ledger_entries WHERE billing_account_id = $1",
+      [account],
+    );
+    if (rows.length === 1) {
+      const invoice = (await h.admin("GET", `/v1/accounts/${account}/invoice?period=${rows[0].period}`)).json();
+      expect(invoice).toMatchObject({ opening_balance: 0, credits_granted: 2000, credits_used: 300, credits_expired: 700, closing_balance: 1000 });
+    }
   });
 
   it("a bucket left after paying debt expires to 0, never back into the debt; balance alerts apply", async () => {
@@ -243,6 +261,8 @@ describe("manual debits", () => {
     }
     expect((await h.admin("POST", "/v1/accounts/wallet-debit-other/debits", body)).statusCode).toBe(409);
     expect(await ledgerOf(account)).toEqual([{ kind: "debit", amount: -250, after: -250, reference: "debit-seat-fee" }]);
+    const summary = (await h.admin("GET", `/v1/accounts/${account}/credits/summary`)).json();
+    expect(summary).toMatchObject({ balance_credits: -250, available_credits: 0, debt_credits: 250, grants: [], next_expiry: null });
     expect(h.alerts("inv_post_call_negative_balance").filter((line) => line.billing_account_id === account)).toEqual([
       expect.objectContaining({ entry_kind: "debit", reference: "debit-seat-fee", debited_credits: 250, balance_before: 0, balance_after: -250, crossed_zero: true }),
     ]);
