@@ -8,6 +8,17 @@ export type BucketTerms = { priority: number; expiresAt: Date | null };
 export const DEFAULT_PRIORITY = 50;
 export const EVERGREEN: BucketTerms = { priority: DEFAULT_PRIORITY, expiresAt: null };
 
+// A bound on how far ahead an expiry may lie: past it, a typo (a year 20260) rather than a term.
+export const MAX_EXPIRY_YEARS = 100;
+
+/** Why a bucket's expiry cannot be `expiresAt` (null when it can): it must lie ahead, within MAX_EXPIRY_YEARS. */
+export function expiryProblem(expiresAt: Date, now = new Date()): string | null {
+  if (Number.isNaN(expiresAt.getTime())) return "not a time";
+  if (expiresAt.getTime() <= now.getTime()) return "must be in the future";
+  if (expiresAt.getTime() > now.getTime() + MAX_EXPIRY_YEARS * 365.25 * 86_400_000) return `must be within ${MAX_EXPIRY_YEARS} years`;
+  return null;
+}
+
 export type NewBucket = { source: BucketSource; sourceId: string | null; terms: BucketTerms };
 
 /** What an outflow entry took from one bucket (the bucket's terms too: a transfer passes them on). */

@@ -13,7 +13,7 @@ import {
 } from "../books/account-reads.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { recordGrant } from "../books/grants.js";
-import { DEFAULT_PRIORITY } from "../books/credit-buckets.js";
+import { DEFAULT_PRIORITY, expiryProblem } from "../books/credit-buckets.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
@@ -36,16 +36,16 @@ const RECENT_ENTRIES = 10;
 // Ids and references in their one canonical form, as at ingest and in the CLI.
 const accountParams = z.object({ id: canonicalIdSchema.meta({ description: "the billing account" }) });
 const receiptParams = z.object({ key: canonicalIdSchema.meta({ description: "the call's idempotency key (LiteLLM's id)" }) });
-// A bound on how far ahead an expiry may lie: past it, a typo (a year 20260) rather than a term.
-const MAX_EXPIRY_YEARS = 100;
 const grantBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
   reason: storableFreeText(1024).nullish(),
   expires_at: z.iso
     .datetime({ offset: true })
-    .refine((text) => Date.parse(text) > Date.now(), "must be in the future")
-    .refine((text) => Date.parse(text) <= Date.now() + MAX_EXPIRY_YEARS * 365.25 * 86_400_000, `must be within ${MAX_EXPIRY_YEARS} years`)
+    .superRefine((text, context) => {
+      const problem = expiryProblem(new Date(text));
+      if (problem !== null) context.addIssue({ code: "custom", message: problem });
+    })
     .nullish()
     .meta({ description: "RFC 3339; what is left of the grant then leaves the balance (an expiry entry). Never, when left out." }),
   priority: z
