@@ -1,6 +1,7 @@
-import { and, desc, eq, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, isNotNull, lt, sql } from "drizzle-orm";
 import type { Db } from "../platform/db/client.js";
-import { accounts, chargeReceipts, ledgerEntries } from "../platform/db/schema.js";
+import type { BucketSource, LedgerKind } from "../platform/db/ledger-kinds.js";
+import { accounts, chargeReceipts, creditBuckets, grants, ledgerEntries } from "../platform/db/schema.js";
 
 export type LedgerEntry = typeof ledgerEntries.$inferSelect;
 export type ChargeReceipt = typeof chargeReceipts.$inferSelect & { balanceAfter: bigint | null };
@@ -55,6 +56,11 @@ export type Invoice = {
   creditsGranted: bigint;
   creditsUsed: bigint;
   receiptCount: number;
+  creditsExpired: bigint;
+  creditsDebited: bigint;
+  creditsReversed: bigint;
+  transfersIn: bigint;
+  transfersOut: bigint;
   closingBalance: bigint;
   /** The month has been over for PERIOD_FINAL_AFTER_SECONDS: this invoice can no longer change. */
   final: boolean;
@@ -69,7 +75,8 @@ export type Invoice = {
 export const PERIOD_FINAL_AFTER_SECONDS = 60;
 
 /**
- * One UTC month, summed from ledger entries by posting time: opening + granted − used = closing.
+ * One UTC month, summed from ledger entries by posting time, one part per kind: opening +
+ * granted + reversed + transfers in − used − expired − debited − transfers out = closing.
  * Final (by the database's clock) a minute after the month ends.
  */
 export async function computeInvoice(db: Db, billingAccountId: string, period: string): Promise<Invoice> {
@@ -77,29 +84,87 @@ export async function computeInvoice(db: Db, billingAccountId: string, period: s
   const end = new Date(start);
   end.setUTCMonth(end.getUTCMonth() + 1);
   const finalAt = new Date(end.getTime() + PERIOD_FINAL_AFTER_SECONDS * 1000);
+  // The magnitude of one kind's entries in the month: inflows are positive, outflows negated.
+  const part = (kind: LedgerKind) =>
+    sql<string>`coalesce(abs(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = ${kind} and ${ledgerEntries.createdAt} >= ${start})), 0)`;
   const [totals] = await db
     .select({
       opening: sql<string>`coalesce(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.createdAt} < ${start}), 0)`,
-      granted: sql<string>`coalesce(sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = 'grant' and ${ledgerEntries.createdAt} >= ${start}), 0)`,
-      used: sql<string>`coalesce(-sum(${ledgerEntries.amountCredits}) filter (where ${ledgerEntries.kind} = 'charge' and ${ledgerEntries.createdAt} >= ${start}), 0)`,
+      granted: part("grant"),
+      used: part("charge"),
       receipts: sql<string>`count(*) filter (where ${ledgerEntries.kind} = 'charge' and ${ledgerEntries.createdAt} >= ${start})`,
+      expired: part("expiry"),
+      debited: part("debit"),
+      reversed: part("reversal"),
+      transfersIn: part("transfer_in"),
+      transfersOut: part("transfer_out"),
       final: sql<boolean>`now() >= ${finalAt}::timestamptz`,
     })
     .from(ledgerEntries)
     .where(and(eq(ledgerEntries.billingAccountId, billingAccountId), lt(ledgerEntries.createdAt, end)));
-  const openingBalance = BigInt(totals!.opening);
-  const creditsGranted = BigInt(totals!.granted);
-  const creditsUsed = BigInt(totals!.used);
+  const read = (value: string) => BigInt(value);
+  const invoice = {
+    openingBalance: read(totals!.opening),
+    creditsGranted: read(totals!.granted),
+    creditsUsed: read(totals!.used),
+    creditsExpired: read(totals!.expired),
+    creditsDebited: read(totals!.debited),
+    creditsReversed: read(totals!.reversed),
+    transfersIn: read(totals!.transfersIn),
+    transfersOut: read(totals!.transfersOut),
+  };
   return {
     period,
-    openingBalance,
-    creditsGranted,
-    creditsUsed,
+    ...invoice,
     receiptCount: Number(totals!.receipts),
-    closingBalance: openingBalance + creditsGranted - creditsUsed,
+    closingBalance:
+      invoice.openingBalance + invoice.creditsGranted + invoice.creditsReversed + invoice.transfersIn -
+      invoice.creditsUsed - invoice.creditsExpired - invoice.creditsDebited - invoice.transfersOut,
     final: totals!.final,
     finalAt,
   };
+}
+
+/** A live bucket as the summary lists it. */
+export type LiveBucket = { reference: string; source: BucketSource; remainingCredits: bigint; expiresAt: Date | null; priority: number };
+
+/** At most this many live buckets in a summary: the next ones to be spent. */
+export const SUMMARY_BUCKETS = 100;
+
+/** The account's live buckets in consumption order (the next to be spent first), at most `limit`. */
+export async function listLiveBuckets(db: Db, billingAccountId: string, limit = SUMMARY_BUCKETS): Promise<LiveBucket[]> {
+  const rows = await db
+    .select({
+      reference: sql<string>`coalesce(${grants.reference}, ${creditBuckets.source} || ':' || ${creditBuckets.id})`,
+      source: creditBuckets.source,
+      remainingCredits: creditBuckets.remainingCredits,
+      expiresAt: creditBuckets.expiresAt,
+      priority: creditBuckets.priority,
+    })
+    .from(creditBuckets)
+    .leftJoin(grants, and(eq(creditBuckets.source, "grant"), eq(grants.id, creditBuckets.sourceId)))
+    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), gt(creditBuckets.remainingCredits, 0n)))
+    .orderBy(asc(creditBuckets.priority), sql`${creditBuckets.expiresAt} asc nulls last`, asc(creditBuckets.createdAt), asc(creditBuckets.id))
+    .limit(limit);
+  return rows;
+}
+
+/** The live bucket that expires soonest, if any does. */
+export async function nextExpiry(db: Db, billingAccountId: string): Promise<LiveBucket | null> {
+  const [row] = await db
+    .select({
+      reference: sql<string>`coalesce(${grants.reference}, ${creditBuckets.source} || ':' || ${creditBuckets.id})`,
+      source: creditBuckets.source,
+      remainingCredits: creditBuckets.remainingCredits,
+      expiresAt: creditBuckets.expiresAt,
+      priority: creditBuckets.priority,
+    })
+    .from(creditBuckets)
+    .leftJoin(grants, and(eq(creditBuckets.source, "grant"), eq(grants.id, creditBuckets.sourceId)))
+    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), gt(creditBuckets.remainingCredits, 0n), isNotNull(creditBuckets.expiresAt)))
+    .orderBy(asc(creditBuckets.expiresAt), asc(creditBuckets.id))
+    .limit(1);
+  return row ?? null;
 }
 
 /** A receipt with the balance its ledger entry left. */

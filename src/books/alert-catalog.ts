@@ -3,8 +3,13 @@ import type { Logger } from "pino";
 /** Every alert the alerting pipeline may receive: one pino line each, `event` set to the name. */
 export const ALERT_CATALOG = {
   inv_post_call_negative_balance: { level: "error", summary: "a committed charge left the balance below zero" },
-  balance_depleted: { level: "warn", summary: "a charge took the balance from above zero to zero or below" },
-  low_balance: { level: "warn", summary: "a charge took the balance below a low-balance threshold" },
+  balance_depleted: { level: "warn", summary: "a charge (or debit, transfer out, expiry) took the balance from above zero to zero or below" },
+  low_balance: { level: "warn", summary: "a charge (or debit, transfer out, expiry) took the balance below a low-balance threshold" },
+  credits_expiring: {
+    level: "warn",
+    summary: "a credit bucket with credits left expires within CREDITS_EXPIRING_WITHIN (once per bucket)",
+  },
+  credits_expired: { level: "warn", summary: "a credit bucket expired with credits left; they left the balance as an expiry entry" },
   inv_unpriced_model: { level: "error", summary: "an event could not be priced and was quarantined" },
   receipt_conflict: { level: "warn", summary: "a call (request id and time) arrived again with different usage; the first stands" },
   response_id_reused: {

@@ -1,16 +1,19 @@
-import type { Alert } from "./alert-catalog.js";
+import type { Alert, AlertFields } from "./alert-catalog.js";
 
 export type BalanceMove = {
   billingAccountId: string;
-  idempotencyKey: string;
-  receiptId: string;
-  chargedCredits: bigint;
   balanceBefore: bigint;
   balanceAfter: bigint;
+  /**
+   * What moved the balance, as its alert lines name it: a usage charge's `idempotency_key`,
+   * `receipt_id` and `charged_credits`; an outflow of another kind its `entry_kind`, `reference`
+   * and amount.
+   */
+  cause: AlertFields;
 };
 
 /**
- * What one committed charge crossed. Each alert is decided from the charge's own
+ * What one committed outflow (a charge, debit, transfer out or expiry) crossed. Each alert is decided from the charge's own
  * before and after, so it fires once per crossing and a grant that lifts the balance
  * back above a line re-arms it without any stored state.
  */
@@ -18,9 +21,7 @@ export function balanceAlertsFor(move: BalanceMove, lowBalanceThresholds: readon
   const { balanceBefore: before, balanceAfter: after } = move;
   const fields = {
     billing_account_id: move.billingAccountId,
-    idempotency_key: move.idempotencyKey,
-    receipt_id: move.receiptId,
-    charged_credits: Number(move.chargedCredits),
+    ...move.cause,
     balance_before: Number(before),
     balance_after: Number(after),
     crossed_zero: before >= 0n && after < 0n,

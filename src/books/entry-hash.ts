@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { LedgerKind } from "../platform/db/ledger-kinds.js";
 
 /** The hash an account's first entry chains from. */
 export const GENESIS_HASH = "";
@@ -6,28 +7,31 @@ export const GENESIS_HASH = "";
 export type ChainedContent = {
   billingAccountId: string;
   seq: bigint;
-  kind: "charge" | "grant";
+  kind: LedgerKind;
   amountCredits: bigint;
   balanceBefore: bigint;
   balanceAfter: bigint;
   reference: string;
   receiptId: string | null;
   grantId: string | null;
+  /** The source row of every kind but charge and grant (a debit, transfer, reversal, or the expired bucket). */
+  sourceId: string | null;
   /** Posting time in epoch microseconds, PostgreSQL's precision (the service posts whole milliseconds). */
   postedAtMicros: bigint;
-  /** SHA-256 of the receipt's or grant's stored content (RECEIPT_CONTENT, GRANT_CONTENT); "" with none. */
+  /** SHA-256 of its source's stored content (RECEIPT_CONTENT, GRANT_CONTENT, …); "" with none. */
   sourceDigest: string;
 };
 
 /**
  * A ledger entry's hash over the previous entry's hash and its own content, with the digest of
  * its receipt's or grant's: fields joined by '|', each text prefixed by its length in UTF-8
- * bytes (so no two contents share a preimage).
+ * bytes (so no two contents share a preimage). The source id of the later kinds is appended only
+ * where one is set, so every entry written before them keeps the hash it was chained with.
  * Posting and reconcile both compute it here, never trusting code stored in the database they
  * check; migration 0006 chained the entries written before it the same way in SQL.
  */
 export function ledgerEntryHash(previousHash: string, entry: ChainedContent): string {
-  const content = `${previousHash}|${lengthPrefixed(entry.billingAccountId)}|${entry.seq}|${entry.kind}|${entry.amountCredits}|${entry.balanceBefore}|${entry.balanceAfter}|${lengthPrefixed(entry.reference)}|${entry.receiptId ?? ""}|${entry.grantId ?? ""}|${entry.postedAtMicros}|${entry.sourceDigest}`;
+  const content = `${previousHash}|${lengthPrefixed(entry.billingAccountId)}|${entry.seq}|${entry.kind}|${entry.amountCredits}|${entry.balanceBefore}|${entry.balanceAfter}|${lengthPrefixed(entry.reference)}|${entry.receiptId ?? ""}|${entry.grantId ?? ""}|${entry.postedAtMicros}|${entry.sourceDigest}${entry.sourceId === null ? "" : `|${entry.sourceId}`}`;
   return createHash("sha256").update(content).digest("hex");
 }
 
@@ -61,9 +65,26 @@ export const RECEIPT_CONTENT = `(CASE WHEN num_nonnulls(${LATER_RECEIPT_FIELDS.j
   THEN json_build_array(${RECEIPT_FIELDS})
   ELSE json_build_array(${RECEIPT_FIELDS}, ${LATER_RECEIPT_FIELDS.join(", ")}) END)::text`;
 
-/** Every stored field of a grant (alias `g`), as RECEIPT_CONTENT is for receipts. */
-export const GRANT_CONTENT = `json_build_array(g.billing_account_id, g.reference, g.credits::text, g.reason,
-  ${micros("g.created_at")})::text`;
+const GRANT_FIELDS = `g.billing_account_id, g.reference, g.credits::text, g.reason, ${micros("g.created_at")}`;
+
+/**
+ * Every stored field of a grant (alias `g`), as RECEIPT_CONTENT is for receipts. Expiry and
+ * priority came later: appended only where either differs from a grant of before (evergreen, 50).
+ */
+export const GRANT_CONTENT = `(CASE WHEN g.expires_at IS NULL AND g.priority = 50
+  THEN json_build_array(${GRANT_FIELDS})
+  ELSE json_build_array(${GRANT_FIELDS}, ${micros("g.expires_at")}, g.priority) END)::text`;
+
+/** Every stored field of a debit (alias `d`). */
+export const DEBIT_CONTENT = `json_build_array(d.billing_account_id, d.reference, d.credits::text, d.reason,
+  ${micros("d.created_at")})::text`;
+
+/**
+ * The fields of a credit bucket (alias `b`) that never change: an `expiry` entry's hash covers
+ * them. Its remaining credits move with every outflow; reconcile ties them to the allocations.
+ */
+export const BUCKET_CONTENT = `json_build_array(b.billing_account_id, b.source, b.source_id::text, b.priority,
+  ${micros("b.expires_at")}, b.credits::text, ${micros("b.created_at")})::text`;
 
 /**
  * Stored entries with what their hash covers, as `chainedContent` reads them (alias `l`),
@@ -71,11 +92,14 @@ export const GRANT_CONTENT = `json_build_array(g.billing_account_id, g.reference
  */
 export function chainedEntriesQuery(where: string, rest = ""): string {
   return `SELECT l.id, l.hash, l.billing_account_id, l.seq, l.kind, l.amount_credits, l.balance_before, l.balance_after,
-            l.reference, l.receipt_id, l.grant_id, ${micros("l.created_at")} AS posted_us,
-            CASE WHEN l.kind = 'charge' THEN ${RECEIPT_CONTENT} ELSE ${GRANT_CONTENT} END AS source_content
+            l.reference, l.receipt_id, l.grant_id, l.source_id, ${micros("l.created_at")} AS posted_us,
+            CASE l.kind WHEN 'charge' THEN ${RECEIPT_CONTENT} WHEN 'grant' THEN ${GRANT_CONTENT}
+                        WHEN 'expiry' THEN ${BUCKET_CONTENT} WHEN 'debit' THEN ${DEBIT_CONTENT} END AS source_content
      FROM ledger_entries l
      LEFT JOIN charge_receipts r ON r.id = l.receipt_id
      LEFT JOIN grants g ON g.id = l.grant_id
+     LEFT JOIN credit_buckets b ON l.kind = 'expiry' AND b.id = l.source_id
+     LEFT JOIN debits d ON l.kind = 'debit' AND d.id = l.source_id
      WHERE ${where} ${rest}`;
 }
 
@@ -84,13 +108,14 @@ export type ChainedRow = {
   hash: string;
   billing_account_id: string;
   seq: string;
-  kind: "charge" | "grant";
+  kind: LedgerKind;
   amount_credits: string;
   balance_before: string;
   balance_after: string;
   reference: string;
   receipt_id: string | null;
   grant_id: string | null;
+  source_id: string | null;
   posted_us: string;
   source_content: string | null;
 };
@@ -106,6 +131,7 @@ export function chainedContent(row: ChainedRow): ChainedContent {
     reference: row.reference,
     receiptId: row.receipt_id,
     grantId: row.grant_id,
+    sourceId: row.source_id,
     postedAtMicros: BigInt(row.posted_us),
     sourceDigest: sourceDigest(row.source_content),
   };

@@ -8,8 +8,16 @@ import { ENFORCEMENT_OFF, type EnforcementPolicy } from "../platform/config.js";
 import { enforceAfterPosting } from "./enforcement.js";
 import { GRANT_CONTENT } from "./entry-hash.js";
 import { postEntries } from "./post-entries.js";
+import { type BucketTerms, EVERGREEN, openBucket } from "./credit-buckets.js";
 
-export type GrantRequest = { billingAccountId: string; credits: bigint; reference: string; reason: string | null };
+export type GrantRequest = {
+  billingAccountId: string;
+  credits: bigint;
+  reference: string;
+  reason: string | null;
+  /** Evergreen (no expiry, priority 50) when left out. */
+  terms?: BucketTerms;
+};
 
 export type GrantRecord = {
   id: string;
@@ -18,6 +26,8 @@ export type GrantRecord = {
   reference: string;
   reason: string | null;
   createdAt: Date;
+  expiresAt: Date | null;
+  priority: number;
 };
 
 export type GrantOutcome =
@@ -28,7 +38,8 @@ export type GrantOutcome =
 
 /**
  * Adds credits once per reference: the same request again returns the first grant, and the
- * same reference with another account or amount is a conflict. A negative balance simply rises.
+ * same reference with another account, amount, expiry or priority is a conflict. The credits pay
+ * the account's debt first; only the rest becomes a live bucket with the grant's terms.
  */
 export async function recordGrant(pool: pg.Pool, request: GrantRequest, enforcement: EnforcementPolicy = ENFORCEMENT_OFF): Promise<GrantOutcome> {
   try {
@@ -54,17 +65,29 @@ class GrantOutOfRange extends Error {
 }
 
 async function recordGrantOnce(pool: pg.Pool, request: GrantRequest, enforcement: EnforcementPolicy): Promise<GrantOutcome> {
+  const terms = request.terms ?? EVERGREEN;
   return withTransaction(pool, async (client) => {
     const db = drizzleOver(client);
     const [created] = await db
       .insert(grants)
-      .values({ billingAccountId: request.billingAccountId, reference: request.reference, credits: request.credits, reason: request.reason })
+      .values({
+        billingAccountId: request.billingAccountId,
+        reference: request.reference,
+        credits: request.credits,
+        reason: request.reason,
+        expiresAt: terms.expiresAt,
+        priority: terms.priority,
+      })
       .onConflictDoNothing({ target: grants.reference })
       .returning();
     if (!created) {
       const [existingRow] = await db.select().from(grants).where(eq(grants.reference, request.reference));
       const existing = toGrantRecord(existingRow!);
-      const same = existing.billingAccountId === request.billingAccountId && existing.credits === request.credits;
+      const same =
+        existing.billingAccountId === request.billingAccountId &&
+        existing.credits === request.credits &&
+        existing.priority === terms.priority &&
+        existing.expiresAt?.getTime() === terms.expiresAt?.getTime();
       if (!same) throw new GrantConflict(existing);
       return { outcome: "existing", grant: existing, balanceCredits: (await balanceOf(db, existing.billingAccountId)) ?? 0n };
     }
@@ -77,10 +100,12 @@ async function recordGrantOnce(pool: pg.Pool, request: GrantRequest, enforcement
         reference: grant.reference,
         receiptId: null,
         grantId: grant.id,
+        sourceId: null,
         sourceContent: await storedContent(db, created.id),
       },
     ]);
     if (posted.length === 0) throw new GrantOutOfRange((await balanceOf(db, grant.billingAccountId)) ?? 0n);
+    await openBucket(client, posted[0]!, { source: "grant", sourceId: grant.id, terms });
     // A grant that lifts the balance above the threshold unblocks, in its own transaction.
     await enforceAfterPosting(client, enforcement, posted);
     return { outcome: "created", grant, balanceCredits: posted[0]!.balanceAfter };

@@ -1,20 +1,25 @@
 import type pg from "pg";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
+import type { LedgerKind } from "../platform/db/ledger-kinds.js";
 import { type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
 
-/** A balance change to post: a charge (negative, with its receipt) or a grant (positive, with its grant). */
+/**
+ * A balance change to post: a charge (negative, with its receipt), a grant (positive, with its
+ * grant), or a later kind with its source row (`sourceId`).
+ */
 export type Posting = {
   billingAccountId: string;
-  kind: "charge" | "grant";
+  kind: LedgerKind;
   amountCredits: bigint;
   reference: string;
   receiptId: string | null;
   grantId: string | null;
-  /** The stored content of its receipt or grant (RECEIPT_CONTENT, GRANT_CONTENT), which its hash covers. */
+  sourceId: string | null;
+  /** The stored content of its source (RECEIPT_CONTENT, GRANT_CONTENT, …), which its hash covers. */
   sourceContent: string;
 };
 
-export type PostedEntry = ChainedContent & { postedAt: Date; hash: string };
+export type PostedEntry = ChainedContent & { id: string; postedAt: Date; hash: string };
 
 /** An account as moved: its balance and sequence after, the hash of its last entry before, the posting time. */
 type AccountHead = { balanceAfter: bigint; seqAfter: bigint; head: string; postedAt: Date };
@@ -150,12 +155,14 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
   const entries = postings.map((posting): PostedEntry => {
     const cursor = cursors.get(posting.billingAccountId)!;
     const entry: PostedEntry = {
+      id: "",
       billingAccountId: posting.billingAccountId,
       kind: posting.kind,
       amountCredits: posting.amountCredits,
       reference: posting.reference,
       receiptId: posting.receiptId,
       grantId: posting.grantId,
+      sourceId: posting.sourceId,
       sourceDigest: sourceDigest(posting.sourceContent),
       seq: cursor.seq + 1n,
       balanceBefore: cursor.balance,
@@ -171,11 +178,12 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
     return entry;
   });
   const column = <T>(read: (entry: PostedEntry) => T) => entries.map(read);
-  await client.query(
+  const { rows } = await client.query<{ id: string; billing_account_id: string; seq: string }>(
     `INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference,
-                                 receipt_id, grant_id, seq, hash, created_at)
+                                 receipt_id, grant_id, seq, hash, created_at, source_id)
      SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
-                          $9::int8[], $10::text[], $11::timestamptz[])`,
+                          $9::int8[], $10::text[], $11::timestamptz[], $12::int8[])
+     RETURNING id, billing_account_id, seq`,
     [
       column((entry) => entry.billingAccountId),
       column((entry) => entry.kind),
@@ -188,8 +196,12 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
       column((entry) => entry.seq.toString()),
       column((entry) => entry.hash),
       column((entry) => entry.postedAt.toISOString()),
+      column((entry) => entry.sourceId),
     ],
   );
+  // Matched by account and sequence: RETURNING promises no order.
+  const ids = new Map(rows.map((row) => [`${row.seq}|${row.billing_account_id}`, row.id]));
+  for (const entry of entries) entry.id = ids.get(`${entry.seq}|${entry.billingAccountId}`)!;
   return entries;
 }
 

@@ -18,7 +18,12 @@ export type Drift =
   | { kind: "grant_entry_mismatch"; billingAccountId: string; entryId: string; grantReference: string; fields: string[] }
   | { kind: "receipt_without_account"; idempotencyKey: string; billingAccountId: string }
   | { kind: "grant_without_account"; grantReference: string; billingAccountId: string }
-  | { kind: "entry_without_account"; entryId: string; billingAccountId: string };
+  | { kind: "entry_without_account"; entryId: string; billingAccountId: string }
+  | { kind: "debit_without_entry"; billingAccountId: string; debitReference: string }
+  | { kind: "entry_without_debit"; billingAccountId: string; entryId: string }
+  | { kind: "debit_entry_mismatch"; billingAccountId: string; entryId: string; debitReference: string; fields: string[] }
+  | { kind: "live_credit_mismatch"; billingAccountId: string; balance: string; liveCredits: string }
+  | { kind: "bucket_mismatch"; billingAccountId: string; bucketId: string; credits: string; remaining: string; allocated: string; expired: boolean };
 
 export type ReconcileReport = { ok: boolean; accountsChecked: number; drifts: Drift[] };
 
@@ -34,7 +39,9 @@ const ACCOUNTS_PER_PAGE = 500;
  * content chained onto the previous entry's (so an edited, inserted or deleted entry breaks
  * the chain there); the account's sequence number is its last entry's; and every receipt and every
  * grant has exactly one ledger entry of its account, amount and reference (the unique indexes
- * on receipt_id and grant_id rule out two), and every entry its receipt or grant.
+ * on receipt_id and grant_id rule out two), and every entry its receipt or grant. The live
+ * buckets of each account hold exactly its balance when positive (nothing otherwise), and each
+ * bucket's remaining credits are its credits less what outflows drew from it (none once expired).
  */
 export async function reconcileLedger(
   pool: pg.Pool,
@@ -59,6 +66,8 @@ export async function reconcileLedger(
       ...(await chainDrifts(pool, ids)),
       ...(await receiptDrifts(pool, ids)),
       ...(await grantDrifts(pool, ids)),
+      ...(await debitDrifts(pool, ids)),
+      ...(await bucketDrifts(pool, ids)),
     );
     options.onProgress?.(accountsChecked);
   }
@@ -183,11 +192,12 @@ async function guardDrifts(pool: pg.Pool): Promise<Drift[]> {
   return LEDGER_GUARDS.filter((guard) => !enabled.has(guard)).map((trigger): Drift => ({ kind: "guard_disabled", trigger }));
 }
 
-/** A receipt or a grant: each has exactly one ledger entry of its kind, account, amount and reference. */
+/** A receipt, grant or debit: each has exactly one ledger entry of its kind, account, amount and reference. */
 type EntrySource = {
-  table: "charge_receipts" | "grants";
-  entryKind: "charge" | "grant";
-  entryColumn: "receipt_id" | "grant_id";
+  table: "charge_receipts" | "grants" | "debits";
+  entryKind: "charge" | "grant" | "debit";
+  /** source_id is shared by the later kinds: its join also names the kind. */
+  entryColumn: "receipt_id" | "grant_id" | "source_id";
   reference: "idempotency_key" | "reference";
   /** The entry amount the source stands for. */
   amount: string;
@@ -201,6 +211,7 @@ const RECEIPTS: EntrySource = {
   amount: "-s.charged_credits",
 };
 const GRANTS: EntrySource = { table: "grants", entryKind: "grant", entryColumn: "grant_id", reference: "reference", amount: "s.credits" };
+const DEBITS: EntrySource = { table: "debits", entryKind: "debit", entryColumn: "source_id", reference: "reference", amount: "-s.credits" };
 
 type SourceMismatch = { account: string; reference: string; entryId: string | null; fields: string[] };
 
@@ -210,6 +221,7 @@ async function sourceDrifts(
   ids: string[],
   source: EntrySource,
 ): Promise<{ mismatches: SourceMismatch[]; orphans: Array<{ account: string; entryId: string }> }> {
+  const sameKind = source.entryColumn === "source_id" ? ` AND l.kind = '${source.entryKind}'` : "";
   const { rows } = await pool.query<{
     account: string;
     reference: string;
@@ -222,7 +234,7 @@ async function sourceDrifts(
   }>(
     `SELECT s.billing_account_id AS account, s.${source.reference} AS reference, ${source.amount} AS amount, l.id AS entry_id,
             l.kind, l.amount_credits AS entry_amount, l.billing_account_id AS entry_account, l.reference AS entry_reference
-     FROM ${source.table} s LEFT JOIN ledger_entries l ON l.${source.entryColumn} = s.id
+     FROM ${source.table} s LEFT JOIN ledger_entries l ON l.${source.entryColumn} = s.id${sameKind}
      WHERE s.billing_account_id = ANY($1::text[])
        AND (l.id IS NULL OR l.kind <> '${source.entryKind}' OR l.amount_credits <> ${source.amount}
             OR l.billing_account_id <> s.billing_account_id OR l.reference <> s.${source.reference})`,
@@ -273,5 +285,65 @@ async function grantDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
         : { kind: "grant_entry_mismatch", billingAccountId: account, entryId, grantReference: reference, fields },
     ),
     ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_grant", billingAccountId: account, entryId })),
+  ];
+}
+
+async function debitDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { mismatches, orphans } = await sourceDrifts(pool, ids, DEBITS);
+  return [
+    ...mismatches.map(({ account, reference, entryId, fields }): Drift =>
+      entryId === null
+        ? { kind: "debit_without_entry", billingAccountId: account, debitReference: reference }
+        : { kind: "debit_entry_mismatch", billingAccountId: account, entryId, debitReference: reference, fields },
+    ),
+    ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_debit", billingAccountId: account, entryId })),
+  ];
+}
+
+/**
+ * Live credit ties out: the remaining credits of an account's buckets sum to its balance when
+ * that is positive and to 0 otherwise (debt is settled before any credit goes live), and each
+ * bucket holds its credits less its allocations, between 0 and its credits, 0 once expired. So a
+ * bucket's remaining credits edited by hand show here, as an edited balance shows in the chain.
+ */
+async function bucketDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { rows: accounts } = await pool.query<{ id: string; balance: string; live: string }>(
+    `SELECT a.id, a.balance_credits AS balance, coalesce(b.live, 0) AS live
+     FROM accounts a
+     LEFT JOIN (SELECT billing_account_id, sum(remaining_credits) AS live FROM credit_buckets
+                WHERE billing_account_id = ANY($1::text[]) AND remaining_credits <> 0 GROUP BY billing_account_id) b
+       ON b.billing_account_id = a.id
+     WHERE a.id = ANY($1::text[]) AND coalesce(b.live, 0) <> greatest(a.balance_credits, 0)`,
+    [ids],
+  );
+  const { rows: buckets } = await pool.query<{
+    id: string;
+    billing_account_id: string;
+    credits: string;
+    remaining_credits: string;
+    allocated: string;
+    expired: boolean;
+  }>(
+    `SELECT b.id, b.billing_account_id, b.credits, b.remaining_credits, coalesce(s.allocated, 0) AS allocated,
+            b.expired_at IS NOT NULL AS expired
+     FROM credit_buckets b
+     LEFT JOIN LATERAL (SELECT sum(credits) AS allocated FROM bucket_allocations WHERE bucket_id = b.id) s ON true
+     WHERE b.billing_account_id = ANY($1::text[])
+       AND (b.remaining_credits NOT BETWEEN 0 AND b.credits OR (b.expired_at IS NOT NULL AND b.remaining_credits <> 0)
+            OR b.remaining_credits <> b.credits - coalesce(s.allocated, 0))
+     ORDER BY b.id`,
+    [ids],
+  );
+  return [
+    ...accounts.map((row): Drift => ({ kind: "live_credit_mismatch", billingAccountId: row.id, balance: row.balance, liveCredits: row.live })),
+    ...buckets.map((row): Drift => ({
+      kind: "bucket_mismatch",
+      billingAccountId: row.billing_account_id,
+      bucketId: row.id,
+      credits: row.credits,
+      remaining: row.remaining_credits,
+      allocated: row.allocated,
+      expired: row.expired,
+    })),
   ];
 }

@@ -8,6 +8,7 @@ import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { deleteReceipts, insertReceipts, type PricedUsage } from "./charge-receipts.js";
 import { compareText, type Posting, postEntries } from "./post-entries.js";
+import { drawBuckets } from "./credit-buckets.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
 import { enforceAfterPosting, type PaidBy } from "./enforcement.js";
 import type { EnforcementPolicy } from "../platform/config.js";
@@ -36,7 +37,7 @@ export type UsageBatchResult = {
 /**
  * Records a batch of priced calls in one transaction: each call gets exactly one receipt and
  * one ledger entry however often it arrives, balances move with their entries and may go below
- * zero, and the alerts the charges crossed are queued in the outbox. A call's receipt is keyed
+ * zero (each charge drawing from its account's live buckets first), and the alerts the charges crossed are queued in the outbox. A call's receipt is keyed
  * by its request id; another call under an id already charged gets a key of its own
  * (placeRepeatedIds); the same call back with other usage is kept in quarantine as a
  * `receipt_conflict`, and the first receipt stands.
@@ -73,9 +74,11 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
         reference: receipt.key,
         receiptId: receipt.id,
         grantId: null,
+        sourceId: null,
         sourceContent: receipt.content,
       })),
     );
+    await drawBuckets(client, posted);
     // A charge that would take its balance past the bound keeps no receipt: it waits in quarantine.
     await deleteReceipts(client, refused.map((posting) => posting.receiptId!));
 
@@ -84,14 +87,12 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
       const { usage } = receiptByKey.get(entry.reference)!;
       const move: BalanceMove = {
         billingAccountId: entry.billingAccountId,
-        idempotencyKey: entry.reference,
-        receiptId: entry.receiptId!,
-        chargedCredits: usage.charge.chargedCredits,
         balanceBefore: entry.balanceBefore,
         balanceAfter: entry.balanceAfter,
+        cause: { idempotency_key: entry.reference, receipt_id: entry.receiptId!, charged_credits: Number(usage.charge.chargedCredits) },
       };
       alerts.push(...balanceAlertsFor(move, batch.lowBalanceThresholds));
-      if (usage.charge.divergence) alerts.push(divergenceAlert(usage, move));
+      if (usage.charge.divergence) alerts.push(divergenceAlert(usage, entry.reference));
     }
     // Once per further call: its receipt is written once, however often the call arrives.
     const postedKeys = new Set(posted.map((entry) => entry.reference));
@@ -142,14 +143,14 @@ function outOfRangeQuarantine(usage: PricedUsage, reason: string, message: strin
 }
 
 /** Once per receipt: a charge whose rates and LiteLLM's own figure disagree by a credit or more. */
-function divergenceAlert(usage: PricedUsage, move: BalanceMove): Alert {
+function divergenceAlert(usage: PricedUsage, idempotencyKey: string): Alert {
   return {
     event: "inv_price_divergence",
     fields: {
-      idempotency_key: move.idempotencyKey,
+      idempotency_key: idempotencyKey,
       billing_account_id: usage.event.billingAccountId,
       model: usage.event.model,
-      charged_credits: Number(move.chargedCredits),
+      charged_credits: Number(usage.charge.chargedCredits),
       ...priceDivergenceFields(usage.charge.divergence!),
     },
   };

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { expiryProblem } from "../books/credit-buckets.js";
 import { recordGrant } from "../books/grants.js";
 import { parseOpsEnv } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
@@ -6,13 +7,17 @@ import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
 import { exactJsonInteger, terminalSafe } from "./output.js";
 
+const RFC_3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
 export const grantCommand = act(
   new Command("grant")
     .description("add credits to an account, once per reference")
     .argument("<account>", "the billing account")
     .argument("<credits>", `a whole number from 1 to ${MAX_CREDITS}`)
-    .argument("<reference>", "unique per grant: the same reference again grants nothing"),
-  async (accountText: string, creditsText: string, referenceText: string, flags: OutputOptions) => {
+    .argument("<reference>", "unique per grant: the same reference again grants nothing")
+    .option("--expires-at <time>", "RFC 3339 (2027-07-01T00:00:00Z): what is left then leaves the balance; never, when left out")
+    .option("--priority <n>", "consumption order, 0–100: lower is spent first", "50"),
+  async (accountText: string, creditsText: string, referenceText: string, flags: OutputOptions & { expiresAt?: string; priority: string }) => {
     const print = printer(flags);
     if (!accountText || !creditsText || !referenceText) {
       return usageError("grant needs <account> <credits (a positive integer)> <reference>");
@@ -21,9 +26,21 @@ export const grantCommand = act(
     if (credits === undefined) return usageError(`grant: credits must be a whole number from 1 to ${MAX_CREDITS}`);
     const account = idArgument("grant", "account", accountText);
     const reference = idArgument("grant", "reference", referenceText);
+    const priority = /^\d{1,3}$/.test(flags.priority) ? Number(flags.priority) : NaN;
+    if (!(priority >= 0 && priority <= 100)) return usageError("grant: --priority must be a whole number from 0 to 100");
+    let expiresAt: Date | null = null;
+    if (flags.expiresAt !== undefined) {
+      expiresAt = RFC_3339.test(flags.expiresAt) ? new Date(flags.expiresAt) : new Date(NaN);
+      const problem = expiryProblem(expiresAt);
+      if (problem !== null) return usageError(`grant: --expires-at ${problem} (RFC 3339 with an offset, such as 2027-07-01T00:00:00Z)`);
+    }
     return withDatabase(async ({ pool }) => {
       const { enforcement } = settingsOrExit(parseOpsEnv);
-      const result = await recordGrant(pool, { billingAccountId: account, credits, reference, reason: "ops grant" }, enforcement);
+      const result = await recordGrant(
+        pool,
+        { billingAccountId: account, credits, reference, reason: "ops grant", terms: { priority, expiresAt } },
+        enforcement,
+      );
       if (result.outcome === "out_of_range") {
         const json = { outcome: result.outcome, billing_account_id: account, balance_credits: exactJsonInteger(result.balanceCredits) };
         print(json, `refused: the balance of ${terminalSafe(account)} (${result.balanceCredits}) would pass ${MAX_CREDITS} credits; nothing was granted`);
@@ -34,6 +51,8 @@ export const grantCommand = act(
         billing_account_id: result.grant.billingAccountId,
         credits: exactJsonInteger(result.grant.credits),
         reference: result.grant.reference,
+        expires_at: result.grant.expiresAt?.toISOString() ?? null,
+        priority: result.grant.priority,
         balance_credits: result.outcome === "conflict" ? null : exactJsonInteger(result.balanceCredits),
       };
       if (result.outcome === "conflict") {

@@ -154,6 +154,8 @@ const envSchema = z.object({
     z.string().regex(/^[\x21-\x7e]{1,4096}$/, "1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header"),
   ),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  // A bucket with credits left raises credits_expiring once when its expiry comes this close.
+  CREDITS_EXPIRING_WITHIN: duration("7d"),
   LOW_BALANCE_THRESHOLDS: z
     .string()
     .default("")
@@ -207,6 +209,7 @@ export type Settings = {
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   /** Highest first. */
   lowBalanceThresholds: bigint[];
+  creditsExpiringWithinMs: number;
   maxBodyBytes: number;
   maxItemsPerRequest: number;
   maxBytesInFlight: number;
@@ -340,6 +343,7 @@ export function parseEnv(source: EnvSource): Settings {
     litellmSpendLogRetentionMs: env.LITELLM_SPEND_LOG_RETENTION,
     logLevel: env.LOG_LEVEL,
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
+    creditsExpiringWithinMs: env.CREDITS_EXPIRING_WITHIN,
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxItemsPerRequest: env.MAX_ITEMS_PER_REQUEST,
     maxBytesInFlight: env.MAX_BYTES_IN_FLIGHT,

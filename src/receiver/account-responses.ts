@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import type { ChargeReceipt, LedgerEntry } from "../books/account-reads.js";
+import type { ChargeReceipt, LedgerEntry, LiveBucket } from "../books/account-reads.js";
+import { BUCKET_SOURCES, LEDGER_KINDS } from "../platform/db/ledger-kinds.js";
 
 /**
  * What the account API answers, one zod schema per route. Every state the ledger can be in is
@@ -16,7 +17,7 @@ const timestamp = z.iso.datetime();
 
 const ledgerEntrySchema = z.object({
   id: z.string(),
-  kind: z.enum(["charge", "grant"]),
+  kind: z.enum(LEDGER_KINDS),
   amount_credits: credits,
   balance_before: credits,
   balance_after: credits,
@@ -32,16 +33,51 @@ export const grantResponseSchema = z.object({
     reference: z.string(),
     reason: z.string().nullable(),
     created_at: timestamp,
+    expires_at: timestamp.nullable(),
+    priority: z.int().min(0).max(100),
   }),
   balance_credits: credits,
 });
 
-export const summaryResponseSchema = z.object({
-  billing_account_id: z.string(),
+export const debitResponseSchema = z.object({
+  debit: z.object({
+    id: z.string(),
+    billing_account_id: z.string(),
+    credits: z.union([z.int().positive(), z.bigint().positive()]),
+    reference: z.string(),
+    reason: z.string(),
+    created_at: timestamp,
+  }),
   balance_credits: credits,
-  status: z.enum(["ok", "low", "negative"]),
-  recent: z.array(ledgerEntrySchema),
 });
+
+const liveBucketSchema = z.object({
+  /** The grant's reference; for a bucket of another source, `<source>:<bucket id>`. */
+  reference: z.string(),
+  source: z.enum(BUCKET_SOURCES),
+  remaining_credits: z.union([z.int().positive(), z.bigint().positive()]),
+  expires_at: timestamp.nullable(),
+  priority: z.int().min(0).max(100),
+});
+
+export const summaryResponseSchema = z
+  .object({
+    billing_account_id: z.string(),
+    balance_credits: credits,
+    /** The live buckets' credits: the balance when positive, else 0. */
+    available_credits: nonNegativeCredits,
+    /** What no bucket covered: minus the balance when negative, else 0. */
+    debt_credits: nonNegativeCredits,
+    status: z.enum(["ok", "low", "negative"]),
+    /** Live buckets in consumption order (the next to be spent first), at most 100. */
+    grants: z.array(liveBucketSchema),
+    /** The live bucket that expires soonest; null when none expires. */
+    next_expiry: liveBucketSchema.nullable(),
+    recent: z.array(ledgerEntrySchema),
+  })
+  .refine((summary) => BigInt(summary.available_credits) - BigInt(summary.debt_credits) === BigInt(summary.balance_credits), {
+    message: "available less debt is not the balance",
+  });
 
 export const ledgerResponseSchema = z.object({
   billing_account_id: z.string(),
@@ -57,13 +93,26 @@ export const invoiceResponseSchema = z
     credits_granted: nonNegativeCredits,
     credits_used: nonNegativeCredits,
     receipt_count: z.int().nonnegative(),
+    credits_expired: nonNegativeCredits,
+    credits_debited: nonNegativeCredits,
+    credits_reversed: nonNegativeCredits,
+    transfers_in: nonNegativeCredits,
+    transfers_out: nonNegativeCredits,
     closing_balance: credits,
     final: z.boolean(),
     final_at: timestamp,
   })
   .refine(
     (invoice) =>
-      BigInt(invoice.opening_balance) + BigInt(invoice.credits_granted) - BigInt(invoice.credits_used) === BigInt(invoice.closing_balance),
+      BigInt(invoice.opening_balance) +
+        BigInt(invoice.credits_granted) +
+        BigInt(invoice.credits_reversed) +
+        BigInt(invoice.transfers_in) -
+        BigInt(invoice.credits_used) -
+        BigInt(invoice.credits_expired) -
+        BigInt(invoice.credits_debited) -
+        BigInt(invoice.transfers_out) ===
+      BigInt(invoice.closing_balance),
     { message: "the invoice does not tie out" },
   );
 
@@ -160,5 +209,15 @@ export function receiptJson(receipt: ChargeReceipt) {
     reasoning_tokens: receipt.reasoningTokens,
     event_time: receipt.eventTime?.toISOString() ?? null,
     created_at: receipt.createdAt.toISOString(),
+  };
+}
+
+export function liveBucketJson(bucket: LiveBucket) {
+  return {
+    reference: bucket.reference,
+    source: bucket.source,
+    remaining_credits: creditsJson(bucket.remainingCredits),
+    expires_at: bucket.expiresAt?.toISOString() ?? null,
+    priority: bucket.priority,
   };
 }

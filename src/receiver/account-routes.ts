@@ -8,9 +8,12 @@ import {
   findAccountBalance,
   findReceipt,
   listLedgerEntries,
+  listLiveBuckets,
+  nextExpiry,
 } from "../books/account-reads.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { recordGrant } from "../books/grants.js";
+import { DEFAULT_PRIORITY, expiryProblem } from "../books/credit-buckets.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
@@ -20,11 +23,13 @@ import {
   invoiceResponseSchema,
   ledgerEntryJson,
   ledgerResponseSchema,
+  liveBucketJson,
   receiptJson,
   receiptResponseSchema,
   summaryResponseSchema,
 } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
+import { walletRoutes } from "./wallet-routes.js";
 
 const RECENT_ENTRIES = 10;
 
@@ -35,6 +40,21 @@ const grantBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
   reason: storableFreeText(1024).nullish(),
+  expires_at: z.iso
+    .datetime({ offset: true })
+    .superRefine((text, context) => {
+      const problem = expiryProblem(new Date(text));
+      if (problem !== null) context.addIssue({ code: "custom", message: problem });
+    })
+    .nullish()
+    .meta({ description: "RFC 3339; what is left of the grant then leaves the balance (an expiry entry). Never, when left out." }),
+  priority: z
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .default(DEFAULT_PRIORITY)
+    .meta({ description: "consumption order: buckets of lower priority are spent first (0–100)" }),
 });
 const ledgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
@@ -82,6 +102,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
   };
   const notFound = errorResponseSchema.describe("no such account (or receipt)");
   const common = { tags: ["accounts"], security: [{ adminToken: [] }] };
+  walletRoutes(app, deps, { common, errors });
 
   app.post(
     "/v1/accounts/:id/grants",
@@ -107,6 +128,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
         credits: BigInt(body.credits),
         reference: body.reference,
         reason: body.reason ?? null,
+        terms: { priority: body.priority, expiresAt: body.expires_at ? new Date(body.expires_at) : null },
       }, deps.settings.enforcement);
       if (result.outcome === "conflict") {
         return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
@@ -127,6 +149,8 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
           reference: grant.reference,
           reason: grant.reason,
           created_at: grant.createdAt.toISOString(),
+          expires_at: grant.expiresAt?.toISOString() ?? null,
+          priority: grant.priority,
         },
         balance_credits: creditsJson(result.balanceCredits),
       });
@@ -138,7 +162,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
     {
       schema: {
         ...common,
-        summary: "Balance, status and the last ten ledger entries",
+        summary: "Balance, available credits and debt, status, live buckets, the next expiry and the last ten ledger entries",
         params: accountParams,
         response: { 200: summaryResponseSchema, 404: notFound, ...errors },
       },
@@ -148,10 +172,16 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
       const balance = await findAccountBalance(db, id);
       if (balance === null) return unknownAccount(reply, id);
       const { entries } = await listLedgerEntries(db, id, { limit: RECENT_ENTRIES });
+      const live = await listLiveBuckets(db, id);
+      const soonest = await nextExpiry(db, id);
       return {
         billing_account_id: id,
         balance_credits: creditsJson(balance),
+        available_credits: creditsJson(balance > 0n ? balance : 0n),
+        debt_credits: creditsJson(balance < 0n ? -balance : 0n),
         status: balanceStatus(balance, thresholds),
+        grants: live.map(liveBucketJson),
+        next_expiry: soonest === null ? null : liveBucketJson(soonest),
         recent: entries.map(ledgerEntryJson),
       };
     },
@@ -205,6 +235,11 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
         credits_granted: creditsJson(invoice.creditsGranted),
         credits_used: creditsJson(invoice.creditsUsed),
         receipt_count: invoice.receiptCount,
+        credits_expired: creditsJson(invoice.creditsExpired),
+        credits_debited: creditsJson(invoice.creditsDebited),
+        credits_reversed: creditsJson(invoice.creditsReversed),
+        transfers_in: creditsJson(invoice.transfersIn),
+        transfers_out: creditsJson(invoice.transfersOut),
         closing_balance: creditsJson(invoice.closingBalance),
         final: invoice.final,
         final_at: invoice.finalAt.toISOString(),

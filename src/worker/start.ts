@@ -10,6 +10,7 @@ import type { Metrics } from "../platform/metrics.js";
 import type { Stoppable } from "../platform/process.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { type CostMapIdentity, loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { startCreditExpiry } from "./credit-expiry.js";
 import { startEnforcementDelivery } from "./enforcement-delivery.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
@@ -69,6 +70,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
   }, STRANDED_ALERT_SWEEP_MS);
   sweeper.unref();
   const backfill = startGatewayBackfill(deps, () => priceBook);
+  const creditExpiry = startCreditExpiry(deps);
   const { litellmAdmin } = deps.settings;
   // A policy that names a kind it did not before blocks those principals of accounts already blocked.
   enforceCurrentPolicy(deps.database.pool, deps.settings.enforcement).then(
@@ -96,6 +98,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
     stop: async () => {
       clearInterval(sweeper);
       await backfill?.stop();
+      await creditExpiry.stop();
       await enforcement?.stop();
       await worker.close();
       await connection.quit().catch(() => connection.disconnect());

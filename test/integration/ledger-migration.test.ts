@@ -69,6 +69,15 @@ describe("the ledger chain migration", () => {
       accountsChecked: 3,
       drifts: [{ kind: "balance_out_of_bound", billingAccountId: "old-big", balance: "18014398509481982" }],
     });
+    // Each positive balance became one evergreen opening bucket (old-b, in debt, has none), so live
+    // credit ties out from the migration on.
+    const { rows: openings } = await pool.query(
+      "SELECT billing_account_id, source, priority, expires_at, credits, remaining_credits FROM credit_buckets ORDER BY billing_account_id",
+    );
+    expect(openings).toEqual([
+      { billing_account_id: "old-a", source: "opening", priority: 50, expires_at: null, credits: "850", remaining_credits: "850" },
+      { billing_account_id: "old-big", source: "opening", priority: 50, expires_at: null, credits: "18014398509481982", remaining_credits: "18014398509481982" },
+    ]);
     const { rows: heads } = await pool.query("SELECT id, ledger_seq FROM accounts ORDER BY id");
     expect(heads).toEqual([
       { id: "old-a", ledger_seq: "3" },
@@ -85,6 +94,8 @@ describe("the ledger chain migration", () => {
     await pool.query("DELETE FROM ledger_entries WHERE billing_account_id = 'old-big'");
     await pool.query("DELETE FROM charge_receipts WHERE billing_account_id = 'old-big'");
     await pool.query("DELETE FROM grants WHERE billing_account_id = 'old-big'");
+    await pool.query("DELETE FROM bucket_allocations WHERE bucket_id IN (SELECT id FROM credit_buckets WHERE billing_account_id = 'old-big')");
+    await pool.query("DELETE FROM credit_buckets WHERE billing_account_id = 'old-big'");
     await pool.query("DELETE FROM accounts WHERE id = 'old-big'");
     await pool.query("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only");
     expect(await reconcileLedger(pool)).toMatchObject({ ok: true, drifts: [] });
@@ -93,6 +104,8 @@ describe("the ledger chain migration", () => {
     expect(await reconcileLedger(pool)).toMatchObject({ ok: true, drifts: [] });
     const { rows: entries } = await pool.query("SELECT seq, balance_before, balance_after FROM ledger_entries WHERE billing_account_id = 'old-a' ORDER BY seq");
     expect(entries.at(-1)).toEqual({ seq: "4", balance_before: "850", balance_after: "825" });
+    const { rows: drawn } = await pool.query("SELECT remaining_credits FROM credit_buckets WHERE billing_account_id = 'old-a'");
+    expect(drawn).toEqual([{ remaining_credits: "825" }]);
     // A legacy time edited after the migration breaks the chain there.
     await pool.query("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only");
     await pool.query("UPDATE ledger_entries SET created_at = created_at + interval '1 microsecond' WHERE reference = 'old-call-1'");

@@ -8,6 +8,7 @@ const h = useServiceHarness({}, { worker: false });
 // The account API as docs/contract.md lists it.
 const ACCOUNT_ROUTES = [
   ["post", "/v1/accounts/{id}/grants"],
+  ["post", "/v1/accounts/{id}/debits"],
   ["get", "/v1/accounts/{id}/credits/summary"],
   ["get", "/v1/accounts/{id}/ledger"],
   ["get", "/v1/accounts/{id}/invoice"],

@@ -31,9 +31,19 @@ describe("npm run ops", () => {
     expect(drift.code).toBe(1);
     expect(JSON.parse(drift.stdout)).toMatchObject({
       ok: false,
-      drifts: [{ kind: "balance_mismatch", billingAccountId: "acct-ops", balance: "501", ledgerSum: "500" }],
+      drifts: [
+        { kind: "balance_mismatch", billingAccountId: "acct-ops", balance: "501", ledgerSum: "500" },
+        // The live buckets hold the 500 the ledger says, not the balance.
+        { kind: "live_credit_mismatch", billingAccountId: "acct-ops", balance: "501", liveCredits: "500" },
+      ],
     });
     await db.pool.query("UPDATE accounts SET balance_credits = balance_credits - 1 WHERE id = 'acct-ops'");
+    // A bucket's remaining credits edited by hand.
+    await db.pool.query("UPDATE credit_buckets SET remaining_credits = 400 WHERE billing_account_id = 'acct-ops'");
+    const bucket = await ops("reconcile", "--json");
+    expect(bucket.code).toBe(1);
+    expect(JSON.parse(bucket.stdout).drifts.map((found: { kind: string }) => found.kind)).toEqual(["live_credit_mismatch", "bucket_mismatch"]);
+    await db.pool.query("UPDATE credit_buckets SET remaining_credits = 500 WHERE billing_account_id = 'acct-ops'");
   });
 
   it("grant credits once per reference", async () => {
@@ -43,6 +53,20 @@ describe("npm run ops", () => {
     expect(JSON.parse((await ops("grant", "acct-cli", "700", "cli-700", "--json")).stdout)).toMatchObject({ outcome: "existing", balance_credits: 700 });
     expect((await ops("grant", "acct-cli", "701", "cli-700")).code).toBe(1);
     expect((await ops("grant", "acct-cli", "-5", "cli-neg")).code).toBe(2);
+  });
+
+  it("grant --expires-at and --priority give the grant's bucket its terms, checked as the API checks them", async () => {
+    const expiresAt = new Date(Date.now() + 30 * 86_400_000).toISOString();
+    const granted = await ops("grant", "acct-cli-terms", "300", "cli-terms", "--expires-at", expiresAt, "--priority", "10", "--json");
+    expect(granted.code).toBe(0);
+    expect(JSON.parse(granted.stdout)).toMatchObject({ outcome: "created", expires_at: expiresAt, priority: 10, balance_credits: 300 });
+    const { rows } = await db.pool.query("SELECT priority, expires_at FROM credit_buckets WHERE billing_account_id = 'acct-cli-terms'");
+    expect(rows).toEqual([{ priority: 10, expires_at: new Date(expiresAt) }]);
+    const past = await ops("grant", "acct-cli-terms", "300", "cli-terms-past", "--expires-at", "2020-01-01T00:00:00Z");
+    expect(past.code).toBe(2);
+    expect(past.stderr).toMatch(/--expires-at must be in the future/);
+    expect((await ops("grant", "acct-cli-terms", "300", "cli-terms-bad", "--expires-at", "next week")).code).toBe(2);
+    expect((await ops("grant", "acct-cli-terms", "300", "cli-terms-bad", "--priority", "101")).code).toBe(2);
   });
 
   it("price explains a charge from the price book, term by term", async () => {

@@ -53,6 +53,19 @@ function shiftBalances(account: string, fromSeq: number, credits: number): Rewri
   ];
 }
 
+/** The account's one (grant) bucket raised by `credits`, as a tamperer who knows of buckets keeps live credit tied out. */
+function mintIntoBucket(account: string, credits: number): Rewrite {
+  return ["UPDATE credit_buckets SET credits = credits + $2, remaining_credits = remaining_credits + $2 WHERE billing_account_id = $1", [account, credits]];
+}
+
+/** An erased entry's draw given back to its bucket, likewise. */
+function unallocate(account: string, entryId: string | undefined, credits: number): Rewrite[] {
+  return [
+    ["DELETE FROM bucket_allocations WHERE ledger_entry_id = $1", [entryId]],
+    ["UPDATE credit_buckets SET remaining_credits = remaining_credits + $2 WHERE billing_account_id = $1", [account, credits]],
+  ];
+}
+
 async function headsFile(): Promise<string> {
   const heads = await runOps(db, "books", "head", "--json");
   expect(heads.code).toBe(0);
@@ -94,6 +107,7 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
       ["UPDATE grants SET credits = credits + 1000000 WHERE reference = $1", [grantReference]],
       ["UPDATE ledger_entries SET amount_credits = amount_credits + 1000000, balance_after = balance_after + 1000000 WHERE id = $1", [entryIds[0]]],
       ...shiftBalances("acct-mint", 2, 1_000_000),
+      mintIntoBucket("acct-mint", 1_000_000),
     ]);
     // The balances add up; the hashes do not, from the minted entry on.
     expect(await driftsOf("acct-mint")).toEqual(
@@ -108,6 +122,7 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
       ["UPDATE grants SET credits = credits + 1000000 WHERE reference = $1", [grantReference]],
       ["UPDATE ledger_entries SET amount_credits = amount_credits + 1000000, balance_after = balance_after + 1000000 WHERE id = $1", [entryIds[0]]],
       ...shiftBalances("acct-rechained", 2, 1_000_000),
+      mintIntoBucket("acct-rechained", 1_000_000),
       rechain("acct-rechained"),
     ]);
     expect(await driftsOf("acct-rechained")).toEqual([]);
@@ -124,6 +139,7 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
       ["DELETE FROM ledger_entries WHERE id = $1", [entryIds[2]]],
       ["DELETE FROM charge_receipts WHERE idempotency_key = $1", [callKeys[1]]],
       ...shiftBalances("acct-erased", 4, 50),
+      ...unallocate("acct-erased", entryIds[2], 50),
     ]);
     expect(await driftsOf("acct-erased")).toEqual([
       { kind: "sequence_gap", billingAccountId: "acct-erased", entryId: entryIds[3], seq: "4", expectedSeq: "3" },
@@ -138,6 +154,7 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
       ["DELETE FROM ledger_entries WHERE id = $1", [entryIds[3]]],
       ["DELETE FROM charge_receipts WHERE idempotency_key = $1", [callKeys[2]]],
       ["UPDATE accounts SET balance_credits = balance_credits + 25 WHERE id = $1", ["acct-erased-last"]],
+      ...unallocate("acct-erased-last", entryIds[3], 25),
     ]);
     expect(await driftsOf("acct-erased-last")).toEqual([
       { kind: "head_mismatch", billingAccountId: "acct-erased-last", headSeq: "4", lastSeq: "3" },

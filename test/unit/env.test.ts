@@ -113,6 +113,9 @@ describe("parseEnv", () => {
     expect(parseEnv({ ...valid, LITELLM_DATABASE_URL: "postgres://ro@litellm:5432/litellm" }).litellmDatabaseUrl).toBe("postgres://ro@litellm:5432/litellm");
     expect(settingError({ ...valid, LITELLM_DATABASE_URL: "mysql://x" }).setting).toBe("LITELLM_DATABASE_URL");
     expect(settingError({ ...valid, GATEWAY_RECONCILE_INTERVAL: "5 minutes" }).setting).toBe("GATEWAY_RECONCILE_INTERVAL");
+    expect(parseEnv(valid)).toMatchObject({ creditsExpiringWithinMs: 7 * 86_400_000 });
+    expect(parseEnv({ ...valid, CREDITS_EXPIRING_WITHIN: "36h" })).toMatchObject({ creditsExpiringWithinMs: 36 * 3_600_000 });
+    expect(settingError({ ...valid, CREDITS_EXPIRING_WITHIN: "a week" }).setting).toBe("CREDITS_EXPIRING_WITHIN");
     expect(settingError({ ...valid, GATEWAY_RECONCILE_LAG: "0" }).setting).toBe("GATEWAY_RECONCILE_LAG");
   });
 

@@ -16,6 +16,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { MAX_CREDITS } from "./credit-bounds.js";
+import { BUCKET_SOURCES, LEDGER_KINDS } from "./ledger-kinds.js";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
@@ -97,11 +98,37 @@ export const grants = pgTable(
     credits: bigint("credits", { mode: "bigint" }).notNull(),
     reason: text("reason"),
     createdAt: createdAt(),
+    /** When what is left of it leaves the balance (an `expiry` entry); never when null. */
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    /** Consumption order: lower first (0–100). */
+    priority: integer("priority").notNull().default(50),
   },
   (table) => [
     uniqueIndex("grants_reference_key").on(table.reference),
+    check("grants_priority_range", sql`${table.priority} between 0 and 100`),
     check("grants_credits_positive", sql`${table.credits} > 0`),
     check("grants_credits_bounded", creditsWithinBound(table.credits)),
+  ],
+);
+
+/**
+ * A charge that is not a model call (a seat fee, a settlement), idempotent by the caller's
+ * reference; never refused for lack of credit. Its ledger entry is of kind `debit`.
+ */
+export const debits = pgTable(
+  "debits",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    reference: text("reference").notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    reason: text("reason").notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("debits_reference_key").on(table.reference),
+    check("debits_credits_positive", sql`${table.credits} > 0`),
+    check("debits_credits_bounded", creditsWithinBound(table.credits)),
   ],
 );
 
@@ -117,13 +144,15 @@ export const ledgerEntries = pgTable(
   {
     id: bigserial("id", { mode: "bigint" }).primaryKey(),
     billingAccountId: text("billing_account_id").notNull(),
-    kind: text("kind", { enum: ["charge", "grant"] }).notNull(),
+    kind: text("kind", { enum: LEDGER_KINDS }).notNull(),
     amountCredits: bigint("amount_credits", { mode: "bigint" }).notNull(),
     balanceBefore: bigint("balance_before", { mode: "bigint" }).notNull(),
     balanceAfter: bigint("balance_after", { mode: "bigint" }).notNull(),
     reference: text("reference").notNull(),
     receiptId: bigint("receipt_id", { mode: "bigint" }),
     grantId: bigint("grant_id", { mode: "bigint" }),
+    /** The source row of the kinds after charge and grant: a debit, transfer, reversal, or (expiry) the bucket. */
+    sourceId: bigint("source_id", { mode: "bigint" }),
     seq: bigint("seq", { mode: "bigint" }).notNull(),
     hash: text("hash").notNull(),
     createdAt: createdAt(),
@@ -134,16 +163,81 @@ export const ledgerEntries = pgTable(
     index("ledger_entries_account_created_idx").on(table.billingAccountId, table.createdAt),
     uniqueIndex("ledger_entries_receipt_key").on(table.receiptId),
     uniqueIndex("ledger_entries_grant_key").on(table.grantId),
-    check("ledger_entries_kind", sql`${table.kind} in ('charge', 'grant')`),
+    // One entry of each kind per source: a bucket expires once, a debit posts once.
+    uniqueIndex("ledger_entries_source_key").on(table.kind, table.sourceId).where(sql`${table.sourceId} is not null`),
+    check("ledger_entries_kind", sql`${table.kind} in (${sql.raw(LEDGER_KINDS.map((kind) => `'${kind}'`).join(", "))})`),
     check(
       "ledger_entries_arithmetic",
       sql`${table.balanceAfter} = ${table.balanceBefore} + ${table.amountCredits}`,
     ),
     check(
       "ledger_entries_source",
-      sql`(${table.kind} = 'charge' and ${table.receiptId} is not null and ${table.grantId} is null)
-        or (${table.kind} = 'grant' and ${table.grantId} is not null and ${table.receiptId} is null)`,
+      sql`(${table.kind} = 'charge' and ${table.receiptId} is not null and ${table.grantId} is null and ${table.sourceId} is null)
+        or (${table.kind} = 'grant' and ${table.grantId} is not null and ${table.receiptId} is null and ${table.sourceId} is null)
+        or (${table.kind} not in ('charge', 'grant') and ${table.sourceId} is not null and ${table.receiptId} is null and ${table.grantId} is null)`,
     ),
+  ],
+);
+
+/**
+ * Live credit: what an inflow (grant, transfer in, reversal) left after paying the account's
+ * debt, spent by outflows in consumption order (priority, soonest expiry, oldest). While the
+ * account's balance is positive it is the sum of its buckets' remaining credits; while it is
+ * not, every bucket is empty. `opening` buckets hold the balances of books from before buckets.
+ */
+// No CHECK on the bound: an opening bucket holds what a balance from before the bound holds.
+export const creditBuckets = pgTable(
+  "credit_buckets",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    billingAccountId: text("billing_account_id").notNull(),
+    source: text("source", { enum: BUCKET_SOURCES }).notNull(),
+    /** Its grant, transfer or reversal; null for an opening bucket. */
+    sourceId: bigint("source_id", { mode: "bigint" }),
+    priority: integer("priority").notNull().default(50),
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    /** What the bucket started with (the inflow less the debt it paid). */
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    remainingCredits: bigint("remaining_credits", { mode: "bigint" }).notNull(),
+    expiredAt: timestamp("expired_at", { withTimezone: true }),
+    /** When `credits_expiring` was raised for it (once per bucket). */
+    expiringAlertedAt: timestamp("expiring_alerted_at", { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    // The live buckets of an account in consumption order (ASC puts never-expiring last).
+    index("credit_buckets_live_idx")
+      .on(table.billingAccountId, table.priority, table.expiresAt, table.createdAt, table.id)
+      .where(sql`${table.remainingCredits} > 0`),
+    // The expiry sweep's and the expiring alert's scan.
+    index("credit_buckets_expiry_idx").on(table.expiresAt).where(sql`${table.remainingCredits} > 0 and ${table.expiredAt} is null`),
+    // Every bucket of an account, for reconcile and the reads.
+    index("credit_buckets_account_idx").on(table.billingAccountId, table.id),
+    // A transfer's or reversal's buckets.
+    index("credit_buckets_source_idx").on(table.source, table.sourceId),
+    check("credit_buckets_source", sql`${table.source} in (${sql.raw(BUCKET_SOURCES.map((source) => `'${source}'`).join(", "))})`),
+    check("credit_buckets_priority_range", sql`${table.priority} between 0 and 100`),
+    check("credit_buckets_remaining", sql`${table.credits} > 0 and ${table.remainingCredits} between 0 and ${table.credits}`),
+    check("credit_buckets_expired_empty", sql`${table.expiredAt} is null or ${table.remainingCredits} = 0`),
+  ],
+);
+
+/**
+ * Which buckets an outflow entry drew from, and how much: only the part buckets covered (a
+ * charge on an account with no live credit writes none). A bucket's remaining credits are its
+ * credits less its allocations; a reversal's return is a negative allocation.
+ */
+export const bucketAllocations = pgTable(
+  "bucket_allocations",
+  {
+    ledgerEntryId: bigint("ledger_entry_id", { mode: "bigint" }).notNull(),
+    bucketId: bigint("bucket_id", { mode: "bigint" }).notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.ledgerEntryId, table.bucketId] }),
+    index("bucket_allocations_bucket_idx").on(table.bucketId),
+    check("bucket_allocations_credits_nonzero", sql`${table.credits} <> 0`),
   ],
 );
 

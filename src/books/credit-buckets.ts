@@ -1,0 +1,125 @@
+import type pg from "pg";
+import type { BucketSource } from "../platform/db/ledger-kinds.js";
+import type { PostedEntry } from "./post-entries.js";
+
+/** When a bucket's credits expire (null: never) and where it stands in the consumption order (0–100, lower first). */
+export type BucketTerms = { priority: number; expiresAt: Date | null };
+
+export const DEFAULT_PRIORITY = 50;
+export const EVERGREEN: BucketTerms = { priority: DEFAULT_PRIORITY, expiresAt: null };
+
+// A bound on how far ahead an expiry may lie: past it, a typo (a year 20260) rather than a term.
+export const MAX_EXPIRY_YEARS = 100;
+
+/** Why a bucket's expiry cannot be `expiresAt` (null when it can): it must lie ahead, within MAX_EXPIRY_YEARS. */
+export function expiryProblem(expiresAt: Date, now = new Date()): string | null {
+  if (Number.isNaN(expiresAt.getTime())) return "not a time";
+  if (expiresAt.getTime() <= now.getTime()) return "must be in the future";
+  if (expiresAt.getTime() > now.getTime() + MAX_EXPIRY_YEARS * 365.25 * 86_400_000) return `must be within ${MAX_EXPIRY_YEARS} years`;
+  return null;
+}
+
+export type NewBucket = { source: BucketSource; sourceId: string | null; terms: BucketTerms };
+
+/** What an outflow entry took from one bucket (the bucket's terms too: a transfer passes them on). */
+export type Allocation = { ledgerEntryId: string; bucketId: string; credits: bigint; terms: BucketTerms };
+
+/**
+ * The part of a posted inflow that becomes live credit: what is left above zero once it has paid
+ * the account's debt. Debt is settled first, so an expiry never takes back value that already paid
+ * for usage, and the balance is always the live buckets less the debt.
+ */
+export function liveCreditsOf(inflow: Pick<PostedEntry, "amountCredits" | "balanceAfter">): bigint {
+  const aboveZero = inflow.balanceAfter > 0n ? inflow.balanceAfter : 0n;
+  return inflow.amountCredits < aboveZero ? inflow.amountCredits : aboveZero;
+}
+
+/**
+ * The part of a posted outflow the live buckets cover. They hold exactly the balance before it
+ * when that is positive (and nothing otherwise), so an outflow on an account in debt or at zero
+ * needs no bucket read at all: the common unfunded charge stays as cheap as before buckets.
+ */
+export function coveredCreditsOf(outflow: Pick<PostedEntry, "amountCredits" | "balanceBefore">): bigint {
+  const live = outflow.balanceBefore > 0n ? outflow.balanceBefore : 0n;
+  const out = -outflow.amountCredits;
+  return out < live ? out : live;
+}
+
+/** Opens the bucket an inflow's live part becomes, if any is left after its debt; returns its id. */
+export async function openBucket(client: pg.PoolClient, inflow: PostedEntry, bucket: NewBucket): Promise<string | null> {
+  const credits = liveCreditsOf(inflow);
+  if (credits <= 0n) return null;
+  const { rows } = await client.query<{ id: string }>(
+    `INSERT INTO credit_buckets (billing_account_id, source, source_id, priority, expires_at, credits, remaining_credits, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING id`,
+    [inflow.billingAccountId, bucket.source, bucket.sourceId, bucket.terms.priority, bucket.terms.expiresAt, credits.toString(), inflow.postedAt],
+  );
+  return rows[0]!.id;
+}
+
+type LiveBucket = { id: string; billing_account_id: string; remaining_credits: string; priority: number; expires_at: Date | null };
+
+/**
+ * Draws posted outflows (in the caller's transaction, their accounts already locked) from their
+ * accounts' live buckets in consumption order: lower priority first, then soonest expiry (never
+ * expiring last), then oldest. One read, one update and one insert for the whole batch, whatever
+ * its size; none when no outflow has live credit to draw. Returns the allocations written.
+ */
+export async function drawBuckets(client: pg.PoolClient, outflows: readonly PostedEntry[]): Promise<Allocation[]> {
+  const drawing = outflows
+    .map((entry) => ({ entry, covered: coveredCreditsOf(entry) }))
+    .filter(({ covered }) => covered > 0n)
+    .sort((a, b) => (a.entry.seq < b.entry.seq ? -1 : a.entry.seq > b.entry.seq ? 1 : 0));
+  if (drawing.length === 0) return [];
+  const accountIds = [...new Set(drawing.map(({ entry }) => entry.billingAccountId))].sort();
+  // Locked after the accounts (every writer of buckets takes its account's lock first), in one order.
+  const { rows } = await client.query<LiveBucket>(
+    `SELECT id, billing_account_id, remaining_credits, priority, expires_at FROM credit_buckets
+     WHERE billing_account_id = ANY($1::text[]) AND remaining_credits > 0
+     ORDER BY billing_account_id, priority, expires_at, created_at, id
+     FOR UPDATE`,
+    [accountIds],
+  );
+  const queues = new Map<string, Array<{ bucket: LiveBucket; remaining: bigint }>>();
+  for (const bucket of rows) {
+    const queue = queues.get(bucket.billing_account_id) ?? [];
+    queue.push({ bucket, remaining: BigInt(bucket.remaining_credits) });
+    queues.set(bucket.billing_account_id, queue);
+  }
+  const allocations: Allocation[] = [];
+  for (const { entry, covered } of drawing) {
+    let owed = covered;
+    // Buckets short of the balance (edited by hand) give what they hold: the charge stands, and
+    // reconcile names the account (live_credit_mismatch) rather than billing stopping on it.
+    for (const slot of queues.get(entry.billingAccountId) ?? []) {
+      if (owed === 0n) break;
+      if (slot.remaining === 0n) continue;
+      const take = owed < slot.remaining ? owed : slot.remaining;
+      slot.remaining -= take;
+      owed -= take;
+      allocations.push({
+        ledgerEntryId: entry.id,
+        bucketId: slot.bucket.id,
+        credits: take,
+        terms: { priority: slot.bucket.priority, expiresAt: slot.bucket.expires_at },
+      });
+    }
+  }
+  const touched = [...queues.values()].flat().filter((slot) => slot.remaining !== BigInt(slot.bucket.remaining_credits));
+  await client.query(
+    `UPDATE credit_buckets b SET remaining_credits = u.remaining
+     FROM unnest($1::int8[], $2::int8[]) AS u(id, remaining) WHERE b.id = u.id`,
+    [touched.map((slot) => slot.bucket.id), touched.map((slot) => slot.remaining.toString())],
+  );
+  await insertAllocations(client, allocations);
+  return allocations;
+}
+
+export async function insertAllocations(client: pg.PoolClient, allocations: ReadonlyArray<Omit<Allocation, "terms">>): Promise<void> {
+  if (allocations.length === 0) return;
+  await client.query(
+    `INSERT INTO bucket_allocations (ledger_entry_id, bucket_id, credits)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])`,
+    [allocations.map((a) => a.ledgerEntryId), allocations.map((a) => a.bucketId), allocations.map((a) => a.credits.toString())],
+  );
+}

@@ -1,0 +1,51 @@
+import { deliverAlerts } from "../books/alert-outbox.js";
+import { expireCredits } from "../books/expire-credits.js";
+import type { Deps } from "../platform/deps.js";
+import type { Stoppable } from "../platform/process.js";
+
+// Credits leave the balance within a minute of their expiry (the bound), at twice that pace.
+const SWEEP_MS = 15_000;
+const BUCKETS_PER_PASS = 500;
+// A sweep behind by much commits in bounded passes; this many per tick, the rest on the next.
+const PASSES_PER_TICK = 20;
+
+/**
+ * Every SWEEP_MS, expires what is due and raises credits_expiring, in bounded transactions
+ * (src/books/expire-credits.ts). A failure is logged; the next tick tries again, and a pass
+ * rolled back left nothing half done.
+ */
+export function startCreditExpiry(deps: Deps): Stoppable {
+  let running: Promise<void> | null = null;
+  let stopping = false;
+  const sweep = async () => {
+    for (let pass = 0; pass < PASSES_PER_TICK && !stopping; pass++) {
+      const done = await expireCredits(deps.database.pool, {
+        limit: BUCKETS_PER_PASS,
+        expiringWithinMs: deps.settings.creditsExpiringWithinMs,
+        lowBalanceThresholds: deps.settings.lowBalanceThresholds,
+        enforcement: deps.settings.enforcement,
+      });
+      await deliverAlerts(deps.database.pool, deps.logger, done.alerts);
+      if (done.expired > 0) deps.logger.info({ expired: done.expired, expiring: done.expiring }, "credit buckets expired");
+      if (done.expired < BUCKETS_PER_PASS && done.expiring < BUCKETS_PER_PASS) return;
+    }
+  };
+  const tick = () => {
+    running ??= sweep()
+      .catch((error) => deps.logger.warn({ err: error }, "credit expiry sweep failed; the next one tries again"))
+      .finally(() => {
+        running = null;
+      });
+  };
+  const timer = setInterval(tick, SWEEP_MS);
+  timer.unref();
+  tick();
+  return {
+    name: "credit expiry",
+    stop: async () => {
+      stopping = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
