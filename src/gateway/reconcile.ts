@@ -6,7 +6,7 @@ import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { notKept, sanitiseCallbackItem } from "../litellm/sanitise.js";
-import { MAX_FIELD_BYTES, PAGE_BYTES, readSpendLogPage, type SpendLogCursor, type SpendLogRow } from "./spend-log-page.js";
+import { MAX_FIELD_BYTES, PAGE_BYTES, PAGE_STORED_BYTES, readSpendLogPage, type SpendLogCursor, type SpendLogRow } from "./spend-log-page.js";
 import { canonicalRequestId, type GatewaySchema, hasKeyMetadata, readGatewaySchema, spendLogRowsExist } from "./spend-log.js";
 
 const ROWS_PER_PAGE = 1_000;
@@ -69,7 +69,7 @@ export async function reconcileGateway(options: GatewayReconcileOptions): Promis
   const report: GatewayReport = { since, until, days: new Map(), total: emptyCounts(), receiptsWithoutRow: 0, applied: 0 };
   let cursor: SpendLogCursor = null;
   for (;;) {
-    const rows = await readSpendLogPage(spendLog, schema, { since, until }, cursor, { rows: ROWS_PER_PAGE, bytes: PAGE_BYTES }, withKeyMetadata);
+    const rows = await readSpendLogPage(spendLog, schema, { since, until }, cursor, { rows: ROWS_PER_PAGE, bytes: PAGE_BYTES, storedBytes: PAGE_STORED_BYTES }, withKeyMetadata);
     if (rows.length === 0) break;
     const last = rows[rows.length - 1]!;
     cursor = { startKey: last.start_key, requestId: last.request_id };

@@ -34,13 +34,28 @@ const BYTE_KINDS = (() => {
   return kinds;
 })();
 
-/**
- * Scans one body's bytes, front to back: the place of the next raw newline is found once and
- * reused, so a scanner costs a pass over the bytes, however many values it is asked about.
- */
+/** Scans one body's bytes, front to back (see newlineBefore). */
 export class JsonScanner {
-  private nextNewline = -1;
+  // What the last newline search learnt: no raw newline in [searchedFrom, newlineAt), and one at
+  // newlineAt if newlineFound (else newlineAt is where that search was told to stop).
+  private searchedFrom = 0;
+  private newlineAt = -1;
+  private newlineFound = false;
   constructor(readonly bytes: Uint8Array) {}
+
+  /**
+   * The first raw newline in [index, limit), or limit. A search never goes past the limit it is
+   * given, and what it learnt is reused while the positions asked about move forward, so a scan
+   * costs a pass over the bytes it is asked about, not over the rest of the body each time.
+   */
+  private newlineBefore(index: number, limit: number): number {
+    const known = this.searchedFrom <= index && index <= this.newlineAt;
+    if (known && (this.newlineFound || this.newlineAt >= limit)) return Math.min(this.newlineAt, limit);
+    if (!known) this.searchedFrom = index;
+    this.newlineAt = indexOrEnd(this.bytes, NEWLINE, known ? this.newlineAt : index, limit);
+    this.newlineFound = this.newlineAt < limit;
+    return this.newlineAt;
+  }
 
   /**
    * One JSON value starting at `from` (after whitespace): a container up to its matching close, a
@@ -79,8 +94,7 @@ export class JsonScanner {
       }
       if (kind === STRING) {
         values++;
-        if (this.nextNewline < index) this.nextNewline = indexOrEnd(bytes, NEWLINE, index, bytes.length);
-        const end = stringEnd(bytes, index + 1, Math.min(this.nextNewline, limit), limit);
+        const end = stringEnd(bytes, index + 1, this.newlineBefore(index, limit), limit);
         // After the closing quote; a newline that cut the string off is read next, as structure.
         const closed = end < limit && bytes[end] === QUOTE;
         if (!closed && oneValue) return { end, values, depth: deepest, whole: false };
@@ -117,8 +131,11 @@ function stringEnd(bytes: Uint8Array, start: number, newline: number, limit: num
 }
 
 export function indexOrEnd(bytes: Uint8Array, byte: number, from: number, limit: number): number {
-  const found = bytes.indexOf(byte, from);
-  return found === -1 || found > limit ? limit : found;
+  if (from >= limit) return limit;
+  // Searched within the limit only: a search that ran on to the body's end from every one of a
+  // million small values would make one body cost minutes.
+  const found = limit < bytes.length ? bytes.subarray(from, limit).indexOf(byte) : bytes.indexOf(byte, from);
+  return found === -1 ? limit : limit < bytes.length ? from + found : found;
 }
 
 /** JSON's whitespace: space, tab, newline, carriage return. */

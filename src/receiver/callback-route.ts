@@ -64,10 +64,15 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     // The raw batch and its parsed items (prompts and all) are dropped here, before the first
     // await, so they die young instead of being held while Redis answers.
     request.body = undefined;
-    const read = await readCallbackItems(body, limits, {
-      billingAccountFrom: settings.billingAccountFrom,
-      withPrincipals: settings.enforcement.blocks.length > 0,
-    });
+    const read = await readCallbackItems(
+      body,
+      limits,
+      { billingAccountFrom: settings.billingAccountFrom, withPrincipals: settings.enforcement.blocks.length > 0 },
+      () => request.raw.destroyed,
+    );
+    // Its caller is gone: nothing can be answered, and reading on would hold a body whose bytes
+    // were already given back to the in-flight budget when its connection closed.
+    if (read === CALLER_GONE) return reply.hijack();
     if (!read.ok) {
       const tooLarge = read.code === "too_many_items";
       if (tooLarge) metrics.requestsRefused.inc({ reason: read.code });
@@ -128,6 +133,8 @@ function bodyBudget(limit: number) {
   };
 }
 
+const CALLER_GONE = Symbol("the caller closed its connection while its body was read");
+
 type ReadItems =
   | { ok: false; code: string; message: string }
   | { ok: true; events: UsageEvent[]; rejected: RejectedItem[]; answers: RejectedAnswer[]; overruled: number };
@@ -138,7 +145,7 @@ type ReadItems =
  * parse holds at most one item's values at once, and an item over the per-item bounds costs only
  * itself. The bytes of each item are decoded on their own; the body is never one string.
  */
-async function readCallbackItems(body: Buffer, limits: BodyLimits, options: ReadOptions): Promise<ReadItems> {
+async function readCallbackItems(body: Buffer, limits: BodyLimits, options: ReadOptions, callerGone: () => boolean): Promise<ReadItems | typeof CALLER_GONE> {
   const framed = frameCallbackBody(body, limits);
   if (!framed.ok) return framed;
   const events: UsageEvent[] = [];
@@ -150,6 +157,7 @@ async function readCallbackItems(body: Buffer, limits: BodyLimits, options: Read
   for (const [index, span] of framed.items.entries()) {
     if (valuesThisTurn >= VALUES_READ_PER_TURN) {
       await nextTurn();
+      if (callerGone()) return CALLER_GONE;
       valuesThisTurn = 0;
     }
     valuesThisTurn += Math.min(span.values, VALUES_READ_PER_TURN) + 1;

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { reconcileGateway } from "../../src/gateway/reconcile.js";
-import { MAX_FIELD_BYTES, readSpendLogPage, type SpendLogCursor } from "../../src/gateway/spend-log-page.js";
+import { MAX_FIELD_BYTES, PAGE_BYTES, PAGE_STORED_BYTES, readSpendLogPage, type SpendLogCursor } from "../../src/gateway/spend-log-page.js";
 import { createSpendLogPool, readGatewaySchema } from "../../src/gateway/spend-log.js";
 import { replayableEvent } from "../../src/ops/replay-quarantine.js";
 import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";
@@ -142,7 +142,7 @@ describe("a spend log whose rows a caller made huge", () => {
       const read: string[] = [];
       let cursor: SpendLogCursor = null;
       for (let pages = 0; pages < 100; pages += 1) {
-        const rows = await readSpendLogPage(spendLog, schema, { since: at(200), until: now }, cursor, { rows: 1000, bytes: 64 * 1024 }, true);
+        const rows = await readSpendLogPage(spendLog, schema, { since: at(200), until: now }, cursor, { rows: 1000, bytes: 64 * 1024, storedBytes: PAGE_STORED_BYTES }, true);
         if (rows.length === 0) break;
         // The row that passes the budget ends the page: four rows of 20 kB at most.
         expect(rows.length).toBeLessThanOrEqual(4);
@@ -151,6 +151,37 @@ describe("a spend log whose rows a caller made huge", () => {
       }
       expect(read).toEqual(ids);
       expect(MAX_FIELD_BYTES).toBeGreaterThan(20_000);
+    } finally {
+      await spendLog.end();
+    }
+  });
+  it("stops a page at what its rows hold as stored, before the database unpacks their caller-set metadata", async () => {
+    const now = new Date(Date.now() + 80 * HOUR);
+    const at = (seconds: number) => new Date(now.getTime() - seconds * 1000);
+    const ids = Array.from({ length: 20 }, (_, index) => `stored-${String(index).padStart(2, "0")}`);
+    await litellm.insert(ids.map((id, index) => rowOf(call(id, index, at(100 - index)))));
+    // 192 kB of hex per row in metadata billing never reads (spend_logs_metadata): it compresses
+    // only about 2:1, so each row holds about 100 kB as stored.
+    await litellm.pool.query(
+      `UPDATE "LiteLLM_SpendLogs" SET metadata = jsonb_set(metadata, '{spend_logs_metadata,padding}',
+         to_jsonb((SELECT string_agg(md5(request_id || i::text), '') FROM generate_series(1, 6000) i))) WHERE request_id LIKE 'stored-%'`,
+    );
+    const { rows: sizes } = await litellm.pool.query<{ stored: number }>(`SELECT min(pg_column_size(metadata)) AS stored FROM "LiteLLM_SpendLogs" WHERE request_id LIKE 'stored-%'`);
+    expect(sizes[0]!.stored).toBeGreaterThan(64 * 1024);
+    const spendLog = createSpendLogPool(litellm.url);
+    try {
+      const schema = await readGatewaySchema(spendLog);
+      const read: string[] = [];
+      let cursor: SpendLogCursor = null;
+      for (let pages = 0; pages < 100; pages += 1) {
+        const rows = await readSpendLogPage(spendLog, schema, { since: at(200), until: now }, cursor, { rows: 1000, bytes: PAGE_BYTES, storedBytes: 256 * 1024 }, true);
+        if (rows.length === 0) break;
+        // The row that passes 256 kB as stored ends the page: four rows of over 64 kB at most.
+        expect(rows.length).toBeLessThanOrEqual(4);
+        read.push(...rows.map((row) => row.request_id));
+        cursor = { startKey: rows.at(-1)!.start_key, requestId: rows.at(-1)!.request_id };
+      }
+      expect(read).toEqual(ids);
     } finally {
       await spendLog.end();
     }
