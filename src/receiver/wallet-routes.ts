@@ -3,11 +3,14 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from "fasti
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { deliverAlerts } from "../books/alert-outbox.js";
+import { expiryProblem } from "../books/credit-buckets.js";
 import { recordDebit } from "../books/debits.js";
+import { recordTransfer, type TransferRecord } from "../books/transfers.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
+import { TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
 import type { Deps } from "../platform/deps.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
-import { creditsJson, debitResponseSchema } from "./account-responses.js";
+import { creditsJson, debitResponseSchema, transferResponseSchema } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
 
 /** The account routes' scope: requests and answers checked by their zod schemas (account-routes.ts). */
@@ -25,8 +28,30 @@ const debitBody = z.object({
   reference: canonicalIdSchema,
   reason: storableFreeText(1024).meta({ description: "what the charge is for: a seat fee, a settlement" }),
 });
+const transferBody = z
+  .object({
+    to: canonicalIdSchema.meta({ description: "the destination account (another account than the source)" }),
+    credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+    reference: canonicalIdSchema,
+    expiration: z.enum(TRANSFER_EXPIRATIONS).meta({
+      description: "preserve: the expiries and priorities of the source buckets drawn (the overdraft part evergreen); none: evergreen; fixed: at expires_at",
+    }),
+    expires_at: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .meta({ description: "RFC 3339, in the future: required with expiration fixed, and only then" }),
+    allow_overdraft: z.boolean().default(false).meta({ description: "let the source's balance go below zero rather than answer 422" }),
+  })
+  .superRefine((body, context) => {
+    if (body.expiration !== "fixed") {
+      if (body.expires_at !== undefined) context.addIssue({ code: "custom", path: ["expires_at"], message: "only with expiration fixed" });
+      return;
+    }
+    const problem = body.expires_at === undefined ? "required with expiration fixed" : expiryProblem(new Date(body.expires_at));
+    if (problem !== null) context.addIssue({ code: "custom", path: ["expires_at"], message: problem });
+  });
 
-/** Money moved by hand: manual debits (transfers and reversals to follow). */
+/** Money moved by hand: manual debits, transfers and reversals. */
 export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: AccountRouteCommon): void {
   const { pool } = deps.database;
   const policy = { lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
@@ -76,4 +101,77 @@ export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: Ac
       });
     },
   );
+
+  app.post(
+    "/v1/accounts/:id/transfers",
+    {
+      schema: {
+        ...common,
+        summary: "Move credits to another account, once per reference",
+        params: accountParams,
+        body: transferBody,
+        response: {
+          200: transferResponseSchema.describe("this reference was transferred before: the same transfer, nothing moved again"),
+          201: transferResponseSchema.describe("transferred"),
+          409: errorResponseSchema.describe("the reference was used for another transfer (code transfer_reference_conflict)"),
+          422: errorResponseSchema.describe(
+            "more than the source's available credits without allow_overdraft (code insufficient_credits), or a balance would pass ±(2^53 − 1) (code balance_out_of_range); nothing was moved",
+          ),
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { params, body } = request;
+      if (body.to === params.id) return sendError(reply, 400, "invalid_request", "to: must be another account than the source");
+      const result = await recordTransfer(
+        pool,
+        {
+          fromAccountId: params.id,
+          toAccountId: body.to,
+          credits: BigInt(body.credits),
+          reference: body.reference,
+          expiration: body.expiration,
+          expiresAt: body.expires_at === undefined ? null : new Date(body.expires_at),
+          allowOverdraft: body.allow_overdraft,
+        },
+        policy,
+      );
+      if (result.outcome === "conflict") {
+        return sendError(reply, 409, "transfer_reference_conflict", "this reference was used for another transfer", {
+          transfer: transferJson(result.transfer),
+        });
+      }
+      if (result.outcome === "insufficient_credits") {
+        return sendError(reply, 422, "insufficient_credits", `credits: more than the ${result.availableCredits} available; nothing was moved (allow_overdraft to go below zero)`, {
+          available_credits: creditsJson(result.availableCredits),
+        });
+      }
+      if (result.outcome === "out_of_range") {
+        return sendError(reply, 422, "balance_out_of_range", `credits: the balance of ${result.billingAccountId} would pass ±${MAX_CREDITS} credits; nothing was moved`, {
+          balance_credits: creditsJson(result.balanceCredits),
+        });
+      }
+      if (result.outcome === "created") await deliverAlerts(pool, deps.logger, result.alerts);
+      return reply.code(result.outcome === "created" ? 201 : 200).send({
+        transfer: transferJson(result.transfer),
+        from_balance_credits: creditsJson(result.fromBalance),
+        to_balance_credits: creditsJson(result.toBalance),
+      });
+    },
+  );
+}
+
+function transferJson(transfer: TransferRecord) {
+  return {
+    id: transfer.id,
+    from: transfer.fromAccountId,
+    to: transfer.toAccountId,
+    credits: creditsJson(transfer.credits),
+    reference: transfer.reference,
+    expiration: transfer.expiration,
+    expires_at: transfer.expiresAt?.toISOString() ?? null,
+    allow_overdraft: transfer.allowOverdraft,
+    created_at: transfer.createdAt.toISOString(),
+  };
 }
