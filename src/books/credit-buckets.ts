@@ -149,7 +149,17 @@ export async function openBuckets(
     const credits = (merged.get(key)?.credits ?? 0n) + part.credits - paid;
     merged.set(key, { credits, terms: part.terms });
   }
-  const opened = [...merged.values()];
+  return insertBuckets(client, inflow, source, [...merged.values()]);
+}
+
+/** Inserts live buckets for an inflow's parts, as they are (the caller has taken the debt out); returns their ids. */
+export async function insertBuckets(
+  client: pg.PoolClient,
+  inflow: PostedEntry,
+  source: { source: BucketSource; sourceId: string },
+  parts: readonly InflowPart[],
+): Promise<string[]> {
+  const opened = parts.filter((part) => part.credits > 0n);
   if (opened.length === 0) return [];
   const { rows } = await client.query<{ id: string }>(
     `INSERT INTO credit_buckets (billing_account_id, source, source_id, priority, expires_at, credits, remaining_credits, created_at)

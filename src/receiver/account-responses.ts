@@ -159,6 +159,8 @@ export const receiptResponseSchema = z.object({
   logged_model: z.string().nullable(),
   model_group: z.string().nullable(),
   charged_credits: nonNegativeCredits,
+  /** What reversals of this charge gave back in all (0 when none). */
+  reversed_credits: nonNegativeCredits,
   provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
   pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
   rate_step: z.enum(["price_book", "gateway", "cost_map"]).nullable(),
@@ -224,6 +226,7 @@ export function receiptJson(receipt: ChargeReceipt) {
     logged_model: receipt.model,
     model_group: receipt.modelGroup,
     charged_credits: creditsJson(receipt.chargedCredits),
+    reversed_credits: creditsJson(receipt.reversedCredits),
     provider_cost_usd: receipt.providerCostUsd,
     pricing_source: receipt.pricingSource,
     rate_step: receipt.rateStep,

@@ -14,6 +14,7 @@ const ACCOUNT_ROUTES = [
   ["get", "/v1/accounts/{id}/ledger"],
   ["get", "/v1/accounts/{id}/invoice"],
   ["get", "/v1/receipts/{key}"],
+  ["post", "/v1/receipts/{key}/reversals"],
 ] as const;
 
 type Operation = {

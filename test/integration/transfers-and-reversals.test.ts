@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { expireCredits } from "../../src/books/expire-credits.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
 import { recordTransfer } from "../../src/books/transfers.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
@@ -163,6 +164,105 @@ describe("transfers", () => {
     );
     expect(outcomes.every((result) => result.outcome === "created")).toBe(true);
     expect((await balanceOf("xfer-race-a")) + (await balanceOf("xfer-race-b"))).toBe(20_000);
+    await expectBooksTieOut();
+  });
+});
+
+const reverse = (key: string, body: Record<string, unknown>) => h.admin("POST", `/v1/receipts/${key}/reversals`, body);
+const receipt = async (key: string) => (await h.admin("GET", `/v1/receipts/${key}`)).json();
+
+describe("reversals", () => {
+  it("partial, then the rest; the same again is 200 and gives nothing twice; over the charge is 422", async () => {
+    await grant("rev-partial", "rev-partial-grant", 1000);
+    await charge("rev-partial", ["rev-partial-call", 300]);
+    const first = await reverse("rev-partial-call", { reference: "rev-partial-1", reason: "provider outage", credits: 100 });
+    expect(first.statusCode, first.body).toBe(201);
+    expect(first.json()).toMatchObject({ reversal: { credits: 100, idempotency_key: "rev-partial-call" }, reversed_credits: 100, balance_credits: 800 });
+    const again = await reverse("rev-partial-call", { reference: "rev-partial-1", reason: "provider outage", credits: 100 });
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ reversed_credits: 100, balance_credits: 800 });
+    for (const other of [{ credits: 101, reason: "provider outage" }, { credits: 100, reason: "gesture" }]) {
+      const answer = await reverse("rev-partial-call", { reference: "rev-partial-1", ...other });
+      expect(answer.statusCode).toBe(409);
+      expect(answer.json().error.code).toBe("reversal_reference_conflict");
+    }
+    // The default is the whole charge, not what is left of it.
+    const whole = await reverse("rev-partial-call", { reference: "rev-partial-whole", reason: "gesture" });
+    expect(whole.statusCode).toBe(422);
+    expect(whole.json().error).toMatchObject({ code: "reversal_exceeds_charge", charged_credits: 300, reversed_credits: 100 });
+    expect((await reverse("rev-partial-call", { reference: "rev-partial-2", reason: "gesture", credits: 200 })).json()).toMatchObject({
+      reversed_credits: 300,
+      balance_credits: 1000,
+    });
+    expect((await reverse("rev-partial-call", { reference: "rev-partial-3", reason: "gesture", credits: 1 })).statusCode).toBe(422);
+    expect(await receipt("rev-partial-call")).toMatchObject({ charged_credits: 300, reversed_credits: 300 });
+    // Back into the grant's own bucket, by negative allocations.
+    expect(await bucketsOf("rev-partial")).toEqual([{ source: "grant", credits: 1000, remaining: 1000, expires_at: null, priority: 50 }]);
+    const { rows } = await h.deps.database.pool.query(
+      `SELECT l.reference, a.credits::int AS credits FROM bucket_allocations a JOIN ledger_entries l ON l.id = a.ledger_entry_id
+       WHERE l.billing_account_id = 'rev-partial' ORDER BY l.seq`,
+    );
+    expect(rows).toEqual([
+      { reference: "rev-partial-call", credits: 300 },
+      { reference: "rev-partial-1", credits: -100 },
+      { reference: "rev-partial-2", credits: -200 },
+    ]);
+    await expectBooksTieOut();
+  });
+
+  it("one reference sent twice at once gives back once; reconcile names a reversal edited by hand", async () => {
+    await grant("rev-twice", "rev-twice-grant", 400);
+    await charge("rev-twice", ["rev-twice-call", 250]);
+    const body = { reference: "rev-twice", reason: "outage" };
+    const answers = await Promise.all([reverse("rev-twice-call", body), reverse("rev-twice-call", body)]);
+    expect(answers.map((answer) => answer.statusCode).sort()).toEqual([200, 201]);
+    expect(await balanceOf("rev-twice")).toBe(400);
+    const { pool } = h.deps.database;
+    await pool.query("UPDATE reversals SET reason = 'edited' WHERE reference = 'rev-twice'");
+    try {
+      expect((await reconcileLedger(pool)).drifts).toEqual([expect.objectContaining({ kind: "hash_mismatch", billingAccountId: "rev-twice" })]);
+    } finally {
+      await pool.query("UPDATE reversals SET reason = 'outage' WHERE reference = 'rev-twice'");
+    }
+  });
+
+  it("the whole charge by default; an unknown receipt is 404", async () => {
+    await grant("rev-whole", "rev-whole-grant", 500, { expires_at: inDays(10), priority: 10 });
+    await charge("rev-whole", ["rev-whole-call", 200]);
+    expect((await reverse("rev-whole-call", { reference: "rev-whole", reason: "support" })).json()).toMatchObject({ reversed_credits: 200, balance_credits: 500 });
+    expect(await receipt("rev-whole-call")).toMatchObject({ reversed_credits: 200 });
+    expect(await bucketsOf("rev-whole")).toEqual([{ source: "grant", credits: 500, remaining: 500, expires_at: expect.any(String), priority: 10 }]);
+    const unknown = await reverse("rev-no-such-call", { reference: "rev-unknown", reason: "support" });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json().error.code).toBe("receipt_not_found");
+  });
+
+  it("a part whose bucket has expired since comes back as an evergreen bucket", async () => {
+    await grant("rev-expired", "rev-expired-grant", 200, { expires_at: inDays(1) });
+    await charge("rev-expired", ["rev-expired-call", 150]);
+    await expireCredits(h.deps.database.pool, { now: new Date(Date.now() + 2 * DAY_MS), limit: 100, expiringWithinMs: DAY_MS, lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
+    expect(await balanceOf("rev-expired")).toBe(0);
+    expect((await reverse("rev-expired-call", { reference: "rev-expired", reason: "outage" })).json()).toMatchObject({ balance_credits: 150 });
+    expect(await bucketsOf("rev-expired")).toEqual([
+      { source: "grant", credits: 200, remaining: 0, expires_at: expect.any(String), priority: 50 },
+      { source: "reversal", credits: 150, remaining: 150, expires_at: null, priority: 50 },
+    ]);
+    await expectBooksTieOut();
+  });
+
+  it("pays the account's debt first: the part of the charge that was debt, and any other debt", async () => {
+    await grant("rev-debt", "rev-debt-grant", 100);
+    await charge("rev-debt", ["rev-debt-funded", 100], ["rev-debt-unfunded", 300]);
+    expect((await reverse("rev-debt-funded", { reference: "rev-debt-1", reason: "outage" })).json()).toMatchObject({ balance_credits: -200 });
+    expect(await bucketsOf("rev-debt")).toEqual([{ source: "grant", credits: 100, remaining: 0, expires_at: null, priority: 50 }]);
+    expect((await reverse("rev-debt-unfunded", { reference: "rev-debt-2", reason: "outage" })).json()).toMatchObject({ balance_credits: 100 });
+    // The 100 left over goes back where the unfunded call drew it from: nowhere, so evergreen.
+    expect(await bucketsOf("rev-debt")).toEqual([
+      { source: "grant", credits: 100, remaining: 0, expires_at: null, priority: 50 },
+      { source: "reversal", credits: 100, remaining: 100, expires_at: null, priority: 50 },
+    ]);
+    const invoice = (await h.admin("GET", `/v1/accounts/rev-debt/invoice?period=${new Date().toISOString().slice(0, 7)}`)).json();
+    expect(invoice).toMatchObject({ credits_reversed: 400, closing_balance: 100 });
     await expectBooksTieOut();
   });
 });
