@@ -146,7 +146,12 @@ async function existingTransfer(client: pg.PoolClient, request: TransferRequest)
     transfer.expiresAt?.getTime() === request.expiresAt?.getTime() &&
     transfer.allowOverdraft === request.allowOverdraft;
   if (!same) return { outcome: "conflict", transfer };
-  const balances = await lockAccounts(client, [transfer.fromAccountId, transfer.toAccountId]);
+  // A read, not a move: no lock, so an answer repeated never queues behind the accounts' charges.
+  const { rows: accounts } = await client.query<{ id: string; balance_credits: string }>(
+    "SELECT id, balance_credits FROM accounts WHERE id = ANY($1::text[])",
+    [[transfer.fromAccountId, transfer.toAccountId]],
+  );
+  const balances = new Map(accounts.map((row) => [row.id, BigInt(row.balance_credits)]));
   return {
     outcome: "existing",
     transfer,

@@ -102,6 +102,9 @@ describe("transfers", () => {
       expect.objectContaining({ entry_kind: "transfer_out", reference: "xfer-over", balance_before: 100, balance_after: -200 }),
     ]);
     expect(h.alerts("balance_depleted").filter((line) => line.billing_account_id === "xfer-over-to")).toEqual([]);
+    const period = new Date().toISOString().slice(0, 7);
+    expect((await h.admin("GET", `/v1/accounts/xfer-over/invoice?period=${period}`)).json()).toMatchObject({ transfers_out: 300, closing_balance: -200 });
+    expect((await h.admin("GET", `/v1/accounts/xfer-over-to/invoice?period=${period}`)).json()).toMatchObject({ transfers_in: 300, closing_balance: 300 });
     await expectBooksTieOut();
   });
 
