@@ -1,10 +1,11 @@
 import { and, asc, desc, eq, gt, isNotNull, lt, sql } from "drizzle-orm";
 import type { Db } from "../platform/db/client.js";
 import type { BucketSource, LedgerKind } from "../platform/db/ledger-kinds.js";
-import { accounts, chargeReceipts, creditBuckets, grants, ledgerEntries } from "../platform/db/schema.js";
+import { accounts, chargeReceipts, creditBuckets, grants, ledgerEntries, reversals } from "../platform/db/schema.js";
 
 export type LedgerEntry = typeof ledgerEntries.$inferSelect;
-export type ChargeReceipt = typeof chargeReceipts.$inferSelect & { balanceAfter: bigint | null };
+/** A receipt with the balance its entry left and what its reversals gave back in all. */
+export type ChargeReceipt = typeof chargeReceipts.$inferSelect & { balanceAfter: bigint | null; reversedCredits: bigint };
 
 export type BalanceStatus = "ok" | "low" | "negative";
 
@@ -167,12 +168,16 @@ export async function nextExpiry(db: Db, billingAccountId: string): Promise<Live
   return row ?? null;
 }
 
-/** A receipt with the balance its ledger entry left. */
+/** A receipt with the balance its ledger entry left and what its reversals gave back. */
 export async function findReceipt(db: Db, idempotencyKey: string): Promise<ChargeReceipt | null> {
   const [row] = await db
-    .select({ receipt: chargeReceipts, balanceAfter: ledgerEntries.balanceAfter })
+    .select({
+      receipt: chargeReceipts,
+      balanceAfter: ledgerEntries.balanceAfter,
+      reversed: sql<string>`(SELECT coalesce(sum(${reversals.credits}), 0)::text FROM ${reversals} WHERE ${reversals.receiptId} = ${chargeReceipts.id})`,
+    })
     .from(chargeReceipts)
     .leftJoin(ledgerEntries, eq(ledgerEntries.receiptId, chargeReceipts.id))
     .where(eq(chargeReceipts.idempotencyKey, idempotencyKey));
-  return row ? { ...row.receipt, balanceAfter: row.balanceAfter } : null;
+  return row ? { ...row.receipt, balanceAfter: row.balanceAfter, reversedCredits: BigInt(row.reversed) } : null;
 }

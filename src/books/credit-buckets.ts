@@ -123,3 +123,84 @@ export async function insertAllocations(client: pg.PoolClient, allocations: Read
     [allocations.map((a) => a.ledgerEntryId), allocations.map((a) => a.bucketId), allocations.map((a) => a.credits.toString())],
   );
 }
+
+/** A share of an inflow and the terms its credits are to keep (a transfer's parts, as the source held them). */
+export type InflowPart = { credits: bigint; terms: BucketTerms };
+
+/**
+ * Opens the buckets of an inflow made of parts (their credits sum to the inflow's amount). The
+ * debt it pays is taken from the parts the destination would spend first (consumption order), so
+ * what stays live is what would have lasted longest; the rest of each part becomes a bucket with
+ * its terms, parts with the same terms as one. Returns the buckets' ids.
+ */
+export async function openBuckets(
+  client: pg.PoolClient,
+  inflow: PostedEntry,
+  source: { source: BucketSource; sourceId: string },
+  parts: readonly InflowPart[],
+): Promise<string[]> {
+  let debt = inflow.amountCredits - liveCreditsOf(inflow);
+  const merged = new Map<string, InflowPart>();
+  for (const part of [...parts].sort((a, b) => compareTerms(a.terms, b.terms))) {
+    const paid = debt < part.credits ? debt : part.credits;
+    debt -= paid;
+    if (part.credits === paid) continue;
+    const key = `${part.terms.priority}|${part.terms.expiresAt?.getTime() ?? "never"}`;
+    const credits = (merged.get(key)?.credits ?? 0n) + part.credits - paid;
+    merged.set(key, { credits, terms: part.terms });
+  }
+  return insertBuckets(client, inflow, source, [...merged.values()]);
+}
+
+/** Inserts live buckets for an inflow's parts, as they are (the caller has taken the debt out); returns their ids. */
+export async function insertBuckets(
+  client: pg.PoolClient,
+  inflow: PostedEntry,
+  source: { source: BucketSource; sourceId: string },
+  parts: readonly InflowPart[],
+): Promise<string[]> {
+  const opened = parts.filter((part) => part.credits > 0n);
+  if (opened.length === 0) return [];
+  const { rows } = await client.query<{ id: string }>(
+    `INSERT INTO credit_buckets (billing_account_id, source, source_id, priority, expires_at, credits, remaining_credits, created_at)
+     SELECT $1, $2, $3, u.priority, u.expires_at, u.credits, u.credits, $4
+     FROM unnest($5::int4[], $6::timestamptz[], $7::int8[]) AS u(priority, expires_at, credits) RETURNING id`,
+    [
+      inflow.billingAccountId,
+      source.source,
+      source.sourceId,
+      inflow.postedAt,
+      opened.map((part) => part.terms.priority),
+      opened.map((part) => part.terms.expiresAt?.toISOString() ?? null),
+      opened.map((part) => part.credits.toString()),
+    ],
+  );
+  return rows.map((row) => row.id);
+}
+
+/** Consumption order of terms: lower priority first, then soonest expiry, never-expiring last. */
+function compareTerms(a: BucketTerms, b: BucketTerms): number {
+  if (a.priority !== b.priority) return a.priority - b.priority;
+  const aTime = a.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
+  const bTime = b.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
+  return aTime === bTime ? 0 : aTime < bTime ? -1 : 1;
+}
+
+/**
+ * Gives credits back to buckets an outflow drew (in the caller's transaction, the account locked):
+ * each bucket's remaining credits grow, and the inflow's allocation to it is negative, so a
+ * bucket's remaining credits stay its credits less the sum of its allocations.
+ */
+export async function returnToBuckets(
+  client: pg.PoolClient,
+  inflow: PostedEntry,
+  returns: ReadonlyArray<{ bucketId: string; credits: bigint }>,
+): Promise<void> {
+  if (returns.length === 0) return;
+  await client.query(
+    `UPDATE credit_buckets b SET remaining_credits = b.remaining_credits + u.credits
+     FROM unnest($1::int8[], $2::int8[]) AS u(id, credits) WHERE b.id = u.id`,
+    [returns.map((r) => r.bucketId), returns.map((r) => r.credits.toString())],
+  );
+  await insertAllocations(client, returns.map((r) => ({ ledgerEntryId: inflow.id, bucketId: r.bucketId, credits: -r.credits })));
+}

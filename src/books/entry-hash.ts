@@ -79,6 +79,14 @@ export const GRANT_CONTENT = `(CASE WHEN g.expires_at IS NULL AND g.priority = 5
 export const DEBIT_CONTENT = `json_build_array(d.billing_account_id, d.reference, d.credits::text, d.reason,
   ${micros("d.created_at")})::text`;
 
+/** Every stored field of a transfer (alias `t`): both its entries' hashes cover it. */
+export const TRANSFER_CONTENT = `json_build_array(t.from_account_id, t.to_account_id, t.reference, t.credits::text, t.expiration,
+  ${micros("t.expires_at")}, t.allow_overdraft, ${micros("t.created_at")})::text`;
+
+/** Every stored field of a reversal (alias `v`). */
+export const REVERSAL_CONTENT = `json_build_array(v.receipt_id::text, v.billing_account_id, v.reference, v.credits::text, v.reason,
+  ${micros("v.created_at")})::text`;
+
 /**
  * The fields of a credit bucket (alias `b`) that never change: an `expiry` entry's hash covers
  * them. Its remaining credits move with every outflow; reconcile ties them to the allocations.
@@ -94,12 +102,16 @@ export function chainedEntriesQuery(where: string, rest = ""): string {
   return `SELECT l.id, l.hash, l.billing_account_id, l.seq, l.kind, l.amount_credits, l.balance_before, l.balance_after,
             l.reference, l.receipt_id, l.grant_id, l.source_id, ${micros("l.created_at")} AS posted_us,
             CASE l.kind WHEN 'charge' THEN ${RECEIPT_CONTENT} WHEN 'grant' THEN ${GRANT_CONTENT}
-                        WHEN 'expiry' THEN ${BUCKET_CONTENT} WHEN 'debit' THEN ${DEBIT_CONTENT} END AS source_content
+                        WHEN 'expiry' THEN ${BUCKET_CONTENT} WHEN 'debit' THEN ${DEBIT_CONTENT}
+                        WHEN 'transfer_out' THEN ${TRANSFER_CONTENT} WHEN 'transfer_in' THEN ${TRANSFER_CONTENT}
+                        WHEN 'reversal' THEN ${REVERSAL_CONTENT} END AS source_content
      FROM ledger_entries l
      LEFT JOIN charge_receipts r ON r.id = l.receipt_id
      LEFT JOIN grants g ON g.id = l.grant_id
      LEFT JOIN credit_buckets b ON l.kind = 'expiry' AND b.id = l.source_id
      LEFT JOIN debits d ON l.kind = 'debit' AND d.id = l.source_id
+     LEFT JOIN transfers t ON l.kind IN ('transfer_out', 'transfer_in') AND t.id = l.source_id
+     LEFT JOIN reversals v ON l.kind = 'reversal' AND v.id = l.source_id
      WHERE ${where} ${rest}`;
 }
 

@@ -22,6 +22,12 @@ export type Drift =
   | { kind: "debit_without_entry"; billingAccountId: string; debitReference: string }
   | { kind: "entry_without_debit"; billingAccountId: string; entryId: string }
   | { kind: "debit_entry_mismatch"; billingAccountId: string; entryId: string; debitReference: string; fields: string[] }
+  | { kind: "transfer_without_entry"; billingAccountId: string; transferReference: string }
+  | { kind: "entry_without_transfer"; billingAccountId: string; entryId: string }
+  | { kind: "transfer_entry_mismatch"; billingAccountId: string; entryId: string; transferReference: string; fields: string[] }
+  | { kind: "reversal_without_entry"; billingAccountId: string; reversalReference: string }
+  | { kind: "entry_without_reversal"; billingAccountId: string; entryId: string }
+  | { kind: "reversal_entry_mismatch"; billingAccountId: string; entryId: string; reversalReference: string; fields: string[] }
   | { kind: "live_credit_mismatch"; billingAccountId: string; balance: string; liveCredits: string }
   | { kind: "bucket_mismatch"; billingAccountId: string; bucketId: string; credits: string; remaining: string; allocated: string; expired: boolean };
 
@@ -67,6 +73,8 @@ export async function reconcileLedger(
       ...(await receiptDrifts(pool, ids)),
       ...(await grantDrifts(pool, ids)),
       ...(await debitDrifts(pool, ids)),
+      ...(await transferDrifts(pool, ids)),
+      ...(await reversalDrifts(pool, ids)),
       ...(await bucketDrifts(pool, ids)),
     );
     options.onProgress?.(accountsChecked);
@@ -192,10 +200,15 @@ async function guardDrifts(pool: pg.Pool): Promise<Drift[]> {
   return LEDGER_GUARDS.filter((guard) => !enabled.has(guard)).map((trigger): Drift => ({ kind: "guard_disabled", trigger }));
 }
 
-/** A receipt, grant or debit: each has exactly one ledger entry of its kind, account, amount and reference. */
+/**
+ * A receipt, grant, debit, reversal or either side of a transfer: each has exactly one ledger
+ * entry of its kind, account, amount and reference.
+ */
 type EntrySource = {
-  table: "charge_receipts" | "grants" | "debits";
-  entryKind: "charge" | "grant" | "debit";
+  table: "charge_receipts" | "grants" | "debits" | "transfers" | "reversals";
+  entryKind: "charge" | "grant" | "debit" | "transfer_out" | "transfer_in" | "reversal";
+  /** The source's column naming the account the entry moves. */
+  account: "billing_account_id" | "from_account_id" | "to_account_id";
   /** source_id is shared by the later kinds: its join also names the kind. */
   entryColumn: "receipt_id" | "grant_id" | "source_id";
   reference: "idempotency_key" | "reference";
@@ -206,12 +219,16 @@ type EntrySource = {
 const RECEIPTS: EntrySource = {
   table: "charge_receipts",
   entryKind: "charge",
+  account: "billing_account_id",
   entryColumn: "receipt_id",
   reference: "idempotency_key",
   amount: "-s.charged_credits",
 };
-const GRANTS: EntrySource = { table: "grants", entryKind: "grant", entryColumn: "grant_id", reference: "reference", amount: "s.credits" };
-const DEBITS: EntrySource = { table: "debits", entryKind: "debit", entryColumn: "source_id", reference: "reference", amount: "-s.credits" };
+const GRANTS: EntrySource = { table: "grants", entryKind: "grant", account: "billing_account_id", entryColumn: "grant_id", reference: "reference", amount: "s.credits" };
+const DEBITS: EntrySource = { table: "debits", entryKind: "debit", account: "billing_account_id", entryColumn: "source_id", reference: "reference", amount: "-s.credits" };
+const TRANSFERS_OUT: EntrySource = { table: "transfers", entryKind: "transfer_out", account: "from_account_id", entryColumn: "source_id", reference: "reference", amount: "-s.credits" };
+const TRANSFERS_IN: EntrySource = { table: "transfers", entryKind: "transfer_in", account: "to_account_id", entryColumn: "source_id", reference: "reference", amount: "s.credits" };
+const REVERSALS: EntrySource = { table: "reversals", entryKind: "reversal", account: "billing_account_id", entryColumn: "source_id", reference: "reference", amount: "s.credits" };
 
 type SourceMismatch = { account: string; reference: string; entryId: string | null; fields: string[] };
 
@@ -232,12 +249,12 @@ async function sourceDrifts(
     entry_account: string | null;
     entry_reference: string | null;
   }>(
-    `SELECT s.billing_account_id AS account, s.${source.reference} AS reference, ${source.amount} AS amount, l.id AS entry_id,
+    `SELECT s.${source.account} AS account, s.${source.reference} AS reference, ${source.amount} AS amount, l.id AS entry_id,
             l.kind, l.amount_credits AS entry_amount, l.billing_account_id AS entry_account, l.reference AS entry_reference
      FROM ${source.table} s LEFT JOIN ledger_entries l ON l.${source.entryColumn} = s.id${sameKind}
-     WHERE s.billing_account_id = ANY($1::text[])
+     WHERE s.${source.account} = ANY($1::text[])
        AND (l.id IS NULL OR l.kind <> '${source.entryKind}' OR l.amount_credits <> ${source.amount}
-            OR l.billing_account_id <> s.billing_account_id OR l.reference <> s.${source.reference})`,
+            OR l.billing_account_id <> s.${source.account} OR l.reference <> s.${source.reference})`,
     [ids],
   );
   const { rows: orphans } = await pool.query<{ account: string; id: string }>(
@@ -297,6 +314,34 @@ async function debitDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
         : { kind: "debit_entry_mismatch", billingAccountId: account, entryId, debitReference: reference, fields },
     ),
     ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_debit", billingAccountId: account, entryId })),
+  ];
+}
+
+async function transferDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const drifts: Drift[] = [];
+  for (const side of [TRANSFERS_OUT, TRANSFERS_IN]) {
+    const { mismatches, orphans } = await sourceDrifts(pool, ids, side);
+    drifts.push(
+      ...mismatches.map(({ account, reference, entryId, fields }): Drift =>
+        entryId === null
+          ? { kind: "transfer_without_entry", billingAccountId: account, transferReference: reference }
+          : { kind: "transfer_entry_mismatch", billingAccountId: account, entryId, transferReference: reference, fields },
+      ),
+      ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_transfer", billingAccountId: account, entryId })),
+    );
+  }
+  return drifts;
+}
+
+async function reversalDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
+  const { mismatches, orphans } = await sourceDrifts(pool, ids, REVERSALS);
+  return [
+    ...mismatches.map(({ account, reference, entryId, fields }): Drift =>
+      entryId === null
+        ? { kind: "reversal_without_entry", billingAccountId: account, reversalReference: reference }
+        : { kind: "reversal_entry_mismatch", billingAccountId: account, entryId, reversalReference: reference, fields },
+    ),
+    ...orphans.map(({ account, entryId }): Drift => ({ kind: "entry_without_reversal", billingAccountId: account, entryId })),
   ];
 }
 

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { booksCommand } from "./books.js";
+import { debitCommand } from "./debit.js";
 import { EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, UsageError } from "./context.js";
 import { enforcementCommand } from "./enforcement.js";
 import { failedCommand } from "./failed.js";
@@ -11,6 +12,8 @@ import { quarantineCommand } from "./quarantine.js";
 import { queuesCommand } from "./queues.js";
 import { reconcileCommand } from "./reconcile.js";
 import { retryFailedCommand } from "./retry-failed.js";
+import { reverseCommand } from "./reverse.js";
+import { transferCommand } from "./transfer.js";
 
 const COMMANDS = [
   queuesCommand,
@@ -19,6 +22,9 @@ const COMMANDS = [
   reconcileCommand,
   booksCommand,
   grantCommand,
+  debitCommand,
+  transferCommand,
+  reverseCommand,
   quarantineCommand,
   priceCommand,
   gatewayCommand,

@@ -259,7 +259,9 @@ export function parseMigrationEnv(source: EnvSource): { databaseUrl: string } {
 }
 
 /** What the operator CLI needs: the stores and how callback items are read, not the HTTP secrets. */
-export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "redis" | "queuePrefix" | "billingAccountFrom" | "enforcement"> {
+export function parseOpsEnv(
+  source: EnvSource,
+): Pick<Settings, "databaseUrl" | "redis" | "queuePrefix" | "billingAccountFrom" | "enforcement" | "lowBalanceThresholds"> {
   const env = parseWith(
     envSchema.pick({
       DATABASE_URL: true,
@@ -269,6 +271,7 @@ export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "
       BILLING_ACCOUNT_FROM: true,
       ENFORCE_ON_DEPLETED: true,
       ENFORCE_BELOW: true,
+      LOW_BALANCE_THRESHOLDS: true,
     }),
     source,
   );
@@ -278,6 +281,8 @@ export function parseOpsEnv(source: EnvSource): Pick<Settings, "databaseUrl" | "
     billingAccountFrom: env.BILLING_ACCOUNT_FROM,
     // A grant from the CLI decides unblocks like one through the API; workers deliver them.
     enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW },
+    // A debit or transfer from the CLI queues its balance alerts like one through the API; workers deliver them.
+    lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
   };
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { ChargeReceipt, LedgerEntry, LiveBucket } from "../books/account-reads.js";
-import { BUCKET_SOURCES, LEDGER_KINDS } from "../platform/db/ledger-kinds.js";
+import { BUCKET_SOURCES, LEDGER_KINDS, TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
 
 /**
  * What the account API answers, one zod schema per route. Every state the ledger can be in is
@@ -48,6 +48,38 @@ export const debitResponseSchema = z.object({
     reason: z.string(),
     created_at: timestamp,
   }),
+  balance_credits: credits,
+});
+
+export const transferResponseSchema = z.object({
+  transfer: z.object({
+    id: z.string(),
+    from: z.string(),
+    to: z.string(),
+    credits: z.union([z.int().positive(), z.bigint().positive()]),
+    reference: z.string(),
+    expiration: z.enum(TRANSFER_EXPIRATIONS),
+    expires_at: timestamp.nullable(),
+    allow_overdraft: z.boolean(),
+    created_at: timestamp,
+  }),
+  /** The source's balance and the destination's, after the transfer (now, for one answered again). */
+  from_balance_credits: credits,
+  to_balance_credits: credits,
+});
+
+export const reversalResponseSchema = z.object({
+  reversal: z.object({
+    id: z.string(),
+    idempotency_key: z.string().meta({ description: "the receipt given back" }),
+    billing_account_id: z.string(),
+    credits: z.union([z.int().positive(), z.bigint().positive()]),
+    reference: z.string(),
+    reason: z.string(),
+    created_at: timestamp,
+  }),
+  /** What the receipt's reversals give back in all, and the account's balance. */
+  reversed_credits: nonNegativeCredits,
   balance_credits: credits,
 });
 
@@ -127,6 +159,8 @@ export const receiptResponseSchema = z.object({
   logged_model: z.string().nullable(),
   model_group: z.string().nullable(),
   charged_credits: nonNegativeCredits,
+  /** What reversals of this charge gave back in all (0 when none). */
+  reversed_credits: nonNegativeCredits,
   provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
   pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
   rate_step: z.enum(["price_book", "gateway", "cost_map"]).nullable(),
@@ -192,6 +226,7 @@ export function receiptJson(receipt: ChargeReceipt) {
     logged_model: receipt.model,
     model_group: receipt.modelGroup,
     charged_credits: creditsJson(receipt.chargedCredits),
+    reversed_credits: creditsJson(receipt.reversedCredits),
     provider_cost_usd: receipt.providerCostUsd,
     pricing_source: receipt.pricingSource,
     rate_step: receipt.rateStep,

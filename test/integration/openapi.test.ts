@@ -9,10 +9,12 @@ const h = useServiceHarness({}, { worker: false });
 const ACCOUNT_ROUTES = [
   ["post", "/v1/accounts/{id}/grants"],
   ["post", "/v1/accounts/{id}/debits"],
+  ["post", "/v1/accounts/{id}/transfers"],
   ["get", "/v1/accounts/{id}/credits/summary"],
   ["get", "/v1/accounts/{id}/ledger"],
   ["get", "/v1/accounts/{id}/invoice"],
   ["get", "/v1/receipts/{key}"],
+  ["post", "/v1/receipts/{key}/reversals"],
 ] as const;
 
 type Operation = {

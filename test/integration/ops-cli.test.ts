@@ -7,12 +7,14 @@ import { describe, expect, it } from "vitest";
 import { UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { recordGrant } from "../../src/books/grants.js";
+import { recordUsageBatch } from "../../src/books/record-usage.js";
+import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 import { runOps } from "../support/ops-cli.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
-import { usageEvent } from "../support/usage-events.js";
+import { pricedUsage, usageEvent } from "../support/usage-events.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
 
 const db = useTestDatabase();
@@ -67,6 +69,67 @@ describe("npm run ops", () => {
     expect(past.stderr).toMatch(/--expires-at must be in the future/);
     expect((await ops("grant", "acct-cli-terms", "300", "cli-terms-bad", "--expires-at", "next week")).code).toBe(2);
     expect((await ops("grant", "acct-cli-terms", "300", "cli-terms-bad", "--priority", "101")).code).toBe(2);
+  });
+
+  it("debit charges once per reference, never refused for lack of credit; exit 2 without --reason", async () => {
+    const first = await ops("debit", "acct-cli-debit", "250", "cli-seat-fee", "--reason", "seat fee", "--json");
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ outcome: "created", credits: 250, balance_credits: -250 });
+    expect(JSON.parse((await ops("debit", "acct-cli-debit", "250", "cli-seat-fee", "--reason", "seat fee", "--json")).stdout)).toMatchObject({
+      outcome: "existing",
+      balance_credits: -250,
+    });
+    expect((await ops("debit", "acct-cli-debit", "251", "cli-seat-fee", "--reason", "seat fee")).code).toBe(1);
+    expect((await ops("debit", "acct-cli-debit", "250", "cli-no-reason")).code).toBe(2);
+    expect((await ops("debit", "acct-cli-debit", "0", "cli-zero", "--reason", "x")).code).toBe(2);
+    expect((await ops("debit", "--help")).stdout).toMatch(/Never refused for lack of credit/);
+  });
+
+  it("transfer moves credits once per reference, refuses more than is available without --allow-overdraft (exit 1)", async () => {
+    await recordGrant(db.pool, { billingAccountId: "acct-cli-org", credits: 500n, reference: "cli-org-grant", reason: null });
+    const moved = await ops("transfer", "acct-cli-org", "acct-cli-team", "200", "cli-fund-team", "--expiration", "none", "--json");
+    expect(moved.code).toBe(0);
+    expect(JSON.parse(moved.stdout)).toMatchObject({ outcome: "created", from_balance_credits: 300, to_balance_credits: 200 });
+    expect((await ops("transfer", "acct-cli-org", "acct-cli-team", "200", "cli-fund-team", "--expiration", "none")).code).toBe(0);
+    expect((await ops("transfer", "acct-cli-org", "acct-cli-team", "201", "cli-fund-team", "--expiration", "none")).code).toBe(1);
+    const short = await ops("transfer", "acct-cli-org", "acct-cli-team", "301", "cli-short", "--json");
+    expect(short.code).toBe(1);
+    expect(JSON.parse(short.stdout)).toMatchObject({ outcome: "insufficient_credits", available_credits: 300 });
+    const over = await ops("transfer", "acct-cli-org", "acct-cli-team", "301", "cli-over", "--allow-overdraft", "--json");
+    expect(JSON.parse(over.stdout)).toMatchObject({ outcome: "created", from_balance_credits: -1, to_balance_credits: 501 });
+    // Checked as the API checks them.
+    expect((await ops("transfer", "acct-cli-org", "acct-cli-org", "1", "cli-self")).code).toBe(2);
+    expect((await ops("transfer", "acct-cli-org", "acct-cli-team", "1", "cli-fixed", "--expiration", "fixed")).code).toBe(2);
+    expect((await ops("transfer", "acct-cli-org", "acct-cli-team", "1", "cli-when", "--expires-at", "2030-01-01T00:00:00Z")).code).toBe(2);
+    expect((await ops("transfer", "acct-cli-org", "acct-cli-team", "1", "cli-how", "--expiration", "sometimes")).code).toBe(2);
+    expect((await ops("transfer", "--help")).stdout).toMatch(/--allow-overdraft/);
+    expect(await ops("reconcile")).toMatchObject({ code: 0 });
+  });
+
+  it("reverse gives a charge back once per reference, never past the charge (exit 1)", async () => {
+    await recordGrant(db.pool, { billingAccountId: "acct-cli-rev", credits: 1000n, reference: "cli-rev-grant", reason: null });
+    await recordUsageBatch(db.pool, {
+      charges: [pricedUsage("cli-rev-call", "acct-cli-rev", 300)],
+      quarantines: [],
+      priceBookHash: "test",
+      lowBalanceThresholds: [],
+      enforcement: ENFORCEMENT_OFF,
+    });
+    const partial = await ops("reverse", "cli-rev-call", "cli-rev-1", "--reason", "outage", "--credits", "100", "--json");
+    expect(partial.code).toBe(0);
+    expect(JSON.parse(partial.stdout)).toMatchObject({ outcome: "created", reversed_credits: 100, balance_credits: 800 });
+    expect(JSON.parse((await ops("reverse", "cli-rev-call", "cli-rev-1", "--reason", "outage", "--credits", "100", "--json")).stdout)).toMatchObject({
+      outcome: "existing",
+      balance_credits: 800,
+    });
+    const whole = await ops("reverse", "cli-rev-call", "cli-rev-whole", "--reason", "outage", "--json");
+    expect(whole.code).toBe(1);
+    expect(JSON.parse(whole.stdout)).toMatchObject({ outcome: "exceeds_charge", charged_credits: 300, reversed_credits: 100 });
+    expect((await ops("reverse", "cli-rev-call", "cli-rev-2", "--reason", "outage", "--credits", "200")).code).toBe(0);
+    expect((await ops("reverse", "cli-no-such-call", "cli-rev-3", "--reason", "outage")).code).toBe(1);
+    expect((await ops("reverse", "cli-rev-call", "cli-rev-4")).code).toBe(2);
+    expect((await ops("reverse", "cli-rev-call", "cli-rev-4", "--reason", "x", "--credits", "-1")).code).toBe(2);
+    expect(await ops("reconcile")).toMatchObject({ code: 0 });
   });
 
   it("price explains a charge from the price book, term by term", async () => {

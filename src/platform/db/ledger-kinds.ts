@@ -21,3 +21,11 @@ export const LEDGER_KINDS = Object.keys(LEDGER_KIND_CATALOG) as [LedgerKind, ...
 export const BUCKET_SOURCES = ["grant", "transfer_in", "reversal", "opening"] as const;
 
 export type BucketSource = (typeof BUCKET_SOURCES)[number];
+
+/**
+ * How a transfer's credits expire at the destination: `preserve` as the source buckets it drew did
+ * (their expiries and priorities; the overdraft part evergreen), `none` never, `fixed` at its expires_at.
+ */
+export const TRANSFER_EXPIRATIONS = ["preserve", "none", "fixed"] as const;
+
+export type TransferExpiration = (typeof TRANSFER_EXPIRATIONS)[number];

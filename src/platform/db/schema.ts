@@ -16,7 +16,7 @@ import {
   uniqueIndex,
 } from "drizzle-orm/pg-core";
 import { MAX_CREDITS } from "./credit-bounds.js";
-import { BUCKET_SOURCES, LEDGER_KINDS } from "./ledger-kinds.js";
+import { BUCKET_SOURCES, LEDGER_KINDS, TRANSFER_EXPIRATIONS } from "./ledger-kinds.js";
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
@@ -129,6 +129,57 @@ export const debits = pgTable(
     uniqueIndex("debits_reference_key").on(table.reference),
     check("debits_credits_positive", sql`${table.credits} > 0`),
     check("debits_credits_bounded", creditsWithinBound(table.credits)),
+  ],
+);
+
+/**
+ * Credits moved from one account to another, idempotent by the caller's reference. Its ledger
+ * entries are a `transfer_out` on the source and a `transfer_in` on the destination.
+ */
+export const transfers = pgTable(
+  "transfers",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    fromAccountId: text("from_account_id").notNull(),
+    toAccountId: text("to_account_id").notNull(),
+    reference: text("reference").notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    expiration: text("expiration", { enum: TRANSFER_EXPIRATIONS }).notNull(),
+    /** The destination bucket's expiry when `expiration` is fixed; null otherwise. */
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    allowOverdraft: boolean("allow_overdraft").notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("transfers_reference_key").on(table.reference),
+    check("transfers_credits_positive", sql`${table.credits} > 0`),
+    check("transfers_credits_bounded", creditsWithinBound(table.credits)),
+    check("transfers_between_accounts", sql`${table.fromAccountId} <> ${table.toAccountId}`),
+    check("transfers_fixed_has_expiry", sql`(${table.expiration} = 'fixed') = (${table.expiresAt} is not null)`),
+  ],
+);
+
+/**
+ * A charge given back in whole or in part, idempotent by the caller's reference; the reversals
+ * of one receipt never sum past its charge. Its ledger entry is of kind `reversal`.
+ */
+export const reversals = pgTable(
+  "reversals",
+  {
+    id: bigserial("id", { mode: "bigint" }).primaryKey(),
+    /** The charge receipt it gives back (charge_receipts.id) and, as there, the account it paid. */
+    receiptId: bigint("receipt_id", { mode: "bigint" }).notNull(),
+    billingAccountId: text("billing_account_id").notNull(),
+    reference: text("reference").notNull(),
+    credits: bigint("credits", { mode: "bigint" }).notNull(),
+    reason: text("reason").notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    uniqueIndex("reversals_reference_key").on(table.reference),
+    index("reversals_receipt_idx").on(table.receiptId),
+    check("reversals_credits_positive", sql`${table.credits} > 0`),
+    check("reversals_credits_bounded", creditsWithinBound(table.credits)),
   ],
 );
 
