@@ -156,6 +156,9 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   // A bucket with credits left raises credits_expiring once when its expiry comes this close.
   CREDITS_EXPIRING_WITHIN: duration("7d"),
+  // How often each worker sweeps for expired buckets. Capped so that credits still leave the
+  // balance within a minute of their expiry; the fault suite shortens it to sweep under its kills.
+  CREDIT_EXPIRY_INTERVAL: duration("15s").refine((ms: number) => ms <= 30_000, "at most 30s: expired credits must leave the balance within a minute"),
   LOW_BALANCE_THRESHOLDS: z
     .string()
     .default("")
@@ -210,6 +213,7 @@ export type Settings = {
   /** Highest first. */
   lowBalanceThresholds: bigint[];
   creditsExpiringWithinMs: number;
+  creditExpiryIntervalMs: number;
   maxBodyBytes: number;
   maxItemsPerRequest: number;
   maxBytesInFlight: number;
@@ -349,6 +353,7 @@ export function parseEnv(source: EnvSource): Settings {
     logLevel: env.LOG_LEVEL,
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
     creditsExpiringWithinMs: env.CREDITS_EXPIRING_WITHIN,
+    creditExpiryIntervalMs: env.CREDIT_EXPIRY_INTERVAL,
     maxBodyBytes: env.MAX_BODY_BYTES,
     maxItemsPerRequest: env.MAX_ITEMS_PER_REQUEST,
     maxBytesInFlight: env.MAX_BYTES_IN_FLIGHT,

@@ -3,14 +3,13 @@ import { expireCredits } from "../books/expire-credits.js";
 import type { Deps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
 
-// Credits leave the balance within a minute of their expiry (the bound), at twice that pace.
-const SWEEP_MS = 15_000;
 const BUCKETS_PER_PASS = 500;
 // A sweep behind by much commits in bounded passes; this many per tick, the rest on the next.
 const PASSES_PER_TICK = 20;
 
 /**
- * Every SWEEP_MS, expires what is due and raises credits_expiring, in bounded transactions
+ * Every CREDIT_EXPIRY_INTERVAL (15 s by default, at most 30 s, so credits leave the balance
+ * within a minute of their expiry), expires what is due and raises credits_expiring, in bounded transactions
  * (src/books/expire-credits.ts). A failure is logged; the next tick tries again, and a pass
  * rolled back left nothing half done.
  */
@@ -37,7 +36,7 @@ export function startCreditExpiry(deps: Deps): Stoppable {
         running = null;
       });
   };
-  const timer = setInterval(tick, SWEEP_MS);
+  const timer = setInterval(tick, deps.settings.creditExpiryIntervalMs);
   timer.unref();
   tick();
   return {

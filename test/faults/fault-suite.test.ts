@@ -226,6 +226,33 @@ function chunk<T>(items: T[], size: number): T[][] {
 
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
+const WALLET_ACCOUNTS = 300;
+// More than any account's debt (at most 4 calls of 12,500 credits), so every grant leaves a bucket.
+const WALLET_GRANT = 60_000;
+const EVERGREEN_GRANT = 5_000;
+
+/** A call of 1–100 prompt and 1–100 completion tokens, and what it is charged (gpt-4o). */
+function walletCall(key: string, account: string, next: () => number): Call {
+  const prompt = 1 + Math.floor(next() * 100);
+  const completion = 1 + Math.floor(next() * 100);
+  const body = JSON.stringify(litellmPayload(key, account, { prompt_tokens: prompt, completion_tokens: completion, endTime: Date.now() / 1000 }));
+  return { key, account, body, credits: prompt * 25 + completion * 100 };
+}
+
+/** Posts a batch until the receiver accepts it (it stays up here; the workers are the ones killed). */
+async function postUntilAccepted(url: string, batch: Call[]): Promise<void> {
+  const body = `[${batch.map((call) => call.body).join(",")}]`;
+  for (;;) {
+    const answer = await fetch(`${url}/v1/callbacks/litellm`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body,
+    }).catch(() => undefined);
+    if (answer?.status === 202) return;
+    await sleep(250);
+  }
+}
+
 describe("faults: nothing lost, nothing charged twice", () => {
   // Short job locks, so that a dead or frozen worker's jobs go to the others within seconds.
   const SHORT_LOCKS = { WORKER_LOCK_DURATION_MS: "2000" };
@@ -273,6 +300,156 @@ describe("faults: nothing lost, nothing charged twice", () => {
     } finally {
       await pool.end();
       await litellm.stop();
+    }
+  }, 600_000);
+
+  it("credit buckets expiring while a worker is killed with SIGKILL every 2 s while 3 run (restarted each time): each bucket expires exactly once", async () => {
+    const name = `wallet_expiry_${randomBytes(3).toString("hex")}`;
+    const databaseUrl = await postgres.createDatabase(name);
+    await runMigrations(databaseUrl);
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+    pool.on("error", () => {});
+    const lines: string[] = [];
+    // Sweeps every second, so that many of them run, on every worker, among the kills.
+    const env = { DATABASE_URL: databaseUrl, REDIS_URL: redis.url, INGEST_TOKENS: TOKEN, ADMIN_TOKEN: ADMIN, QUEUE_PREFIX: name, LOG_LEVEL: "warn", ...SHORT_LOCKS, CREDIT_EXPIRY_INTERVAL: "1s" };
+    const receiver = new ServiceProcess("receiver", env, { lines });
+    const workers = Array.from({ length: 3 }, () => new ServiceProcess("usage-worker", env, { lines }));
+    const queueRedis = createRedis({ url: redis.url }, { forWorker: true });
+    queueRedis.on("error", () => {});
+    const queue = createUsageQueue(queueRedis, name);
+    queue.on("error", () => {});
+    const account = (n: number) => `wallet-${n}`;
+    const next = seededRandom(name.length * 104_729);
+    try {
+      await Promise.all([receiver, ...workers].map((service) => service.start()));
+      const receipts = async () => (await pool.query("SELECT count(*)::int AS n FROM charge_receipts")).rows[0].n as number;
+
+      // Two accounts in three run into debt first, so that their grants pay it and leave buckets of
+      // differing sizes: 1–4 calls each.
+      const debts: Call[] = [];
+      for (let n = 0; n < WALLET_ACCOUNTS; n++) {
+        if (n % 3 === 0) continue;
+        for (let call = 0; call <= n % 4; call++) debts.push(walletCall(`debt-${n}-${call}`, account(n), next));
+      }
+      for (const batch of chunk(debts, BATCH)) await postUntilAccepted(receiver.url, batch);
+      await waitFor(async () => (await receipts()) === debts.length, 60_000);
+
+      // One account in five is charged again meanwhile, from its bucket or, once it has expired, past it.
+      const late: Call[] = [];
+      for (let n = 0; n < WALLET_ACCOUNTS; n += 5) for (let call = 0; call < 3; call++) late.push(walletCall(`late-${n}-${call}`, account(n), next));
+      const lateBatches = chunk(late, 32);
+      const unexpired = async () =>
+        (await pool.query("SELECT count(*)::int AS n FROM credit_buckets WHERE expires_at IS NOT NULL AND remaining_credits > 0")).rows[0].n as number;
+
+      // The kills start before the first grant and go on until every bucket has expired.
+      let granting = true;
+      const kills: Date[] = [];
+      const faults = (async () => {
+        for (let round = 0; granting || (await unexpired()) > 0 || round < 3; round++) {
+          if (round < lateBatches.length) await postUntilAccepted(receiver.url, lateBatches[round]!);
+          // Frozen for a moment, the workers find sweeps and jobs due when they wake: the kill lands on work in hand.
+          for (const worker of workers) worker.signal("SIGSTOP");
+          await sleep(1500);
+          for (const worker of workers) worker.signal("SIGCONT");
+          await sleep(150);
+          const victim = workers[round % workers.length]!;
+          kills.push(new Date());
+          await victim.kill("SIGKILL");
+          await victim.start();
+          await sleep(350);
+          if (round > 100) throw new Error(`${await unexpired()} buckets still unexpired after ${round} kills`);
+        }
+      })();
+
+      // Each account a bucket expiring 3 to 27.5 s after its grant (half a dozen kills or more), and one in
+      // four an evergreen one too.
+      try {
+        for (let n = 0; n < WALLET_ACCOUNTS; n++) {
+          const expiresAt = new Date(Date.now() + 3_000 + (n % 50) * 500);
+          const terms = { priority: 50, expiresAt };
+          await recordGrant(pool, { billingAccountId: account(n), credits: BigInt(WALLET_GRANT), reference: `expiring-${n}`, reason: null, terms });
+          if (n % 4 === 0) await recordGrant(pool, { billingAccountId: account(n), credits: BigInt(EVERGREEN_GRANT), reference: `evergreen-${n}`, reason: null });
+        }
+      } finally {
+        granting = false;
+      }
+      await faults;
+      const { rows: expiring } = await pool.query<{ id: string; billing_account_id: string; credits: string }>(
+        "SELECT id::text, billing_account_id, credits::text FROM credit_buckets WHERE expires_at IS NOT NULL",
+      );
+      expect(expiring).toHaveLength(WALLET_ACCOUNTS);
+      for (const batch of lateBatches.slice(kills.length)) await postUntilAccepted(receiver.url, batch);
+      const charges = [...debts, ...late];
+      await waitFor(async () => (await receipts()) === charges.length, 120_000);
+      await waitUntilDrained(queue, 60_000);
+      // Alerts a killed worker committed but never logged are logged by a sweep within ~75 s.
+      await waitFor(async () => (await pool.query("SELECT count(*)::int AS n FROM alert_outbox WHERE delivered_at IS NULL")).rows[0].n === 0, 120_000);
+
+      // Every bucket expired exactly once: one entry, of what the bucket held then (its credits less
+      // what charges drew from it), and nothing left in it.
+      const { rows: expiries } = await pool.query<{ source_id: string; amount_credits: string; created_at: Date }>(
+        "SELECT source_id::text, amount_credits::text, created_at FROM ledger_entries WHERE kind = 'expiry'",
+      );
+      const { rows: drawn } = await pool.query<{ bucket_id: string; credits: string }>(
+        `SELECT a.bucket_id::text, sum(a.credits)::text AS credits FROM bucket_allocations a
+         JOIN ledger_entries e ON e.id = a.ledger_entry_id WHERE e.kind <> 'expiry' GROUP BY a.bucket_id`,
+      );
+      const drawnFrom = new Map(drawn.map((row) => [row.bucket_id, BigInt(row.credits)]));
+      const entriesOf = new Map<string, bigint[]>();
+      for (const entry of expiries) entriesOf.set(entry.source_id, [...(entriesOf.get(entry.source_id) ?? []), BigInt(entry.amount_credits)]);
+      expect(expiries.length).toBe(entriesOf.size);
+      const held = (bucket: (typeof expiring)[number]) => BigInt(bucket.credits) - (drawnFrom.get(bucket.id) ?? 0n);
+      expect(expiring.filter((bucket) => held(bucket) > 0n && String(entriesOf.get(bucket.id)) !== String([-held(bucket)]))).toEqual([]);
+      expect(expiring.filter((bucket) => held(bucket) === 0n && entriesOf.has(bucket.id))).toEqual([]);
+      expect([...entriesOf.keys()].filter((id) => !expiring.some((bucket) => bucket.id === id))).toEqual([]);
+      expect((await pool.query("SELECT count(*)::int AS n FROM credit_buckets WHERE expires_at <= now() AND remaining_credits > 0")).rows[0].n).toBe(0);
+      expect((await pool.query("SELECT count(*)::int AS n FROM credit_buckets WHERE expired_at IS NOT NULL")).rows[0].n).toBe(entriesOf.size);
+
+      // An account not charged late had its debt paid by the grant, the rest expired: the evergreen
+      // grant is all that is left, whatever order things ran in.
+      const charged = new Map<string, number>();
+      for (const call of charges) charged.set(call.account, (charged.get(call.account) ?? 0) + call.credits);
+      const { rows: balances } = await pool.query<{ id: string; balance_credits: string; expired: string }>(
+        `SELECT a.id, a.balance_credits::text, coalesce(sum(-e.amount_credits) FILTER (WHERE e.kind = 'expiry'), 0)::text AS expired
+         FROM accounts a LEFT JOIN ledger_entries e ON e.billing_account_id = a.id GROUP BY a.id`,
+      );
+      expect(balances).toHaveLength(WALLET_ACCOUNTS);
+      const granted = (id: string) => WALLET_GRANT + (Number(id.split("-")[1]) % 4 === 0 ? EVERGREEN_GRANT : 0);
+      expect(balances.filter((row) => Number(row.balance_credits) !== granted(row.id) - (charged.get(row.id) ?? 0) - Number(row.expired))).toEqual([]);
+      const notLate = balances.filter((row) => Number(row.id.split("-")[1]) % 5 !== 0);
+      expect(notLate.filter((row) => Number(row.balance_credits) !== granted(row.id) - WALLET_GRANT)).toEqual([]);
+      expect(await reconcileLedger(pool)).toMatchObject({ ok: true });
+
+      // credits_expired was raised once per bucket that expired with credits left, and logged; a
+      // worker killed between logging it and marking it delivered has it logged again by the sweep.
+      const { rows: raised } = await pool.query<{ bucket_id: string; n: number }>(
+        "SELECT fields->>'bucket_id' AS bucket_id, count(*)::int AS n FROM alert_outbox WHERE event = 'credits_expired' GROUP BY 1",
+      );
+      expect(raised.length).toBe(entriesOf.size);
+      expect(raised.filter((row) => row.n !== 1 || !entriesOf.has(row.bucket_id))).toEqual([]);
+      const logged = new Map<string, number>();
+      for (const line of lines) {
+        if (!line.includes('"event":"credits_expired"')) continue;
+        const id = String(JSON.parse(line).bucket_id);
+        logged.set(id, (logged.get(id) ?? 0) + 1);
+      }
+      expect([...entriesOf.keys()].filter((id) => !logged.has(id))).toEqual([]);
+      const repeated = [...logged.values()].filter((count) => count > 1).length;
+
+      // The kills landed while buckets were being expired, by sweeps on more than one pass.
+      const first = Math.min(...expiries.map((entry) => entry.created_at.getTime()));
+      const last = Math.max(...expiries.map((entry) => entry.created_at.getTime()));
+      const killsAmongExpiries = kills.filter((kill) => kill.getTime() >= first && kill.getTime() <= last).length;
+      const passes = new Set(expiries.map((entry) => entry.created_at.getTime())).size;
+      console.log(`wallet expiry: ${JSON.stringify({ buckets: expiring.length, expired: expiries.length, passes, kills: kills.length, killsAmongExpiries, repeatedAlertLines: repeated })}`);
+      expect(killsAmongExpiries).toBeGreaterThan(0);
+      expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
+    } finally {
+      await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
+      await queue.obliterate({ force: true }).catch(() => {});
+      await queue.close();
+      await queueRedis.quit();
+      await pool.end();
     }
   }, 600_000);
 

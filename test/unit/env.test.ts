@@ -116,6 +116,9 @@ describe("parseEnv", () => {
     expect(parseEnv(valid)).toMatchObject({ creditsExpiringWithinMs: 7 * 86_400_000 });
     expect(parseEnv({ ...valid, CREDITS_EXPIRING_WITHIN: "36h" })).toMatchObject({ creditsExpiringWithinMs: 36 * 3_600_000 });
     expect(settingError({ ...valid, CREDITS_EXPIRING_WITHIN: "a week" }).setting).toBe("CREDITS_EXPIRING_WITHIN");
+    expect(parseEnv(valid)).toMatchObject({ creditExpiryIntervalMs: 15_000 });
+    expect(parseEnv({ ...valid, CREDIT_EXPIRY_INTERVAL: "1s" })).toMatchObject({ creditExpiryIntervalMs: 1_000 });
+    expect(settingError({ ...valid, CREDIT_EXPIRY_INTERVAL: "1m" }).setting).toBe("CREDIT_EXPIRY_INTERVAL");
     expect(settingError({ ...valid, GATEWAY_RECONCILE_LAG: "0" }).setting).toBe("GATEWAY_RECONCILE_LAG");
   });
 
