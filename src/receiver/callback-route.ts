@@ -68,7 +68,8 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
       body,
       limits,
       { billingAccountFrom: settings.billingAccountFrom, withPrincipals: settings.enforcement.blocks.length > 0 },
-      () => request.raw.destroyed,
+      // The socket, not the request: a request whose body was read to its end is destroyed already.
+      () => request.raw.socket.destroyed,
     );
     // Its caller is gone: nothing can be answered, and reading on would hold a body whose bytes
     // were already given back to the in-flight budget when its connection closed.
