@@ -50,6 +50,19 @@ describe("books after a mix of concurrent grants, charges, duplicates and retrie
     await Promise.all([0, 1, 2, 3].map(async (stream) => {
       for (let index = stream; index < work.length; index += 4) await work[index]!();
     }));
+    // Whether the random mix crosses a threshold depends on how the streams interleave, so one
+    // account crosses each of them whatever the order: granted exactly 5,000, then charged 5,375
+    // (125 credits a token pair at the fixture's gpt-4o rates) in calls of 125, 250, 1,250 and 3,750.
+    const steady = "books-steady";
+    accounts.push(steady);
+    expect((await h.admin("POST", `/v1/accounts/${steady}/grants`, { credits: 5000, reference: "books-grant-steady" })).statusCode).toBe(201);
+    grants.push({ account: steady, credits: 5000, reference: "books-grant-steady" });
+    await h.postCallback([1, 2, 10, 30].map((tokens) =>
+      litellmPayload(`books-steady-${tokens}`, steady, {
+        prompt_tokens: tokens,
+        completion_tokens: tokens,
+        response: { usage: { prompt_tokens: tokens, completion_tokens: tokens } },
+      })));
     await h.drainQueue();
 
     const { pool } = h.deps.database;
