@@ -144,7 +144,7 @@ export async function listLiveBuckets(db: Db, billingAccountId: string, limit = 
     })
     .from(creditBuckets)
     .leftJoin(grants, and(eq(creditBuckets.source, "grant"), eq(grants.id, creditBuckets.sourceId)))
-    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), gt(creditBuckets.remainingCredits, 0n)))
+    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), creditBuckets.live))
     .orderBy(asc(creditBuckets.priority), sql`${creditBuckets.expiresAt} asc nulls last`, asc(creditBuckets.createdAt), asc(creditBuckets.id))
     .limit(limit);
   return rows;
@@ -162,7 +162,7 @@ export async function nextExpiry(db: Db, billingAccountId: string): Promise<Live
     })
     .from(creditBuckets)
     .leftJoin(grants, and(eq(creditBuckets.source, "grant"), eq(grants.id, creditBuckets.sourceId)))
-    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), gt(creditBuckets.remainingCredits, 0n), isNotNull(creditBuckets.expiresAt)))
+    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), creditBuckets.live, isNotNull(creditBuckets.expiresAt)))
     .orderBy(asc(creditBuckets.expiresAt), asc(creditBuckets.id))
     .limit(1);
   return row ?? null;

@@ -72,12 +72,12 @@ export async function drawBuckets(client: pg.PoolClient, outflows: readonly Post
     .sort((a, b) => (a.entry.seq < b.entry.seq ? -1 : a.entry.seq > b.entry.seq ? 1 : 0));
   if (drawing.length === 0) return [];
   const accountIds = [...new Set(drawing.map(({ entry }) => entry.billingAccountId))].sort();
-  // Locked after the accounts (every writer of buckets takes its account's lock first), in one order.
+  // Not locked: every writer of a bucket's credits holds its account's lock first, as this
+  // transaction does, and this statement's snapshot, taken after those locks, sees their last writes.
   const { rows } = await client.query<LiveBucket>(
     `SELECT id, billing_account_id, remaining_credits, priority, expires_at FROM credit_buckets
-     WHERE billing_account_id = ANY($1::text[]) AND remaining_credits > 0
-     ORDER BY billing_account_id, priority, expires_at, created_at, id
-     FOR UPDATE`,
+     WHERE billing_account_id = ANY($1::text[]) AND live
+     ORDER BY billing_account_id, priority, expires_at, created_at, id`,
     [accountIds],
   );
   const queues = new Map<string, Array<{ bucket: LiveBucket; remaining: bigint }>>();

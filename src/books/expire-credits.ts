@@ -60,7 +60,7 @@ async function expireDue(client: pg.PoolClient, now: Date, settings: ExpirySetti
   const { rows: due } = await client.query<{ billing_account_id: string }>(
     `SELECT DISTINCT billing_account_id FROM (
        SELECT billing_account_id FROM credit_buckets
-       WHERE expires_at <= $1 AND remaining_credits > 0 AND expired_at IS NULL ORDER BY expires_at, id LIMIT $2) d`,
+       WHERE expires_at <= $1 AND live AND expired_at IS NULL ORDER BY expires_at, id LIMIT $2) d`,
     [now, settings.limit],
   );
   if (due.length === 0) return { expired: 0, alerts: [] };
@@ -71,7 +71,7 @@ async function expireDue(client: pg.PoolClient, now: Date, settings: ExpirySetti
     `SELECT b.id, b.billing_account_id, b.remaining_credits, b.expires_at,
             coalesce(g.reference, b.source || ':' || b.id) AS reference, ${BUCKET_CONTENT} AS content
      FROM credit_buckets b LEFT JOIN grants g ON b.source = 'grant' AND g.id = b.source_id
-     WHERE b.billing_account_id = ANY($1::text[]) AND b.expires_at <= $2 AND b.remaining_credits > 0 AND b.expired_at IS NULL
+     WHERE b.billing_account_id = ANY($1::text[]) AND b.expires_at <= $2 AND b.live AND b.expired_at IS NULL
      ORDER BY b.billing_account_id, b.expires_at, b.id
      LIMIT $3
      FOR UPDATE OF b`,
@@ -127,7 +127,7 @@ async function expiringAlerts(client: pg.PoolClient, now: Date, settings: Expiry
     `WITH marked AS (
        UPDATE credit_buckets SET expiring_alerted_at = $1
        WHERE id IN (SELECT id FROM credit_buckets
-                    WHERE expires_at > $1 AND expires_at <= $2 AND remaining_credits > 0 AND expired_at IS NULL
+                    WHERE expires_at > $1 AND expires_at <= $2 AND live AND expired_at IS NULL
                       AND expiring_alerted_at IS NULL
                     ORDER BY expires_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
        RETURNING id, billing_account_id, remaining_credits, expires_at, source, source_id)

@@ -348,8 +348,9 @@ async function reversalDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
 /**
  * Live credit ties out: the remaining credits of an account's buckets sum to its balance when
  * that is positive and to 0 otherwise (debt is settled before any credit goes live), and each
- * bucket holds its credits less its allocations, between 0 and its credits, 0 once expired. So a
- * bucket's remaining credits edited by hand show here, as an edited balance shows in the chain.
+ * bucket holds its credits less its account's allocations to it, between 0 and its credits, 0
+ * once expired. So a bucket's remaining credits edited by hand show here, as an edited balance
+ * shows in the chain.
  */
 async function bucketDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
   const { rows: accounts } = await pool.query<{ id: string; balance: string; live: string }>(
@@ -369,10 +370,15 @@ async function bucketDrifts(pool: pg.Pool, ids: string[]): Promise<Drift[]> {
     allocated: string;
     expired: boolean;
   }>(
-    `SELECT b.id, b.billing_account_id, b.credits, b.remaining_credits, coalesce(s.allocated, 0) AS allocated,
+    // A bucket's allocations are reached through its own account's entries, so one made by another
+    // account's entry leaves the bucket short here.
+    `WITH allocated AS (
+       SELECT l.billing_account_id, a.bucket_id, sum(a.credits) AS allocated
+       FROM ledger_entries l JOIN bucket_allocations a ON a.ledger_entry_id = l.id
+       WHERE l.billing_account_id = ANY($1::text[]) GROUP BY l.billing_account_id, a.bucket_id)
+     SELECT b.id, b.billing_account_id, b.credits, b.remaining_credits, coalesce(s.allocated, 0) AS allocated,
             b.expired_at IS NOT NULL AS expired
-     FROM credit_buckets b
-     LEFT JOIN LATERAL (SELECT sum(credits) AS allocated FROM bucket_allocations WHERE bucket_id = b.id) s ON true
+     FROM credit_buckets b LEFT JOIN allocated s ON s.bucket_id = b.id AND s.billing_account_id = b.billing_account_id
      WHERE b.billing_account_id = ANY($1::text[])
        AND (b.remaining_credits NOT BETWEEN 0 AND b.credits OR (b.expired_at IS NOT NULL AND b.remaining_credits <> 0)
             OR b.remaining_credits <> b.credits - coalesce(s.allocated, 0))

@@ -146,6 +146,37 @@ describe("reconcile and live credit", () => {
       await pool.query("UPDATE credit_buckets SET remaining_credits = 700 WHERE id = $1", [rows[0].id]);
     }
   });
+
+  it("fails when an allocation is moved onto another account's bucket", async () => {
+    await grant("wallet-own", "own-grant", 1000);
+    await grant("wallet-other", "other-grant", 1000);
+    await charge("wallet-own", ["own-call", 300]);
+    const { pool } = h.deps.database;
+    const bucketOf = async (account: string) =>
+      (await pool.query("SELECT id FROM credit_buckets WHERE billing_account_id = $1", [account])).rows[0].id as string;
+    const [own, other] = [await bucketOf("wallet-own"), await bucketOf("wallet-other")];
+    // The other bucket is made to look spent by the charge: its remaining credits agree with the
+    // allocation now pointing at it, yet the allocation is not its account's.
+    await pool.query("UPDATE bucket_allocations SET bucket_id = $2 WHERE bucket_id = $1", [own, other]);
+    await pool.query("UPDATE credit_buckets SET remaining_credits = 700 WHERE id = $1", [other]);
+    try {
+      expect((await reconcileLedger(pool)).drifts).toEqual(expect.arrayContaining([
+        { kind: "bucket_mismatch", billingAccountId: "wallet-own", bucketId: own, credits: "1000", remaining: "700", allocated: "0", expired: false },
+        { kind: "bucket_mismatch", billingAccountId: "wallet-other", bucketId: other, credits: "1000", remaining: "700", allocated: "0", expired: false },
+      ]));
+    } finally {
+      await pool.query("UPDATE bucket_allocations SET bucket_id = $1 WHERE bucket_id = $2", [own, other]);
+      await pool.query("UPDATE credit_buckets SET remaining_credits = 1000 WHERE id = $1", [other]);
+    }
+  });
+
+  it("no index on credit_buckets reads remaining_credits, so a charge updates its buckets heap-only", async () => {
+    const { rows } = await h.deps.database.pool.query<{ definition: string }>(
+      "SELECT pg_get_indexdef(indexrelid) AS definition FROM pg_index WHERE indrelid = 'credit_buckets'::regclass",
+    );
+    expect(rows.length).toBeGreaterThan(1);
+    expect(rows.filter((row) => row.definition.includes("remaining_credits"))).toEqual([]);
+  });
 });
 
 const HOUR_MS = 3_600_000;

@@ -250,6 +250,12 @@ export const creditBuckets = pgTable(
     /** What the bucket started with (the inflow less the debt it paid). */
     credits: bigint("credits", { mode: "bigint" }).notNull(),
     remainingCredits: bigint("remaining_credits", { mode: "bigint" }).notNull(),
+    /**
+     * Whether it has credits left, kept by the database. The partial indexes test this rather than
+     * remaining_credits itself: a column in an index's predicate bars heap-only updates, and
+     * every charge updates remaining_credits, so the hot buckets would bloat every index.
+     */
+    live: boolean("live").generatedAlwaysAs(sql`remaining_credits > 0`).notNull(),
     expiredAt: timestamp("expired_at", { withTimezone: true }),
     /** When `credits_expiring` was raised for it (once per bucket). */
     expiringAlertedAt: timestamp("expiring_alerted_at", { withTimezone: true }),
@@ -259,9 +265,9 @@ export const creditBuckets = pgTable(
     // The live buckets of an account in consumption order (ASC puts never-expiring last).
     index("credit_buckets_live_idx")
       .on(table.billingAccountId, table.priority, table.expiresAt, table.createdAt, table.id)
-      .where(sql`${table.remainingCredits} > 0`),
+      .where(sql`${table.live}`),
     // The expiry sweep's and the expiring alert's scan.
-    index("credit_buckets_expiry_idx").on(table.expiresAt).where(sql`${table.remainingCredits} > 0 and ${table.expiredAt} is null`),
+    index("credit_buckets_expiry_idx").on(table.expiresAt).where(sql`${table.live} and ${table.expiredAt} is null`),
     // Every bucket of an account, for reconcile and the reads.
     index("credit_buckets_account_idx").on(table.billingAccountId, table.id),
     // A transfer's or reversal's buckets.
@@ -286,8 +292,9 @@ export const bucketAllocations = pgTable(
     credits: bigint("credits", { mode: "bigint" }).notNull(),
   },
   (table) => [
+    // No index by bucket: one more index write on every charge, and reconcile reaches a bucket's
+    // allocations through its account's entries, which it reads anyway.
     primaryKey({ columns: [table.ledgerEntryId, table.bucketId] }),
-    index("bucket_allocations_bucket_idx").on(table.bucketId),
     check("bucket_allocations_credits_nonzero", sql`${table.credits} <> 0`),
   ],
 );
