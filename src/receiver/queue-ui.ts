@@ -9,6 +9,7 @@ import { quarantineRemovedJobs } from "../books/quarantine.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { basicAuthUsername } from "./auth.js";
 import { sendError } from "./errors.js";
+import { selfContainedQueueUiPage } from "./queue-ui-page.js";
 
 export const QUEUE_UI_PATH = "/admin/queues";
 
@@ -111,6 +112,12 @@ export async function queueUiRoutes(app: FastifyInstance, deps: Deps): Promise<v
     };
     if (action.outcome === "bull_board") request.log.info(fields, "queue ui action");
     else request.log.warn(fields, "queue ui action");
+  });
+
+  // The page is the only HTML in this scope (static files are streams, the API is JSON).
+  app.addHook("onSend", async (_request, reply, payload) => {
+    const html = typeof payload === "string" && String(reply.getHeader("content-type")).startsWith("text/html");
+    return html ? selfContainedQueueUiPage(payload) : payload;
   });
 
   const serverAdapter = new FastifyAdapter();

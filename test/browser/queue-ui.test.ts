@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JOB_CHARGE_USAGE } from "../../src/platform/queue.js";
 import { useServiceHarness } from "../support/harness.js";
@@ -11,6 +11,20 @@ import { ADMIN_TOKEN } from "../support/test-env.js";
 const CHROMIUM = "/usr/bin/chromium";
 const SCREENSHOT = "test-results/queue-ui.png";
 const QUEUE_UI_TOKEN = "test-queue-ui-token-0001";
+// A label's key, which Bull Board shows when its locale file did not load (MENU.QUEUES).
+const LABEL_KEY = /\b[A-Z][A-Z_]*\.[A-Z][A-Z_.-]*\b/;
+
+/** Every URL a context's pages ask for, redirects and failures included. */
+function recordRequests(context: BrowserContext): URL[] {
+  const requested: URL[] = [];
+  context.on("request", (request) => requested.push(new URL(request.url())));
+  return requested;
+}
+
+/** What the pages asked of any host but the service: an air-gapped site has no other. */
+function askedElsewhere(requested: URL[], service: string): string[] {
+  return requested.filter((url) => url.origin !== new URL(service).origin).map(String);
+}
 
 // Actions on, so that "Retry all" below is let through to Bull Board.
 const h = useServiceHarness({ QUEUE_UI_TOKEN, QUEUE_UI_ACTIONS: "on" });
@@ -50,6 +64,7 @@ describe("queue UI in a real browser", () => {
     await admin.close();
 
     const operator = await browser.newContext({ httpCredentials: { username: "ops-alice", password: QUEUE_UI_TOKEN } });
+    const requested = recordRequests(operator);
     const page = await operator.newPage();
     const opened = await page.goto(`${baseUrl}/admin/queues`);
     expect(opened?.status()).toBe(200);
@@ -77,6 +92,28 @@ describe("queue UI in a real browser", () => {
     await waitFor(async () => (await h.deps.usageQueue.getJob("ui-failed-job")) === undefined);
     const { rows } = await h.deps.database.pool.query("SELECT reason, item FROM quarantine WHERE detail->>'jobId' = 'ui-failed-job'");
     expect(rows).toEqual([{ reason: "invalid_job_event", item: { events: "not a list" } }]);
+    // Job pages load more of Bull Board (highlight.js, dialogs): from the service too.
+    expect(askedElsewhere(requested, baseUrl)).toEqual([]);
     await operator.close();
+  });
+
+  it("shows its labels, with the credential typed or in the URL, and asks no other host for anything", async () => {
+    const service = new URL(baseUrl);
+    const typed = await browser.newContext({ locale: "en-US", httpCredentials: { username: "ops-alice", password: QUEUE_UI_TOKEN } });
+    // As `chromium --headless --dump-dom http://user:token@host/admin/queues` opens it.
+    const inUrl = await browser.newContext({ locale: "en-US" });
+    const withCredentialInUrl = `${service.protocol}//ops-bob:${QUEUE_UI_TOKEN}@${service.host}/admin/queues`;
+    for (const [context, url] of [[typed, `${baseUrl}/admin/queues`], [inUrl, withCredentialInUrl]] as const) {
+      const requested = recordRequests(context);
+      const page = await context.newPage();
+      await page.goto(url);
+      // The queue's job count, worded by the locale file ("0 Jobs", "1 Job") or, without it, its key.
+      await page.getByText(/^(\d+ Jobs?|DASHBOARD\.JOBS_COUNT)$/).first().waitFor({ timeout: 15_000 });
+      expect(await page.locator("body").innerText()).not.toMatch(LABEL_KEY);
+      // No web fonts from Google; the labels from the service's own copy of Bull Board.
+      expect(askedElsewhere(requested, baseUrl)).toEqual([]);
+      expect(requested.some((requestedUrl) => requestedUrl.pathname.startsWith("/admin/queues/static/locales/"))).toBe(true);
+      await context.close();
+    }
   });
 });
