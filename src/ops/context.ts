@@ -6,7 +6,7 @@ import { settingsOrExit } from "../platform/process.js";
 import { createUsageQueue } from "../platform/queue-producer.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
 import { canonicalId } from "../usage/storable-text.js";
-import { terminalSafe, terminalSafeJson, terminalSafeLines } from "./output.js";
+import { newFileProblem, terminalSafe, terminalSafeJson, terminalSafeLines, writeNewFile } from "./output.js";
 
 /** What every command shares: exit codes, usage errors, output, and the stores it opens. */
 
@@ -28,19 +28,35 @@ export function usageError(message: string): never {
   throw new UsageError(message);
 }
 
-/** Every command's --json, which every command takes. */
-export type OutputOptions = { json?: boolean };
+/** Every command's --json and --out, which every command takes. */
+export type OutputOptions = { json?: boolean; out?: string };
 
-/** Prints `json` under --json, else `human`. Every value is escaped where it is interpolated; this is the net for one that was missed. */
+/**
+ * Prints `json` under --json, else `human`, on stdout or into the --out file. Every value is
+ * escaped where it is interpolated; this is the net for one that was missed.
+ */
 export function printer(options: OutputOptions): (json: unknown, human: string) => void {
-  return (json, human) => process.stdout.write(`${options.json ? terminalSafeJson(json) : terminalSafeLines(human)}\n`);
+  return (json, human) => {
+    const text = `${options.json ? terminalSafeJson(json) : terminalSafeLines(human)}\n`;
+    if (options.out === undefined) process.stdout.write(text);
+    else writeNewFile(options.out, text);
+  };
 }
 
 /** A leaf command's action: its exit code becomes the process's. */
 export function act<A extends unknown[]>(command: Command, run: (...args: A) => Promise<number>): Command {
-  return command.option("--json", "machine-readable output").action(async (...args: unknown[]) => {
-    process.exitCode = await run(...(args as A));
-  });
+  return command
+    .option("--json", "machine-readable output")
+    // A file of its own, because `npm run` (without -s) writes its banner into a redirected stdout.
+    .option("--out <file>", "write the output to this new file instead of stdout (never replaces a file)")
+    .action(async (...args: unknown[]) => {
+      // Commander passes the arguments, then the options, then the command.
+      const { out } = args.at(-2) as OutputOptions;
+      // Refused before the command does anything, rather than after a grant has committed.
+      const problem = out === undefined ? undefined : newFileProblem(out);
+      if (problem !== undefined) usageError(`--out: ${problem}`);
+      process.exitCode = await run(...(args as A));
+    });
 }
 
 /** A positive whole number in plain digits, up to `max`; undefined for anything else. */

@@ -1,7 +1,11 @@
+import { randomBytes } from "node:crypto";
+import { closeSync, fsyncSync, linkSync, lstatSync, openSync, unlinkSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+
 /**
- * Output helpers for the operator CLI: aligned tables, progress a terminal can redraw, and the
+ * Output helpers for the operator CLI: aligned tables, progress a terminal can redraw, the
  * escaping that keeps stored and outside text (keys, models, accounts, reasons) from acting on
- * the operator's terminal.
+ * the operator's terminal, and --out's files.
  */
 
 // C0 (ESC, CR, LF, TAB…), DEL and C1 (CSI U+009B, OSC U+009D…) are what a terminal acts on;
@@ -82,4 +86,52 @@ export function progress(label: string): { update: (text: string) => void; done:
 export function truncate(text: string, length: number): string {
   const oneLine = terminalSafe(text).replace(/\s+/g, " ").trim();
   return oneLine.length > length ? `${oneLine.slice(0, length - 1)}…` : oneLine;
+}
+
+/** Why `path` cannot be a new --out file (it exists, or its folder does not), or undefined when it can. */
+export function newFileProblem(path: string): string | undefined {
+  try {
+    lstatSync(path);
+    return `${path} already exists; --out never replaces a file (choose a new name)`;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") return `cannot use ${path}: ${(error as NodeJS.ErrnoException).code}`;
+  }
+  try {
+    return lstatSync(dirname(path)).isDirectory() ? undefined : `${dirname(path)} is not a folder`;
+  } catch {
+    return `the folder ${dirname(path)} does not exist`;
+  }
+}
+
+/**
+ * Writes `text` to `path`, which must not exist, so that the file is either absent or whole: a
+ * checkpoint such as `books head --out` is evidence, and half a file, or a newer file in place of
+ * an older one, would lose it. Written and flushed under a temporary name beside it, then
+ * hard-linked to `path`, which fails rather than replace a file that appeared meanwhile (a rename
+ * would replace it).
+ */
+export function writeNewFile(path: string, text: string): void {
+  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const descriptor = openSync(temporary, "wx", 0o644);
+  try {
+    writeSync(descriptor, text);
+    fsyncSync(descriptor);
+  } finally {
+    closeSync(descriptor);
+  }
+  try {
+    linkSync(temporary, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    throw new Error(`${path} appeared while the command ran; --out never replaces a file, so the output was not written`);
+  } finally {
+    unlinkSync(temporary);
+  }
+  // The new name itself survives a crash only once its folder is flushed.
+  const folder = openSync(dirname(path), "r");
+  try {
+    fsyncSync(folder);
+  } finally {
+    closeSync(folder);
+  }
 }

@@ -54,7 +54,7 @@ export async function buildServer(
 /**
  * The account API's OpenAPI document at `/openapi.json`, made from the routes' own zod schemas
  * (only routes tagged `accounts`: the callback route and the operators' are described in
- * docs/contract.md). Registered before the routes, which it collects as they are added.
+ * docs/reference/http-api.md). Registered before the routes, which it collects as they are added.
  */
 async function describeAccountApi(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {

@@ -525,7 +525,7 @@ describe("faults: nothing lost, nothing charged twice", () => {
         measured.refusedDuringFailover = refused() - refusedBefore;
         measured.acceptedAlone = lines.filter((line) => line.includes("fewer Redis replicas in sync")).length;
       });
-      // Written for the README's failover figures; the books were checked exact by runScenario.
+      // Written for the failover figures of docs/guides/redis-cluster.md; the books were checked exact by runScenario.
       console.log(`cluster failover: ${JSON.stringify({ ...measured, refusals: Object.fromEntries(result.refusals) })}`);
       expect(measured.refusedDuringFailover).toBeGreaterThan(0);
     } finally {

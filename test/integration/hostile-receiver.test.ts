@@ -9,7 +9,7 @@ import { litellmPayload } from "../support/litellm-payloads.js";
 import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
 import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
-/** The receiver's stated memory bound (README): peak RSS under every probe below. */
+/** The receiver's stated memory bound (docs/guides/performance.md): peak RSS under every probe below. */
 const RECEIVER_RSS_BOUND_MIB = 512;
 const MIB = 1024 * 1024;
 

@@ -5,7 +5,7 @@ import { useServiceHarness } from "../support/harness.js";
 
 const h = useServiceHarness({}, { worker: false });
 
-// The account API as docs/contract.md lists it.
+// The account API as docs/reference/http-api.md lists it.
 const ACCOUNT_ROUTES = [
   ["post", "/v1/accounts/{id}/grants"],
   ["post", "/v1/accounts/{id}/debits"],

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -46,6 +46,26 @@ describe("npm run ops", () => {
     expect(bucket.code).toBe(1);
     expect(JSON.parse(bucket.stdout).drifts.map((found: { kind: string }) => found.kind)).toEqual(["live_credit_mismatch", "bucket_mismatch"]);
     await db.pool.query("UPDATE credit_buckets SET remaining_credits = 500 WHERE billing_account_id = 'acct-ops'");
+  });
+
+  it("--out writes the output to a new file, whole, and never replaces one", async () => {
+    await recordGrant(db.pool, { billingAccountId: "acct-out", credits: 300n, reference: "out-300", reason: null });
+    const folder = mkdtempSync(join(tmpdir(), "spend-ingest-out-"));
+    const file = join(folder, "heads.json");
+    expect(await ops("books", "head", "--json", "--out", file)).toMatchObject({ code: 0, stdout: "" });
+    const written = readFileSync(file, "utf8");
+    expect(JSON.parse(written).heads).toContainEqual(expect.objectContaining({ billing_account_id: "acct-out", seq: 1 }));
+    // Nothing but the file is left in its folder: the temporary name is gone.
+    expect(readdirSync(folder)).toEqual(["heads.json"]);
+    expect(await ops("reconcile", "--against", file)).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok \(\d+ accounts, \d+ heads of .* unchanged\)\n$/) });
+
+    // Refused before the command runs: a grant is not recorded when its output has nowhere to go.
+    const again = await ops("grant", "acct-out", "5", "out-5", "--out", file);
+    expect(again).toMatchObject({ code: 2, stderr: expect.stringContaining(`--out: ${file} already exists`) });
+    expect(readFileSync(file, "utf8")).toBe(written);
+    expect((await db.pool.query("SELECT 1 FROM grants WHERE reference = 'out-5'")).rowCount).toBe(0);
+    expect(await ops("queues", "--out", join(folder, "no-such-folder", "queues.txt"))).toMatchObject({ code: 2, stderr: expect.stringContaining("does not exist") });
+    rmSync(folder, { recursive: true });
   });
 
   it("grant credits once per reference", async () => {

@@ -1,7 +1,7 @@
 import pg from "pg";
 
 /**
- * Where the suite finds PostgreSQL and Redis: DATABASE_URL / REDIS_URL as the README says,
+ * Where the suite finds PostgreSQL and Redis: DATABASE_URL / REDIS_URL as the README's test command says,
  * defaulting to this machine's local services. Each test file gets a database of its own,
  * created from a migrated template, and a queue prefix of its own.
  */

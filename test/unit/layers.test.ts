@@ -2,8 +2,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 
-// The README's architecture picture, as ranks: a module may import its own folder and folders
-// of a lower rank, never one at its rank or above.
+// The architecture picture of docs/reference/architecture.md, as ranks: a module may import its
+// own folder and folders of a lower rank, never one at its rank or above.
 const RANK: Record<string, number> = {
   usage: 0,
   platform: 1,

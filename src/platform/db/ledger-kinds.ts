@@ -1,5 +1,5 @@
 /**
- * Every kind of ledger entry, with its one-line meaning (docs/contract.md lists the same). An
+ * Every kind of ledger entry, with its one-line meaning (docs/reference/ledger.md lists the same). An
  * inflow pays the account's debt first and only the rest becomes a live credit bucket; an
  * outflow draws from the live buckets in consumption order, and what none covers is debt.
  */
