@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { ChargeReceipt, LedgerEntry, LiveBucket } from "../books/account-reads.js";
 import { BUCKET_SOURCES, LEDGER_KINDS, TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
+import { RATE_STEPS } from "../usage/rate-fields.js";
 
 /**
  * What the account API answers, one zod schema per route. Every state the ledger can be in is
@@ -167,7 +168,7 @@ export const receiptResponseSchema = z.object({
   reversed_credits: nonNegativeCredits,
   provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
   pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
-  rate_step: z.enum(["price_book", "gateway", "cost_map"]).nullable(),
+  rate_step: z.enum(RATE_STEPS).nullable(),
   price_entry: z.string().nullable(),
   pricing_reason: z.string().nullable(),
   reported_cost_usd: z.string().regex(/^\d+(\.\d+)?$/).nullable(),
