@@ -1,6 +1,6 @@
 import { add, decimalFromNumber, subtract, toDecimalString } from "../pricing/decimal.js";
 import type { BillingAccountSource } from "../platform/config.js";
-import { type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/usage-event.js";
+import { type CallbackRefusalReason, type RejectedItem, tokenDetailIssues, type UsageEvent } from "../usage/usage-event.js";
 import { canonicalId } from "../usage/storable-text.js";
 import { OversizedItem, UnparseableItem } from "./item-markers.js";
 import { LITELLM_DATETIME, litellmPayloadSchema, isRecord, readBillingFields } from "./payload-schema.js";
@@ -57,7 +57,7 @@ export type ReadOptions = {
   withPrincipals?: boolean;
 };
 
-export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem };
+export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem & { reason: CallbackRefusalReason } };
 
 /** Validates one callback item and reduces it to a usage event, or says why it cannot be. */
 export function normaliseCallbackItem(item: unknown, options: ReadOptions): NormalisedItem {
@@ -66,7 +66,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
   const canonicalKey = rawKey === null ? null : canonicalId(rawKey);
   // An unusable key is kept (shortened) as sent, so the quarantine row shows what arrived.
   const idempotencyKey = canonicalKey?.ok ? canonicalKey.value : rawKey === null ? null : keptText(rawKey);
-  const reject = (reason: string, issues: unknown[]): NormalisedItem => ({
+  const reject = (reason: CallbackRefusalReason, issues: unknown[]): NormalisedItem => ({
     ok: false,
     rejected: {
       reason,

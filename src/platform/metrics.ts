@@ -1,7 +1,18 @@
 import type { Queue } from "bullmq";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { DIVERGENCE_STEPS, ON_DIVERGENCE } from "../usage/rate-fields.js";
+import { CALLBACK_REFUSAL_REASONS } from "../usage/usage-event.js";
+import { ENFORCEMENT_ACTIONS } from "./db/schema.js";
+import { USAGE_JOB_NAMES } from "./queue.js";
 
-export type ChargeOutcome = "charged" | "free" | "duplicate" | "conflict" | "quarantined" | "failed_call_skipped";
+// Label values that only the metrics name. The others are imported from where they are decided.
+export const CHARGE_OUTCOMES = ["charged", "free", "duplicate", "conflict", "quarantined", "failed_call_skipped"] as const;
+export type ChargeOutcome = (typeof CHARGE_OUTCOMES)[number];
+export const REQUEST_REFUSALS = ["bytes_in_flight", "too_many_items", "not_replicated"] as const;
+export const UNAUTHORIZED_REASONS = ["no_token", "unknown_token"] as const;
+export const CONNECTION_CAP_ACTIONS = ["evicted", "refused"] as const;
+export type ConnectionCapAction = (typeof CONNECTION_CAP_ACTIONS)[number];
+const ENFORCEMENT_CALL_OUTCOMES = ["done", "failed", "not_found"] as const;
 
 const JOB_STATES = ["waiting", "active", "delayed", "prioritized", "completed", "failed"] as const;
 const QUEUE_GAUGE_TIMEOUT_MS = 1_000;
@@ -16,6 +27,29 @@ function onePerScrape<T>(read: () => Promise<T>): () => Promise<T> {
     }
     return current;
   };
+}
+
+/** Every value each label can take, by label name. */
+type LabelValues = Record<string, readonly string[]>;
+type LabelSet<Values extends LabelValues> = { [Name in keyof Values]: Values[Name][number] };
+
+/** Every combination of one value per label, the labels in their declared order. */
+function everyLabelSet(values: LabelValues): Array<Record<string, string>> {
+  return Object.entries(values).reduce<Array<Record<string, string>>>(
+    (sets, [name, options]) => sets.flatMap((set) => options.map((value) => ({ ...set, [name]: value }))),
+    [{}],
+  );
+}
+
+/**
+ * A counter with a series at 0 for every label set it can count, from its registration on:
+ * Prometheus' increase() and rate() see an increment only from a series' second sample, so a
+ * series born at 1 would hide its first count. The compiler holds increments to those sets.
+ */
+function labelledCounter<const Values extends LabelValues>(registry: Registry, config: { name: string; help: string; labels: Values }) {
+  const counter = new Counter({ name: config.name, help: config.help, labelNames: Object.keys(config.labels), registers: [registry] });
+  for (const labels of everyLabelSet(config.labels)) counter.inc(labels, 0);
+  return counter as Omit<Counter, "inc"> & { inc(labels: LabelSet<Values>, value?: number): void };
 }
 
 function withinMs<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
@@ -40,39 +74,40 @@ export function createMetrics(queues: Queue[]) {
       help: "Callback items received by this receiver, accepted or not",
       registers: [registry],
     }),
-    eventsRejected: new Counter({
+    eventsRejected: labelledCounter(registry, {
       name: "spend_ingest_events_rejected_total",
       help: "Callback items refused at the door and quarantined, by reason",
-      labelNames: ["reason"] as const,
-      registers: [registry],
+      labels: { reason: CALLBACK_REFUSAL_REASONS },
     }),
     billingAccountOverruled: new Counter({
       name: "spend_ingest_billing_account_overruled_total",
       help: "Callback items whose caller named another account in spend_logs_metadata than the trusted source that pays",
       registers: [registry],
     }),
-    requestsRefused: new Counter({
+    requestsRefused: labelledCounter(registry, {
       name: "spend_ingest_requests_refused_total",
       help: "Callback requests refused whole (503, 413), by reason; not_replicated: queued, but no replica acknowledged in time",
-      labelNames: ["reason"] as const,
-      registers: [registry],
+      labels: { reason: REQUEST_REFUSALS },
     }),
-    connectionsClosedAtCap: new Counter({
+    requestsUnauthorized: labelledCounter(registry, {
+      name: "spend_ingest_requests_unauthorized_total",
+      help: "Callback requests answered 401, by reason: no_token, no Authorization: Bearer header; unknown_token, a bearer token that is none of INGEST_TOKENS",
+      labels: { reason: UNAUTHORIZED_REASONS },
+    }),
+    connectionsClosedAtCap: labelledCounter(registry, {
       name: "spend_ingest_connections_closed_at_cap_total",
       help: "Connections closed because the server held its most (MAX_CONNECTIONS, or fewer for the file-descriptor limit): evicted, an idle one a newcomer replaced; refused, a newcomer, every connection being busy or under a second old",
-      labelNames: ["action"] as const,
-      registers: [registry],
+      labels: { action: CONNECTION_CAP_ACTIONS },
     }),
     unreplicatedAccepts: new Counter({
       name: "spend_ingest_unreplicated_accepts_total",
       help: "Callback requests answered 2xx while the queue's Redis master had fewer replicas in sync than QUEUE_REPLICA_ACKS (after a failover)",
       registers: [registry],
     }),
-    priceDivergences: new Counter({
+    priceDivergences: labelledCounter(registry, {
       name: "spend_ingest_price_divergence_total",
       help: "Calls whose exact cost at the gateway's rates differs from LiteLLM's reported cost by a credit or more, by rate step and what on_divergence did",
-      labelNames: ["rate_step", "action"] as const,
-      registers: [registry],
+      labels: { rate_step: DIVERGENCE_STEPS, action: ON_DIVERGENCE },
     }),
     gatewayBackfilledCalls: new Counter({
       name: "spend_ingest_gateway_backfilled_calls_total",
@@ -99,11 +134,10 @@ export function createMetrics(queues: Queue[]) {
       help: "Backfilled calls charged at the standard service tier because LiteLLM's spend log kept no tier for them",
       registers: [registry],
     }),
-    enforcementCalls: new Counter({
+    enforcementCalls: labelledCounter(registry, {
       name: "spend_ingest_enforcement_calls_total",
       help: "Calls to LiteLLM's admin API by this worker: done, failed (retried) or not_found (final)",
-      labelNames: ["action", "outcome"] as const,
-      registers: [registry],
+      labels: { action: ENFORCEMENT_ACTIONS, outcome: ENFORCEMENT_CALL_OUTCOMES },
     }),
     enforcementPending: new Gauge({
       name: "spend_ingest_enforcement_actions_pending",
@@ -133,11 +167,10 @@ export function createMetrics(queues: Queue[]) {
       help: "Charge receipts committed to the ledger by this worker",
       registers: [registry],
     }),
-    chargeOutcomes: new Counter({
+    chargeOutcomes: labelledCounter(registry, {
       name: "spend_ingest_charge_outcomes_total",
       help: "What the worker did with each usage event",
-      labelNames: ["outcome"] as const,
-      registers: [registry],
+      labels: { outcome: CHARGE_OUTCOMES },
     }),
     jobDuration: new Histogram({
       name: "spend_ingest_job_duration_seconds",
@@ -153,6 +186,8 @@ export function createMetrics(queues: Queue[]) {
       registers: [registry],
     }),
   };
+  // Its count, like a counter's, is there at 0 before the first job of each name.
+  for (const job of USAGE_JOB_NAMES) metrics.jobDuration.zero({ job });
   // Read from Redis once per scrape, within a bound: with Redis away, the process's own metrics
   // are exactly what an operator needs, so they are served and the queue gauges marked stale.
   const counts = onePerScrape(async () => {

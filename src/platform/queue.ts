@@ -6,6 +6,7 @@ export const USAGE_QUEUE = "usage-events";
 
 export const JOB_CHARGE_USAGE = "charge-usage";
 export const JOB_QUARANTINE_ITEMS = "quarantine-items";
+export const USAGE_JOB_NAMES = [JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS] as const;
 
 /** Events per job: a job is charged in one transaction, so this is the ledger's batch size. */
 export const EVENTS_PER_JOB = 512;

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { dirname, resolve } from "node:path";
 import { parseDocument, visit } from "yaml";
 import { z } from "zod";
-import { RATE_FIELDS, SEARCH_RATE_FIELD, TOKEN_RATE_FIELDS } from "../usage/rate-fields.js";
+import { ON_DIVERGENCE, type OnDivergence, RATE_FIELDS, SEARCH_RATE_FIELD, TOKEN_RATE_FIELDS } from "../usage/rate-fields.js";
 import { type CostMapIdentity, PRICE_BOOK_MAX_BYTES, readBoundedText, readCostMap } from "./cost-map.js";
 import { type Decimal, decimal, decimalFromNumber, ZERO } from "./decimal.js";
 import { PriceBookError } from "./price-book-error.js";
@@ -16,9 +16,6 @@ export type ModelRates = {
   origin: "price_book" | "litellm_cost_map" | "gateway";
   rates: Partial<Record<string, Decimal>>;
 };
-
-export const ON_DIVERGENCE = ["price_book", "reported", "higher", "quarantine"] as const;
-export type OnDivergence = (typeof ON_DIVERGENCE)[number];
 
 export type PriceBook = {
   creditsPerUsd: Decimal;

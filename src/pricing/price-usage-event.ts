@@ -12,16 +12,18 @@ import {
   subtract,
   ZERO,
 } from "./decimal.js";
-import { CONTEXT_TIERS, SEARCH_RATE_FIELD, SERVICE_TIERS, searchRateField, type TokenRateField } from "../usage/rate-fields.js";
+import {
+  CONTEXT_TIERS,
+  type DivergenceStep,
+  type RateStep,
+  SEARCH_RATE_FIELD,
+  SERVICE_TIERS,
+  searchRateField,
+  type TokenRateField,
+} from "../usage/rate-fields.js";
 import { gatewayRates, type ModelRates, type PriceBook } from "./price-book.js";
 
 export type PricingSource = "free" | "cache_hit" | "price_book" | "reported_cost";
-
-/**
- * Where the rates came from: (a) the operator's `models:`, (b) the rates LiteLLM used for the
- * call (its model_map_value), (c) the bundled LiteLLM cost map.
- */
-export type RateStep = "price_book" | "gateway" | "cost_map";
 
 export type TokenClass =
   | "uncached_prompt"
@@ -39,7 +41,7 @@ export type PricedLine = { tokenClass: TokenClass; tokens: number; rateField: st
 
 /** The exact cost at the gateway's own rates next to LiteLLM's figure, when they differ by a credit or more. */
 export type Divergence = {
-  step: "gateway" | "cost_map";
+  step: DivergenceStep;
   entry: string;
   lines: PricedLine[];
   gatewayCostUsd: Decimal;

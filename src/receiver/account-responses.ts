@@ -2,11 +2,14 @@ import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { ChargeReceipt, LedgerEntry, LiveBucket } from "../books/account-reads.js";
 import { BUCKET_SOURCES, LEDGER_KINDS, TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
+import { RATE_STEPS } from "../usage/rate-fields.js";
 
 /**
  * What the account API answers, one zod schema per route. Every state the ledger can be in is
  * admitted (negative balances, empty ledgers, months with nothing in them); each answer is
  * checked against its schema before it leaves, so a shape bug is a 500, never a wrong answer.
+ * Each object has an `id`: the OpenAPI document names it as a component, and so do the clients
+ * generated from it.
  */
 // Signed: balances and charge entries go below zero. New balances, grants and charges stay
 // within ±(2^53 − 1) (src/platform/db/credit-bounds.ts); a month's totals, and books written before
@@ -23,7 +26,7 @@ const ledgerEntrySchema = z.object({
   balance_after: credits,
   reference: z.string(),
   created_at: timestamp,
-});
+}).meta({ id: "LedgerEntry" });
 
 export const grantResponseSchema = z.object({
   grant: z.object({
@@ -35,9 +38,9 @@ export const grantResponseSchema = z.object({
     created_at: timestamp,
     expires_at: timestamp.nullable(),
     priority: z.int().min(0).max(100),
-  }),
+  }).meta({ id: "Grant" }),
   balance_credits: credits,
-});
+}).meta({ id: "GrantResult" });
 
 export const debitResponseSchema = z.object({
   debit: z.object({
@@ -47,9 +50,9 @@ export const debitResponseSchema = z.object({
     reference: z.string(),
     reason: z.string(),
     created_at: timestamp,
-  }),
+  }).meta({ id: "Debit" }),
   balance_credits: credits,
-});
+}).meta({ id: "DebitResult" });
 
 export const transferResponseSchema = z.object({
   transfer: z.object({
@@ -62,11 +65,11 @@ export const transferResponseSchema = z.object({
     expires_at: timestamp.nullable(),
     allow_overdraft: z.boolean(),
     created_at: timestamp,
-  }),
+  }).meta({ id: "Transfer" }),
   /** The source's balance and the destination's, after the transfer (now, for one answered again). */
   from_balance_credits: credits,
   to_balance_credits: credits,
-});
+}).meta({ id: "TransferResult" });
 
 export const reversalResponseSchema = z.object({
   reversal: z.object({
@@ -77,11 +80,11 @@ export const reversalResponseSchema = z.object({
     reference: z.string(),
     reason: z.string(),
     created_at: timestamp,
-  }),
+  }).meta({ id: "Reversal" }),
   /** What the receipt's reversals give back in all, and the account's balance. */
   reversed_credits: nonNegativeCredits,
   balance_credits: credits,
-});
+}).meta({ id: "ReversalResult" });
 
 const liveBucketSchema = z.object({
   /** The grant's reference; for a bucket of another source, `<source>:<bucket id>`. */
@@ -90,7 +93,7 @@ const liveBucketSchema = z.object({
   remaining_credits: z.union([z.int().positive(), z.bigint().positive()]),
   expires_at: timestamp.nullable(),
   priority: z.int().min(0).max(100),
-});
+}).meta({ id: "CreditBucket" });
 
 export const summaryResponseSchema = z
   .object({
@@ -109,13 +112,14 @@ export const summaryResponseSchema = z
   })
   .refine((summary) => BigInt(summary.available_credits) - BigInt(summary.debt_credits) === BigInt(summary.balance_credits), {
     message: "available less debt is not the balance",
-  });
+  })
+  .meta({ id: "CreditsSummary" });
 
 export const ledgerResponseSchema = z.object({
   billing_account_id: z.string(),
   entries: z.array(ledgerEntrySchema),
   next_cursor: z.string().nullable(),
-});
+}).meta({ id: "LedgerPage" });
 
 export const invoiceResponseSchema = z
   .object({
@@ -146,7 +150,8 @@ export const invoiceResponseSchema = z
         BigInt(invoice.transfers_out) ===
       BigInt(invoice.closing_balance),
     { message: "the invoice does not tie out" },
-  );
+  )
+  .meta({ id: "Invoice" });
 
 export const receiptResponseSchema = z.object({
   idempotency_key: z.string(),
@@ -163,7 +168,7 @@ export const receiptResponseSchema = z.object({
   reversed_credits: nonNegativeCredits,
   provider_cost_usd: z.string().regex(/^\d+(\.\d+)?$/),
   pricing_source: z.enum(["free", "cache_hit", "price_book", "reported_cost"]),
-  rate_step: z.enum(["price_book", "gateway", "cost_map"]).nullable(),
+  rate_step: z.enum(RATE_STEPS).nullable(),
   price_entry: z.string().nullable(),
   pricing_reason: z.string().nullable(),
   reported_cost_usd: z.string().regex(/^\d+(\.\d+)?$/).nullable(),
@@ -179,7 +184,7 @@ export const receiptResponseSchema = z.object({
   reasoning_tokens: z.int().nonnegative(),
   event_time: timestamp.nullable(),
   created_at: timestamp,
-});
+}).meta({ id: "Receipt" });
 
 /** Credits leave as JSON numbers, exactly: a bigint where a double could not hold the value (see exactJson). */
 export function creditsJson(value: bigint): number | bigint {

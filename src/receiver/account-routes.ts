@@ -29,13 +29,10 @@ import {
   summaryResponseSchema,
 } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
-import { walletRoutes } from "./wallet-routes.js";
+import { accountParams, receiptParams, walletRoutes } from "./wallet-routes.js";
 
 const RECENT_ENTRIES = 10;
 
-// Ids and references in their one canonical form, as at ingest and in the CLI.
-const accountParams = z.object({ id: canonicalIdSchema.meta({ description: "the billing account" }) });
-const receiptParams = z.object({ key: canonicalIdSchema.meta({ description: "the call's idempotency key (LiteLLM's id)" }) });
 const grantBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
@@ -55,7 +52,7 @@ const grantBody = z.object({
     .max(100)
     .default(DEFAULT_PRIORITY)
     .meta({ description: "consumption order: buckets of lower priority are spent first (0–100)" }),
-});
+}).meta({ id: "CreateGrant" });
 const ledgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().regex(/^\d{1,18}$/, "not a cursor from this API").optional(),
@@ -80,11 +77,12 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
   const app = scope.withTypeProvider<ZodTypeProvider>();
 
   // Every route here is in the OpenAPI document: one without its schemas stops the server.
+  // Clients generated from the document name their methods by operationId.
   app.addHook("onRoute", (route) => {
-    const schema = route.schema as { response?: unknown; params?: unknown; tags?: string[] } | undefined;
+    const schema = route.schema as { operationId?: string; summary?: string; response?: unknown; params?: unknown; tags?: string[] } | undefined;
     // Untagged, a route would drop out of the document (swagger hides untagged routes).
-    if (!schema?.response || (route.url.includes(":") && !schema.params) || !schema.tags?.includes("accounts")) {
-      throw new Error(`${route.method} ${route.url}: an account route declares its params, its response schemas and the accounts tag`);
+    if (!schema?.operationId || !schema.summary || !schema.response || (route.url.includes(":") && !schema.params) || !schema.tags?.includes("accounts")) {
+      throw new Error(`${route.method} ${route.url}: an account route declares its operationId, summary, params, response schemas and the accounts tag`);
     }
   });
 
@@ -109,6 +107,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
     {
       schema: {
         ...common,
+        operationId: "createGrant",
         summary: "Add credits to an account, once per reference",
         params: accountParams,
         body: grantBody,
@@ -162,6 +161,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
     {
       schema: {
         ...common,
+        operationId: "getCreditsSummary",
         summary: "Balance, available credits and debt, status, live buckets, the next expiry and the last ten ledger entries",
         params: accountParams,
         response: { 200: summaryResponseSchema, 404: notFound, ...errors },
@@ -192,6 +192,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
     {
       schema: {
         ...common,
+        operationId: "getLedger",
         summary: "The account's ledger, newest first, a page at a time",
         params: accountParams,
         querystring: ledgerQuery,
@@ -218,6 +219,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
     {
       schema: {
         ...common,
+        operationId: "getInvoice",
         summary: "A month's opening balance, credits granted and used, and closing balance (UTC months)",
         params: accountParams,
         querystring: invoiceQuery,
@@ -248,19 +250,20 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
   );
 
   app.get(
-    "/v1/receipts/:key",
+    "/v1/receipts/:idempotency_key",
     {
       schema: {
         ...common,
+        operationId: "getReceipt",
         summary: "The charge receipt of one call, by its idempotency key",
         params: receiptParams,
         response: { 200: receiptResponseSchema, 404: errorResponseSchema.describe("no receipt for this key (code receipt_not_found)"), ...errors },
       },
     },
     async (request, reply) => {
-      const { key } = request.params;
-      const receipt = await findReceipt(db, key);
-      if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${key}`);
+      const { idempotency_key } = request.params;
+      const receipt = await findReceipt(db, idempotency_key);
+      if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${idempotency_key}`);
       return receiptJson(receipt);
     },
   );

@@ -2,16 +2,21 @@ import { createHash, timingSafeEqual } from "node:crypto";
 
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
+/** The token of `Authorization: Bearer` credentials, else null. */
+export function bearerToken(authorization: string | undefined): string | null {
+  return /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1] ?? null;
+}
+
 /**
  * True when the `Authorization: Bearer` token equals one of `tokens`. Every token is compared,
  * over fixed-length digests, so the time taken says nothing about which or how much matched.
  */
 export function bearerTokenMatches(authorization: string | undefined, tokens: readonly string[]): boolean {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
-  const presented = digest(match?.[1] ?? "");
+  const token = bearerToken(authorization);
+  const presented = digest(token ?? "");
   let matched = false;
-  for (const token of tokens) matched = timingSafeEqual(presented, digest(token)) || matched;
-  return match !== null && matched;
+  for (const candidate of tokens) matched = timingSafeEqual(presented, digest(candidate)) || matched;
+  return token !== null && matched;
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Deps } from "../platform/deps.js";
-import { bearerTokenMatches } from "./auth.js";
+import { bearerToken, bearerTokenMatches } from "./auth.js";
 import { sendError } from "./errors.js";
-import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
+import type { CallbackRefusalReason, RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { enqueueReplicated, type Replication } from "../platform/queue-producer.js";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { type BodyLimits, frameCallbackBody, readCallbackItem, UnparseableItem, unreadableBody } from "../litellm/callback-body.js";
@@ -21,7 +21,7 @@ const ISSUES_LISTED = 10;
  */
 const VALUES_READ_PER_TURN = 50_000;
 
-type RejectedAnswer = { index: number; id: string | null; reason: string; issues: unknown[] };
+type RejectedAnswer = { index: number; id: string | null; reason: CallbackRefusalReason; issues: unknown[] };
 
 /** `POST /v1/callbacks/litellm`: validates each item, queues the good ones, quarantines the rest. */
 export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
@@ -36,6 +36,8 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
 
   app.addHook("onRequest", async (request, reply) => {
     if (!bearerTokenMatches(request.headers.authorization, settings.ingestTokens)) {
+      // Counted, never logged: a wrong token may be a right one for something else.
+      metrics.requestsUnauthorized.inc({ reason: bearerToken(request.headers.authorization) === null ? "no_token" : "unknown_token" });
       return sendError(reply, 401, "unauthorized", "a valid ingest bearer token is required");
     }
     // Reserved before a byte of the body is read: bodies being received and parsed at once are
@@ -76,7 +78,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<
     if (read === CALLER_GONE) return reply.hijack();
     if (!read.ok) {
       const tooLarge = read.code === "too_many_items";
-      if (tooLarge) metrics.requestsRefused.inc({ reason: read.code });
+      if (tooLarge) metrics.requestsRefused.inc({ reason: "too_many_items" });
       return sendError(reply, tooLarge ? 413 : 400, read.code, read.message);
     }
     const { events, rejected, answers, overruled } = read;

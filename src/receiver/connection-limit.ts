@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { ConnectionCapAction } from "../platform/metrics.js";
 
 // A connection younger than this is taken for slow, not idle.
 const GRACE_MS = 1_000;
@@ -32,7 +33,7 @@ export function connectionCap(maxConnections: number, openFileLimit: number | un
  * keep-alive one. So sockets that send nothing, or a byte now and then, cannot shut callers out
  * while they wait for their timeouts. When every connection is busy the newcomer is closed.
  */
-export function limitConnections(server: Server, max: number, onClosedAtCap: (action: "evicted" | "refused") => void = () => {}): void {
+export function limitConnections(server: Server, max: number, onClosedAtCap: (action: ConnectionCapAction) => void = () => {}): void {
   // Insertion order is age order.
   const connections = new Map<Socket, Connection>();
   server.on("connection", (socket: Socket) => {

@@ -14,7 +14,7 @@ export const errorResponseSchema = z
       })
       .catchall(z.unknown()),
   })
-  .meta({ description: "The one error shape: a stable code, a message naming the field, and anything the code adds" });
+  .meta({ id: "Error", description: "The one error shape: a stable code, a message naming the field, and anything the code adds" });
 
 /** The one error shape at the HTTP edge. */
 export function sendError(

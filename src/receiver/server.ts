@@ -1,6 +1,6 @@
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import { createJsonSchemaTransform } from "fastify-type-provider-zod";
+import { createJsonSchemaTransform, createJsonSchemaTransformObject } from "fastify-type-provider-zod";
 import type { Deps } from "../platform/deps.js";
 import { callbackRoutes } from "./callback-route.js";
 import { MAX_ID_LENGTH } from "../usage/storable-text.js";
@@ -54,9 +54,19 @@ export async function buildServer(
 /**
  * The account API's OpenAPI document at `/openapi.json`, made from the routes' own zod schemas
  * (only routes tagged `accounts`: the callback route and the operators' are described in
- * docs/reference/http-api.md). Registered before the routes, which it collects as they are added.
+ * docs/reference/http-api.md). Registered before the routes, which it collects as they are added. Every
+ * schema with an `id` (account-responses.ts, the request bodies) is a named component: a request
+ * body's name ends in `Input`, as the type provider writes it.
  */
 async function describeAccountApi(app: FastifyInstance): Promise<void> {
+  const zodToJsonConfig = {
+    // Credits are JSON integers of any size; JSON Schema has no bigint, so it is written as one.
+    unrepresentable: "any",
+    override: ({ zodSchema, jsonSchema }) => {
+      if (zodSchema._zod.def.type === "bigint") Object.assign(jsonSchema, { type: "integer" });
+    },
+  } satisfies Parameters<typeof createJsonSchemaTransform>[0]["zodToJsonConfig"];
+  const withComponents = createJsonSchemaTransformObject({ zodToJsonConfig });
   await app.register(swagger, {
     hideUntagged: true,
     openapi: {
@@ -65,18 +75,46 @@ async function describeAccountApi(app: FastifyInstance): Promise<void> {
         title: "spend-ingest account API",
         version: "1",
         description: "Grants, balances, ledgers, invoices and receipts. Credits are exact integers; a month's totals may pass 2^53 − 1 and are still written as JSON integers.",
+        license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },
       },
+      // Relative: the receiver that serves this document serves the API, wherever it is deployed.
+      servers: [{ url: "/", description: "the receiver that served this document" }],
+      tags: [{ name: "accounts", description: "Credits in and out of billing accounts, and what they were charged" }],
       components: { securitySchemes: { adminToken: { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" } } },
     },
-    transform: createJsonSchemaTransform({
-      zodToJsonConfig: {
-        // Credits are JSON integers of any size; JSON Schema has no bigint, so it is written as one.
-        unrepresentable: "any",
-        override: ({ zodSchema, jsonSchema }) => {
-          if (zodSchema._zod.def.type === "bigint") Object.assign(jsonSchema, { type: "integer" });
-        },
-      },
-    }),
+    transform: createJsonSchemaTransform({ zodToJsonConfig }),
+    transformObject: (document) => withoutUnreachedSchemas(withComponents(document)),
   });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+}
+
+const COMPONENT_SCHEMA = "#/components/schemas/";
+
+/**
+ * The document with only the component schemas its paths reach. The type provider writes every
+ * named schema twice, as a request (`NameInput`) and as an answer (`Name`), and each is only
+ * ever one of them; it writes every named schema of the process, too, whichever routes use it.
+ */
+function withoutUnreachedSchemas<Document extends { paths?: unknown; components?: { schemas?: Record<string, unknown> } }>(document: Document): Document {
+  const schemas = document.components?.schemas ?? {};
+  const reached = new Set<string>();
+  const visit = (value: unknown): void => {
+    if (value === null || typeof value !== "object") return;
+    for (const [key, child] of Object.entries(value)) {
+      if (key === "$ref" && typeof child === "string" && child.startsWith(COMPONENT_SCHEMA)) {
+        const name = child.slice(COMPONENT_SCHEMA.length);
+        if (!reached.has(name)) {
+          reached.add(name);
+          visit(schemas[name]);
+        }
+      } else {
+        visit(child);
+      }
+    }
+  };
+  visit(document.paths);
+  return {
+    ...document,
+    components: { ...document.components, schemas: Object.fromEntries(Object.entries(schemas).filter(([name]) => reached.has(name))) },
+  };
 }

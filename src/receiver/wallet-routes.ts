@@ -23,12 +23,15 @@ export type AccountRouteCommon = {
   errors: Record<400 | 401 | 503, typeof errorResponseSchema>;
 };
 
-const accountParams = z.object({ id: canonicalIdSchema.meta({ description: "the billing account" }) });
+// Ids in their one canonical form, as at ingest and in the CLI.
+export const accountParams = z.object({ id: canonicalIdSchema.meta({ description: "the billing account" }) });
+export const receiptParams = z.object({ idempotency_key: canonicalIdSchema.meta({ description: "the call's idempotency key (LiteLLM's id)" }) });
+
 const debitBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
   reason: storableFreeText(1024).meta({ description: "what the charge is for: a seat fee, a settlement" }),
-});
+}).meta({ id: "CreateDebit" });
 const transferBody = z
   .object({
     to: canonicalIdSchema.meta({ description: "the destination account (another account than the source)" }),
@@ -50,8 +53,8 @@ const transferBody = z
     }
     const problem = body.expires_at === undefined ? "required with expiration fixed" : expiryProblem(new Date(body.expires_at));
     if (problem !== null) context.addIssue({ code: "custom", path: ["expires_at"], message: problem });
-  });
-const receiptParams = z.object({ key: canonicalIdSchema.meta({ description: "the call's idempotency key (LiteLLM's id)" }) });
+  })
+  .meta({ id: "CreateTransfer" });
 const reversalBody = z.object({
   reference: canonicalIdSchema,
   reason: storableFreeText(1024).meta({ description: "why the charge is given back: a provider outage, a support gesture" }),
@@ -62,7 +65,7 @@ const reversalBody = z.object({
     .max(Number.MAX_SAFE_INTEGER)
     .optional()
     .meta({ description: "how much to give back; the whole charge when left out (not what earlier reversals left)" }),
-});
+}).meta({ id: "CreateReversal" });
 
 /** Money moved by hand: manual debits, transfers and reversals. */
 export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: AccountRouteCommon): void {
@@ -74,6 +77,7 @@ export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: Ac
     {
       schema: {
         ...common,
+        operationId: "createDebit",
         summary: "Charge an account for something that is not a model call, once per reference",
         params: accountParams,
         body: debitBody,
@@ -120,6 +124,7 @@ export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: Ac
     {
       schema: {
         ...common,
+        operationId: "createTransfer",
         summary: "Move credits to another account, once per reference",
         params: accountParams,
         body: transferBody,
@@ -175,10 +180,11 @@ export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: Ac
   );
 
   app.post(
-    "/v1/receipts/:key/reversals",
+    "/v1/receipts/:idempotency_key/reversals",
     {
       schema: {
         ...common,
+        operationId: "createReversal",
         summary: "Give a charge back in whole or in part, once per reference",
         params: receiptParams,
         body: reversalBody,
@@ -198,10 +204,10 @@ export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: Ac
       const { params, body } = request;
       const result = await recordReversal(
         pool,
-        { idempotencyKey: params.key, reference: body.reference, reason: body.reason, credits: body.credits === undefined ? null : BigInt(body.credits) },
+        { idempotencyKey: params.idempotency_key, reference: body.reference, reason: body.reason, credits: body.credits === undefined ? null : BigInt(body.credits) },
         policy.enforcement,
       );
-      if (result.outcome === "unknown_receipt") return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${params.key}`);
+      if (result.outcome === "unknown_receipt") return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${params.idempotency_key}`);
       if (result.outcome === "conflict") {
         return sendError(reply, 409, "reversal_reference_conflict", "this reference was used for another reversal", {
           reversal: reversalJson(result.reversal),

@@ -1,6 +1,6 @@
-// LiteLLM's rate vocabulary: what a usage event may carry as the gateway's rates, and what a
-// price book prices. Here, below pricing, so that the usage event can name it without
-// depending on the price book.
+// LiteLLM's rate vocabulary: what a usage event may carry as the gateway's rates, what a
+// price book prices, and where a call's rates came from. Here, below pricing, so that the usage
+// event and the metrics can name it without depending on the price book.
 
 /**
  * The rates that price a class of tokens, by LiteLLM's field names. Each may also come in a
@@ -41,3 +41,18 @@ export const RATE_FIELDS: readonly string[] = [
   ),
   ...SEARCH_CONTEXT_SIZES.map(searchRateField),
 ];
+
+/**
+ * Where the rates came from: (a) the operator's `models:`, (b) the rates LiteLLM used for the
+ * call (its model_map_value), (c) the bundled LiteLLM cost map.
+ */
+export const RATE_STEPS = ["price_book", "gateway", "cost_map"] as const;
+export type RateStep = (typeof RATE_STEPS)[number];
+
+/** The steps whose cost is compared with LiteLLM's reported cost: the operator's own rates never are. */
+export const DIVERGENCE_STEPS = ["gateway", "cost_map"] as const satisfies readonly RateStep[];
+export type DivergenceStep = (typeof DIVERGENCE_STEPS)[number];
+
+/** The price book's `on_divergence`: what is charged when the two differ by a credit or more. */
+export const ON_DIVERGENCE = ["price_book", "reported", "higher", "quarantine"] as const;
+export type OnDivergence = (typeof ON_DIVERGENCE)[number];

@@ -126,7 +126,29 @@ export function parseUsageEvents(events: unknown[]): { valid: UsageEvent[]; inva
   return { valid, invalid };
 }
 
-/** An item the receiver refused, already stripped of prompt and response content. */
+/**
+ * Why the receiver refuses a callback item at the door, each with its meaning: the item is kept
+ * in quarantine (stage receiver) with this reason and counted in
+ * spend_ingest_events_rejected_total{reason}. Here, below the LiteLLM reader that decides them,
+ * so that the metrics can start every reason's series at 0.
+ */
+export const CALLBACK_REFUSAL_CATALOG = {
+  invalid_json: "the item is not JSON",
+  item_too_large: "the item holds too many JSON values or nests too deep to be read; it was never parsed",
+  invalid_payload: "the item does not match LiteLLM's payload (its issues say where)",
+  no_idempotency_key: "neither id nor litellm_call_id is set",
+  invalid_idempotency_key: "the key is not an id: blank, too long, or holding a control character or a lone surrogate",
+  invalid_billing_account: "the account field chosen is not an id",
+} as const satisfies Record<string, string>;
+
+export type CallbackRefusalReason = keyof typeof CALLBACK_REFUSAL_CATALOG;
+
+export const CALLBACK_REFUSAL_REASONS = Object.keys(CALLBACK_REFUSAL_CATALOG) as CallbackRefusalReason[];
+
+/**
+ * An item the receiver refused, already stripped of prompt and response content. Its reason is
+ * a callback refusal's, or one of the gateway backfill's (gateway/reconcile.ts).
+ */
 export const rejectedItemSchema = z.object({
   reason: z.string(),
   idempotencyKey: z.string().nullable(),

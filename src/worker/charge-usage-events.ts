@@ -3,6 +3,7 @@ import type { EnforcementPolicy } from "../platform/config.js";
 import { priceDivergenceFields } from "../books/price-divergence-alert.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
+import type { DivergenceStep } from "../usage/rate-fields.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import type { QuarantineEntry } from "../books/quarantine.js";
 import { type PricedUsage, recordUsageBatch, type UsageBatch, type UsageBatchResult } from "../books/record-usage.js";
@@ -10,7 +11,7 @@ import { type PricedUsage, recordUsageBatch, type UsageBatch, type UsageBatchRes
 export type ChargeUsageResult = UsageBatchResult & {
   failedCallsSkipped: number;
   /** Calls held in quarantine because their rates and LiteLLM's figure differ (on_divergence: quarantine). */
-  divergencesQuarantined: Array<{ step: "gateway" | "cost_map" }>;
+  divergencesQuarantined: Array<{ step: DivergenceStep }>;
 };
 
 /**

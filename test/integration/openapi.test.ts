@@ -1,3 +1,8 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Fastify from "fastify";
 import { describe, expect, it } from "vitest";
 import { accountRoutes } from "../../src/receiver/account-routes.js";
@@ -5,56 +10,101 @@ import { useServiceHarness } from "../support/harness.js";
 
 const h = useServiceHarness({}, { worker: false });
 
-// The account API as docs/reference/http-api.md lists it.
+// The account API as docs/reference/http-api.md lists it: method, path, operationId, and its body's component.
 const ACCOUNT_ROUTES = [
-  ["post", "/v1/accounts/{id}/grants"],
-  ["post", "/v1/accounts/{id}/debits"],
-  ["post", "/v1/accounts/{id}/transfers"],
-  ["get", "/v1/accounts/{id}/credits/summary"],
-  ["get", "/v1/accounts/{id}/ledger"],
-  ["get", "/v1/accounts/{id}/invoice"],
-  ["get", "/v1/receipts/{key}"],
-  ["post", "/v1/receipts/{key}/reversals"],
+  ["post", "/v1/accounts/{id}/grants", "createGrant", "CreateGrantInput"],
+  ["post", "/v1/accounts/{id}/debits", "createDebit", "CreateDebitInput"],
+  ["post", "/v1/accounts/{id}/transfers", "createTransfer", "CreateTransferInput"],
+  ["get", "/v1/accounts/{id}/credits/summary", "getCreditsSummary", null],
+  ["get", "/v1/accounts/{id}/ledger", "getLedger", null],
+  ["get", "/v1/accounts/{id}/invoice", "getInvoice", null],
+  ["get", "/v1/receipts/{idempotency_key}", "getReceipt", null],
+  ["post", "/v1/receipts/{idempotency_key}/reversals", "createReversal", "CreateReversalInput"],
 ] as const;
 
+type Schema = { $ref?: string; properties?: Record<string, unknown> };
 type Operation = {
-  parameters?: Array<{ in: string; name: string; required?: boolean; schema: Record<string, unknown> }>;
-  requestBody?: { content: Record<string, { schema: Record<string, unknown> }> };
-  responses: Record<string, { description: string; content?: Record<string, { schema: Record<string, unknown> }> }>;
+  operationId?: string;
+  parameters?: Array<{ in: string; name: string; required?: boolean; schema: Schema }>;
+  requestBody?: { content: Record<string, { schema: Schema }> };
+  responses: Record<string, { description: string; content?: Record<string, { schema: Schema }> }>;
   security?: unknown[];
 };
 
+type LintProblem = { ruleId: string; severity: string; message: string; location: Array<{ pointer: string }> };
+
+/**
+ * Redocly's own linter on `document`, with its recommended rules, as `redocly lint` runs it. Offline:
+ * telemetry is off, and it runs in an empty folder, so no configuration file there can turn a rule off.
+ */
+async function redoclyLint(document: unknown): Promise<LintProblem[]> {
+  const folder = await mkdtemp(join(tmpdir(), "spend-ingest-openapi-"));
+  try {
+    await writeFile(join(folder, "openapi.json"), JSON.stringify(document));
+    const cli = createRequire(import.meta.url).resolve("@redocly/cli/bin/cli.js");
+    const env = { ...process.env, REDOCLY_TELEMETRY: "off", REDOCLY_SUPPRESS_UPDATE_NOTICE: "true" };
+    // It exits 1 when it finds an error; the report on stdout says what it found either way.
+    const stdout = await new Promise<string>((resolve) => {
+      execFile(process.execPath, [cli, "lint", "openapi.json", "--extends=recommended", "--format=json"], { cwd: folder, env }, (_error, out) => resolve(out));
+    });
+    return (JSON.parse(stdout) as { problems: LintProblem[] }).problems;
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
+}
+
 describe("GET /openapi.json", () => {
-  it("describes every account route, and nothing else, from the routes' own schemas", async () => {
+  it("passes Redocly's recommended rules with no error and no warning", async () => {
+    const document = (await h.app.inject({ method: "GET", url: "/openapi.json" })).json();
+    const problems = await redoclyLint(document);
+    expect(problems.map((problem) => `${problem.severity} ${problem.ruleId} at ${problem.location[0]?.pointer}: ${problem.message}`)).toEqual([]);
+  });
+
+  it("describes every account route, and nothing else, from the routes' own schemas, each one named", async () => {
     const response = await h.app.inject({ method: "GET", url: "/openapi.json" });
     expect(response.statusCode).toBe(200);
-    const document = response.json() as { openapi: string; paths: Record<string, Record<string, Operation>> };
+    const document = response.json() as {
+      openapi: string;
+      paths: Record<string, Record<string, Operation>>;
+      components: { schemas: Record<string, Schema> };
+    };
     expect(document.openapi).toBe("3.1.0");
     const described = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`));
     expect(described.sort()).toEqual(ACCOUNT_ROUTES.map(([method, path]) => `${method} ${path}`).sort());
+    // Every body and answer is a named component, so a client generated from it names its types.
+    const componentName = (schema: Schema | undefined) => /^#\/components\/schemas\/(\w+)$/.exec(String(schema?.$ref))?.[1];
+    const named = (schema: Schema | undefined) => {
+      expect(schema).toEqual({ $ref: expect.stringMatching(/^#\/components\/schemas\/\w+$/) });
+      return document.components.schemas[componentName(schema)!]!;
+    };
 
-    for (const [method, path] of ACCOUNT_ROUTES) {
+    for (const [method, path, operationId, body] of ACCOUNT_ROUTES) {
       const operation = document.paths[path]![method]!;
+      expect(operation.operationId).toBe(operationId);
       const pathParameter = /\{(\w+)\}/.exec(path)![1];
       expect(operation.parameters?.find((parameter) => parameter.in === "path")).toMatchObject({ name: pathParameter, required: true });
       expect(operation.security).toEqual([{ adminToken: [] }]);
-      // Success, and the error shape for every failure the route can answer.
-      for (const status of ["400", "401", "503"]) {
-        expect(operation.responses[status]?.content?.["application/json"]?.schema).toMatchObject({ properties: { error: { type: "object" } } });
+      if (body) expect(componentName(operation.requestBody?.content["application/json"]?.schema)).toBe(body);
+      for (const [status, { content }] of Object.entries(operation.responses)) {
+        const answer = content?.["application/json"]?.schema;
+        expect(named(answer)).toHaveProperty("properties");
+        if (status.startsWith("2")) expect(componentName(answer)).not.toBe("Error");
+        else expect(componentName(answer)).toBe("Error");
       }
-      const success = operation.responses[method === "post" ? "201" : "200"]!;
-      expect(success.content!["application/json"]!.schema).toHaveProperty("properties");
+      // Success, and the error shape for every failure the route can answer.
+      expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining([method === "post" ? "201" : "200", "400", "401", "503"]));
     }
+    expect(document.components.schemas.Error).toMatchObject({ properties: { error: { type: "object" } } });
 
     const grants = document.paths["/v1/accounts/{id}/grants"]!.post!;
-    expect(grants.requestBody!.content["application/json"]!.schema).toMatchObject({
+    expect(named(grants.requestBody!.content["application/json"]!.schema)).toMatchObject({
       required: expect.arrayContaining(["credits", "reference"]),
       properties: { credits: { type: "integer", exclusiveMinimum: 0 } },
     });
     expect(Object.keys(grants.responses).sort()).toEqual(["200", "201", "400", "401", "409", "422", "503"]);
-    const summary = document.paths["/v1/accounts/{id}/credits/summary"]!.get!.responses["200"]!.content!["application/json"]!.schema;
+    const summary = named(document.paths["/v1/accounts/{id}/credits/summary"]!.get!.responses["200"]!.content!["application/json"]!.schema);
     // Credits of any size: JSON integers, whether a double holds them or not.
-    expect(JSON.stringify((summary as { properties: Record<string, unknown> }).properties.balance_credits)).not.toContain('"type":"string"');
+    expect(JSON.stringify(summary.properties!.balance_credits)).not.toContain('"type":"string"');
     const ledgerQuery = document.paths["/v1/accounts/{id}/ledger"]!.get!.parameters!.filter((parameter) => parameter.in === "query");
     expect(ledgerQuery.map((parameter) => parameter.name).sort()).toEqual(["cursor", "limit"]);
   });
@@ -73,7 +123,7 @@ describe("GET /openapi.json", () => {
         await accountRoutes(scope, h.deps);
         scope.get("/v1/accounts/:id/undocumented", async () => ({}));
       }),
-    ).rejects.toThrow("GET /v1/accounts/:id/undocumented: an account route declares its params, its response schemas and the accounts tag");
+    ).rejects.toThrow("GET /v1/accounts/:id/undocumented: an account route declares its operationId, summary, params, response schemas and the accounts tag");
     await app.close();
   });
 

@@ -392,6 +392,9 @@ export const enforcementPrincipals = pgTable(
   (table) => [primaryKey({ columns: [table.kind, table.principal] })],
 );
 
+/** What enforcement asks LiteLLM to do to a key or team. */
+export const ENFORCEMENT_ACTIONS = ["block", "unblock"] as const;
+
 /** The outbox of calls to LiteLLM's admin API, numbered in the order they were decided. */
 export const enforcementActions = pgTable(
   "enforcement_actions",
@@ -399,7 +402,7 @@ export const enforcementActions = pgTable(
     id: bigserial("id", { mode: "bigint" }).primaryKey(),
     kind: principalKind(),
     principal: text("principal").notNull(),
-    action: text("action", { enum: ["block", "unblock"] }).notNull(),
+    action: text("action", { enum: ENFORCEMENT_ACTIONS }).notNull(),
     /** The account whose balance (or operator) decided it. */
     billingAccountId: text("billing_account_id").notNull(),
     createdAt: at("created_at").notNull().default(sql`clock_timestamp()`),
