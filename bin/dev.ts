@@ -1,11 +1,15 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import pg from "pg";
 import { nodeEnvAllowsDev } from "../src/platform/config.js";
+import { redactedUrl } from "../src/platform/connection-log.js";
 
 /**
  * `npm run dev`: the whole service on a developer's machine that has PostgreSQL and Redis, in
  * one command. It creates the database when missing, then runs what `npm start` runs (migrate,
- * then receive and charge) with development tokens it prints. Settings given in the
+ * then receive and charge) with development tokens; once it serves, it prints them, the `ops`
+ * command line that reaches its database and queue, and a call to try. Settings given in the
  * environment win over its defaults.
  */
 const DEFAULTS = {
@@ -17,6 +21,24 @@ const DEFAULTS = {
   QUEUE_PREFIX: "spend-ingest-dev",
   LOG_LEVEL: "info",
 };
+
+// What `npm run -s ops` reads (PRICING_FILE for `ops price`): with this process's values it
+// reaches the same database and queue, and reads callback items as the service does.
+const OPS_SETTINGS = [
+  "DATABASE_URL",
+  "REDIS_URL",
+  "REDIS_CLUSTER_NODES",
+  "QUEUE_PREFIX",
+  "BILLING_ACCOUNT_FROM",
+  "ENFORCE_ON_DEPLETED",
+  "ENFORCE_BELOW",
+  "LOW_BALANCE_THRESHOLDS",
+  "PRICING_FILE",
+];
+
+// LiteLLM's callback for one call made with a team's key: the team, which LiteLLM fills from the
+// key, is the payer. Relative to the checkout, as PRICING_FILE is: npm runs scripts from there.
+const TRY_IT_FILE = resolve("examples/litellm-callback.json");
 
 if (!nodeEnvAllowsDev(process.env.NODE_ENV)) {
   // The value is not echoed: it is one line whatever NODE_ENV holds.
@@ -41,24 +63,47 @@ try {
   process.exit(String((error as { code?: unknown }).code).startsWith("28") ? 2 : 1);
 }
 
-// Every interface includes this machine's loopback.
-const host = env.HOST === "0.0.0.0" || env.HOST === "::" ? "127.0.0.1" : env.HOST!;
-const base = `http://${host.includes(":") ? `[${host}]` : host}:${env.PORT}`;
-process.stdout.write(
-  [
+// In this process, so that Ctrl-C and SIGTERM stop it as they stop `npm start`; the import
+// returns once it serves (a start that fails has exited with its one line).
+Object.assign(process.env, env);
+await import("./all-in-one.js");
+process.stdout.write(`${startBanner(env).join("\n")}\n`);
+
+/** The tokens, where it listens, the ops command line beside it, and a call to try, each line ready to paste. */
+function startBanner(env: Record<string, string>): string[] {
+  const everyInterface = env.HOST === "0.0.0.0" || env.HOST === "::";
+  // Every interface includes this machine's loopback.
+  const host = everyInterface ? "127.0.0.1" : env.HOST!;
+  const base = `http://${host.includes(":") ? `[${host}]` : host}:${env.PORT}`;
+  const ingestToken = env.INGEST_TOKENS!.split(",")[0]!.trim();
+  const ops = OPS_SETTINGS.filter((name) => env[name] !== undefined).map(
+    (name) => `${name}=${shellWord(name.endsWith("_URL") ? redactedUrl(env[name]!) : env[name]!)}`,
+  );
+  const [call] = JSON.parse(readFileSync(TRY_IT_FILE, "utf8")) as [{ id: string; metadata: { user_api_key_team_id: string } }];
+  const payer = call.metadata.user_api_key_team_id;
+  const curl = (token: string, ...rest: string[]) => ["curl -sS -w '\\n'", "-H", shellWord(`Authorization: Bearer ${token}`), ...rest].join(" ");
+  return [
     "spend-ingest dev: development tokens (new each run; set INGEST_TOKENS / ADMIN_TOKEN to keep your own)",
     `  INGEST_TOKENS=${env.INGEST_TOKENS}`,
     `  ADMIN_TOKEN=${env.ADMIN_TOKEN}`,
-    `  callbacks: POST ${base}/v1/callbacks/litellm  (Authorization: Bearer <INGEST_TOKENS>)`,
-    `  accounts:  GET ${base}/v1/accounts/<id>/credits/summary  (Authorization: Bearer <ADMIN_TOKEN>)`,
-    `  database ${redacted(env.DATABASE_URL!)}, redis ${redacted(env.REDIS_URL!)}`,
-    "",
-  ].join("\n"),
-);
+    everyInterface
+      ? `  listening on every interface (HOST=${env.HOST}), port ${env.PORT}: other machines reach it and its printed tokens`
+      : `  listening on ${env.HOST} port ${env.PORT} only (HOST=0.0.0.0 opens it to other machines)`,
+    `  database ${redactedUrl(env.DATABASE_URL!)}, redis ${env.REDIS_CLUSTER_NODES ?? redactedUrl(env.REDIS_URL!)}`,
+    `spend-ingest dev: ops beside it, on its database and queue (any command after --${ops.some((setting) => setting.includes("***")) ? "; put your password where *** stands" : ""}):`,
+    `  ${ops.join(" ")} npm run -s ops -- quarantine list`,
+    `spend-ingest dev: try it: one call billed to ${payer}, which has no credits, so its balance goes below zero (inv_post_call_negative_balance in this log)`,
+    `  ${curl(ingestToken, "-H 'Content-Type: application/json'", `--data-binary ${shellWord(`@${TRY_IT_FILE}`)}`, `${base}/v1/callbacks/litellm`)}`,
+    "spend-ingest dev: its receipt, and the account's balance:",
+    `  ${curl(env.ADMIN_TOKEN!, `${base}/v1/receipts/${encodeURIComponent(call.id)}`)}`,
+    `  ${curl(env.ADMIN_TOKEN!, `${base}/v1/accounts/${encodeURIComponent(payer)}/credits/summary`)}`,
+  ];
+}
 
-// In this process, so that Ctrl-C and SIGTERM stop it as they stop `npm start`.
-Object.assign(process.env, env);
-await import("./all-in-one.js");
+/** `text` as one word of a POSIX shell command line. */
+function shellWord(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
+}
 
 /** CREATE DATABASE on the same server (through its `postgres` database) unless it exists. */
 async function createDatabaseIfMissing(databaseUrl: string): Promise<void> {
@@ -78,11 +123,4 @@ async function createDatabaseIfMissing(databaseUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/** A connection string without its password, for printing. */
-function redacted(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = "***";
-  return parsed.toString();
 }

@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { assignBillingAccount, listQuarantined } from "../books/quarantine.js";
 import { parseOpsEnv } from "../platform/config.js";
+import { redisSetting } from "../platform/connection-log.js";
 import { settingsOrExit } from "../platform/process.js";
 import {
   act,
@@ -84,7 +85,7 @@ const replayCommand = act(
     if (!/^\d{1,4}$/.test(waitText) || Number(waitText) > MAX_REPLAY_WAIT_SECONDS) {
       return usageError(`quarantine replay: --wait takes whole seconds from 0 to ${MAX_REPLAY_WAIT_SECONDS}`);
     }
-    const { billingAccountFrom, enforcement } = settingsOrExit(parseOpsEnv);
+    const { billingAccountFrom, enforcement, redis, queuePrefix } = settingsOrExit(parseOpsEnv);
     try {
       return await withDatabase(({ pool }) =>
         withQueue(async (queue) => {
@@ -97,8 +98,17 @@ const replayCommand = act(
             onProgress: (done) => shown?.update(`sent ${done.replayed}, refused before sending ${done.refusedBeforeSending}`),
           });
           shown?.done();
-          if (!run.ran) {
+          // Nothing was sent and nothing changed: 1, as for any problem, so a script does not
+          // count the items replayed; 2 is kept for command lines that cannot be run.
+          if (!run.ran && run.why === "another_replay") {
             process.stderr.write("quarantine replay: another replay is running (it holds the replay lock); nothing was sent\n");
+            return EXIT_PROBLEM;
+          }
+          if (!run.ran) {
+            const { setting, redis: where } = redisSetting(redis);
+            process.stderr.write(
+              `quarantine replay: no worker reads the queue at QUEUE_PREFIX=${terminalSafe(queuePrefix)} ${setting}=${terminalSafe(where)}; nothing was sent and the items stay pending. Start the workers, or run it with the service's QUEUE_PREFIX and ${setting}\n`,
+            );
             return EXIT_PROBLEM;
           }
           printReplayReport(run.report, print);

@@ -6,7 +6,7 @@ import { jsonbText, withSessionLock, withTransaction } from "../platform/db/clie
 import { listQuarantined, markReplayed, newestQuarantineId, type QuarantinedRow, type ReplayOutcomes, replayOutcomes, type SentEvent } from "../books/quarantine.js";
 import { EVENTS_PER_JOB } from "../platform/queue.js";
 import { type UsageEvent, usageEventSchema } from "../usage/usage-event.js";
-import { enqueueCallbackItems } from "../platform/queue-producer.js";
+import { enqueueCallbackItems, queueWorkerCount } from "../platform/queue-producer.js";
 import { firstNotKept } from "../litellm/sanitise.js";
 import { standingConflicts } from "../books/reused-ids.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
@@ -37,7 +37,8 @@ export type ReplayReport = ReplayOutcomes & {
   refusals: ReplayRefusal[];
 };
 
-export type ReplayRun = { ran: false } | { ran: true; report: ReplayReport };
+/** Not run: another replay holds the lock, or no worker reads the queue it would send to. */
+export type ReplayRun = { ran: false; why: "another_replay" | "no_worker" } | { ran: true; report: ReplayReport };
 
 export type ReplayOptions = ReadOptions & {
   reason?: string;
@@ -56,8 +57,16 @@ export type ReplayOptions = ReadOptions & {
  * placeRepeatedIds), not the replay; one replay runs at a time, so none is sent twice.
  */
 export async function replayQuarantined(pool: pg.Pool, queue: Queue, options: ReplayOptions): Promise<ReplayRun> {
-  const run = await withSessionLock(pool, REPLAY_LOCK_KEY, () => replayPending(pool, queue, options));
-  return run.locked ? { ran: true, report: run.result } : { ran: false };
+  const run = await withSessionLock(pool, REPLAY_LOCK_KEY, async () => {
+    // Sent where no worker reads (another QUEUE_PREFIX, another Redis database), the items would
+    // be marked replayed and never charged: nothing is sent, and they stay pending. What is sent
+    // while a worker reads is taken by it, or, should it stop first, by the next worker started on
+    // that queue: the jobs wait in Redis. Where Redis cannot say (undefined), replay sends.
+    if ((await queueWorkerCount(queue)) === 0) return null;
+    return replayPending(pool, queue, options);
+  });
+  if (!run.locked) return { ran: false, why: "another_replay" };
+  return run.result === null ? { ran: false, why: "no_worker" } : { ran: true, report: run.result };
 }
 
 async function replayPending(pool: pg.Pool, queue: Queue, options: ReplayOptions): Promise<ReplayReport> {

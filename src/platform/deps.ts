@@ -2,6 +2,7 @@ import type { Queue } from "bullmq";
 import { Cluster, Redis } from "ioredis";
 import { type DestinationStream, type Logger, pino } from "pino";
 import type { RedisTarget, Settings } from "./config.js";
+import { createRedisOutageLog, type RedisOutageLog } from "./connection-log.js";
 import { createDatabase, type Database } from "./db/client.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createUsageQueue } from "./queue-producer.js";
@@ -14,6 +15,8 @@ export type Deps = {
   redis: RedisClient;
   usageQueue: Queue;
   metrics: Metrics;
+  /** Where every Redis connection of the process reports its errors (a worker's too). */
+  redisOutage: RedisOutageLog;
 };
 
 // Bearer tokens arrive only in this header; nothing else that could hold one is logged.
@@ -45,14 +48,16 @@ export function createRedis(target: RedisTarget, options: { forWorker: boolean }
 
 export function createDeps(settings: Settings, options: { logger?: Logger } = {}): Deps {
   const logger = options.logger ?? createLogger(settings);
+  const redisOutage = createRedisOutageLog(logger, settings.redis);
   const redis = createRedis(settings.redis, { forWorker: false });
-  redis.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
+  redis.on("error", redisOutage.listener("redis connection error"));
+  redis.on("ready", redisOutage.connected);
   const usageQueue = createUsageQueue(redis, settings.queuePrefix);
-  usageQueue.on("error", (error) => logger.warn({ err: error }, "queue error"));
+  usageQueue.on("error", redisOutage.listener("queue error"));
   const database = createDatabase(settings.databaseUrl, {
     onIdleClientError: (error) => logger.warn({ err: error }, "idle database connection lost"),
   });
-  return { settings, logger, database, redis, usageQueue, metrics: createMetrics([usageQueue]) };
+  return { settings, logger, database, redis, usageQueue, metrics: createMetrics([usageQueue]), redisOutage };
 }
 
 /** Closes what createDeps opened, queue before Redis before the database. */

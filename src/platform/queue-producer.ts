@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { type JobsOptions, Queue } from "bullmq";
-import { Cluster, type Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import type { RedisClient } from "./deps.js";
 import { EVENTS_PER_JOB, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, USAGE_QUEUE } from "./queue.js";
 import { type RejectedItem, type UsageEvent } from "../usage/usage-event.js";
@@ -48,6 +48,28 @@ export async function enqueueCallbackItems(
   }
   if (jobs.length > 0) await queue.addBulk(jobs);
   return jobs.map((job) => job.opts!.jobId!);
+}
+
+/**
+ * How many workers read `queue` now. BullMQ names each worker's blocking connection after the
+ * queue's prefix and name (`<prefix>:<base64 name>`), and Queue.getWorkers finds them in Redis's
+ * CLIENT LIST. One Redis server lists the clients of all its databases: only those in the queue's
+ * own database count, since a worker under the same prefix in another reads other keys. Undefined
+ * where Redis will not list its clients (a managed Redis without CLIENT, a user without the right).
+ */
+export async function queueWorkerCount(queue: Queue): Promise<number | undefined> {
+  const { connection } = queue.opts;
+  // A cluster has database 0 alone.
+  const database = connection instanceof Redis ? (connection.options.db ?? 0) : 0;
+  try {
+    const workers = await queue.getWorkers();
+    // BullMQ's stand-in when CLIENT is an unknown command: one entry with no connection name.
+    if (workers.some((worker) => worker.rawname === undefined)) return undefined;
+    return workers.filter((worker) => Number(worker.db ?? 0) === database).length;
+  } catch (error) {
+    if (/^NOPERM/.test((error as Error).message)) return undefined;
+    throw error;
+  }
 }
 
 // Within the receiver's own bound on queueing a batch (5 s).

@@ -46,7 +46,17 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
     }
   };
   const connection = createRedis(deps.settings.redis, { forWorker: true });
-  const worker = new Worker(USAGE_QUEUE, createUsageProcessor(deps, () => priceBook), {
+  const chargeJob = createUsageProcessor(deps, () => priceBook);
+  // The jobs being run now: a shutdown with Redis away waits for these and nothing else.
+  const inHand = new Set<Promise<unknown>>();
+  const runJob: typeof chargeJob = (job) => {
+    const running = chargeJob(job);
+    inHand.add(running);
+    const forget = () => inHand.delete(running);
+    running.then(forget, forget);
+    return running;
+  };
+  const worker = new Worker(USAGE_QUEUE, runJob, {
     connection,
     prefix: deps.settings.queuePrefix,
     concurrency: WORKER_CONCURRENCY,
@@ -56,7 +66,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
     // loop) are retried rather than failed after BullMQ's default single stall.
     maxStalledCount: 10,
   });
-  worker.on("error", (error) => deps.logger.error({ err: error }, "worker error"));
+  worker.on("error", deps.redisOutage.listener("worker error", "error"));
   worker.on("stalled", (jobId) =>
     deps.logger.warn({ jobId }, "job stalled: its worker went silent past the lock; it runs again"),
   );
@@ -100,8 +110,17 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
       await backfill?.stop();
       await creditExpiry.stop();
       await enforcement?.stop();
-      await worker.close();
-      await connection.quit().catch(() => connection.disconnect());
+      if (connection.status === "ready") {
+        await worker.close();
+        await connection.quit().catch(() => connection.disconnect());
+        return;
+      }
+      // Redis is away: BullMQ's close would wait for it, until the shutdown's deadline, to record
+      // the ends of jobs. The jobs in hand finish their work in PostgreSQL, and the worker goes; a
+      // job whose end Redis never learnt runs again and finds its receipts (charging is idempotent).
+      await Promise.allSettled(inHand);
+      await worker.close(true);
+      connection.disconnect();
     },
   };
 }

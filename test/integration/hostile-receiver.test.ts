@@ -7,7 +7,7 @@ import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
 
 /** The receiver's stated memory bound (docs/guides/performance.md): peak RSS under every probe below. */
 const RECEIVER_RSS_BOUND_MIB = 512;
@@ -61,11 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   receiver?.child.kill("SIGKILL");
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = createUsageQueue(redis, prefix);
-  await queue.obliterate({ force: true });
-  await queue.close();
-  await redis.quit();
+  await removeUsageQueue(prefix);
   console.log(`receiver peak RSS by probe (MiB): ${JSON.stringify(peaks)}`);
 });
 

@@ -3,15 +3,13 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { freePort } from "../support/ports.js";
 import { listeningAddresses, listeningPorts, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+import { ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
 
 // Every role started from one environment on one host, as systemd, pm2 or a plain VM runs
 // them from one env file: only the receiver takes PORT.
@@ -79,11 +77,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = createUsageQueue(redis, database.name);
-  await queue.obliterate({ force: true });
-  await queue.close();
-  await redis.quit();
+  await removeUsageQueue(database.name);
 });
 
 describe("a receiver and workers from one environment on one host", () => {

@@ -184,18 +184,23 @@ describe("npm run ops", () => {
     const listed = await ops("quarantine", "list", "--reason", "unpriced_model");
     expect(listed.stdout).toMatch(/^id +quarantined at +stage +reason +idempotency key +state\n/);
     expect(listed.stdout).toMatch(/ +worker +unpriced_model +cli-replay-1 +pending\n$/);
-    // No worker runs here: the job stays queued, and the count says so.
-    const sent = await ops("quarantine", "replay", "--wait", "0", "--json");
-    expect(sent.code).toBe(1);
-    expect(JSON.parse(sent.stdout)).toMatchObject({ replayed: 1, stillPending: 1, charged: 0, refusedBeforeSending: 0 });
-    expect(JSON.parse((await ops("quarantine", "replay", "--wait", "0", "--json")).stdout)).toMatchObject({ replayed: 0, stillPending: 0 });
+    // No worker reads the queue: nothing is sent, and the item stays pending.
+    expect(await ops("quarantine", "replay", "--wait", "0", "--json")).toMatchObject({ code: 1, stdout: "", stderr: expect.stringContaining("no worker reads the queue") });
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
     const queue = createUsageQueue(redis, db.name);
+    // A worker on the queue that takes nothing (autorun off): the job stays queued, and the count says so.
+    const idle = new Worker(queue.name, null, { connection: redis, prefix: db.name, autorun: false });
     try {
+      await idle.waitUntilReady();
+      const sent = await ops("quarantine", "replay", "--wait", "0", "--json");
+      expect(sent.code).toBe(1);
+      expect(JSON.parse(sent.stdout)).toMatchObject({ replayed: 1, stillPending: 1, charged: 0, refusedBeforeSending: 0 });
+      expect(JSON.parse((await ops("quarantine", "replay", "--wait", "0", "--json")).stdout)).toMatchObject({ replayed: 0, stillPending: 0 });
       const waiting = await queue.getJobs(["waiting"]);
       expect(waiting.map((job) => job.data.events.map((queued: { idempotencyKey: string }) => queued.idempotencyKey))).toEqual([["cli-replay-1"]]);
-      await queue.obliterate({ force: true });
     } finally {
+      await idle.close();
+      await queue.obliterate({ force: true });
       await queue.close();
       await redis.quit();
     }

@@ -7,7 +7,7 @@ import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
 
 // A fresh, empty database: `npm start` must create the schema itself.
 const database = `spend_ingest_p_${randomBytes(6).toString("hex")}`;
@@ -32,11 +32,7 @@ describe("npm start (all-in-one process)", () => {
   afterAll(async () => {
     for (const service of services) if (service.child.exitCode === null) service.child.kill("SIGKILL");
     await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-    const queue = createUsageQueue(redis, database);
-    await queue.obliterate({ force: true });
-    await queue.close();
-    await redis.quit();
+    await removeUsageQueue(database);
   });
 
   it("migrates from two processes at once, serves the contract and stops cleanly on SIGTERM", async () => {

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import pg from "pg";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { BillingAccountSource } from "../../src/platform/config.js";
 import { withTransaction } from "../../src/platform/db/client.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
@@ -11,9 +11,10 @@ import type { UsageEvent } from "../../src/usage/usage-event.js";
 import { type Harness, useServiceHarness, useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
-import { runOps } from "../support/ops-cli.js";
+import { runOps, runOpsWith } from "../support/ops-cli.js";
 import { seededRandom } from "../support/random.js";
-import { TEST_REDIS_URL } from "../support/test-env.js";
+import { removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { redactedUrl } from "../../src/platform/connection-log.js";
 
 const ITEMS_PER_SOURCE_ORDER = 2500;
 const SOURCE_ORDERS: BillingAccountSource[][] = [
@@ -388,5 +389,45 @@ describe("one replay at a time, counted from what happened", () => {
     }
     expect((await ops("quarantine", "replay", "--wait", "-1")).code).toBe(2);
     expect((await ops("quarantine", "replay", "--wait", "5000")).code).toBe(2);
+  });
+});
+
+describe("replay sends only to a queue a worker reads", () => {
+  const h = useServiceHarness();
+  const unreadPrefix = () => `${h.settings.queuePrefix}_unread`;
+  // The same Redis server, the next database: its CLIENT LIST shows the harness's worker, which reads database 0's keys.
+  const otherDatabase = new URL(TEST_REDIS_URL);
+  otherDatabase.pathname = `/${(Number(otherDatabase.pathname.slice(1) || 0) + 1) % 16}`;
+
+  // Opening a queue writes its meta key, even where replay then sends nothing.
+  afterAll(async () => {
+    await removeUsageQueue(unreadPrefix());
+    await removeUsageQueue(h.settings.queuePrefix, otherDatabase.toString());
+  });
+
+  it("sends nothing where no worker reads, says where it looked, and leaves the items pending for a replay that reaches the worker", async () => {
+    await h.postCallback([litellmPayload("unread-1", null), litellmPayload("unread-2", null)]);
+    await h.drainQueue();
+    const pending = async () =>
+      (await h.deps.database.pool.query("SELECT id FROM quarantine WHERE reason = 'no_billing_account' AND replayed_at IS NULL ORDER BY id")).rows.map((row) => String(row.id));
+    const ids = await pending();
+    expect(ids).toHaveLength(2);
+    const settings = { DATABASE_URL: h.settings.databaseUrl, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: h.settings.queuePrefix };
+    // Another prefix, as ops with its default prefix beside `npm run dev`; the same prefix in another database.
+    for (const unread of [{ QUEUE_PREFIX: unreadPrefix(), REDIS_URL: TEST_REDIS_URL }, { QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: otherDatabase.toString() }]) {
+      expect(await runOpsWith({ ...settings, ...unread }, "quarantine", "replay", "--wait", "0", "--json")).toEqual({
+        code: 1,
+        stdout: "",
+        stderr:
+          `quarantine replay: no worker reads the queue at QUEUE_PREFIX=${unread.QUEUE_PREFIX} REDIS_URL=${redactedUrl(unread.REDIS_URL)}; nothing was sent ` +
+          "and the items stay pending. Start the workers, or run it with the service's QUEUE_PREFIX and REDIS_URL\n",
+      });
+    }
+    expect(await pending()).toEqual(ids);
+    for (const [index, id] of ids.entries()) expect((await runOpsWith(settings, "quarantine", "assign", id, `team-unread-${index}`)).code).toBe(0);
+    const replayed = await runOpsWith(settings, "quarantine", "replay", "--wait", "20", "--json");
+    expect({ code: replayed.code, stderr: replayed.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(replayed.stdout)).toMatchObject({ replayed: 2, charged: 2, stillPending: 0 });
+    expect(await pending()).toEqual([]);
   });
 });

@@ -10,7 +10,7 @@ import { startUsageWorker } from "../../src/worker/start.js";
 import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
 import { startServiceProcess } from "../support/service-process.js";
-import { ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
+import { ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
 import { usageEvent } from "../support/usage-events.js";
 
 /** A server that takes PostgreSQL's connections and never says a word: a database stuck, not down. */
@@ -33,11 +33,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const socket of sockets) socket.destroy();
   silent.close();
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  const queue = createUsageQueue(redis, prefix);
-  await queue.obliterate({ force: true });
-  await queue.close();
-  await redis.quit();
+  await removeUsageQueue(prefix);
 });
 
 const settingsFor = (overrides: Record<string, string>) =>

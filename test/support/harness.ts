@@ -7,7 +7,8 @@ import { parseEnv, type Settings } from "../../src/platform/config.js";
 import { closeDeps, createDeps, createLogger, type Deps } from "../../src/platform/deps.js";
 import { buildServer } from "../../src/receiver/server.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
-import { waitUntilDrained } from "./wait.js";
+import { waitFor, waitUntilDrained } from "./wait.js";
+import { queueWorkerCount } from "../../src/platform/queue-producer.js";
 import { startUsageWorker, type UsageWorker } from "../../src/worker/start.js";
 import {
   adminQuery,
@@ -71,6 +72,8 @@ export function useServiceHarness(
     const deps = createDeps(settings, { logger: createLogger(settings, capture) });
     // Without a worker, jobs stay where the receiver put them, for tests of the receiver alone.
     const worker = withWorker ? startUsageWorker(deps) : undefined;
+    // Seen before the first test, by producers that ask whether a worker reads (quarantine replay).
+    if (worker) await waitFor(async () => ((await queueWorkerCount(deps.usageQueue)) ?? 0) > 0);
     const app = await buildServer(deps);
     await app.ready();
     Object.assign(harness, {
