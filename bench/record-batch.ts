@@ -1,10 +1,13 @@
 /**
- * The books' own cost, without HTTP or the queue: recordUsageBatch on batches spread over funded
- * accounts (every charge draws a credit bucket) and over unfunded ones (no bucket is read),
- * interleaved round by round so a busy machine slows both alike.
- *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 250] [--accounts 200] [--concurrency 8]
+ * The books' own cost, without HTTP or the queue: recordUsageBatch on batches of calls spread
+ * over funded accounts (every charge draws a credit bucket), `concurrency` batches in flight as
+ * the workers run them. Besides events/s it prints the CPU time PostgreSQL's backends and this
+ * process spent per event: on a shared machine wall time moves with the neighbours' load, CPU time
+ * far less, so two commits compare by it (run each a few times, alternating).
+ *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 512] [--accounts 200] [--concurrency 8]
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
@@ -17,13 +20,22 @@ const { values: flags } = parseArgs({
   options: {
     rounds: { type: "string", default: "6" },
     batches: { type: "string", default: "40" },
-    size: { type: "string", default: "250" },
+    size: { type: "string", default: "512" },
     accounts: { type: "string", default: "200" },
     concurrency: { type: "string", default: "8" },
   },
 });
-const [rounds, batches, size, accountCount, concurrency] = [flags.rounds, flags.batches, flags.size, flags.accounts, flags.concurrency].map(Number) as [number, number, number, number, number];
+const [rounds, batches, size, accountCount, concurrency] = [flags.rounds, flags.batches, flags.size, flags.accounts, flags.concurrency].map(Number) as [
+  number,
+  number,
+  number,
+  number,
+  number,
+];
 const base = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const name = `spend_ingest_rb_${randomBytes(4).toString("hex")}`;
+const url = new URL(base);
+url.pathname = `/${name}`;
 
 function priced(key: string, account: string, credits: bigint): PricedUsage {
   return {
@@ -39,68 +51,67 @@ function priced(key: string, account: string, credits: bigint): PricedUsage {
   };
 }
 
-async function freshDatabase(funded: boolean) {
-  const name = `spend_ingest_rb_${randomBytes(4).toString("hex")}`;
+async function onServer(sql: string) {
   const admin = new pg.Client({ connectionString: base });
   await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  await runMigrations(url.toString());
-  const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency });
-  const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
-  for (const account of accounts) {
-    // Unfunded accounts still exist (a grant of 1, spent by the first charge), so both sides create none.
-    await recordGrant(pool, { billingAccountId: account, credits: funded ? 10n ** 15n : 1n, reference: `rb-${account}`, reason: "bench" });
+  try {
+    return (await admin.query(sql)).rows;
+  } finally {
+    await admin.end();
   }
-  return { name, pool, accounts, calls: 0 };
 }
 
-type Side = Awaited<ReturnType<typeof freshDatabase>>;
+/** CPU milliseconds (user + system) the backends serving this database have used so far. */
+async function backendCpuMs(): Promise<number> {
+  const rows = await onServer(`SELECT pid FROM pg_stat_activity WHERE datname = '${name}'`);
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  return rows.reduce((total, { pid }) => {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return total + (Number(fields[11]) + Number(fields[12])) * tick;
+    } catch {
+      return total; // a backend that has just gone
+    }
+  }, 0);
+}
 
-async function round(side: Side): Promise<number> {
-  const started = process.hrtime.bigint();
+await onServer(`CREATE DATABASE ${name}`);
+const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency, idleTimeoutMillis: 0 });
+const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
+let calls = 0;
+
+async function round(): Promise<{ ms: number; backendCpuMs: number; ownCpuMs: number }> {
+  const [startedAt, backendBefore, ownBefore] = [process.hrtime.bigint(), await backendCpuMs(), process.cpuUsage()];
   let next = 0;
-  // As the workers do: `concurrency` batches in flight, each spread over the accounts.
   await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < batches) {
-      next += 1;
+    for (; next < batches; next++) {
       const charges = Array.from({ length: size }, () => {
-        side.calls += 1;
-        return priced(`rb-${side.calls}`, side.accounts[side.calls % side.accounts.length]!, 1000n + BigInt(side.calls % 97));
+        calls += 1;
+        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97));
       });
-      await recordUsageBatch(side.pool, { charges, quarantines: [], priceBookHash: "bench", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
+      await recordUsageBatch(pool, { charges, quarantines: [], priceBookHash: "bench", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     }
   }));
-  return Number(process.hrtime.bigint() - started) / 1e6;
+  const own = process.cpuUsage(ownBefore);
+  return { ms: Number(process.hrtime.bigint() - startedAt) / 1e6, backendCpuMs: (await backendCpuMs()) - backendBefore, ownCpuMs: (own.user + own.system) / 1000 };
 }
 
-const funded = await freshDatabase(true);
-const unfunded = await freshDatabase(false);
-const times: Record<"funded" | "unfunded", number[]> = { funded: [], unfunded: [] };
 try {
-  await round(funded);
-  await round(unfunded); // warm-up, not counted
-  for (let r = 0; r < rounds; r++) {
-    const order: Array<["funded" | "unfunded", Side]> = r % 2 === 0 ? [["funded", funded], ["unfunded", unfunded]] : [["unfunded", unfunded], ["funded", funded]];
-    for (const [label, side] of order) times[label].push(await round(side));
+  await runMigrations(url.toString());
+  for (const account of accounts) {
+    await recordGrant(pool, { billingAccountId: account, credits: 10n ** 15n, reference: `rb-${account}`, reason: "bench" });
   }
+  await round(); // warm-up, not counted
+  const measured = [];
+  for (let r = 0; r < rounds; r++) measured.push(await round());
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const events = batches * size;
+  console.log(JSON.stringify({
+    eventsPerSecond: Math.round(events / (median(measured.map((m) => m.ms)) / 1000)),
+    backendCpuUsPerEvent: Math.round((median(measured.map((m) => m.backendCpuMs)) * 1000) / events),
+    ownCpuUsPerEvent: Math.round((median(measured.map((m) => m.ownCpuMs)) * 1000) / events),
+  }));
 } finally {
-  await funded.pool.end();
-  await unfunded.pool.end();
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  for (const name of [funded.name, unfunded.name]) await admin.query(`DROP DATABASE ${name}`);
-  await admin.end();
+  await pool.end();
+  await onServer(`DROP DATABASE ${name}`);
 }
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-const perSecond = (ms: number) => Math.round((batches * size) / (ms / 1000));
-// Each round's pair ran back to back, under the same load: their ratio is what a busy machine leaves alone.
-const pairRatio = median(times.funded.map((ms, r) => times.unfunded[r]! / ms));
-console.log(JSON.stringify({
-  funded: perSecond(median(times.funded)),
-  unfunded: perSecond(median(times.unfunded)),
-  ratio: Math.round(pairRatio * 1000) / 1000,
-  rounds: times,
-}));
