@@ -151,6 +151,27 @@ describe("transfers", () => {
     }
   });
 
+  it("a balance that would pass ±(2^53 − 1) on either side answers 422 balance_out_of_range and moves nothing", async () => {
+    await grant("xfer-full", "xfer-full-grant", Number.MAX_SAFE_INTEGER);
+    await grant("xfer-full-from", "xfer-full-from-grant", 10);
+    const into = await transfer("xfer-full-from", { to: "xfer-full", credits: 10, reference: "xfer-into-full", expiration: "preserve" });
+    expect(into.statusCode).toBe(422);
+    expect(into.json().error).toMatchObject({ code: "balance_out_of_range", balance_credits: Number.MAX_SAFE_INTEGER });
+    expect(into.json().error.message).toMatch(/^credits: the balance of xfer-full would pass/);
+    const deep = await h.admin("POST", "/v1/accounts/xfer-deep/debits", { credits: Number.MAX_SAFE_INTEGER, reference: "xfer-deep-debit", reason: "settlement" });
+    expect(deep.statusCode).toBe(201);
+    const out = await transfer("xfer-deep", { to: "xfer-full-from", credits: 1, reference: "xfer-out-of-deep", expiration: "none", allow_overdraft: true });
+    expect(out.statusCode).toBe(422);
+    expect(out.json().error).toMatchObject({ code: "balance_out_of_range", balance_credits: -Number.MAX_SAFE_INTEGER });
+    expect([await balanceOf("xfer-full"), await balanceOf("xfer-full-from"), await balanceOf("xfer-deep")]).toEqual([Number.MAX_SAFE_INTEGER, 10, -Number.MAX_SAFE_INTEGER]);
+    expect(await bucketsOf("xfer-full-from")).toEqual([{ source: "grant", credits: 10, remaining: 10, expires_at: null, priority: 50 }]);
+    const { rows } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM transfers WHERE reference IN ('xfer-into-full', 'xfer-out-of-deep')");
+    expect(rows[0].n).toBe(0);
+    // Refused, not spent: the reference is still free.
+    expect((await transfer("xfer-full-from", { to: "xfer-full-to", credits: 10, reference: "xfer-into-full", expiration: "none" })).statusCode).toBe(201);
+    await expectBooksTieOut();
+  });
+
   it("200 opposite transfers racing between two accounts: no deadlock, credits conserved, books tie out", async () => {
     await grant("xfer-race-a", "xfer-race-a-grant", 10_000, { expires_at: inDays(8) });
     await grant("xfer-race-b", "xfer-race-b-grant", 10_000);
@@ -238,6 +259,19 @@ describe("reversals", () => {
     const unknown = await reverse("rev-no-such-call", { reference: "rev-unknown", reason: "support" });
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json().error.code).toBe("receipt_not_found");
+  });
+
+  it("a reversal that would take the balance past 2^53 − 1 answers 422 balance_out_of_range and gives nothing back", async () => {
+    await charge("rev-full", ["rev-full-call", 300]);
+    await grant("rev-full", "rev-full-grant", Number.MAX_SAFE_INTEGER - 1);
+    await grant("rev-full", "rev-full-top", 301);
+    const refused = await reverse("rev-full-call", { reference: "rev-full", reason: "outage", credits: 1 });
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json().error).toMatchObject({ code: "balance_out_of_range", balance_credits: Number.MAX_SAFE_INTEGER });
+    expect(await receipt("rev-full-call")).toMatchObject({ reversed_credits: 0 });
+    const { rows } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM reversals WHERE reference = 'rev-full'");
+    expect(rows[0].n).toBe(0);
+    await expectBooksTieOut();
   });
 
   it("a part whose bucket has expired since comes back as an evergreen bucket", async () => {
