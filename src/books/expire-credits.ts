@@ -25,8 +25,9 @@ export type ExpiryPass = { expired: number; expiring: number; alerts: OutboxAler
 const MAX_DATE_MS = 8.64e15;
 
 // One sweeping transaction at a time across workers: the next waits (within lock_timeout) and
-// then finds the work done, rather than lock the same accounts beside it.
-const EXPIRY_LOCK = 0x5e_c0_e0_01;
+// then finds the work done, rather than lock the same accounts beside it. Exported for tests that
+// hold the sweep back while they set up what it will find.
+export const EXPIRY_LOCK = 0x5e_c0_e0_01;
 
 /**
  * Expires up to `limit` buckets whose expires_at has passed, in one transaction: each account
