@@ -78,6 +78,25 @@ describe("transfers", () => {
     await expectBooksTieOut();
   });
 
+  it("a bucket that came by transfer or reversal shows that reference: in the summary, its expiry entry and credits_expired", async () => {
+    await grant("xfer-named-org", "xfer-named-grant", 500, { expires_at: inDays(2) });
+    expect((await transfer("xfer-named-org", { to: "xfer-named-team", credits: 300, reference: "fund-named-team", expiration: "preserve" })).statusCode).toBe(201);
+    const team = async () => (await h.admin("GET", "/v1/accounts/xfer-named-team/credits/summary")).json();
+    expect((await team()).grants).toEqual([expect.objectContaining({ reference: "fund-named-team", source: "transfer_in", remaining_credits: 300 })]);
+    await charge("xfer-named-team", ["xfer-named-call", 100]);
+    await expireCredits(h.deps.database.pool, { now: new Date(Date.now() + 3 * DAY_MS), limit: 100, expiringWithinMs: DAY_MS, lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
+    const { rows } = await h.deps.database.pool.query("SELECT reference, amount_credits::int AS amount FROM ledger_entries WHERE billing_account_id = 'xfer-named-team' AND kind = 'expiry'");
+    expect(rows).toEqual([{ reference: "fund-named-team", amount: -200 }]);
+    const { rows: alerts } = await h.deps.database.pool.query(
+      "SELECT fields->>'reference' AS reference FROM alert_outbox WHERE event = 'credits_expired' AND fields->>'billing_account_id' = 'xfer-named-team'",
+    );
+    expect(alerts).toEqual([{ reference: "fund-named-team" }]);
+    // Its bucket gone, the refund arrives as a bucket of its own.
+    expect((await reverse("xfer-named-call", { reference: "refund-named-call", reason: "outage" })).statusCode).toBe(201);
+    expect((await team()).grants).toEqual([expect.objectContaining({ reference: "refund-named-call", source: "reversal", remaining_credits: 100 })]);
+    await expectBooksTieOut();
+  });
+
   it("more than the available credits answers 422 insufficient_credits and moves nothing", async () => {
     await grant("xfer-short", "xfer-short-grant", 100);
     const answer = await transfer("xfer-short", { to: "xfer-short-to", credits: 101, reference: "xfer-short", expiration: "none" });
