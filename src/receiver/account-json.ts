@@ -22,6 +22,8 @@ export function parseAccountJson(body: Buffer): unknown {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text, (key, value, context?: { source?: string }) => {
+      // Refused as Fastify's own parser refuses it: an object's prototype is no request field.
+      if (key === "__proto__") issues.push({ path: key, message: "is not a field of any request" });
       if (typeof value === "number" && context?.source !== undefined && !readsExactly(context.source, value)) {
         issues.push({ path: key, message: `${context.source} is not a whole number JSON can carry exactly (it reads as ${value})` });
       }

@@ -103,6 +103,7 @@ describe("one canonical form for ids and references, at ingest and in the accoun
       ['{"credits":9007199254740990.9,"reference":"rounds-to-max"}', "credits"],
       ['{"credits":1e-400,"reference":"underflow"}', "credits"],
       ['{"credits":1,"reference":"priority-rounded","priority":50.000000000000001}', "priority"],
+      ['{"credits":1,"reference":"proto","__proto__":{"credits":5}}', "__proto__"],
     ];
     for (const [body, field] of cases) {
       const answer = await grant("exact-1", body);
