@@ -1,7 +1,9 @@
 import { and, asc, desc, eq, gt, isNotNull, lt, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
 import type { Db } from "../platform/db/client.js";
 import type { BucketSource, LedgerKind } from "../platform/db/ledger-kinds.js";
-import { accounts, chargeReceipts, creditBuckets, grants, ledgerEntries, reversals } from "../platform/db/schema.js";
+import { accounts, chargeReceipts, creditBuckets, ledgerEntries, reversals } from "../platform/db/schema.js";
+import { BUCKET_REFERENCE } from "./credit-buckets.js";
 
 export type LedgerEntry = typeof ledgerEntries.$inferSelect;
 /** A receipt with the balance its entry left and what its reversals gave back in all. */
@@ -132,38 +134,33 @@ export type LiveBucket = { reference: string; source: BucketSource; remainingCre
 /** At most this many live buckets in a summary: the next ones to be spent. */
 export const SUMMARY_BUCKETS = 100;
 
+// BUCKET_REFERENCE reads alias `b`.
+const b = alias(creditBuckets, "b");
+const liveBucketColumns = {
+  reference: sql<string>`${sql.raw(BUCKET_REFERENCE)}`,
+  source: b.source,
+  remainingCredits: b.remainingCredits,
+  expiresAt: b.expiresAt,
+  priority: b.priority,
+};
+
 /** The account's live buckets in consumption order (the next to be spent first), at most `limit`. */
 export async function listLiveBuckets(db: Db, billingAccountId: string, limit = SUMMARY_BUCKETS): Promise<LiveBucket[]> {
-  const rows = await db
-    .select({
-      reference: sql<string>`coalesce(${grants.reference}, ${creditBuckets.source} || ':' || ${creditBuckets.id})`,
-      source: creditBuckets.source,
-      remainingCredits: creditBuckets.remainingCredits,
-      expiresAt: creditBuckets.expiresAt,
-      priority: creditBuckets.priority,
-    })
-    .from(creditBuckets)
-    .leftJoin(grants, and(eq(creditBuckets.source, "grant"), eq(grants.id, creditBuckets.sourceId)))
-    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), creditBuckets.live))
-    .orderBy(asc(creditBuckets.priority), sql`${creditBuckets.expiresAt} asc nulls last`, asc(creditBuckets.createdAt), asc(creditBuckets.id))
+  return db
+    .select(liveBucketColumns)
+    .from(b)
+    .where(and(eq(b.billingAccountId, billingAccountId), b.live))
+    .orderBy(asc(b.priority), sql`${b.expiresAt} asc nulls last`, asc(b.createdAt), asc(b.id))
     .limit(limit);
-  return rows;
 }
 
 /** The live bucket that expires soonest, if any does. */
 export async function nextExpiry(db: Db, billingAccountId: string): Promise<LiveBucket | null> {
   const [row] = await db
-    .select({
-      reference: sql<string>`coalesce(${grants.reference}, ${creditBuckets.source} || ':' || ${creditBuckets.id})`,
-      source: creditBuckets.source,
-      remainingCredits: creditBuckets.remainingCredits,
-      expiresAt: creditBuckets.expiresAt,
-      priority: creditBuckets.priority,
-    })
-    .from(creditBuckets)
-    .leftJoin(grants, and(eq(creditBuckets.source, "grant"), eq(grants.id, creditBuckets.sourceId)))
-    .where(and(eq(creditBuckets.billingAccountId, billingAccountId), creditBuckets.live, isNotNull(creditBuckets.expiresAt)))
-    .orderBy(asc(creditBuckets.expiresAt), asc(creditBuckets.id))
+    .select(liveBucketColumns)
+    .from(b)
+    .where(and(eq(b.billingAccountId, billingAccountId), b.live, isNotNull(b.expiresAt)))
+    .orderBy(asc(b.expiresAt), asc(b.id))
     .limit(1);
   return row ?? null;
 }

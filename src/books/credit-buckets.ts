@@ -19,6 +19,17 @@ export function expiryProblem(expiresAt: Date, now = new Date()): string | null 
   return null;
 }
 
+/**
+ * A bucket's reference as its expiry entry, its alerts and the summary show it (alias `b`): the
+ * reference of the grant, transfer or reversal it came from, so each traces to a request of the
+ * caller's; `<source>:<bucket id>` for an opening bucket, which came from none.
+ */
+export const BUCKET_REFERENCE = `coalesce(
+  CASE b.source WHEN 'grant' THEN (SELECT reference FROM grants WHERE id = b.source_id)
+                WHEN 'transfer_in' THEN (SELECT reference FROM transfers WHERE id = b.source_id)
+                WHEN 'reversal' THEN (SELECT reference FROM reversals WHERE id = b.source_id) END,
+  b.source || ':' || b.id)`;
+
 export type NewBucket = { source: BucketSource; sourceId: string | null; terms: BucketTerms };
 
 /** What an outflow entry took from one bucket (the bucket's terms too: a transfer passes them on). */

@@ -4,7 +4,7 @@ import { withTransaction } from "../platform/db/client.js";
 import type { Alert } from "./alert-catalog.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
 import { balanceAlertsFor } from "./balance-alerts.js";
-import { insertAllocations } from "./credit-buckets.js";
+import { BUCKET_REFERENCE, insertAllocations } from "./credit-buckets.js";
 import { enforceAfterPosting } from "./enforcement.js";
 import { BUCKET_CONTENT } from "./entry-hash.js";
 import { type Posting, postEntries } from "./post-entries.js";
@@ -25,8 +25,9 @@ export type ExpiryPass = { expired: number; expiring: number; alerts: OutboxAler
 const MAX_DATE_MS = 8.64e15;
 
 // One sweeping transaction at a time across workers: the next waits (within lock_timeout) and
-// then finds the work done, rather than lock the same accounts beside it.
-const EXPIRY_LOCK = 0x5e_c0_e0_01;
+// then finds the work done, rather than lock the same accounts beside it. Exported for tests that
+// hold the sweep back while they set up what it will find.
+export const EXPIRY_LOCK = 0x5e_c0_e0_01;
 
 /**
  * Expires up to `limit` buckets whose expires_at has passed, in one transaction: each account
@@ -68,9 +69,8 @@ async function expireDue(client: pg.PoolClient, now: Date, settings: ExpirySetti
   await client.query("SELECT id FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", [accounts]);
   // Read again under the locks: a bucket another transaction drained or expired meanwhile is left.
   const { rows: buckets } = await client.query<DueBucket>(
-    `SELECT b.id, b.billing_account_id, b.remaining_credits, b.expires_at,
-            coalesce(g.reference, b.source || ':' || b.id) AS reference, ${BUCKET_CONTENT} AS content
-     FROM credit_buckets b LEFT JOIN grants g ON b.source = 'grant' AND g.id = b.source_id
+    `SELECT b.id, b.billing_account_id, b.remaining_credits, b.expires_at, ${BUCKET_REFERENCE} AS reference, ${BUCKET_CONTENT} AS content
+     FROM credit_buckets b
      WHERE b.billing_account_id = ANY($1::text[]) AND b.expires_at <= $2 AND b.live AND b.expired_at IS NULL
      ORDER BY b.billing_account_id, b.expires_at, b.id
      LIMIT $3
@@ -131,8 +131,8 @@ async function expiringAlerts(client: pg.PoolClient, now: Date, settings: Expiry
                       AND expiring_alerted_at IS NULL
                     ORDER BY expires_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
        RETURNING id, billing_account_id, remaining_credits, expires_at, source, source_id)
-     SELECT m.id, m.billing_account_id, m.remaining_credits, m.expires_at, coalesce(g.reference, m.source || ':' || m.id) AS reference
-     FROM marked m LEFT JOIN grants g ON m.source = 'grant' AND g.id = m.source_id ORDER BY m.expires_at, m.id`,
+     SELECT b.id, b.billing_account_id, b.remaining_credits, b.expires_at, ${BUCKET_REFERENCE} AS reference
+     FROM marked b ORDER BY b.expires_at, b.id`,
     // A window past any expiry a grant may carry (100 years) is all of them: capped where a Date ends.
     [now, new Date(Math.min(now.getTime() + settings.expiringWithinMs, MAX_DATE_MS)), settings.limit],
   );

@@ -19,6 +19,9 @@ export type Drift =
   | { kind: "receipt_without_account"; idempotencyKey: string; billingAccountId: string }
   | { kind: "grant_without_account"; grantReference: string; billingAccountId: string }
   | { kind: "entry_without_account"; entryId: string; billingAccountId: string }
+  | { kind: "debit_without_account"; debitReference: string; billingAccountId: string }
+  | { kind: "transfer_without_account"; transferReference: string; billingAccountId: string }
+  | { kind: "reversal_without_account"; reversalReference: string; billingAccountId: string }
   | { kind: "debit_without_entry"; billingAccountId: string; debitReference: string }
   | { kind: "entry_without_debit"; billingAccountId: string; entryId: string }
   | { kind: "debit_entry_mismatch"; billingAccountId: string; entryId: string; debitReference: string; fields: string[] }
@@ -85,27 +88,39 @@ export async function reconcileLedger(
 
 const ACCOUNTLESS_SHOWN = 1000;
 
-/** Receipts, grants and entries naming an account that does not exist, which the account pages cannot see. */
+/**
+ * Receipts, grants, debits, transfers (either side), reversals and entries naming an account that
+ * does not exist, which the account pages cannot see.
+ */
 async function accountlessDrifts(pool: pg.Pool): Promise<Drift[]> {
-  const { rows: receipts } = await pool.query<{ idempotency_key: string; billing_account_id: string }>(
-    `SELECT r.idempotency_key, r.billing_account_id FROM charge_receipts r
-     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = r.billing_account_id) ORDER BY r.id LIMIT $1`,
-    [ACCOUNTLESS_SHOWN],
-  );
-  const { rows: grants } = await pool.query<{ reference: string; billing_account_id: string }>(
-    `SELECT g.reference, g.billing_account_id FROM grants g
-     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = g.billing_account_id) ORDER BY g.id LIMIT $1`,
-    [ACCOUNTLESS_SHOWN],
-  );
-  const { rows: entries } = await pool.query<{ id: string; billing_account_id: string }>(
-    `SELECT l.id, l.billing_account_id FROM ledger_entries l
-     WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.billing_account_id) ORDER BY l.id LIMIT $1`,
-    [ACCOUNTLESS_SHOWN],
-  );
+  // Each source's rows whose account (`account`, a column of `s`) is missing, with its reference.
+  const missing = async (table: string, reference: string, account: string) =>
+    (
+      await pool.query<{ reference: string; account: string }>(
+        `SELECT s.${reference} AS reference, s.${account} AS account FROM ${table} s
+         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = s.${account}) ORDER BY s.id LIMIT $1`,
+        [ACCOUNTLESS_SHOWN],
+      )
+    ).rows;
   return [
-    ...receipts.map((row): Drift => ({ kind: "receipt_without_account", idempotencyKey: row.idempotency_key, billingAccountId: row.billing_account_id })),
-    ...grants.map((row): Drift => ({ kind: "grant_without_account", grantReference: row.reference, billingAccountId: row.billing_account_id })),
-    ...entries.map((row): Drift => ({ kind: "entry_without_account", entryId: row.id, billingAccountId: row.billing_account_id })),
+    ...(await missing("charge_receipts", "idempotency_key", "billing_account_id")).map(
+      (row): Drift => ({ kind: "receipt_without_account", idempotencyKey: row.reference, billingAccountId: row.account }),
+    ),
+    ...(await missing("grants", "reference", "billing_account_id")).map(
+      (row): Drift => ({ kind: "grant_without_account", grantReference: row.reference, billingAccountId: row.account }),
+    ),
+    ...(await missing("debits", "reference", "billing_account_id")).map(
+      (row): Drift => ({ kind: "debit_without_account", debitReference: row.reference, billingAccountId: row.account }),
+    ),
+    ...[...(await missing("transfers", "reference", "from_account_id")), ...(await missing("transfers", "reference", "to_account_id"))].map(
+      (row): Drift => ({ kind: "transfer_without_account", transferReference: row.reference, billingAccountId: row.account }),
+    ),
+    ...(await missing("reversals", "reference", "billing_account_id")).map(
+      (row): Drift => ({ kind: "reversal_without_account", reversalReference: row.reference, billingAccountId: row.account }),
+    ),
+    ...(await missing("ledger_entries", "id", "billing_account_id")).map(
+      (row): Drift => ({ kind: "entry_without_account", entryId: row.reference, billingAccountId: row.account }),
+    ),
   ];
 }
 

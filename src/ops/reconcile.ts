@@ -7,7 +7,7 @@ import { progress, terminalSafe } from "./output.js";
 
 export const reconcileCommand = act(
   new Command("reconcile")
-    .description("check every balance, chain, receipt and grant against the ledger (exit 1 on drift)")
+    .description("check every balance, chain, credit bucket, receipt, grant, debit, transfer and reversal against the ledger (exit 1 on drift)")
     .option("--against <heads.json>", "also check that nothing before the heads in this file (books head --json) changed"),
   async (flags: OutputOptions & { against?: string }) => {
     const print = printer(flags);

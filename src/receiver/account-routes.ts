@@ -15,6 +15,7 @@ import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { recordGrant } from "../books/grants.js";
 import { DEFAULT_PRIORITY, expiryProblem } from "../books/credit-buckets.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
+import { parseAccountJson } from "./account-json.js";
 import { bearerTokenMatches } from "./auth.js";
 import {
   creditsJson,
@@ -74,6 +75,8 @@ export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise
   // totals can pass what a double holds; they are written as the exact integers they are.
   scope.setValidatorCompiler(validatorCompiler);
   scope.setSerializerCompiler(exactSerializerCompiler);
+  scope.removeContentTypeParser("application/json");
+  scope.addContentTypeParser("application/json", { parseAs: "buffer" }, async (_request: unknown, body: Buffer) => parseAccountJson(body));
   const app = scope.withTypeProvider<ZodTypeProvider>();
 
   // Every route here is in the OpenAPI document: one without its schemas stops the server.

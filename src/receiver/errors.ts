@@ -27,6 +27,13 @@ export function sendError(
   return reply.code(status).send({ error: { code, message, ...extra } });
 }
 
+/** A request refused before its route's schema sees it (its body's bytes or numbers), answered as the schema's refusals are. */
+export class InvalidRequestError extends Error {
+  constructor(readonly issues: Array<{ path: string; message: string }>) {
+    super(`${issues[0]?.path || "the request"}: ${issues[0]?.message ?? "invalid"}`);
+  }
+}
+
 /** A request its route's schema refuses: 400 naming the first field, with every issue listed. */
 function sendInvalidRequest(reply: FastifyReply, issues: Array<{ path: string; message: string }>): FastifyReply {
   return sendError(reply, 400, "invalid_request", `${issues[0]?.path || "the request"}: ${issues[0]?.message ?? "invalid"}`, { issues });
@@ -48,6 +55,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
         error.validation.map((issue) => ({ path: issue.instancePath.slice(1).replaceAll("/", "."), message: issue.message ?? "invalid" })),
       );
     }
+    if (error instanceof InvalidRequestError) return sendInvalidRequest(reply, error.issues);
     const known = error.code ? FASTIFY_CODES[error.code] : undefined;
     if (known) return sendError(reply, known.status, known.code, error.message);
     const status = error.statusCode ?? 500;

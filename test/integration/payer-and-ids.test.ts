@@ -61,7 +61,7 @@ describe("one canonical form for ids and references, at ingest and in the accoun
       method: "POST",
       url: `/v1/accounts/${encodeURIComponent(account)}/grants`,
       headers: { authorization: `Bearer ${h.settings.adminToken}`, "content-type": "application/json" },
-      payload: typeof body === "string" ? body : JSON.stringify(body),
+      payload: typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
     });
 
   it("serves every route for an id of the full length that ingest accepts, and refuses one longer with 400", async () => {
@@ -93,6 +93,30 @@ describe("one canonical form for ids and references, at ingest and in the accoun
     const padded = await grant("X ", { credits: 10_000, reference: "padded-topup" });
     expect(padded.json()).toMatchObject({ grant: { billing_account_id: "X " }, balance_credits: 10_000 - 2_250 });
     expect((await h.admin("GET", "/v1/accounts/X/credits/summary")).statusCode).toBe(404);
+  });
+
+  it("answers 400 for bytes that are not UTF-8 and numbers JSON would round, rather than store what was not sent", async () => {
+    const notUtf8 = Buffer.concat([Buffer.from('{"credits":1,"reference":"bytes-'), Buffer.from([0xff]), Buffer.from('"}')]);
+    const cases: Array<[unknown, string]> = [
+      [notUtf8, ""],
+      ['{"credits":4503599627370496.5,"reference":"half-past-2^52"}', "credits"],
+      ['{"credits":9007199254740990.9,"reference":"rounds-to-max"}', "credits"],
+      ['{"credits":1e-400,"reference":"underflow"}', "credits"],
+      ['{"credits":1,"reference":"priority-rounded","priority":50.000000000000001}', "priority"],
+      ['{"credits":1,"reference":"proto","__proto__":{"credits":5}}', "__proto__"],
+    ];
+    for (const [body, field] of cases) {
+      const answer = await grant("exact-1", body);
+      expect(answer.statusCode, String(body)).toBe(400);
+      expect(answer.json().error).toMatchObject({ code: "invalid_request", issues: [{ path: field }] });
+    }
+    expect((await h.admin("GET", "/v1/accounts/exact-1/credits/summary")).statusCode).toBe(404);
+    // What JSON writes exactly is taken in any of its spellings.
+    for (const [credits, reference] of [["1e3", "exponent"], ["1000.000", "trailing-zeros"], ["100000e-2", "negative-exponent"]]) {
+      const answer = await grant("exact-2", `{"credits":${credits},"reference":"${reference}"}`);
+      expect(answer.statusCode, credits).toBe(201);
+      expect(answer.json().grant.credits).toBe(1000);
+    }
   });
 
   it("answers 400 naming the field for text that cannot be stored, never 500 and never altered", async () => {

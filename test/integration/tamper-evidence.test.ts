@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { recordDebit } from "../../src/books/debits.js";
 import { recordGrant } from "../../src/books/grants.js";
 import { type Drift, reconcileLedger } from "../../src/books/reconcile.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
@@ -72,6 +73,20 @@ async function headsFile(): Promise<string> {
   const file = join(tmpdir(), `spend-ingest-heads-${process.pid}-${Date.now()}.json`);
   writeFileSync(file, heads.stdout);
   return file;
+}
+
+/** An account with a grant of 1,000 and a seat fee debited (300): its entries are the grant (seq 1) and the debit (seq 2). */
+async function debited(account: string): Promise<{ entryIds: string[]; debitReference: string }> {
+  await recordGrant(db.pool, { billingAccountId: account, credits: 1000n, reference: `${account}-grant`, reason: null });
+  const debitReference = `${account}-seat-fee`;
+  const debit = await recordDebit(
+    db.pool,
+    { billingAccountId: account, credits: 300n, reference: debitReference, reason: "seat fee" },
+    { lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF },
+  );
+  expect(debit.outcome).toBe("created");
+  const { rows } = await db.pool.query<{ id: string }>("SELECT id FROM ledger_entries WHERE billing_account_id = $1 ORDER BY seq", [account]);
+  return { entryIds: rows.map((row) => row.id), debitReference };
 }
 
 describe("reconcile catches every edit to grants, receipts and ledger entries", () => {
@@ -229,5 +244,79 @@ describe("reconcile catches every edit to grants, receipts and ledger entries", 
     const missing = await runOps(db, "reconcile", "--against", join(tmpdir(), "no-such-heads.json"));
     expect(missing).toMatchObject({ code: 2 });
     expect(missing.stderr.split("\n")[0]).toBe(`reconcile --against: cannot read ${join(tmpdir(), "no-such-heads.json")}: ENOENT`);
+  });
+});
+
+describe("reconcile catches every edit to debits, and rows of accounts that do not exist", () => {
+  it("a debit's credits rewritten", async () => {
+    const { entryIds, debitReference } = await debited("acct-debit-amount");
+    await tamper([["UPDATE debits SET credits = 1 WHERE reference = $1", [debitReference]]]);
+    expect(await driftsOf("acct-debit-amount")).toEqual([
+      { kind: "hash_mismatch", billingAccountId: "acct-debit-amount", entryId: entryIds[1], seq: "2" },
+      { kind: "debit_entry_mismatch", billingAccountId: "acct-debit-amount", entryId: entryIds[1], debitReference, fields: ["amount"] },
+    ]);
+  });
+
+  it("a debit's reason or time rewritten", async () => {
+    const { entryIds, debitReference } = await debited("acct-debit-reason");
+    await tamper([["UPDATE debits SET reason = 'goodwill', created_at = created_at - interval '1 day' WHERE reference = $1", [debitReference]]]);
+    expect(await driftsOf("acct-debit-reason")).toEqual([{ kind: "hash_mismatch", billingAccountId: "acct-debit-reason", entryId: entryIds[1], seq: "2" }]);
+  });
+
+  it("a debit row deleted", async () => {
+    const { entryIds } = await debited("acct-debit-deleted");
+    await tamper([["DELETE FROM debits WHERE billing_account_id = $1", ["acct-debit-deleted"]]]);
+    expect(await driftsOf("acct-debit-deleted")).toEqual([
+      { kind: "hash_mismatch", billingAccountId: "acct-debit-deleted", entryId: entryIds[1], seq: "2" },
+      { kind: "entry_without_debit", billingAccountId: "acct-debit-deleted", entryId: entryIds[1] },
+    ]);
+  });
+
+  it("a debit and its entry erased, the balance and the buckets put back", async () => {
+    const { entryIds } = await debited("acct-debit-erased");
+    await tamper([
+      ["DELETE FROM ledger_entries WHERE id = $1", [entryIds[1]]],
+      ["DELETE FROM debits WHERE billing_account_id = $1", ["acct-debit-erased"]],
+      ["UPDATE accounts SET balance_credits = balance_credits + 300 WHERE id = $1", ["acct-debit-erased"]],
+      ...unallocate("acct-debit-erased", entryIds[1], 300),
+    ]);
+    expect(await driftsOf("acct-debit-erased")).toEqual([{ kind: "head_mismatch", billingAccountId: "acct-debit-erased", headSeq: "2", lastSeq: "1" }]);
+  });
+
+  it("a debit forged without an entry, on its account or on one that does not exist", async () => {
+    await debited("acct-debit-forged");
+    await tamper([
+      ["INSERT INTO debits (billing_account_id, reference, credits, reason) VALUES ($1, 'forged-debit', 50, 'forged')", ["acct-debit-forged"]],
+      ["INSERT INTO debits (billing_account_id, reference, credits, reason) VALUES ($1, 'forged-elsewhere', 50, 'forged')", ["acct-debit-nobody"]],
+    ]);
+    expect(await driftsOf("acct-debit-forged")).toEqual([{ kind: "debit_without_entry", billingAccountId: "acct-debit-forged", debitReference: "forged-debit" }]);
+    expect((await reconcileLedger(db.pool)).drifts).toContainEqual({ kind: "debit_without_account", debitReference: "forged-elsewhere", billingAccountId: "acct-debit-nobody" });
+  });
+
+  it("a transfer or a reversal forged for an account that does not exist", async () => {
+    await tamper([
+      [
+        `INSERT INTO transfers (from_account_id, to_account_id, reference, credits, expiration, allow_overdraft)
+         VALUES ('acct-from-nobody', 'acct-to-nobody', 'forged-transfer', 50, 'none', false)`,
+        [],
+      ],
+      ["INSERT INTO reversals (receipt_id, billing_account_id, reference, credits, reason) VALUES (0, 'acct-reversed-nobody', 'forged-reversal', 50, 'forged')", []],
+    ]);
+    const { drifts } = await reconcileLedger(db.pool);
+    expect(drifts.filter((drift) => drift.kind === "transfer_without_account" || drift.kind === "reversal_without_account")).toEqual([
+      { kind: "transfer_without_account", transferReference: "forged-transfer", billingAccountId: "acct-from-nobody" },
+      { kind: "transfer_without_account", transferReference: "forged-transfer", billingAccountId: "acct-to-nobody" },
+      { kind: "reversal_without_account", reversalReference: "forged-reversal", billingAccountId: "acct-reversed-nobody" },
+    ]);
+  });
+
+  it("a debit moved to another account", async () => {
+    const { entryIds, debitReference } = await debited("acct-debit-moved");
+    await debited("acct-debit-target");
+    await tamper([["UPDATE debits SET billing_account_id = 'acct-debit-target' WHERE reference = $1", [debitReference]]]);
+    expect(await driftsOf("acct-debit-moved")).toEqual([{ kind: "hash_mismatch", billingAccountId: "acct-debit-moved", entryId: entryIds[1], seq: "2" }]);
+    expect(await driftsOf("acct-debit-target")).toEqual([
+      { kind: "debit_entry_mismatch", billingAccountId: "acct-debit-target", entryId: entryIds[1], debitReference, fields: ["account"] },
+    ]);
   });
 });

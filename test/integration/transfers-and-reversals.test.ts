@@ -78,6 +78,25 @@ describe("transfers", () => {
     await expectBooksTieOut();
   });
 
+  it("a bucket that came by transfer or reversal shows that reference: in the summary, its expiry entry and credits_expired", async () => {
+    await grant("xfer-named-org", "xfer-named-grant", 500, { expires_at: inDays(2) });
+    expect((await transfer("xfer-named-org", { to: "xfer-named-team", credits: 300, reference: "fund-named-team", expiration: "preserve" })).statusCode).toBe(201);
+    const team = async () => (await h.admin("GET", "/v1/accounts/xfer-named-team/credits/summary")).json();
+    expect((await team()).grants).toEqual([expect.objectContaining({ reference: "fund-named-team", source: "transfer_in", remaining_credits: 300 })]);
+    await charge("xfer-named-team", ["xfer-named-call", 100]);
+    await expireCredits(h.deps.database.pool, { now: new Date(Date.now() + 3 * DAY_MS), limit: 100, expiringWithinMs: DAY_MS, lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
+    const { rows } = await h.deps.database.pool.query("SELECT reference, amount_credits::int AS amount FROM ledger_entries WHERE billing_account_id = 'xfer-named-team' AND kind = 'expiry'");
+    expect(rows).toEqual([{ reference: "fund-named-team", amount: -200 }]);
+    const { rows: alerts } = await h.deps.database.pool.query(
+      "SELECT fields->>'reference' AS reference FROM alert_outbox WHERE event = 'credits_expired' AND fields->>'billing_account_id' = 'xfer-named-team'",
+    );
+    expect(alerts).toEqual([{ reference: "fund-named-team" }]);
+    // Its bucket gone, the refund arrives as a bucket of its own.
+    expect((await reverse("xfer-named-call", { reference: "refund-named-call", reason: "outage" })).statusCode).toBe(201);
+    expect((await team()).grants).toEqual([expect.objectContaining({ reference: "refund-named-call", source: "reversal", remaining_credits: 100 })]);
+    await expectBooksTieOut();
+  });
+
   it("more than the available credits answers 422 insufficient_credits and moves nothing", async () => {
     await grant("xfer-short", "xfer-short-grant", 100);
     const answer = await transfer("xfer-short", { to: "xfer-short-to", credits: 101, reference: "xfer-short", expiration: "none" });
@@ -149,6 +168,27 @@ describe("transfers", () => {
     } finally {
       await pool.query("UPDATE transfers SET credits = 40 WHERE reference = 'xfer-edit'");
     }
+  });
+
+  it("a balance that would pass ±(2^53 − 1) on either side answers 422 balance_out_of_range and moves nothing", async () => {
+    await grant("xfer-full", "xfer-full-grant", Number.MAX_SAFE_INTEGER);
+    await grant("xfer-full-from", "xfer-full-from-grant", 10);
+    const into = await transfer("xfer-full-from", { to: "xfer-full", credits: 10, reference: "xfer-into-full", expiration: "preserve" });
+    expect(into.statusCode).toBe(422);
+    expect(into.json().error).toMatchObject({ code: "balance_out_of_range", balance_credits: Number.MAX_SAFE_INTEGER });
+    expect(into.json().error.message).toMatch(/^credits: the balance of xfer-full would pass/);
+    const deep = await h.admin("POST", "/v1/accounts/xfer-deep/debits", { credits: Number.MAX_SAFE_INTEGER, reference: "xfer-deep-debit", reason: "settlement" });
+    expect(deep.statusCode).toBe(201);
+    const out = await transfer("xfer-deep", { to: "xfer-full-from", credits: 1, reference: "xfer-out-of-deep", expiration: "none", allow_overdraft: true });
+    expect(out.statusCode).toBe(422);
+    expect(out.json().error).toMatchObject({ code: "balance_out_of_range", balance_credits: -Number.MAX_SAFE_INTEGER });
+    expect([await balanceOf("xfer-full"), await balanceOf("xfer-full-from"), await balanceOf("xfer-deep")]).toEqual([Number.MAX_SAFE_INTEGER, 10, -Number.MAX_SAFE_INTEGER]);
+    expect(await bucketsOf("xfer-full-from")).toEqual([{ source: "grant", credits: 10, remaining: 10, expires_at: null, priority: 50 }]);
+    const { rows } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM transfers WHERE reference IN ('xfer-into-full', 'xfer-out-of-deep')");
+    expect(rows[0].n).toBe(0);
+    // Refused, not spent: the reference is still free.
+    expect((await transfer("xfer-full-from", { to: "xfer-full-to", credits: 10, reference: "xfer-into-full", expiration: "none" })).statusCode).toBe(201);
+    await expectBooksTieOut();
   });
 
   it("200 opposite transfers racing between two accounts: no deadlock, credits conserved, books tie out", async () => {
@@ -238,6 +278,19 @@ describe("reversals", () => {
     const unknown = await reverse("rev-no-such-call", { reference: "rev-unknown", reason: "support" });
     expect(unknown.statusCode).toBe(404);
     expect(unknown.json().error.code).toBe("receipt_not_found");
+  });
+
+  it("a reversal that would take the balance past 2^53 − 1 answers 422 balance_out_of_range and gives nothing back", async () => {
+    await charge("rev-full", ["rev-full-call", 300]);
+    await grant("rev-full", "rev-full-grant", Number.MAX_SAFE_INTEGER - 1);
+    await grant("rev-full", "rev-full-top", 301);
+    const refused = await reverse("rev-full-call", { reference: "rev-full", reason: "outage", credits: 1 });
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json().error).toMatchObject({ code: "balance_out_of_range", balance_credits: Number.MAX_SAFE_INTEGER });
+    expect(await receipt("rev-full-call")).toMatchObject({ reversed_credits: 0 });
+    const { rows } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM reversals WHERE reference = 'rev-full'");
+    expect(rows[0].n).toBe(0);
+    await expectBooksTieOut();
   });
 
   it("a part whose bucket has expired since comes back as an evergreen bucket", async () => {
