@@ -1,3 +1,4 @@
+import "../src/platform/node-version.js";
 import { migrateAtStart, runService } from "../src/platform/process.js";
 import { reloadOnSighup, startUsageWorker } from "../src/worker/start.js";
 import { startHttpServer } from "../src/receiver/start.js";

@@ -1,3 +1,4 @@
+import "../src/platform/node-version.js";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { nodeEnvAllowsDev } from "../src/platform/config.js";

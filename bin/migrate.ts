@@ -1,3 +1,4 @@
+import "../src/platform/node-version.js";
 import { parseMigrationEnv } from "../src/platform/config.js";
 import { exitOnStartFailure, migrateAtStart, settingsOrExit } from "../src/platform/process.js";
 

@@ -1,3 +1,4 @@
+import "../src/platform/node-version.js";
 import { runService } from "../src/platform/process.js";
 import { startHttpServer } from "../src/receiver/start.js";
 

@@ -1,3 +1,4 @@
+import "../src/platform/node-version.js";
 import { reloadOnSighup, startUsageWorker } from "../src/worker/start.js";
 import { runService } from "../src/platform/process.js";
 import { startHttpServer } from "../src/receiver/start.js";

@@ -1,8 +1,12 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readdirSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MINIMUM_NODE_VERSION } from "../../src/platform/node-version.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
@@ -140,3 +144,34 @@ describe("npm start (all-in-one process)", () => {
     expect(service.lines).toEqual(["spend-ingest: invalid setting INGEST_TOKENS: is required"]);
   });
 });
+
+describe("every entry point on a Node.js older than the minimum", () => {
+  // Node itself cannot be swapped in a test: a module loaded first makes this one report 22.11.0,
+  // the last version whose require() cannot load an ES module.
+  const olderNode = `data:text/javascript,Object.defineProperty(process.versions, "node", { value: "22.11.0" })`;
+
+  it("exits 2 with one line naming the required version, before reading any setting", async () => {
+    const entries = readdirSync("bin").filter((file) => file.endsWith(".ts")).map((file) => file.replace(/\.ts$/, ""));
+    expect(entries).toEqual(expect.arrayContaining(["all-in-one", "dev", "migrate", "ops", "receiver", "usage-worker"]));
+    for (const entry of entries) {
+      const child = spawn(process.execPath, ["--import", olderNode, `dist/bin/${entry}.js`, "queues"], {
+        env: { PATH: process.env.PATH },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const [stdout, stderr] = [child.stdout, child.stderr].map((stream) => text(stream));
+      const [code] = await once(child, "exit");
+      expect({ entry, code, stdout: await stdout, stderr: await stderr }).toEqual({
+        entry,
+        code: 2,
+        stdout: "",
+        stderr: `spend-ingest: Node.js ${MINIMUM_NODE_VERSION} or newer is required; this is Node.js 22.11.0 (${process.execPath})\n`,
+      });
+    }
+  });
+});
+
+async function text(stream: Readable): Promise<string> {
+  let collected = "";
+  for await (const chunk of stream) collected += String(chunk);
+  return collected;
+}
