@@ -1,7 +1,8 @@
 import "../src/platform/node-version.js";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { nodeEnvAllowsDev } from "../src/platform/config.js";
+import { nodeEnvAllowsDev, ROLES } from "../src/platform/config.js";
+import { settingsOrExit } from "../src/platform/process.js";
 
 /**
  * `npm run dev`: the whole service on a developer's machine that has PostgreSQL and Redis, in
@@ -33,6 +34,8 @@ const env: Record<string, string> = {
 // Fresh each run: a development token must not become a credential someone else knows.
 env.INGEST_TOKENS ??= `dev-ingest-${randomBytes(16).toString("hex")}`;
 env.ADMIN_TOKEN ??= `dev-admin-${randomBytes(16).toString("hex")}`;
+// Every bad setting at once, before the database is touched: these are what `npm start` reads.
+settingsOrExit(ROLES["all-in-one"], env);
 
 try {
   await createDatabaseIfMissing(env.DATABASE_URL!);

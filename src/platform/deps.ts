@@ -1,13 +1,14 @@
 import type { Queue } from "bullmq";
 import { Cluster, Redis } from "ioredis";
 import { type DestinationStream, type Logger, pino } from "pino";
-import type { RedisTarget, Settings } from "./config.js";
+import type { ReceiverSettings, RedisTarget, ServiceSettings, Settings, WorkerSettings } from "./config.js";
 import { createDatabase, type Database } from "./db/client.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { createUsageQueue } from "./queue-producer.js";
 
-export type Deps = {
-  settings: Settings;
+/** `S`: the settings of the process's role (config.ts ROLES); the all-in-one process's by default. */
+export type Deps<S extends ServiceSettings = Settings> = {
+  settings: S;
   logger: Logger;
   database: Database;
   /** For commands and the producer; workers open their own blocking connection. */
@@ -15,11 +16,15 @@ export type Deps = {
   usageQueue: Queue;
   metrics: Metrics;
 };
+/** What the receiver's routes are given, in a receiver or the all-in-one process. */
+export type ReceiverDeps = Deps<ReceiverSettings>;
+/** What the usage worker is given, in a worker or the all-in-one process. */
+export type WorkerDeps = Deps<WorkerSettings>;
 
 // Bearer tokens arrive only in this header; nothing else that could hold one is logged.
 const REDACTED_PATHS = ["req.headers.authorization", "headers.authorization", "authorization", "token"];
 
-export function createLogger(settings: Pick<Settings, "logLevel">, destination?: DestinationStream): Logger {
+export function createLogger(settings: Pick<ServiceSettings, "logLevel">, destination?: DestinationStream): Logger {
   const options = { level: settings.logLevel, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
   // Synchronous: an alert is marked delivered right after it is logged, so its line must be
   // out of the process by then. pino's default stdout writes asynchronously, and a crash
@@ -43,7 +48,7 @@ export function createRedis(target: RedisTarget, options: { forWorker: boolean }
   return new Cluster(target.clusterNodes, { enableOfflineQueue: connection.enableOfflineQueue, redisOptions: connection });
 }
 
-export function createDeps(settings: Settings, options: { logger?: Logger } = {}): Deps {
+export function createDeps<S extends ServiceSettings>(settings: S, options: { logger?: Logger } = {}): Deps<S> {
   const logger = options.logger ?? createLogger(settings);
   const redis = createRedis(settings.redis, { forWorker: false });
   redis.on("error", (error) => logger.warn({ err: error }, "redis connection error"));
@@ -56,7 +61,7 @@ export function createDeps(settings: Settings, options: { logger?: Logger } = {}
 }
 
 /** Closes what createDeps opened, queue before Redis before the database. */
-export async function closeDeps(deps: Deps): Promise<void> {
+export async function closeDeps(deps: Deps<ServiceSettings>): Promise<void> {
   await deps.usageQueue.close();
   await deps.redis.quit().catch(() => deps.redis.disconnect());
   await deps.database.pool.end();

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { InvalidSettingError, parseEnv, type Settings } from "./config.js";
+import { InvalidSettingError, parseSettings, type ServiceSettings, type SettingGroup, type SettingsOf } from "./config.js";
 import { isDatabaseUnavailable } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
 import { closeDeps, createDeps, type Deps } from "./deps.js";
@@ -19,33 +19,36 @@ export class StartFailure extends Error {
   }
 }
 
-/** Stops the process with one line on stderr, never a stack trace: operators read it in journald or pm2 as it is. */
+/**
+ * Stops the process with one line on stderr (one per bad setting), never a stack trace:
+ * operators read it in journald or pm2 as it is.
+ */
 export function exitOnStartFailure(error: unknown): never {
-  const failure =
+  const [lines, exitCode] =
     error instanceof StartFailure
-      ? error
+      ? [[error.message], error.exitCode]
       : error instanceof InvalidSettingError
-        ? new StartFailure(error.message, 2)
-        : new StartFailure(`start failed: ${error instanceof Error ? error.message : String(error)}`, 1);
-  process.stderr.write(`spend-ingest: ${failure.message.replace(/\s*\n\s*/g, " ")}\n`);
-  process.exit(failure.exitCode);
+        ? [error.lines, 2]
+        : [[`start failed: ${error instanceof Error ? error.message : String(error)}`], 1];
+  process.stderr.write(lines.map((line) => `spend-ingest: ${line.replace(/\s*\n\s*/g, " ")}\n`).join(""));
+  process.exit(exitCode);
 }
 
-/** Reads settings, or prints the one line that names the bad one and exits 2. */
-export function settingsOrExit<T = Settings>(parse: (source: NodeJS.ProcessEnv) => T = parseEnv as never): T {
+/** Reads the settings of `groups` (a role's, or an ops command's), or prints a line for each problem and exits 2. */
+export function settingsOrExit<G extends SettingGroup>(groups: readonly G[], source: NodeJS.ProcessEnv = process.env): SettingsOf<G> {
   try {
-    return parse(process.env);
+    return parseSettings(groups, source);
   } catch (error) {
     exitOnStartFailure(error);
   }
 }
 
 /**
- * A service entry point: settings, then `start`, which returns its parts in the order they
+ * A service entry point, given its role's settings: `start` returns its parts in the order they
  * stop on SIGTERM. Whatever fails on the way stops the process with one line.
  */
-export async function runService(start: (deps: Deps) => Promise<Stoppable[]>): Promise<void> {
-  const deps = createDeps(settingsOrExit());
+export async function runService<S extends ServiceSettings>(settings: S, start: (deps: Deps<S>) => Promise<Stoppable[]>): Promise<void> {
+  const deps = createDeps(settings);
   try {
     stopOnSignal(deps, await start(deps));
   } catch (error) {
@@ -76,7 +79,7 @@ export type Stoppable = { name: string; stop: () => Promise<void> };
  * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
  * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
  */
-function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
+function stopOnSignal(deps: Deps<ServiceSettings>, parts: Stoppable[]): void {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

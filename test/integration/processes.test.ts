@@ -136,12 +136,28 @@ describe("npm start (all-in-one process)", () => {
     }
   }, 120_000);
 
-  it("refuses to start with one line naming a missing setting", async () => {
+  it("refuses to start with a line for each missing setting, all at once, an empty one missing too", async () => {
     const { INGEST_TOKENS: _omitted, ...env } = serviceEnv();
-    const service = startServiceProcess("all-in-one", env);
+    const service = startServiceProcess("all-in-one", { ...env, DATABASE_URL: "", ADMIN_TOKEN: "" });
     const [code] = await once(service.child, "exit");
     expect(code).toBe(2);
-    expect(service.lines).toEqual(["spend-ingest: invalid setting INGEST_TOKENS: is required"]);
+    expect(service.lines).toEqual([
+      "spend-ingest: invalid setting DATABASE_URL: is required",
+      "spend-ingest: invalid setting INGEST_TOKENS: is required",
+      "spend-ingest: invalid setting ADMIN_TOKEN: is required",
+    ]);
+  });
+
+  it("starts a worker without the receiver's settings, and a bad one of them is not its concern", async () => {
+    const { DATABASE_URL, REDIS_URL, QUEUE_PREFIX } = serviceEnv();
+    const worker = startServiceProcess("usage-worker", { DATABASE_URL, REDIS_URL, QUEUE_PREFIX, METRICS_PORT: "0", PORT: "eighty", MAX_BODY_BYTES: "0" });
+    services.push(worker);
+    // Its start line comes once it stops in order on SIGTERM.
+    await waitFor(() => worker.lines.some((line) => line.includes('"msg":"usage worker started"')));
+    const exited = once(worker.child, "exit");
+    worker.child.kill("SIGTERM");
+    expect((await exited)[0]).toBe(0);
+    expect(worker.errors).toEqual([]);
   });
 });
 
