@@ -1,7 +1,7 @@
 import "../src/platform/node-version.js";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { nodeEnvAllowsDev, ROLES } from "../src/platform/config.js";
+import { nodeEnvAllowsDev, redactedUrl, ROLES } from "../src/platform/config.js";
 import { settingsOrExit } from "../src/platform/process.js";
 
 /**
@@ -55,7 +55,7 @@ process.stdout.write(
     `  ADMIN_TOKEN=${env.ADMIN_TOKEN}`,
     `  callbacks: POST ${base}/v1/callbacks/litellm  (Authorization: Bearer <INGEST_TOKENS>)`,
     `  accounts:  GET ${base}/v1/accounts/<id>/credits/summary  (Authorization: Bearer <ADMIN_TOKEN>)`,
-    `  database ${redacted(env.DATABASE_URL!)}, redis ${redacted(env.REDIS_URL!)}`,
+    `  database ${redactedUrl(env.DATABASE_URL!)}, redis ${redactedUrl(env.REDIS_URL!)}`,
     "",
   ].join("\n"),
 );
@@ -82,11 +82,4 @@ async function createDatabaseIfMissing(databaseUrl: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/** A connection string without its password, for printing. */
-function redacted(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = "***";
-  return parsed.toString();
 }

@@ -346,6 +346,13 @@ export function nodeEnvAllowsDev(nodeEnv: string | undefined): boolean {
   return nodeEnv === undefined || nodeEnv === "" || ["development", "test"].includes(nodeEnv.toLowerCase());
 }
 
+/** A connection URL setting as it may be printed: its password masked. */
+export function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.toString();
+}
+
 export type SettingProblem = { setting: SettingName; detail: string };
 
 /** Every problem found in one reading of the settings; each is one line at start. */

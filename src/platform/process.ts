@@ -1,38 +1,9 @@
 import type { Logger } from "pino";
-import { InvalidSettingError, parseSettings, type ServiceSettings, type SettingGroup, type SettingsOf } from "./config.js";
+import { parseSettings, type ServiceSettings, type SettingGroup, type SettingsOf } from "./config.js";
 import { isDatabaseUnavailable } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
-import { closeDeps, createDeps, type Deps } from "./deps.js";
-
-/**
- * What stops a process before it serves, as the one line it prints. The exit code is for a
- * supervisor: 2 when the configuration must change and a restart cannot help, 1 when a restart
- * may succeed (PostgreSQL not answering yet).
- */
-export class StartFailure extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: 1 | 2,
-  ) {
-    super(message);
-    this.name = "StartFailure";
-  }
-}
-
-/**
- * Stops the process with one line on stderr (one per bad setting), never a stack trace:
- * operators read it in journald or pm2 as it is.
- */
-export function exitOnStartFailure(error: unknown): never {
-  const [lines, exitCode] =
-    error instanceof StartFailure
-      ? [[error.message], error.exitCode]
-      : error instanceof InvalidSettingError
-        ? [error.lines, 2]
-        : [[`start failed: ${error instanceof Error ? error.message : String(error)}`], 1];
-  process.stderr.write(lines.map((line) => `spend-ingest: ${line.replace(/\s*\n\s*/g, " ")}\n`).join(""));
-  process.exit(exitCode);
-}
+import { closeDeps, createDeps, type Deps, firstConnectionSettled } from "./deps.js";
+import { exitOnStartFailure, StartFailure } from "./start-failure.js";
 
 /** Reads the settings of `groups` (a role's, or an ops command's), or prints a line for each problem and exits 2. */
 export function settingsOrExit<G extends SettingGroup>(groups: readonly G[], source: NodeJS.ProcessEnv = process.env): SettingsOf<G> {
@@ -49,6 +20,8 @@ export function settingsOrExit<G extends SettingGroup>(groups: readonly G[], sou
  */
 export async function runService<S extends ServiceSettings>(settings: S, start: (deps: Deps<S>) => Promise<Stoppable[]>): Promise<void> {
   const deps = createDeps(settings);
+  // So that a Redis refusing REDIS_URL's database stops the process before it says it started.
+  await firstConnectionSettled(deps.redis);
   try {
     stopOnSignal(deps, await start(deps));
   } catch (error) {

@@ -1,7 +1,8 @@
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { readOpenFileLimit } from "../platform/open-file-limit.js";
-import { StartFailure, type Stoppable } from "../platform/process.js";
+import type { Stoppable } from "../platform/process.js";
+import { StartFailure } from "../platform/start-failure.js";
 import { connectionCap, DESCRIPTOR_RESERVE } from "./connection-limit.js";
 import { buildServer, type ServerDeps, type ServerRoles } from "./server.js";
 
