@@ -393,7 +393,8 @@ export function parseSettings<G extends SettingGroup>(groups: readonly G[], sour
     return undefined as never;
   };
   const settings = {};
-  for (const name of groups) {
+  // Each group once, though a role may list it twice (payer is both receiving's and charging's).
+  for (const name of new Set(groups)) {
     const { reads, settings: read } = SETTING_GROUPS[name];
     // A group whose settings did not parse has its problems listed already.
     if (!reads.some((setting) => unusable.has(setting))) Object.assign(settings, read(env as never, refuse));
