@@ -1,8 +1,10 @@
-import { migrateAtStart, runService } from "../src/platform/process.js";
+import "../src/platform/node-version.js";
+import { ROLES } from "../src/platform/config.js";
+import { migrateAtStart, runService, settingsOrExit } from "../src/platform/process.js";
 import { reloadOnSighup, startUsageWorker } from "../src/worker/start.js";
 import { startHttpServer } from "../src/receiver/start.js";
 
-await runService(async (deps) => {
+await runService(settingsOrExit(ROLES["all-in-one"]), async (deps) => {
   await migrateAtStart(deps.settings.databaseUrl);
   // The worker starts first so a bad price book stops the process before it accepts traffic.
   const worker = startUsageWorker(deps);

@@ -1,9 +1,10 @@
+import "../src/platform/node-version.js";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import pg from "pg";
-import { nodeEnvAllowsDev } from "../src/platform/config.js";
-import { redactedUrl } from "../src/platform/connection-log.js";
+import { nodeEnvAllowsDev, redactedUrl, ROLES } from "../src/platform/config.js";
+import { settingsOrExit } from "../src/platform/process.js";
 
 /**
  * `npm run dev`: the whole service on a developer's machine that has PostgreSQL and Redis, in
@@ -54,6 +55,8 @@ const env: Record<string, string> = {
 // Fresh each run: a development token must not become a credential someone else knows.
 env.INGEST_TOKENS ??= `dev-ingest-${randomBytes(16).toString("hex")}`;
 env.ADMIN_TOKEN ??= `dev-admin-${randomBytes(16).toString("hex")}`;
+// Every bad setting at once, before the database is touched: these are what `npm start` reads.
+settingsOrExit(ROLES["all-in-one"], env);
 
 try {
   await createDatabaseIfMissing(env.DATABASE_URL!);

@@ -1,4 +1,8 @@
-import { runService } from "../src/platform/process.js";
+import "../src/platform/node-version.js";
+import { ROLES } from "../src/platform/config.js";
+import { runService, settingsOrExit } from "../src/platform/process.js";
 import { startHttpServer } from "../src/receiver/start.js";
 
-await runService(async (deps) => [await startHttpServer(deps, { receiver: true }, { setting: "PORT", port: deps.settings.port })]);
+await runService(settingsOrExit(ROLES.receiver), async (deps) => [
+  await startHttpServer(deps, { receiver: true }, { setting: "PORT", port: deps.settings.port }),
+]);

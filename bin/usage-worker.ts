@@ -1,8 +1,10 @@
+import "../src/platform/node-version.js";
 import { reloadOnSighup, startUsageWorker } from "../src/worker/start.js";
-import { runService } from "../src/platform/process.js";
+import { ROLES } from "../src/platform/config.js";
+import { runService, settingsOrExit } from "../src/platform/process.js";
 import { startHttpServer } from "../src/receiver/start.js";
 
-await runService(async (deps) => {
+await runService(settingsOrExit(ROLES.worker), async (deps) => {
   const { metricsPort } = deps.settings;
   // Only /healthz, /readyz and this process's /metrics, and only when asked: workers started
   // from the receiver's environment on one host must not contend for a port. Bound before the

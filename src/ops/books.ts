@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { settingsOrExit } from "../platform/process.js";
 import { headsDigest, readBookHeads } from "../books/book-heads.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, printer, withDatabase } from "./context.js";
 import type { HeadsFile } from "./heads-file.js";
@@ -8,7 +9,7 @@ const headCommand = act(
   new Command("head").description("every account's head (sequence, hash) and their digest: keep it elsewhere, check it with reconcile --against"),
   async (flags: OutputOptions) => {
     const print = printer(flags);
-    return withDatabase(async ({ pool }) => {
+    return withDatabase(settingsOrExit(["database"]), async ({ pool }) => {
       const { heads, headless } = await readBookHeads(pool);
       const { rows } = await pool.query<{ now: Date }>("SELECT now()");
       const file: HeadsFile = {

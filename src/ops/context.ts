@@ -1,8 +1,7 @@
 import type { Command } from "commander";
-import { parseOpsEnv, parsePricingEnv } from "../platform/config.js";
+import type { SettingsOf } from "../platform/config.js";
 import { createDatabase, type Database } from "../platform/db/client.js";
 import { createRedis } from "../platform/deps.js";
-import { settingsOrExit } from "../platform/process.js";
 import { createUsageQueue } from "../platform/queue-producer.js";
 import { loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
 import { canonicalId } from "../usage/storable-text.js";
@@ -77,8 +76,12 @@ export function idArgument(command: string, argument: string, text: string): str
   return canonical.ok ? canonical.value : usageError(`${command}: ${argument} ${canonical.message}`);
 }
 
-export async function withDatabase<T>(work: (database: Database) => Promise<T>): Promise<T> {
-  const database = createDatabase(settingsOrExit(parseOpsEnv).databaseUrl, { max: 2 });
+/**
+ * Each command reads its settings once, with settingsOrExit(groups) before it opens anything,
+ * so that one try lists every setting it lacks; these open what those settings name.
+ */
+export async function withDatabase<T>(settings: SettingsOf<"database">, work: (database: Database) => Promise<T>): Promise<T> {
+  const database = createDatabase(settings.databaseUrl, { max: 2 });
   try {
     return await work(database);
   } finally {
@@ -86,8 +89,7 @@ export async function withDatabase<T>(work: (database: Database) => Promise<T>):
   }
 }
 
-export async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQueue>) => Promise<T>): Promise<T> {
-  const settings = settingsOrExit(parseOpsEnv);
+export async function withQueue<T>(settings: SettingsOf<"queue">, work: (queue: ReturnType<typeof createUsageQueue>) => Promise<T>): Promise<T> {
   const redis = createRedis(settings.redis, { forWorker: false });
   const queue = createUsageQueue(redis, settings.queuePrefix);
   // A lost connection fails the command that needed it; the events alone would print stacks.
@@ -103,8 +105,7 @@ export async function withQueue<T>(work: (queue: ReturnType<typeof createUsageQu
 }
 
 /** The price book of PRICING_FILE, or the one line that says why it does not load (exit 1). */
-export function priceBookOrExit(): PriceBook {
-  const { pricingFile } = settingsOrExit(parsePricingEnv);
+export function priceBookOrExit({ pricingFile }: SettingsOf<"pricing">): PriceBook {
   try {
     return loadPriceBook(pricingFile);
   } catch (error) {

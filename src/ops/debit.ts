@@ -1,6 +1,5 @@
 import { Command } from "commander";
 import { recordDebit } from "../books/debits.js";
-import { parseOpsEnv } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
@@ -24,8 +23,8 @@ export const debitCommand = act(
     // The API's own rule for a reason, so a reason the CLI takes is one the API would take.
     const reason = storableFreeText(1024).safeParse(flags.reason);
     if (!reason.success) return usageError(`debit: --reason ${reason.error.issues[0]?.message ?? "is invalid"}`);
-    return withDatabase(async ({ pool }) => {
-      const { enforcement, lowBalanceThresholds } = settingsOrExit(parseOpsEnv);
+    const { enforcement, lowBalanceThresholds, ...settings } = settingsOrExit(["database", "enforcement", "balanceAlerts"]);
+    return withDatabase(settings, async ({ pool }) => {
       const result = await recordDebit(pool, { billingAccountId: account, credits, reference, reason: flags.reason }, { enforcement, lowBalanceThresholds });
       if (result.outcome === "out_of_range") {
         const json = { outcome: result.outcome, billing_account_id: account, balance_credits: exactJsonInteger(result.balanceCredits) };

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { settingsOrExit } from "../platform/process.js";
 import { holdOpen, listEnforcement } from "../books/enforcement.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, printer, withDatabase } from "./context.js";
 import { table, terminalSafe, truncate } from "./output.js";
@@ -10,7 +11,7 @@ const listCommand = act(
   async (flags: OutputOptions & { account?: string }) => {
     const print = printer(flags);
     const account = flags.account === undefined ? undefined : idArgument("enforcement list", "--account", flags.account);
-    return withDatabase(async ({ pool }) => {
+    return withDatabase(settingsOrExit(["database"]), async ({ pool }) => {
       const listing = await listEnforcement(pool, account);
       const json = {
         accounts: listing.accounts.map((row) => ({ billing_account_id: row.billingAccountId, state: row.state, changed_at: row.changedAt })),
@@ -83,7 +84,7 @@ const unblockCommand = act(
   async (accountText: string, flags: OutputOptions) => {
     const print = printer(flags);
     const account = idArgument("enforcement unblock", "account", accountText);
-    return withDatabase(async ({ pool }) => {
+    return withDatabase(settingsOrExit(["database"]), async ({ pool }) => {
       const decisions = await holdOpen(pool, account);
       if (decisions === null) {
         print({ billing_account_id: account, error: "no such account" }, `no account ${terminalSafe(account)}`);

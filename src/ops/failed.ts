@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, printer, usageError, withQueue } from "./context.js";
 import { table, truncate } from "./output.js";
 
@@ -8,7 +9,7 @@ export const failedCommand = act(
     const print = printer(flags);
     const limit = Number(flags.limit ?? 50);
     if (!Number.isInteger(limit) || limit < 1) return usageError("--limit takes a positive whole number");
-    return withQueue(async (queue) => {
+    return withQueue(settingsOrExit(["queue"]), async (queue) => {
       const jobs = await queue.getJobs(["failed"], 0, limit - 1, false);
       const rows = jobs.map((job) => ({
         id: job.id ?? "",

@@ -1,7 +1,6 @@
 import { Command } from "commander";
 import { countsJson, type GatewayReport, reconcileGateway } from "../gateway/reconcile.js";
 import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
-import { parseGatewayEnv, parseOpsEnv } from "../platform/config.js";
 import { settingsOrExit } from "../platform/process.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, priceBookOrExit, printer, usageError, withDatabase, withQueue } from "./context.js";
@@ -18,13 +17,12 @@ const reconcileCommand = act(
     const since = timeArgument("since", flags.since);
     const until = flags.until === undefined ? new Date() : timeArgument("until", flags.until);
     if (until <= since) return usageError("gateway reconcile: --until must be after --since");
-    const { litellmDatabaseUrl } = settingsOrExit(parseGatewayEnv);
-    const { billingAccountFrom } = settingsOrExit(parseOpsEnv);
-    const book = priceBookOrExit();
+    const { litellmDatabaseUrl, billingAccountFrom, ...settings } = settingsOrExit(["database", "queue", "payer", "pricing", "litellmDatabase"]);
+    const book = priceBookOrExit(settings);
     const spendLog = createSpendLogPool(litellmDatabaseUrl);
     try {
-      return await withDatabase(({ pool }) =>
-        withQueue(async (queue) => {
+      return await withDatabase(settings, ({ pool }) =>
+        withQueue(settings, async (queue) => {
           const shown = flags.json ? undefined : progress("gateway reconcile");
           const report = await reconcileGateway({
             spendLog,

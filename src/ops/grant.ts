@@ -1,7 +1,6 @@
 import { Command } from "commander";
 import { expiryProblem } from "../books/credit-buckets.js";
 import { recordGrant } from "../books/grants.js";
-import { parseOpsEnv } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
@@ -35,8 +34,8 @@ export const grantCommand = act(
       const problem = expiryProblem(expiresAt);
       if (problem !== null) return usageError(`grant: --expires-at ${problem} (RFC 3339 with an offset, such as 2027-07-01T00:00:00Z)`);
     }
-    return withDatabase(async ({ pool }) => {
-      const { enforcement } = settingsOrExit(parseOpsEnv);
+    const { enforcement, ...settings } = settingsOrExit(["database", "enforcement"]);
+    return withDatabase(settings, async ({ pool }) => {
       const result = await recordGrant(
         pool,
         { billingAccountId: account, credits, reference, reason: "ops grant", terms: { priority, expiresAt } },

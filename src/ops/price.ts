@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { parseCallbackBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem } from "../litellm/normalise.js";
-import { parsePricingEnv } from "../platform/config.js";
 import { settingsOrExit } from "../platform/process.js";
 import { toDecimalString } from "../pricing/decimal.js";
 import { type CostMapIdentity, gatewayRates } from "../pricing/price-book.js";
@@ -17,8 +16,8 @@ export const priceCommand = act(
     .argument("<payload.json>", "LiteLLM payloads: one JSON object, a JSON array, or ndjson"),
   async (file: string, flags: OutputOptions) => {
     const print = printer(flags);
-    const { billingAccountFrom } = settingsOrExit(parsePricingEnv);
-    const book = priceBookOrExit();
+    const { billingAccountFrom, ...settings } = settingsOrExit(["pricing", "payer"]);
+    const book = priceBookOrExit(settings);
     // The operator's own file: no item limit.
     const body = parseCallbackBody(readFileSync(file, "utf8"), { maxItems: Number.POSITIVE_INFINITY });
     if (!body.ok) return usageError(`${file}: ${body.message}`);

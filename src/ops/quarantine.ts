@@ -1,6 +1,5 @@
 import { Command } from "commander";
 import { assignBillingAccount, listQuarantined } from "../books/quarantine.js";
-import { parseOpsEnv } from "../platform/config.js";
 import { redisSetting } from "../platform/connection-log.js";
 import { settingsOrExit } from "../platform/process.js";
 import {
@@ -30,7 +29,7 @@ const listCommand = act(
     .option("--all", "replayed items too"),
   async (flags: OutputOptions & { reason?: string; all?: boolean }) => {
     const print = printer(flags);
-    return withDatabase(async ({ pool }) => {
+    return withDatabase(settingsOrExit(["database"]), async ({ pool }) => {
       const rows = await listQuarantined(pool, { reason: flags.reason, limit: 1000, includeReplayed: flags.all });
       print(
         rows,
@@ -63,7 +62,7 @@ const assignCommand = act(
     const id = positiveInteger(idText, MAX_POSTGRES_BIGINT)?.toString();
     if (id === undefined) return usageError(`quarantine assign: id must be a whole number from 1 to ${MAX_POSTGRES_BIGINT}`);
     const account = idArgument("quarantine assign", "account", accountText);
-    return withDatabase(async ({ pool }) => {
+    return withDatabase(settingsOrExit(["database"]), async ({ pool }) => {
       const assigned = await assignBillingAccount(pool, id, account);
       print(
         { assigned, id, billing_account_id: account },
@@ -85,10 +84,10 @@ const replayCommand = act(
     if (!/^\d{1,4}$/.test(waitText) || Number(waitText) > MAX_REPLAY_WAIT_SECONDS) {
       return usageError(`quarantine replay: --wait takes whole seconds from 0 to ${MAX_REPLAY_WAIT_SECONDS}`);
     }
-    const { billingAccountFrom, enforcement, redis, queuePrefix } = settingsOrExit(parseOpsEnv);
+    const { billingAccountFrom, enforcement, ...settings } = settingsOrExit(["database", "queue", "payer", "enforcement"]);
     try {
-      return await withDatabase(({ pool }) =>
-        withQueue(async (queue) => {
+      return await withDatabase(settings, ({ pool }) =>
+        withQueue(settings, async (queue) => {
           const shown = flags.json ? undefined : progress("replay");
           const run = await replayQuarantined(pool, queue, {
             billingAccountFrom,
@@ -105,9 +104,9 @@ const replayCommand = act(
             return EXIT_PROBLEM;
           }
           if (!run.ran) {
-            const { setting, redis: where } = redisSetting(redis);
+            const { setting, redis: where } = redisSetting(settings.redis);
             process.stderr.write(
-              `quarantine replay: no worker reads the queue at QUEUE_PREFIX=${terminalSafe(queuePrefix)} ${setting}=${terminalSafe(where)}; nothing was sent and the items stay pending. Start the workers, or run it with the service's QUEUE_PREFIX and ${setting}\n`,
+              `quarantine replay: no worker reads the queue at QUEUE_PREFIX=${terminalSafe(settings.queuePrefix)} ${setting}=${terminalSafe(where)}; nothing was sent and the items stay pending. Start the workers, or run it with the service's QUEUE_PREFIX and ${setting}\n`,
             );
             return EXIT_PROBLEM;
           }

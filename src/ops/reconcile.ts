@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { settingsOrExit } from "../platform/process.js";
 import { verifyBookHeads } from "../books/book-heads.js";
 import { reconcileLedger } from "../books/reconcile.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, printer, withDatabase } from "./context.js";
@@ -12,7 +13,7 @@ export const reconcileCommand = act(
   async (flags: OutputOptions & { against?: string }) => {
     const print = printer(flags);
     const stored = flags.against === undefined ? undefined : readHeadsFile(flags.against);
-    return withDatabase(async ({ pool }) => {
+    return withDatabase(settingsOrExit(["database"]), async ({ pool }) => {
       const shown = flags.json ? undefined : progress("reconcile");
       const report = await reconcileLedger(pool, { onProgress: (checked) => shown?.update(`${checked} accounts checked`) });
       shown?.done();

@@ -1,6 +1,5 @@
 import { Command } from "commander";
 import { recordReversal } from "../books/reversals.js";
-import { parseOpsEnv } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
@@ -29,8 +28,8 @@ export const reverseCommand = act(
     if (flags.credits !== undefined) {
       credits = positiveInteger(flags.credits, MAX_CREDITS) ?? usageError(`reverse: --credits must be a whole number from 1 to ${MAX_CREDITS}`);
     }
-    return withDatabase(async ({ pool }) => {
-      const { enforcement } = settingsOrExit(parseOpsEnv);
+    const { enforcement, ...settings } = settingsOrExit(["database", "enforcement"]);
+    return withDatabase(settings, async ({ pool }) => {
       const result = await recordReversal(pool, { idempotencyKey: key, reference, reason: flags.reason, credits }, enforcement);
       switch (result.outcome) {
         case "unknown_receipt":

@@ -1,7 +1,6 @@
 import { Command, Option } from "commander";
 import { expiryProblem } from "../books/credit-buckets.js";
 import { recordTransfer } from "../books/transfers.js";
-import { parseOpsEnv } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { TRANSFER_EXPIRATIONS, type TransferExpiration } from "../platform/db/ledger-kinds.js";
 import { settingsOrExit } from "../platform/process.js";
@@ -43,8 +42,8 @@ export const transferCommand = act(
     } else if (flags.expiresAt !== undefined) {
       return usageError("transfer: --expires-at only with --expiration fixed");
     }
-    return withDatabase(async ({ pool }) => {
-      const { enforcement, lowBalanceThresholds } = settingsOrExit(parseOpsEnv);
+    const { enforcement, lowBalanceThresholds, ...settings } = settingsOrExit(["database", "enforcement", "balanceAlerts"]);
+    return withDatabase(settings, async ({ pool }) => {
       const result = await recordTransfer(
         pool,
         { fromAccountId: from, toAccountId: to, credits, reference, expiration: flags.expiration, expiresAt, allowOverdraft: flags.allowOverdraft === true },

@@ -9,20 +9,15 @@ const commaList = (value: string) =>
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
 
-/** An optional setting; empty counts as unset, as a compose file passes an unset variable. */
-const optional = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (value === "" ? undefined : value), schema.optional());
-
 const positiveInt = (fallback: number) =>
   z.coerce.number().int().positive().default(fallback);
 
 /** A TCP port; 0 asks the system for a free one. */
-const tcpPort = optional(
-  z
-    .string()
-    .regex(/^\d{1,5}$/, "a port number from 0 to 65535")
-    .transform(Number)
-    .pipe(z.number().max(65535, "a port number from 0 to 65535")),
-);
+const tcpPort = z
+  .string()
+  .regex(/^\d{1,5}$/, "a port number from 0 to 65535")
+  .transform(Number)
+  .pipe(z.number().max(65535, "a port number from 0 to 65535"));
 
 /**
  * Where the paying account is read from, in order. The first three are filled by LiteLLM from
@@ -66,14 +61,18 @@ export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["k
 
 const envSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
-  // Required unless REDIS_CLUSTER_NODES is set (checked in parseEnv, which knows both).
-  REDIS_URL: optional(z.url({ protocol: /^rediss?$/ })),
-  REDIS_CLUSTER_NODES: optional(z.string().transform(commaList).pipe(z.array(clusterNode).min(1, "at least one host:port"))),
+  // Required unless REDIS_CLUSTER_NODES is set (checked by the queue group below, which reads both).
+  REDIS_URL: z
+    .url({ protocol: /^rediss?$/, abort: true })
+    // The path is the database index; ioredis would read `/abc` as no index at all (database 0).
+    .refine((url) => /^\/?(\d+)?$/.test(new URL(url).pathname), "the database index after the port is a whole number, such as redis://redis:6379/0")
+    .optional(),
+  REDIS_CLUSTER_NODES: z.string().transform(commaList).pipe(z.array(clusterNode).min(1, "at least one host:port")).optional(),
   // Replicas that must hold a batch's jobs before the receiver answers 2xx (Redis WAIT). Redis
   // replicates asynchronously: a master lost before its replica has a batch loses the batch, and
   // the caller, told 2xx, never sends it again. Unset: 1 on a cluster, where failover to a
   // replica is the point, and 0 on one node, which may have no replica.
-  QUEUE_REPLICA_ACKS: optional(z.coerce.number().int().min(0).max(16)),
+  QUEUE_REPLICA_ACKS: z.coerce.number().int().min(0).max(16).optional(),
   // The receiver's (and the all-in-one process's) HTTP port. Workers never read it, so a receiver
   // and workers started from one environment on one host do not contend for it.
   PORT: tcpPort.default(8080),
@@ -81,9 +80,9 @@ const envSchema = z.object({
   // name: a name would wait on DNS at start and could bind other addresses than the one meant.
   // Every interface by default, as a container's published port needs; `npm run dev` defaults to
   // 127.0.0.1.
-  HOST: optional(z.string().refine((text) => isIP(text) !== 0, "an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::")).default("0.0.0.0"),
+  HOST: z.string().refine((text) => isIP(text) !== 0, "an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::").default("0.0.0.0"),
   // A worker's health and metrics; unset: a worker opens no listener at all.
-  METRICS_PORT: tcpPort,
+  METRICS_PORT: tcpPort.optional(),
   INGEST_TOKENS: z
     .string()
     .transform(commaList)
@@ -94,7 +93,7 @@ const envSchema = z.object({
     ),
   ADMIN_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`),
   // Unset or empty: the queue UI is not served at all.
-  QUEUE_UI_TOKEN: optional(z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`)),
+  QUEUE_UI_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`).optional(),
   QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off"),
   BILLING_ACCOUNT_FROM: z
     .string()
@@ -108,7 +107,7 @@ const envSchema = z.object({
     ),
   PRICING_FILE: z.string().min(1).default("config/pricing.yaml"),
   // LiteLLM's own database, read only: the gateway reconcile and the worker's backfill.
-  LITELLM_DATABASE_URL: optional(z.url({ protocol: /^postgres(ql)?$/ })),
+  LITELLM_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   GATEWAY_RECONCILE_INTERVAL: duration("5m"),
   // LiteLLM writes its spend log in batches, a minute or more after the call.
   GATEWAY_RECONCILE_LAG: duration("10m"),
@@ -117,7 +116,7 @@ const envSchema = z.object({
   GATEWAY_RECONCILE_OVERLAP: duration("1h"),
   // LiteLLM's maximum_spend_logs_retention_period: rows older than it are deleted before the
   // backfill may read them. Unset: not known, and the backfill's lag is not compared with it.
-  LITELLM_SPEND_LOG_RETENTION: optional(z.string().transform(durationMs)),
+  LITELLM_SPEND_LOG_RETENTION: z.string().transform(durationMs).optional(),
   // Block a depleted account's principals at the gateway: off, team, key or team,key.
   ENFORCE_ON_DEPLETED: z
     .string()
@@ -140,19 +139,19 @@ const envSchema = z.object({
     .transform(BigInt)
     .refine((credits: bigint) => credits >= -BigInt(Number.MAX_SAFE_INTEGER) && credits <= BigInt(Number.MAX_SAFE_INTEGER), "within ±(2^53 − 1) credits"),
   // LiteLLM's admin API, where enforcement blocks and unblocks.
-  LITELLM_ADMIN_URL: optional(
-    z
-      // abort: zod runs later checks after a failed one, and the check below cannot read a non-URL.
-      .url({ protocol: /^https?$/, abort: true, error: "an http or https URL, such as http://litellm:4000" })
-      // The master key is the only credential: one in the URL would be logged wherever the URL is.
-      .refine((url) => new URL(url).username === "" && new URL(url).password === "", "no user or password in the URL; the master key is the credential"),
-  ),
+  LITELLM_ADMIN_URL: z
+    // abort: zod runs later checks after a failed one, and the check below cannot read a non-URL.
+    .url({ protocol: /^https?$/, abort: true, error: "an http or https URL, such as http://litellm:4000" })
+    // The master key is the only credential: one in the URL would be logged wherever the URL is.
+    .refine((url) => new URL(url).username === "" && new URL(url).password === "", "no user or password in the URL; the master key is the credential")
+    .optional(),
   // A secret: only ever sent to LITELLM_ADMIN_URL, never logged (nor is it in this refusal). It
   // goes as is into an Authorization header, where fetch refuses control characters and anything
   // past U+00FF and trims spaces: such a key would fail every block and unblock, forever.
-  LITELLM_MASTER_KEY: optional(
-    z.string().regex(/^[\x21-\x7e]{1,4096}$/, "1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header"),
-  ),
+  LITELLM_MASTER_KEY: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,4096}$/, "1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header")
+    .optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   // A bucket with credits left raises credits_expiring once when its expiry comes this close.
   CREDITS_EXPIRING_WITHIN: duration("7d"),
@@ -188,48 +187,155 @@ const envSchema = z.object({
 /** Where the queue lives: one Redis server, or the seed nodes of a Redis Cluster. */
 export type RedisTarget = { url: string } | { clusterNodes: { host: string; port: number }[] };
 
-export type Settings = {
-  databaseUrl: string;
-  redis: RedisTarget;
-  /** Replicas that must acknowledge a batch before it is answered; see QUEUE_REPLICA_ACKS. */
-  queueReplicaAcks: number;
-  port: number;
-  /** The address PORT and METRICS_PORT are bound on. */
-  host: string;
-  metricsPort: number | undefined;
-  ingestTokens: string[];
-  adminToken: string;
-  queueUiToken: string | undefined;
-  queueUiActions: boolean;
-  billingAccountFrom: BillingAccountSource[];
-  pricingFile: string;
-  litellmDatabaseUrl: string | undefined;
-  gatewayReconcileIntervalMs: number;
-  gatewayReconcileLagMs: number;
-  gatewayReconcileOverlapMs: number;
-  /** LiteLLM's spend-log retention, when the operator states it. */
-  litellmSpendLogRetentionMs: number | undefined;
-  logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
-  /** Highest first. */
-  lowBalanceThresholds: bigint[];
-  creditsExpiringWithinMs: number;
-  creditExpiryIntervalMs: number;
-  maxBodyBytes: number;
-  maxItemsPerRequest: number;
-  maxBytesInFlight: number;
-  maxConnections: number;
-  queueHighWater: number;
-  shutdownTimeoutMs: number;
-  workerLockDurationMs: number;
-  /** On a cluster always a {hash tag}, so that all of a queue's keys share one slot. */
-  queuePrefix: string;
-  enforcement: EnforcementPolicy;
-  /** Set whenever enforcement is on, and whenever both LITELLM_ADMIN_URL and LITELLM_MASTER_KEY are. */
-  litellmAdmin: { url: string; masterKey: string } | undefined;
-};
+type Env = z.output<typeof envSchema>;
+export type SettingName = keyof Env;
 
 /** Every setting's name, for checks that go through them all. */
-export const SETTING_NAMES = Object.keys(envSchema.shape) as (keyof typeof envSchema.shape)[];
+export const SETTING_NAMES = Object.keys(envSchema.shape) as SettingName[];
+
+/** Records a problem with settings that each parsed; returns no usable value, like z.NEVER. */
+type Refuse = (setting: SettingName, detail: string) => never;
+
+/** Settings read together, and the settings object the code receives for them. */
+const group = <K extends SettingName, T extends object>(reads: readonly K[], settings: (env: Pick<Env, K>, refuse: Refuse) => T) => ({ reads, settings });
+
+/**
+ * Every setting belongs to the groups that read it; a process parses the groups it uses and no
+ * other setting, so a worker never refuses to start over the receiver's tokens.
+ */
+const SETTING_GROUPS = {
+  database: group(["DATABASE_URL"], (env) => ({ databaseUrl: env.DATABASE_URL })),
+  // On a cluster the prefix is wrapped in a hash tag unless it is one already: BullMQ's scripts
+  // touch several of a queue's keys at once, which a cluster allows only within one slot.
+  queue: group(["REDIS_URL", "REDIS_CLUSTER_NODES", "QUEUE_PREFIX"], (env, refuse) => {
+    if (env.REDIS_CLUSTER_NODES !== undefined) {
+      const prefix = env.QUEUE_PREFIX.startsWith("{") ? env.QUEUE_PREFIX : `{${env.QUEUE_PREFIX}}`;
+      return { redis: { clusterNodes: env.REDIS_CLUSTER_NODES } as RedisTarget, queuePrefix: prefix };
+    }
+    const url = env.REDIS_URL ?? refuse("REDIS_URL", "is required (or REDIS_CLUSTER_NODES for a Redis Cluster)");
+    return { redis: { url } as RedisTarget, queuePrefix: env.QUEUE_PREFIX };
+  }),
+  service: group(["LOG_LEVEL", "SHUTDOWN_TIMEOUT_MS"], (env) => ({ logLevel: env.LOG_LEVEL, shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS })),
+  /** What any HTTP listener of the process (PORT, METRICS_PORT) is bound with. */
+  listener: group(["HOST", "MAX_CONNECTIONS"], (env) => ({ host: env.HOST, maxConnections: env.MAX_CONNECTIONS })),
+  receiver: group(
+    [
+      "PORT",
+      "INGEST_TOKENS",
+      "ADMIN_TOKEN",
+      "QUEUE_UI_TOKEN",
+      "QUEUE_UI_ACTIONS",
+      "MAX_BODY_BYTES",
+      "MAX_ITEMS_PER_REQUEST",
+      "MAX_BYTES_IN_FLIGHT",
+      "QUEUE_HIGH_WATER",
+      "QUEUE_REPLICA_ACKS",
+      "REDIS_CLUSTER_NODES",
+    ],
+    (env, refuse) => {
+      // One secret per audience: the account API's or the gateway's token must never open the queue UI.
+      if (env.QUEUE_UI_TOKEN !== undefined && [env.ADMIN_TOKEN, ...env.INGEST_TOKENS].includes(env.QUEUE_UI_TOKEN)) {
+        refuse("QUEUE_UI_TOKEN", "must differ from ADMIN_TOKEN and every INGEST_TOKENS token");
+      }
+      if (env.MAX_BYTES_IN_FLIGHT < env.MAX_BODY_BYTES) {
+        refuse("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
+      }
+      return {
+        port: env.PORT,
+        ingestTokens: env.INGEST_TOKENS,
+        adminToken: env.ADMIN_TOKEN,
+        queueUiToken: env.QUEUE_UI_TOKEN,
+        queueUiActions: env.QUEUE_UI_ACTIONS === "on",
+        maxBodyBytes: env.MAX_BODY_BYTES,
+        maxItemsPerRequest: env.MAX_ITEMS_PER_REQUEST,
+        maxBytesInFlight: env.MAX_BYTES_IN_FLIGHT,
+        queueHighWater: env.QUEUE_HIGH_WATER,
+        /** Replicas that must acknowledge a batch before it is answered; see QUEUE_REPLICA_ACKS. */
+        queueReplicaAcks: env.QUEUE_REPLICA_ACKS ?? (env.REDIS_CLUSTER_NODES !== undefined ? 1 : 0),
+      };
+    },
+  ),
+  payer: group(["BILLING_ACCOUNT_FROM"], (env) => ({ billingAccountFrom: env.BILLING_ACCOUNT_FROM })),
+  enforcement: group(["ENFORCE_ON_DEPLETED", "ENFORCE_BELOW"], (env) => ({
+    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW } as EnforcementPolicy,
+  })),
+  balanceAlerts: group(["LOW_BALANCE_THRESHOLDS"], (env) => ({
+    /** Highest first. */
+    lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
+  })),
+  pricing: group(["PRICING_FILE"], (env) => ({ pricingFile: env.PRICING_FILE })),
+  worker: group(["WORKER_LOCK_DURATION_MS", "CREDITS_EXPIRING_WITHIN", "CREDIT_EXPIRY_INTERVAL"], (env) => ({
+    workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
+    creditsExpiringWithinMs: env.CREDITS_EXPIRING_WITHIN,
+    creditExpiryIntervalMs: env.CREDIT_EXPIRY_INTERVAL,
+  })),
+  metricsPort: group(["METRICS_PORT"], (env) => ({ metricsPort: env.METRICS_PORT })),
+  gatewayBackfill: group(
+    ["LITELLM_DATABASE_URL", "GATEWAY_RECONCILE_INTERVAL", "GATEWAY_RECONCILE_LAG", "GATEWAY_RECONCILE_OVERLAP", "LITELLM_SPEND_LOG_RETENTION"],
+    (env) => ({
+      /** Unset: no backfill. */
+      litellmDatabaseUrl: env.LITELLM_DATABASE_URL,
+      gatewayReconcileIntervalMs: env.GATEWAY_RECONCILE_INTERVAL,
+      gatewayReconcileLagMs: env.GATEWAY_RECONCILE_LAG,
+      gatewayReconcileOverlapMs: env.GATEWAY_RECONCILE_OVERLAP,
+      /** LiteLLM's spend-log retention, when the operator states it. */
+      litellmSpendLogRetentionMs: env.LITELLM_SPEND_LOG_RETENTION,
+    }),
+  ),
+  enforcementDelivery: group(["ENFORCE_ON_DEPLETED", "LITELLM_ADMIN_URL", "LITELLM_MASTER_KEY"], (env, refuse) => {
+    for (const setting of ["LITELLM_ADMIN_URL", "LITELLM_MASTER_KEY"] as const) {
+      if (env.ENFORCE_ON_DEPLETED.length > 0 && env[setting] === undefined) refuse(setting, "is required when ENFORCE_ON_DEPLETED is not off");
+    }
+    return {
+      // Also with enforcement off: actions decided before it was turned off are still delivered.
+      litellmAdmin:
+        env.LITELLM_ADMIN_URL !== undefined && env.LITELLM_MASTER_KEY !== undefined
+          ? { url: env.LITELLM_ADMIN_URL, masterKey: env.LITELLM_MASTER_KEY }
+          : undefined,
+    };
+  }),
+  /** `ops gateway reconcile`, which has nothing to do without LiteLLM's database. */
+  litellmDatabase: group(["LITELLM_DATABASE_URL"], (env, refuse) => ({
+    litellmDatabaseUrl: env.LITELLM_DATABASE_URL ?? refuse("LITELLM_DATABASE_URL", "is required"),
+  })),
+};
+
+export type SettingGroup = keyof typeof SETTING_GROUPS;
+type Intersection<U> = (U extends unknown ? (part: U) => void : never) extends (whole: infer I) => void ? I : never;
+/** The settings object of some groups: each group's fields together. */
+export type SettingsOf<G extends SettingGroup> = Intersection<ReturnType<(typeof SETTING_GROUPS)[G]["settings"]>>;
+
+const SERVICE = ["database", "queue", "service", "listener"] as const;
+const RECEIVING = ["receiver", "payer", "enforcement", "balanceAlerts"] as const;
+const CHARGING = ["worker", "pricing", "payer", "enforcement", "balanceAlerts", "gatewayBackfill", "enforcementDelivery"] as const;
+
+/**
+ * The groups each process reads. `npm run dev` runs the all-in-one process; each ops command
+ * names its own groups. METRICS_PORT is a worker's alone: the all-in-one process serves health
+ * and metrics on PORT.
+ */
+export const ROLES = {
+  migrate: ["database"],
+  receiver: [...SERVICE, ...RECEIVING],
+  worker: [...SERVICE, "metricsPort", ...CHARGING],
+  "all-in-one": [...SERVICE, ...RECEIVING, ...CHARGING],
+} as const;
+type RoleSettings<R extends keyof typeof ROLES> = SettingsOf<(typeof ROLES)[R][number]>;
+
+/** What every service process reads: its stores, logging, shutdown and listener. */
+export type ServiceSettings = SettingsOf<(typeof SERVICE)[number]>;
+/** What the receiver's routes read, in a receiver or the all-in-one process. */
+export type ReceiverSettings = SettingsOf<(typeof SERVICE)[number] | (typeof RECEIVING)[number]>;
+/** What the usage worker reads, in a worker or the all-in-one process. */
+export type WorkerSettings = SettingsOf<(typeof SERVICE)[number] | (typeof CHARGING)[number]>;
+/** Every setting of a whole service: the all-in-one process's. */
+export type Settings = RoleSettings<"all-in-one">;
+
+/** The settings `groups` read, in the schema's order: all that a role or an ops command checks. */
+export function settingsReadBy(groups: readonly SettingGroup[]): SettingName[] {
+  const read = new Set(groups.flatMap((name) => SETTING_GROUPS[name].reads));
+  return SETTING_NAMES.filter((name) => read.has(name));
+}
 
 /**
  * `npm run dev` makes up its own tokens, so it runs only where NODE_ENV is unset, empty,
@@ -240,133 +346,61 @@ export function nodeEnvAllowsDev(nodeEnv: string | undefined): boolean {
   return nodeEnv === undefined || nodeEnv === "" || ["development", "test"].includes(nodeEnv.toLowerCase());
 }
 
+/** A connection URL setting as it may be printed: its password masked. */
+export function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.toString();
+}
+
+export type SettingProblem = { setting: SettingName; detail: string };
+
+/** Every problem found in one reading of the settings; each is one line at start. */
 export class InvalidSettingError extends Error {
-  constructor(readonly setting: string, detail: string) {
-    super(`invalid setting ${setting}: ${detail}`);
+  readonly lines: string[];
+
+  constructor(readonly problems: readonly SettingProblem[]) {
+    const lines = problems.map(({ setting, detail }) => `invalid setting ${setting}: ${detail}`);
+    super(lines.join("\n"));
     this.name = "InvalidSettingError";
+    this.lines = lines;
   }
 }
 
 type EnvSource = Record<string, string | undefined>;
 
-function parseWith<T>(schema: z.ZodType<T>, source: EnvSource): T {
-  const parsed = schema.safeParse(source);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const setting = String(issue.path[0] ?? "environment");
-  throw new InvalidSettingError(setting, source[setting] === undefined ? "is required" : issue.message);
-}
-
-/** Only what `db:migrate` needs. */
-export function parseMigrationEnv(source: EnvSource): { databaseUrl: string } {
-  return { databaseUrl: parseWith(envSchema.pick({ DATABASE_URL: true }), source).DATABASE_URL };
-}
-
-/** What the operator CLI needs: the stores and how callback items are read, not the HTTP secrets. */
-export function parseOpsEnv(
-  source: EnvSource,
-): Pick<Settings, "databaseUrl" | "redis" | "queuePrefix" | "billingAccountFrom" | "enforcement" | "lowBalanceThresholds"> {
-  const env = parseWith(
-    envSchema.pick({
-      DATABASE_URL: true,
-      REDIS_URL: true,
-      REDIS_CLUSTER_NODES: true,
-      QUEUE_PREFIX: true,
-      BILLING_ACCOUNT_FROM: true,
-      ENFORCE_ON_DEPLETED: true,
-      ENFORCE_BELOW: true,
-      LOW_BALANCE_THRESHOLDS: true,
-    }),
-    source,
-  );
-  return {
-    databaseUrl: env.DATABASE_URL,
-    ...queueLocation(env),
-    billingAccountFrom: env.BILLING_ACCOUNT_FROM,
-    // A grant from the CLI decides unblocks like one through the API; workers deliver them.
-    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW },
-    // A debit or transfer from the CLI queues its balance alerts like one through the API; workers deliver them.
-    lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
-  };
-}
-
 /**
- * The queue's Redis and key prefix. On a cluster the prefix is wrapped in a hash tag unless it
- * is one already: BullMQ's scripts touch several of a queue's keys at once, which a cluster
- * allows only within one slot.
+ * Reads the settings of `groups` (a role's, or an ops command's) and no other, or throws every
+ * problem at once. Empty is unset for every setting, as a compose file passes an unset variable:
+ * a required one is then "is required", one with a default takes it.
  */
-function queueLocation(env: { REDIS_URL?: string; REDIS_CLUSTER_NODES?: { host: string; port: number }[]; QUEUE_PREFIX: string }) {
-  if (env.REDIS_CLUSTER_NODES !== undefined) {
-    const prefix = env.QUEUE_PREFIX.startsWith("{") ? env.QUEUE_PREFIX : `{${env.QUEUE_PREFIX}}`;
-    return { redis: { clusterNodes: env.REDIS_CLUSTER_NODES }, queuePrefix: prefix };
+export function parseSettings<G extends SettingGroup>(groups: readonly G[], source: EnvSource): SettingsOf<G> {
+  const problems: SettingProblem[] = [];
+  const env: Partial<Record<SettingName, unknown>> = {};
+  const unusable = new Set<SettingName>();
+  for (const name of settingsReadBy(groups)) {
+    const value = source[name] === "" ? undefined : source[name];
+    const parsed = envSchema.shape[name].safeParse(value);
+    if (parsed.success) {
+      env[name] = parsed.data;
+    } else {
+      unusable.add(name);
+      problems.push({ setting: name, detail: value === undefined ? "is required" : parsed.error.issues[0]!.message });
+    }
   }
-  if (env.REDIS_URL === undefined) throw new InvalidSettingError("REDIS_URL", "is required (or REDIS_CLUSTER_NODES for a Redis Cluster)");
-  return { redis: { url: env.REDIS_URL }, queuePrefix: env.QUEUE_PREFIX };
-}
-
-/** What `ops gateway reconcile` needs beyond the stores: LiteLLM's database. */
-export function parseGatewayEnv(source: EnvSource): { litellmDatabaseUrl: string } {
-  const env = parseWith(envSchema.pick({ LITELLM_DATABASE_URL: true }), source);
-  if (env.LITELLM_DATABASE_URL === undefined) throw new InvalidSettingError("LITELLM_DATABASE_URL", "is required");
-  return { litellmDatabaseUrl: env.LITELLM_DATABASE_URL };
-}
-
-/** What pricing alone needs, for `ops price`. */
-export function parsePricingEnv(source: EnvSource): Pick<Settings, "pricingFile" | "billingAccountFrom"> {
-  const env = parseWith(envSchema.pick({ PRICING_FILE: true, BILLING_ACCOUNT_FROM: true }), source);
-  return { pricingFile: env.PRICING_FILE, billingAccountFrom: env.BILLING_ACCOUNT_FROM };
-}
-
-/** Validates the environment once; the first bad setting is named in the error. */
-export function parseEnv(source: EnvSource): Settings {
-  const env = parseWith(envSchema, source);
-  // One secret per audience: the account API's or the gateway's token must never open the queue UI.
-  if (env.QUEUE_UI_TOKEN !== undefined && [env.ADMIN_TOKEN, ...env.INGEST_TOKENS].includes(env.QUEUE_UI_TOKEN)) {
-    throw new InvalidSettingError("QUEUE_UI_TOKEN", "must differ from ADMIN_TOKEN and every INGEST_TOKENS token");
-  }
-  if (env.MAX_BYTES_IN_FLIGHT < env.MAX_BODY_BYTES) {
-    throw new InvalidSettingError("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
-  }
-  const queue = queueLocation(env);
-  const enforcing = env.ENFORCE_ON_DEPLETED.length > 0;
-  for (const setting of ["LITELLM_ADMIN_URL", "LITELLM_MASTER_KEY"] as const) {
-    if (enforcing && env[setting] === undefined) throw new InvalidSettingError(setting, "is required when ENFORCE_ON_DEPLETED is not off");
-  }
-  return {
-    databaseUrl: env.DATABASE_URL,
-    redis: queue.redis,
-    queueReplicaAcks: env.QUEUE_REPLICA_ACKS ?? ("clusterNodes" in queue.redis ? 1 : 0),
-    port: env.PORT,
-    host: env.HOST,
-    metricsPort: env.METRICS_PORT,
-    ingestTokens: env.INGEST_TOKENS,
-    adminToken: env.ADMIN_TOKEN,
-    queueUiToken: env.QUEUE_UI_TOKEN,
-    queueUiActions: env.QUEUE_UI_ACTIONS === "on",
-    billingAccountFrom: env.BILLING_ACCOUNT_FROM,
-    pricingFile: env.PRICING_FILE,
-    litellmDatabaseUrl: env.LITELLM_DATABASE_URL,
-    gatewayReconcileIntervalMs: env.GATEWAY_RECONCILE_INTERVAL,
-    gatewayReconcileLagMs: env.GATEWAY_RECONCILE_LAG,
-    gatewayReconcileOverlapMs: env.GATEWAY_RECONCILE_OVERLAP,
-    litellmSpendLogRetentionMs: env.LITELLM_SPEND_LOG_RETENTION,
-    logLevel: env.LOG_LEVEL,
-    lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
-    creditsExpiringWithinMs: env.CREDITS_EXPIRING_WITHIN,
-    creditExpiryIntervalMs: env.CREDIT_EXPIRY_INTERVAL,
-    maxBodyBytes: env.MAX_BODY_BYTES,
-    maxItemsPerRequest: env.MAX_ITEMS_PER_REQUEST,
-    maxBytesInFlight: env.MAX_BYTES_IN_FLIGHT,
-    maxConnections: env.MAX_CONNECTIONS,
-    queueHighWater: env.QUEUE_HIGH_WATER,
-    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
-    workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
-    queuePrefix: queue.queuePrefix,
-    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW },
-    // Also with enforcement off: actions decided before it was turned off are still delivered.
-    litellmAdmin:
-      env.LITELLM_ADMIN_URL !== undefined && env.LITELLM_MASTER_KEY !== undefined
-        ? { url: env.LITELLM_ADMIN_URL, masterKey: env.LITELLM_MASTER_KEY }
-        : undefined,
+  const refuse: Refuse = (setting, detail) => {
+    problems.push({ setting, detail });
+    return undefined as never;
   };
+  const settings = {};
+  // Each group once, though a role may list it twice (payer is both receiving's and charging's).
+  for (const name of new Set(groups)) {
+    const { reads, settings: read } = SETTING_GROUPS[name];
+    // A group whose settings did not parse has its problems listed already.
+    if (!reads.some((setting) => unusable.has(setting))) Object.assign(settings, read(env as never, refuse));
+  }
+  if (problems.length > 0) {
+    throw new InvalidSettingError(problems.sort((a, b) => SETTING_NAMES.indexOf(a.setting) - SETTING_NAMES.indexOf(b.setting)));
+  }
+  return settings as SettingsOf<G>;
 }

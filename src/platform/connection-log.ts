@@ -1,15 +1,8 @@
 import type { Logger } from "pino";
-import type { RedisTarget } from "./config.js";
+import { redactedUrl, type RedisTarget } from "./config.js";
 
 /** While Redis stays away, its warning is written at most this often; the first at once. */
 const OUTAGE_LINE_INTERVAL_MS = 60_000;
-
-/** A connection string fit to print: its password, if any, as `***`. */
-export function redactedUrl(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = "***";
-  return parsed.toString();
-}
 
 /** The setting that points at Redis and its value, fit to print. */
 export function redisSetting(target: RedisTarget): { setting: "REDIS_URL" | "REDIS_CLUSTER_NODES"; redis: string } {

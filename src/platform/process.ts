@@ -1,51 +1,27 @@
 import type { Logger } from "pino";
-import { InvalidSettingError, parseEnv, type Settings } from "./config.js";
+import { parseSettings, type ServiceSettings, type SettingGroup, type SettingsOf } from "./config.js";
 import { isDatabaseUnavailable } from "./db/client.js";
 import { runMigrations } from "./db/migrate.js";
-import { closeDeps, createDeps, type Deps } from "./deps.js";
+import { closeDeps, createDeps, type Deps, firstConnectionSettled } from "./deps.js";
+import { exitOnStartFailure, StartFailure } from "./start-failure.js";
 
-/**
- * What stops a process before it serves, as the one line it prints. The exit code is for a
- * supervisor: 2 when the configuration must change and a restart cannot help, 1 when a restart
- * may succeed (PostgreSQL not answering yet).
- */
-export class StartFailure extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: 1 | 2,
-  ) {
-    super(message);
-    this.name = "StartFailure";
-  }
-}
-
-/** Stops the process with one line on stderr, never a stack trace: operators read it in journald or pm2 as it is. */
-export function exitOnStartFailure(error: unknown): never {
-  const failure =
-    error instanceof StartFailure
-      ? error
-      : error instanceof InvalidSettingError
-        ? new StartFailure(error.message, 2)
-        : new StartFailure(`start failed: ${error instanceof Error ? error.message : String(error)}`, 1);
-  process.stderr.write(`spend-ingest: ${failure.message.replace(/\s*\n\s*/g, " ")}\n`);
-  process.exit(failure.exitCode);
-}
-
-/** Reads settings, or prints the one line that names the bad one and exits 2. */
-export function settingsOrExit<T = Settings>(parse: (source: NodeJS.ProcessEnv) => T = parseEnv as never): T {
+/** Reads the settings of `groups` (a role's, or an ops command's), or prints a line for each problem and exits 2. */
+export function settingsOrExit<G extends SettingGroup>(groups: readonly G[], source: NodeJS.ProcessEnv = process.env): SettingsOf<G> {
   try {
-    return parse(process.env);
+    return parseSettings(groups, source);
   } catch (error) {
     exitOnStartFailure(error);
   }
 }
 
 /**
- * A service entry point: settings, then `start`, which returns its parts in the order they
+ * A service entry point, given its role's settings: `start` returns its parts in the order they
  * stop on SIGTERM. Whatever fails on the way stops the process with one line.
  */
-export async function runService(start: (deps: Deps) => Promise<Stoppable[]>): Promise<void> {
-  const deps = createDeps(settingsOrExit());
+export async function runService<S extends ServiceSettings>(settings: S, start: (deps: Deps<S>) => Promise<Stoppable[]>): Promise<void> {
+  const deps = createDeps(settings);
+  // So that a Redis refusing REDIS_URL's database stops the process before it says it started.
+  await firstConnectionSettled(deps.redis);
   try {
     stopOnSignal(deps, await start(deps));
   } catch (error) {
@@ -76,7 +52,7 @@ export type Stoppable = { name: string; stop: () => Promise<void> };
  * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
  * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
  */
-function stopOnSignal(deps: Deps, parts: Stoppable[]): void {
+function stopOnSignal(deps: Deps<ServiceSettings>, parts: Stoppable[]): void {
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { Deps } from "../platform/deps.js";
+import type { ReceiverDeps } from "../platform/deps.js";
 import {
   balanceStatus,
   computeInvoice,
@@ -67,7 +67,7 @@ const invoiceQuery = z.object({
 });
 
 /** The account API for the product: grants, balances, ledger, invoices and receipts. */
-export async function accountRoutes(scope: FastifyInstance, deps: Deps): Promise<void> {
+export async function accountRoutes(scope: FastifyInstance, deps: ReceiverDeps): Promise<void> {
   const { db, pool } = deps.database;
   const thresholds = deps.settings.lowBalanceThresholds;
   // Requests are checked against each route's zod schemas, and every answer against its

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { Deps } from "../platform/deps.js";
+import type { ReceiverDeps } from "../platform/deps.js";
 import { bearerToken, bearerTokenMatches } from "./auth.js";
 import { sendError } from "./errors.js";
 import type { CallbackRefusalReason, RejectedItem, UsageEvent } from "../usage/usage-event.js";
@@ -24,7 +24,7 @@ const VALUES_READ_PER_TURN = 50_000;
 type RejectedAnswer = { index: number; id: string | null; reason: CallbackRefusalReason; issues: unknown[] };
 
 /** `POST /v1/callbacks/litellm`: validates each item, queues the good ones, quarantines the rest. */
-export async function callbackRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
+export async function callbackRoutes(app: FastifyInstance, deps: ReceiverDeps): Promise<void> {
   const { settings, metrics } = deps;
   const limits: BodyLimits = { maxItems: settings.maxItemsPerRequest };
   const inFlight = bodyBudget(settings.maxBytesInFlight);

@@ -1,10 +1,11 @@
 import type { FastifyInstance } from "fastify";
+import type { ServiceSettings } from "../platform/config.js";
 import type { Deps } from "../platform/deps.js";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 
 /** Liveness, readiness and metrics for orchestrators and Prometheus; no auth, no secrets. */
-export async function operatorRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
+export async function operatorRoutes(app: FastifyInstance, deps: Deps<ServiceSettings>): Promise<void> {
   app.get("/healthz", async () => ({ status: "ok" }));
 
   app.get("/metrics", async (_request, reply) => {

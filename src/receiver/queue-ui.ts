@@ -4,7 +4,7 @@ import { FastifyAdapter } from "@bull-board/fastify";
 import type { Job, JobType } from "bullmq";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { deliverAlerts } from "../books/alert-outbox.js";
-import type { Deps } from "../platform/deps.js";
+import type { ReceiverDeps } from "../platform/deps.js";
 import { quarantineRemovedJobs } from "../books/quarantine.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { basicAuthUsername } from "./auth.js";
@@ -53,7 +53,7 @@ type Answer = { status: 200 } | { status: 400 | 404 | 409 | 503; code: string; m
  * username, password QUEUE_UI_TOKEN), read-only unless QUEUE_UI_ACTIONS=on. Every write is
  * logged once, with who asked, from where, and what came of it.
  */
-export async function queueUiRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
+export async function queueUiRoutes(app: FastifyInstance, deps: ReceiverDeps): Promise<void> {
   const token = deps.settings.queueUiToken;
   // Without a credential of its own the UI is not served at all: 404, as for any unknown path.
   if (token === undefined) return;
@@ -127,7 +127,7 @@ export async function queueUiRoutes(app: FastifyInstance, deps: Deps): Promise<v
   await app.register(serverAdapter.registerPlugin(), { prefix: QUEUE_UI_PATH });
 }
 
-function createRemover(deps: Deps) {
+function createRemover(deps: ReceiverDeps) {
   const { pool } = deps.database;
   const queue = deps.usageQueue;
 
@@ -203,7 +203,7 @@ function routePattern(request: FastifyRequest): string {
 
 // Only ever called for an operator who gave the right password; one who typed a token
 // as the username too must not find it in the log.
-function operatorName(username: string, deps: Deps): string {
+function operatorName(username: string, deps: ReceiverDeps): string {
   const { queueUiToken, adminToken, ingestTokens } = deps.settings;
   if ([queueUiToken, adminToken, ...ingestTokens].includes(username)) return "[redacted]";
   return username.slice(0, 100);

@@ -1,7 +1,8 @@
 import swagger from "@fastify/swagger";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { createJsonSchemaTransform, createJsonSchemaTransformObject } from "fastify-type-provider-zod";
-import type { Deps } from "../platform/deps.js";
+import type { ServiceSettings } from "../platform/config.js";
+import type { Deps, ReceiverDeps } from "../platform/deps.js";
 import { callbackRoutes } from "./callback-route.js";
 import { MAX_ID_LENGTH } from "../usage/storable-text.js";
 import { accountRoutes } from "./account-routes.js";
@@ -10,16 +11,18 @@ import { installErrorHandlers, sendError } from "./errors.js";
 import { operatorRoutes } from "./operator-routes.js";
 import { queueUiRoutes } from "./queue-ui.js";
 
-export type ServerRoles = { receiver: boolean };
+export type ServerRoles = { receiver: true } | { receiver: false };
+/** A receiver's server reads the receiver's settings; a worker's health and metrics server only the service's. */
+export type ServerDeps<R extends ServerRoles> = R extends { receiver: true } ? ReceiverDeps : Deps<ServiceSettings>;
 
 /**
  * The HTTP server; each route group is its own encapsulated context. Every process serves
  * health and metrics; a receiver also serves callbacks, the account API and the queue UI.
  * `maxConnections`: what a started process derives from its file-descriptor limit (start.ts).
  */
-export async function buildServer(
-  deps: Deps,
-  roles: ServerRoles = { receiver: true },
+export async function buildServer<R extends ServerRoles = { receiver: true }>(
+  deps: ServerDeps<R>,
+  roles: R = { receiver: true } as R,
   maxConnections: number = deps.settings.maxConnections,
 ): Promise<FastifyInstance> {
   const app = Fastify({
@@ -43,10 +46,11 @@ export async function buildServer(
   installErrorHandlers(app);
   await app.register(async (scope) => operatorRoutes(scope, deps));
   if (roles.receiver) {
+    const receiverDeps = deps as ReceiverDeps;
     await describeAccountApi(app);
-    await app.register(async (scope) => callbackRoutes(scope, deps));
-    await app.register(async (scope) => accountRoutes(scope, deps));
-    await app.register(async (scope) => queueUiRoutes(scope, deps));
+    await app.register(async (scope) => callbackRoutes(scope, receiverDeps));
+    await app.register(async (scope) => accountRoutes(scope, receiverDeps));
+    await app.register(async (scope) => queueUiRoutes(scope, receiverDeps));
   }
   return app;
 }

@@ -1,10 +1,10 @@
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
-import type { Deps } from "../platform/deps.js";
 import { readOpenFileLimit } from "../platform/open-file-limit.js";
-import { StartFailure, type Stoppable } from "../platform/process.js";
+import type { Stoppable } from "../platform/process.js";
+import { StartFailure } from "../platform/start-failure.js";
 import { connectionCap, DESCRIPTOR_RESERVE } from "./connection-limit.js";
-import { buildServer, type ServerRoles } from "./server.js";
+import { buildServer, type ServerDeps, type ServerRoles } from "./server.js";
 
 type ListenOn = { setting: "PORT" | "METRICS_PORT"; port: number };
 
@@ -14,9 +14,9 @@ type ListenOn = { setting: "PORT" | "METRICS_PORT"; port: number };
  * Its start line names the address, and the connections it holds at most with the
  * file-descriptor limit that decided them.
  */
-export async function startHttpServer(
-  deps: Deps,
-  roles: ServerRoles,
+export async function startHttpServer<R extends ServerRoles>(
+  deps: ServerDeps<R>,
+  roles: R,
   listenOn: ListenOn,
 ): Promise<Stoppable & { app: FastifyInstance; port: number }> {
   const { host, maxConnections: configured } = deps.settings;

@@ -9,7 +9,7 @@ import { type ReversalRecord, recordReversal } from "../books/reversals.js";
 import { recordTransfer, type TransferRecord } from "../books/transfers.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
-import type { Deps } from "../platform/deps.js";
+import type { ReceiverDeps } from "../platform/deps.js";
 import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
 import { creditsJson, debitResponseSchema, reversalResponseSchema, transferResponseSchema } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
@@ -68,7 +68,7 @@ const reversalBody = z.object({
 }).meta({ id: "CreateReversal" });
 
 /** Money moved by hand: manual debits, transfers and reversals. */
-export function walletRoutes(app: AccountApp, deps: Deps, { common, errors }: AccountRouteCommon): void {
+export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, errors }: AccountRouteCommon): void {
   const { pool } = deps.database;
   const policy = { lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
 

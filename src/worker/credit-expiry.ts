@@ -1,6 +1,6 @@
 import { deliverAlerts } from "../books/alert-outbox.js";
 import { expireCredits } from "../books/expire-credits.js";
-import type { Deps } from "../platform/deps.js";
+import type { WorkerDeps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
 
 const BUCKETS_PER_PASS = 500;
@@ -13,7 +13,7 @@ const PASSES_PER_TICK = 20;
  * (src/books/expire-credits.ts). A failure is logged; the next tick tries again, and a pass
  * rolled back left nothing half done.
  */
-export function startCreditExpiry(deps: Deps): Stoppable {
+export function startCreditExpiry(deps: WorkerDeps): Stoppable {
   let running: Promise<void> | null = null;
   let stopping = false;
   const sweep = async () => {

@@ -5,7 +5,7 @@ import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
 import { createLitellmAdmin } from "../gateway/litellm-admin.js";
 import { createSpendLogPool, endSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
 import { InvalidSettingError } from "../platform/config.js";
-import { createRedis, type Deps } from "../platform/deps.js";
+import { createRedis, type WorkerDeps } from "../platform/deps.js";
 import type { Metrics } from "../platform/metrics.js";
 import type { Stoppable } from "../platform/process.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
@@ -25,12 +25,12 @@ export type UsageWorker = Stoppable & {
 };
 
 /** `metricsPort` is only written in the start line: where this process serves health and metrics, if anywhere. */
-export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number } = {}): UsageWorker {
+export function startUsageWorker(deps: WorkerDeps, startLine: { metricsPort?: number } = {}): UsageWorker {
   let priceBook: PriceBook;
   try {
     priceBook = loadPriceBook(deps.settings.pricingFile);
   } catch (error) {
-    throw error instanceof PriceBookError ? new InvalidSettingError("PRICING_FILE", error.message) : error;
+    throw error instanceof PriceBookError ? new InvalidSettingError([{ setting: "PRICING_FILE", detail: error.message }]) : error;
   }
   showCostMap(deps.metrics, priceBook.costMap);
   // The book and its cost map are read and checked whole before either replaces the one in force.
@@ -130,7 +130,7 @@ export function startUsageWorker(deps: Deps, startLine: { metricsPort?: number }
  * what its callbacks lost. A failure (LiteLLM's database away) is logged and counted; billing of
  * callbacks goes on untouched, and the next run tries again.
  */
-function startGatewayBackfill(deps: Deps, currentPriceBook: () => PriceBook): Stoppable | null {
+function startGatewayBackfill(deps: WorkerDeps, currentPriceBook: () => PriceBook): Stoppable | null {
   const { settings } = deps;
   if (settings.litellmDatabaseUrl === undefined) return null;
   const spendLog = createSpendLogPool(settings.litellmDatabaseUrl);

@@ -1,7 +1,7 @@
 import { type Job, UnrecoverableError } from "bullmq";
 import type { z } from "zod";
 import { deliverAlerts, type OutboxAlert } from "../books/alert-outbox.js";
-import type { Deps } from "../platform/deps.js";
+import type { WorkerDeps } from "../platform/deps.js";
 import { chargeUsageEvents } from "./charge-usage-events.js";
 import type { PricedUsage } from "../books/record-usage.js";
 import type { ChargeOutcome, Metrics } from "../platform/metrics.js";
@@ -14,7 +14,7 @@ import { parseUsageEvents } from "../usage/usage-event.js";
  * Parse the job, call the ledger, deliver the alerts it committed, return what happened.
  * `currentPriceBook` is read per job, so a reloaded book prices the next job.
  */
-export function createUsageProcessor(deps: Deps, currentPriceBook: () => PriceBook) {
+export function createUsageProcessor(deps: WorkerDeps, currentPriceBook: () => PriceBook) {
   const { pool } = deps.database;
   // The job's work is committed by now; failing it over delivery would redo the work, so a
   // delivery fault is left to the stranded-alert sweeper.

@@ -12,7 +12,7 @@ import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
-import { runOps } from "../support/ops-cli.js";
+import { runOps, runOpsWith } from "../support/ops-cli.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { pricedUsage, usageEvent } from "../support/usage-events.js";
 import { TEST_REDIS_URL } from "../support/test-env.js";
@@ -66,6 +66,28 @@ describe("npm run ops", () => {
     expect((await db.pool.query("SELECT 1 FROM grants WHERE reference = 'out-5'")).rowCount).toBe(0);
     expect(await ops("queues", "--out", join(folder, "no-such-folder", "queues.txt"))).toMatchObject({ code: 2, stderr: expect.stringContaining("does not exist") });
     rmSync(folder, { recursive: true });
+  });
+
+  it("each command reads only the settings it uses, and names every one it lacks in one try (exit 2)", async () => {
+    const database = { DATABASE_URL: db.url };
+    const reconciled = await runOpsWith(database, "reconcile", "--json");
+    expect({ code: reconciled.code, ok: JSON.parse(reconciled.stdout).ok, stderr: reconciled.stderr }).toEqual({ code: 0, ok: true, stderr: "" });
+    expect(await runOpsWith(database, "books", "head", "--json")).toMatchObject({ code: 0, stderr: "" });
+    expect(await runOpsWith({ REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: db.name }, "queues")).toMatchObject({ code: 0, stderr: "" });
+    expect(await runOpsWith({ DATABASE_URL: "", ENFORCE_BELOW: "1.5" }, "grant", "acct-settings", "1", "settings-1")).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: ["spend-ingest: invalid setting DATABASE_URL: is required", "spend-ingest: invalid setting ENFORCE_BELOW: a whole number of credits", ""].join("\n"),
+    });
+    expect(await runOpsWith({ ...database, LITELLM_DATABASE_URL: "" }, "gateway", "reconcile", "--since", "2026-11-01")).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: [
+        "spend-ingest: invalid setting REDIS_URL: is required (or REDIS_CLUSTER_NODES for a Redis Cluster)",
+        "spend-ingest: invalid setting LITELLM_DATABASE_URL: is required",
+        "",
+      ].join("\n"),
+    });
   });
 
   it("grant credits once per reference", async () => {

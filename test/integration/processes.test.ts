@@ -1,11 +1,16 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readdirSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MINIMUM_NODE_VERSION } from "../../src/platform/node-version.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
+import { runOpsWith } from "../support/ops-cli.js";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.js";
 import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
 
@@ -128,11 +133,127 @@ describe("npm start (all-in-one process)", () => {
     }
   }, 120_000);
 
-  it("refuses to start with one line naming a missing setting", async () => {
+  it("refuses to start with a line for each missing setting, all at once, an empty one missing too", async () => {
     const { INGEST_TOKENS: _omitted, ...env } = serviceEnv();
-    const service = startServiceProcess("all-in-one", env);
+    const service = startServiceProcess("all-in-one", { ...env, DATABASE_URL: "", ADMIN_TOKEN: "" });
     const [code] = await once(service.child, "exit");
     expect(code).toBe(2);
-    expect(service.lines).toEqual(["spend-ingest: invalid setting INGEST_TOKENS: is required"]);
+    expect(service.lines).toEqual([
+      "spend-ingest: invalid setting DATABASE_URL: is required",
+      "spend-ingest: invalid setting INGEST_TOKENS: is required",
+      "spend-ingest: invalid setting ADMIN_TOKEN: is required",
+    ]);
+  });
+
+  it("starts a worker without the receiver's settings, and a bad one of them is not its concern", async () => {
+    const { DATABASE_URL, REDIS_URL, QUEUE_PREFIX } = serviceEnv();
+    const worker = startServiceProcess("usage-worker", { DATABASE_URL, REDIS_URL, QUEUE_PREFIX, METRICS_PORT: "0", PORT: "eighty", MAX_BODY_BYTES: "0" });
+    services.push(worker);
+    // Its start line comes once it stops in order on SIGTERM.
+    await waitFor(() => worker.lines.some((line) => line.includes('"msg":"usage worker started"')));
+    const exited = once(worker.child, "exit");
+    worker.child.kill("SIGTERM");
+    expect((await exited)[0]).toBe(0);
+    expect(worker.errors).toEqual([]);
+  });
+
+  it("keeps its queue in REDIS_URL's database: a process on database N writes its keys there, none in database 0", async () => {
+    const index = (await redisDatabaseCount()) - 1;
+    const [onIndex, onZero] = [index, 0].map((n) => new Redis(redisUrlOn(n), { maxRetriesPerRequest: null }));
+    const prefix = `${database}_db${index}`;
+    const queue = createUsageQueue(onIndex!, prefix);
+    try {
+      const service = startServiceProcess("all-in-one", { ...serviceEnv(), REDIS_URL: redisUrlOn(index), QUEUE_PREFIX: prefix });
+      services.push(service);
+      const url = await service.listeningAt;
+      const posted = await fetch(`${url}/v1/callbacks/litellm`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify([litellmPayload("database-index-1", "team-database-index")]),
+      });
+      expect(posted.status).toBe(202);
+      await waitFor(async () => (await queue.getJobCounts("completed")).completed === 1);
+      const keys = async (client: Redis) => (await client.keys(`${prefix}:*`)).length;
+      expect(await keys(onIndex!)).toBeGreaterThan(0);
+      expect(await keys(onZero!)).toBe(0);
+      const exited = once(service.child, "exit");
+      service.child.kill("SIGTERM");
+      expect((await exited)[0]).toBe(0);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await Promise.all([onIndex!.quit(), onZero!.quit()]);
+    }
+  });
+
+  it("refuses, in every process that uses Redis, a database Redis does not have: one line naming REDIS_URL without its password, exit 2", async () => {
+    const missing = await redisDatabaseCount();
+    const url = new URL(redisUrlOn(missing));
+    // A password the server takes (one it does not need is taken too), to see it masked.
+    url.password ||= "redis-password-not-printed";
+    const password = url.password;
+    const shown = new URL(url);
+    shown.password = "***";
+    const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    // Redis's own words for it vary by version ("ERR DB index is out of range", "ERR invalid DB index").
+    const line = new RegExp(`^spend-ingest: invalid setting REDIS_URL: Redis at ${literal(shown.toString())} refused database ${missing} \\(ERR [^)]+\\)$`);
+    const env = { ...serviceEnv(), REDIS_URL: url.toString() };
+    for (const entry of ["receiver", "usage-worker", "all-in-one"] as const) {
+      const service = startServiceProcess(entry, env);
+      const [code] = await once(service.child, "exit");
+      expect({ entry, code, lines: service.lines }).toEqual({ entry, code: 2, lines: [expect.stringMatching(line)] });
+      expect(service.lines.join("\n")).not.toContain(password);
+    }
+    const ops = await runOpsWith({ REDIS_URL: url.toString(), QUEUE_PREFIX: database }, "queues");
+    expect({ ...ops, stderr: ops.stderr.trimEnd() }).toEqual({ code: 2, stdout: "", stderr: expect.stringMatching(line) });
   });
 });
+
+describe("every entry point on a Node.js older than the minimum", () => {
+  // Node itself cannot be swapped in a test: a module loaded first makes this one report 22.11.0,
+  // the last version whose require() cannot load an ES module.
+  const olderNode = `data:text/javascript,Object.defineProperty(process.versions, "node", { value: "22.11.0" })`;
+
+  it("exits 2 with one line naming the required version, before reading any setting", async () => {
+    const entries = readdirSync("bin").filter((file) => file.endsWith(".ts")).map((file) => file.replace(/\.ts$/, ""));
+    expect(entries).toEqual(expect.arrayContaining(["all-in-one", "dev", "migrate", "ops", "receiver", "usage-worker"]));
+    for (const entry of entries) {
+      const child = spawn(process.execPath, ["--import", olderNode, `dist/bin/${entry}.js`, "queues"], {
+        env: { PATH: process.env.PATH },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const [stdout, stderr] = [child.stdout, child.stderr].map((stream) => text(stream));
+      const [code] = await once(child, "exit");
+      expect({ entry, code, stdout: await stdout, stderr: await stderr }).toEqual({
+        entry,
+        code: 2,
+        stdout: "",
+        stderr: `spend-ingest: Node.js ${MINIMUM_NODE_VERSION} or newer is required; this is Node.js 22.11.0 (${process.execPath})\n`,
+      });
+    }
+  });
+});
+
+/** How many databases the test Redis has (16 unless its config says otherwise). */
+async function redisDatabaseCount(): Promise<number> {
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  try {
+    const [, databases] = (await redis.config("GET", "databases")) as [string, string];
+    return Number(databases);
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** The test Redis's URL with another database index. */
+function redisUrlOn(index: number): string {
+  const url = new URL(TEST_REDIS_URL);
+  url.pathname = `/${index}`;
+  return url.toString();
+}
+
+async function text(stream: Readable): Promise<string> {
+  let collected = "";
+  for await (const chunk of stream) collected += String(chunk);
+  return collected;
+}

@@ -14,7 +14,7 @@ import { litellmPayload } from "../support/litellm-payloads.js";
 import { runOps, runOpsWith } from "../support/ops-cli.js";
 import { seededRandom } from "../support/random.js";
 import { removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
-import { redactedUrl } from "../../src/platform/connection-log.js";
+import { redactedUrl } from "../../src/platform/config.js";
 
 const ITEMS_PER_SOURCE_ORDER = 2500;
 const SOURCE_ORDERS: BillingAccountSource[][] = [

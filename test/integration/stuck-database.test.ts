@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseEnv } from "../../src/platform/config.js";
+import { parseSettings, ROLES } from "../../src/platform/config.js";
 import { closeDeps, createDeps, createLogger } from "../../src/platform/deps.js";
 import { buildServer } from "../../src/receiver/server.js";
 import { createUsageQueue, enqueueCallbackItems } from "../../src/platform/queue-producer.js";
@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 
 const settingsFor = (overrides: Record<string, string>) =>
-  parseEnv({
+  parseSettings(ROLES["all-in-one"], {
     DATABASE_URL: silentUrl,
     REDIS_URL: TEST_REDIS_URL,
     INGEST_TOKENS: INGEST_TOKEN,

@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, expect, inject } from "vitest";
-import { parseEnv, type Settings } from "../../src/platform/config.js";
+import { parseSettings, ROLES, type Settings } from "../../src/platform/config.js";
 import { closeDeps, createDeps, createLogger, type Deps } from "../../src/platform/deps.js";
 import { buildServer } from "../../src/receiver/server.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
@@ -52,7 +52,7 @@ export function useServiceHarness(
   const harness = {} as Harness;
 
   beforeAll(async () => {
-    const settings = parseEnv({
+    const settings = parseSettings(ROLES["all-in-one"], {
       DATABASE_URL: database.url,
       REDIS_URL: TEST_REDIS_URL,
       INGEST_TOKENS: `${INGEST_TOKEN},${SECOND_INGEST_TOKEN}`,
