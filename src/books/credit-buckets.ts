@@ -73,7 +73,7 @@ type LiveBucket = { id: string; billing_account_id: string; remaining_credits: s
 /**
  * Draws posted outflows (in the caller's transaction, their accounts already locked) from their
  * accounts' live buckets in consumption order: lower priority first, then soonest expiry (never
- * expiring last), then oldest. One read, one update and one insert for the whole batch, whatever
+ * expiring last), then oldest. One read and one write (allocate) for the whole batch, whatever
  * its size; none when no outflow has live credit to draw. Returns the allocations written.
  */
 export async function drawBuckets(client: pg.PoolClient, outflows: readonly PostedEntry[]): Promise<Allocation[]> {
@@ -116,21 +116,26 @@ export async function drawBuckets(client: pg.PoolClient, outflows: readonly Post
       });
     }
   }
-  const touched = [...queues.values()].flat().filter((slot) => slot.remaining !== BigInt(slot.bucket.remaining_credits));
-  await client.query(
-    `UPDATE credit_buckets b SET remaining_credits = u.remaining
-     FROM unnest($1::int8[], $2::int8[]) AS u(id, remaining) WHERE b.id = u.id`,
-    [touched.map((slot) => slot.bucket.id), touched.map((slot) => slot.remaining.toString())],
-  );
-  await insertAllocations(client, allocations);
+  await allocate(client, allocations);
   return allocations;
 }
 
-export async function insertAllocations(client: pg.PoolClient, allocations: ReadonlyArray<Omit<Allocation, "terms">>): Promise<void> {
+/**
+ * Writes allocations and moves their buckets by them, in one statement: a bucket's remaining
+ * credits drop by what is allocated from it (a negative allocation, a return, raises them), so
+ * they stay its credits less the sum of its allocations, the rule reconcile checks. One round trip
+ * inside the accounts' locks, which a batch holds until it commits.
+ */
+export async function allocate(client: pg.PoolClient, allocations: ReadonlyArray<Omit<Allocation, "terms">>): Promise<void> {
   if (allocations.length === 0) return;
   await client.query(
-    `INSERT INTO bucket_allocations (ledger_entry_id, bucket_id, credits)
-     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])`,
+    `WITH allocated AS (
+       INSERT INTO bucket_allocations (ledger_entry_id, bucket_id, credits)
+       SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[])
+       RETURNING bucket_id, credits)
+     UPDATE credit_buckets b SET remaining_credits = b.remaining_credits - a.credits
+     FROM (SELECT bucket_id, sum(credits) AS credits FROM allocated GROUP BY bucket_id) a
+     WHERE b.id = a.bucket_id`,
     [allocations.map((a) => a.ledgerEntryId), allocations.map((a) => a.bucketId), allocations.map((a) => a.credits.toString())],
   );
 }
@@ -207,11 +212,5 @@ export async function returnToBuckets(
   inflow: PostedEntry,
   returns: ReadonlyArray<{ bucketId: string; credits: bigint }>,
 ): Promise<void> {
-  if (returns.length === 0) return;
-  await client.query(
-    `UPDATE credit_buckets b SET remaining_credits = b.remaining_credits + u.credits
-     FROM unnest($1::int8[], $2::int8[]) AS u(id, credits) WHERE b.id = u.id`,
-    [returns.map((r) => r.bucketId), returns.map((r) => r.credits.toString())],
-  );
-  await insertAllocations(client, returns.map((r) => ({ ledgerEntryId: inflow.id, bucketId: r.bucketId, credits: -r.credits })));
+  await allocate(client, returns.map((r) => ({ ledgerEntryId: inflow.id, bucketId: r.bucketId, credits: -r.credits })));
 }

@@ -4,7 +4,7 @@ import { withTransaction } from "../platform/db/client.js";
 import type { Alert } from "./alert-catalog.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
 import { balanceAlertsFor } from "./balance-alerts.js";
-import { BUCKET_REFERENCE, insertAllocations } from "./credit-buckets.js";
+import { allocate, BUCKET_REFERENCE } from "./credit-buckets.js";
 import { enforceAfterPosting } from "./enforcement.js";
 import { BUCKET_CONTENT } from "./entry-hash.js";
 import { type Posting, postEntries } from "./post-entries.js";
@@ -93,14 +93,14 @@ async function expireDue(client: pg.PoolClient, now: Date, settings: ExpirySetti
   // An expiry moves a positive balance toward zero, which the bound never refuses.
   const entryOf = new Map(posted.map((entry) => [entry.sourceId!, entry]));
   const expired = buckets.filter((bucket) => entryOf.has(bucket.id));
-  await client.query(
-    `UPDATE credit_buckets b SET remaining_credits = 0, expired_at = u.at
-     FROM unnest($1::int8[], $2::timestamptz[]) AS u(id, at) WHERE b.id = u.id`,
-    [expired.map((bucket) => bucket.id), expired.map((bucket) => entryOf.get(bucket.id)!.postedAt)],
-  );
-  await insertAllocations(
+  // Its allocation takes what is left; then it is marked, so nothing draws or expires it again.
+  await allocate(
     client,
     expired.map((bucket) => ({ ledgerEntryId: entryOf.get(bucket.id)!.id, bucketId: bucket.id, credits: BigInt(bucket.remaining_credits) })),
+  );
+  await client.query(
+    `UPDATE credit_buckets b SET expired_at = u.at FROM unnest($1::int8[], $2::timestamptz[]) AS u(id, at) WHERE b.id = u.id`,
+    [expired.map((bucket) => bucket.id), expired.map((bucket) => entryOf.get(bucket.id)!.postedAt)],
   );
   await enforceAfterPosting(client, settings.enforcement, posted);
   const alerts = expired.flatMap((bucket): Alert[] => {
