@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import pg from "pg";
-import { nodeEnvAllowsDev, redactedUrl, ROLES } from "../src/platform/config.js";
+import { nodeEnvAllowsDev, redactedUrl, ROLES, settingsReadBy } from "../src/platform/config.js";
 import { settingsOrExit } from "../src/platform/process.js";
 
 /**
@@ -23,19 +23,9 @@ const DEFAULTS = {
   LOG_LEVEL: "info",
 };
 
-// What `npm run -s ops` reads (PRICING_FILE for `ops price`): with this process's values it
-// reaches the same database and queue, and reads callback items as the service does.
-const OPS_SETTINGS = [
-  "DATABASE_URL",
-  "REDIS_URL",
-  "REDIS_CLUSTER_NODES",
-  "QUEUE_PREFIX",
-  "BILLING_ACCOUNT_FROM",
-  "ENFORCE_ON_DEPLETED",
-  "ENFORCE_BELOW",
-  "LOW_BALANCE_THRESHOLDS",
-  "PRICING_FILE",
-];
+// What the ops commands read (PRICING_FILE for `ops price`): with this process's values they
+// reach the same database and queue, and read callback items as the service does.
+const OPS_SETTINGS = settingsReadBy(["database", "queue", "payer", "enforcement", "balanceAlerts", "pricing"]);
 
 // LiteLLM's callback for one call made with a team's key: the team, which LiteLLM fills from the
 // key, is the payer. Relative to the checkout, as PRICING_FILE is: npm runs scripts from there.

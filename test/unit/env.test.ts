@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import {
   InvalidSettingError,
@@ -239,6 +240,16 @@ describe("parseEnv", () => {
 
 describe("settings by role", () => {
   const stores = { DATABASE_URL: valid.DATABASE_URL, REDIS_URL: valid.REDIS_URL };
+
+  it("docs/reference/settings.md lists what each role reads, as the code reads it", () => {
+    const page = readFileSync(new URL("../../docs/reference/settings.md", import.meta.url), "utf8");
+    const listed = Object.fromEntries(
+      [...page.matchAll(/^\| `([\w-]+)` \| [^|]+ \| (.+) \|$/gm)]
+        .filter(([, role]) => role! in ROLES)
+        .map(([, role, settings]) => [role, [...settings!.matchAll(/`(\w+)`/g)].map(([, name]) => name)]),
+    );
+    expect(listed).toEqual(Object.fromEntries(Object.entries(ROLES).map(([role, groups]) => [role, settingsReadBy(groups)])));
+  });
 
   it("a worker reads neither the receiver's tokens nor its limits", () => {
     expect(parseSettings(ROLES.worker, stores)).toMatchObject({ databaseUrl: stores.DATABASE_URL, pricingFile: "config/pricing.yaml" });
