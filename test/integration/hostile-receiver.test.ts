@@ -226,6 +226,14 @@ describe("a receiver under hostile bodies and sockets (npm run start:receiver, r
     const dripping = setInterval(() => sent < header.length && trickle.write(header[sent++]!), 500);
     try {
       await waitFor(() => openFor.length === sockets.length && trickleClosed, 25_000);
+    } catch (error) {
+      // Which sockets the server kept, and for how long: a bare timeout would not say.
+      const stillOpen = sockets.filter((socket) => !socket.destroyed && !socket.closed).length;
+      const receiverAlive = await fetch(`${baseUrl}/healthz`).then((reply) => reply.status, (failure: Error) => failure.message);
+      throw new Error(
+        `${(error as Error).message}: ${stillOpen} of ${sockets.length} one-byte sockets still open, trickle ${trickleClosed ? "closed" : `open after ${sent} bytes`}, ` +
+          `longest closed after ${Math.max(0, ...openFor)} ms, /healthz ${receiverAlive}`,
+      );
     } finally {
       clearInterval(dripping);
     }
