@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import { ALERT_CATALOG } from "../../src/books/alert-catalog.js";
 import { InvalidSettingError, parseSettings, ROLES, type SettingGroup, SETTING_NAMES, settingMeaning } from "../../src/platform/config.js";
 
 // Each kind of name is declared once in code and listed once in its reference page: one table row
@@ -92,5 +93,15 @@ describe("settings: the schema in src/platform/config.ts", () => {
       const source = Object.fromEntries(Object.entries(environment).map(([name, value]) => [name, withDefaults(String(value))]));
       expect(() => parseSettings(groups, source), service).not.toThrow();
     }
+  });
+});
+
+describe("alerts: ALERT_CATALOG", () => {
+  it("docs/reference/alerts.md has one row for each, at its level", () => {
+    const rows = namedRows(read("docs/reference/alerts.md"), "# Alerts");
+    expectOneRowEach(rows, Object.keys(ALERT_CATALOG));
+    expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
+      Object.fromEntries(Object.entries(ALERT_CATALOG).map(([name, alert]) => [name, alert.level])),
+    );
   });
 });
