@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ALERT_CATALOG } from "../../src/books/alert-catalog.js";
+import { createMetrics } from "../../src/platform/metrics.js";
 import { InvalidSettingError, parseSettings, ROLES, type SettingGroup, SETTING_NAMES, settingMeaning } from "../../src/platform/config.js";
 
 // Each kind of name is declared once in code and listed once in its reference page: one table row
@@ -102,6 +103,25 @@ describe("alerts: ALERT_CATALOG", () => {
     expectOneRowEach(rows, Object.keys(ALERT_CATALOG));
     expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
       Object.fromEntries(Object.entries(ALERT_CATALOG).map(([name, alert]) => [name, alert.level])),
+    );
+  });
+});
+
+describe("metrics: the registry createMetrics builds, each with its help", () => {
+  it("docs/reference/metrics.md has one row for each, with its labels; prom-client's default metrics by prefix (`name_*`)", () => {
+    const rows = namedRows(read("docs/reference/metrics.md"), "# Metrics");
+    const prefixes = rows.filter((row) => row.name.endsWith("*")).map((row) => row.name.slice(0, -1));
+    // prom-client keeps each metric's label names on it, though its types do not say so.
+    const metrics = createMetrics([])
+      .registry.getMetricsAsArray()
+      .map((metric) => ({ name: metric.name, help: metric.help, labels: (metric as { labelNames?: readonly string[] }).labelNames ?? [] }));
+    expect(metrics.filter((metric) => metric.help.length < 10).map((metric) => metric.name)).toEqual([]);
+    expect(prefixes.filter((prefix) => !metrics.some((metric) => metric.name.startsWith(prefix)))).toEqual([]);
+    const ours = metrics.filter((metric) => !prefixes.some((prefix) => metric.name.startsWith(prefix)));
+    const named = rows.filter((row) => !row.name.endsWith("*"));
+    expectOneRowEach(named, ours.map((metric) => metric.name));
+    expect(Object.fromEntries(named.map((row) => [row.name, row.cells[0]]))).toEqual(
+      Object.fromEntries(ours.map((metric) => [metric.name, metric.labels.map((label) => `\`${label}\``).join(", ")])),
     );
   });
 });
