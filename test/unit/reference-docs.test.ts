@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ALERT_CATALOG } from "../../src/books/alert-catalog.js";
+import { ERROR_CATALOG } from "../../src/receiver/error-catalog.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { InvalidSettingError, parseSettings, ROLES, type SettingGroup, SETTING_NAMES, settingMeaning } from "../../src/platform/config.js";
 
@@ -122,6 +123,16 @@ describe("metrics: the registry createMetrics builds, each with its help", () =>
     expectOneRowEach(named, ours.map((metric) => metric.name));
     expect(Object.fromEntries(named.map((row) => [row.name, row.cells[0]]))).toEqual(
       Object.fromEntries(ours.map((metric) => [metric.name, metric.labels.map((label) => `\`${label}\``).join(", ")])),
+    );
+  });
+});
+
+describe("HTTP error codes: ERROR_CATALOG", () => {
+  it("docs/reference/errors.md has one row for each, with its status", () => {
+    const rows = namedRows(read("docs/reference/errors.md"), "## Codes");
+    expectOneRowEach(rows, Object.keys(ERROR_CATALOG));
+    expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
+      Object.fromEntries(Object.entries(ERROR_CATALOG).map(([code, error]) => [code, String(error.status)])),
     );
   });
 });
