@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ALERT_CATALOG } from "../../src/books/alert-catalog.js";
+import { QUARANTINE_REASON_CATALOG } from "../../src/books/quarantine-reasons.js";
+import { CALLBACK_REFUSAL_REASONS } from "../../src/usage/usage-event.js";
 import { ERROR_CATALOG } from "../../src/receiver/error-catalog.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { InvalidSettingError, parseSettings, ROLES, type SettingGroup, SETTING_NAMES, settingMeaning } from "../../src/platform/config.js";
@@ -133,6 +135,20 @@ describe("HTTP error codes: ERROR_CATALOG", () => {
     expectOneRowEach(rows, Object.keys(ERROR_CATALOG));
     expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
       Object.fromEntries(Object.entries(ERROR_CATALOG).map(([code, error]) => [code, String(error.status)])),
+    );
+  });
+});
+
+describe("quarantine reasons: QUARANTINE_REASON_CATALOG", () => {
+  it("holds every reason the receiver refuses an item for, at the receiver's stage", () => {
+    expect(CALLBACK_REFUSAL_REASONS.filter((reason) => QUARANTINE_REASON_CATALOG[reason]?.stage !== "receiver")).toEqual([]);
+  });
+
+  it("docs/reference/quarantine.md has one row for each, at its stage", () => {
+    const rows = namedRows(read("docs/reference/quarantine.md"), "## Reasons");
+    expectOneRowEach(rows, Object.keys(QUARANTINE_REASON_CATALOG));
+    expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
+      Object.fromEntries(Object.entries(QUARANTINE_REASON_CATALOG).map(([reason, entry]) => [reason, entry.stage])),
     );
   });
 });
