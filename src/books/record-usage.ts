@@ -11,8 +11,7 @@ import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { drawBuckets } from "./credit-buckets.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
 import type { QuarantineReason } from "./quarantine-reasons.js";
-import { enforceAfterPosting, type PaidBy } from "./enforcement.js";
-import type { EnforcementPolicy } from "../platform/config.js";
+import { enforceAfterPosting, type EnforcementPolicy, type PaidBy } from "./enforcement.js";
 import { placeRepeatedIds, type ReusedIdReceipt } from "./reused-ids.js";
 
 export type { PricedUsage } from "./charge-receipts.js";

@@ -30,9 +30,6 @@ export const CLIENT_SETTABLE_SOURCES: readonly BillingAccountSource[] = ["spend_
 /** What enforcement may block at the gateway: a LiteLLM team, a key (by its hash), or both. */
 export const PRINCIPAL_KINDS = ["team", "key"] as const;
 export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
-/** `blocks` empty: enforcement is off. An account is depleted at `below` credits or fewer. */
-export type EnforcementPolicy = { blocks: readonly PrincipalKind[]; below: bigint };
-export const ENFORCEMENT_OFF: EnforcementPolicy = { blocks: [], below: 0n };
 
 /** A duration: `300`, `300s`, `5m`, `1h`, `7d`, `500ms` (a bare number is seconds). */
 const duration = (fallback: string) => z.string().default(fallback).transform(durationMs);
@@ -302,7 +299,8 @@ const SETTING_GROUPS = {
   ),
   payer: group(["BILLING_ACCOUNT_FROM"], (env) => ({ billingAccountFrom: env.BILLING_ACCOUNT_FROM })),
   enforcement: group(["ENFORCE_ON_DEPLETED", "ENFORCE_BELOW"], (env) => ({
-    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW } as EnforcementPolicy,
+    // An EnforcementPolicy (books/enforcement.ts).
+    enforcement: { blocks: env.ENFORCE_ON_DEPLETED as readonly PrincipalKind[], below: env.ENFORCE_BELOW },
   })),
   balanceAlerts: group(["LOW_BALANCE_THRESHOLDS"], (env) => ({
     /** Highest first. */

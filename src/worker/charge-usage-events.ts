@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { EnforcementPolicy } from "../platform/config.js";
+import type { EnforcementPolicy } from "../books/enforcement.js";
 import { priceDivergenceFields } from "../books/price-divergence-alert.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
