@@ -4,6 +4,7 @@ import { parse as parseYaml } from "yaml";
 import { ALERT_CATALOG } from "../../src/books/alert-catalog.js";
 import { QUARANTINE_REASON_CATALOG } from "../../src/books/quarantine-reasons.js";
 import { CALLBACK_REFUSAL_REASONS } from "../../src/usage/usage-event.js";
+import { OPS_COMMANDS } from "../../src/ops/cli.js";
 import { ERROR_CATALOG } from "../../src/receiver/error-catalog.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { InvalidSettingError, parseSettings, ROLES, type SettingGroup, SETTING_NAMES, settingMeaning } from "../../src/platform/config.js";
@@ -149,6 +150,25 @@ describe("quarantine reasons: QUARANTINE_REASON_CATALOG", () => {
     expectOneRowEach(rows, Object.keys(QUARANTINE_REASON_CATALOG));
     expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
       Object.fromEntries(Object.entries(QUARANTINE_REASON_CATALOG).map(([reason, entry]) => [reason, entry.stage])),
+    );
+  });
+});
+
+describe("ops commands: OPS_COMMANDS", () => {
+  it("docs/reference/cli.md has one section for each command and subcommand (`### quarantine list, assign, replay`)", () => {
+    const page = read("docs/reference/cli.md");
+    const commands = page.slice(page.indexOf("## ops commands"));
+    const documented = [...commands.matchAll(/^### (.+)$/gm)].flatMap(([, heading]) => {
+      const [first, ...others] = heading!.split(", ");
+      const parent = first!.includes(" ") ? `${first!.split(" ")[0]} ` : "";
+      return [first!, ...others.map((other) => parent + other)];
+    });
+    const declared = OPS_COMMANDS.flatMap((command) =>
+      command.commands.length === 0 ? [command.name()] : command.commands.map((sub) => `${command.name()} ${sub.name()}`),
+    );
+    expectOneRowEach(
+      documented.map((name) => ({ name, cells: [] })),
+      declared,
     );
   });
 });
