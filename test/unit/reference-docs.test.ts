@@ -30,15 +30,24 @@ function namedRows(page: string, heading: string): Row[] {
   });
 }
 
-/** Every declared name has exactly one row, and every row names a declared name. */
-function expectOneRowEach(rows: Row[], declared: readonly string[]) {
+/**
+ * Every declared name has exactly one row, and every row names a declared name. Declared with a
+ * cell (a record), each row's cell after the name must read it too.
+ */
+function expectOneRowEach(rows: Row[], declared: readonly string[] | Record<string, string>) {
+  const names = Array.isArray(declared) ? declared : Object.keys(declared);
   const listed = rows.map((row) => row.name);
   expect({
-    missing: declared.filter((name) => !listed.includes(name)),
-    unknown: listed.filter((name) => !declared.includes(name)),
+    missing: names.filter((name) => !listed.includes(name)),
+    unknown: listed.filter((name) => !names.includes(name)),
     repeated: listed.filter((name, index) => listed.indexOf(name) !== index),
   }).toEqual({ missing: [], unknown: [], repeated: [] });
+  if (!Array.isArray(declared)) expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(declared);
 }
+
+/** A catalog's names, each with what its row's cell after the name says. */
+const cellOf = <T>(catalog: Record<string, T>, cell: (entry: T) => string) =>
+  Object.fromEntries(Object.entries(catalog).map(([name, entry]) => [name, cell(entry)]));
 
 /** Every group of settings, as some role reads them: all the settings there are. */
 const EVERY_GROUP = [...new Set(Object.values(ROLES).flat())] as SettingGroup[];
@@ -103,10 +112,9 @@ describe("settings: the schema in src/platform/config.ts", () => {
 
 describe("alerts: ALERT_CATALOG", () => {
   it("docs/reference/alerts.md has one row for each, at its level", () => {
-    const rows = namedRows(read("docs/reference/alerts.md"), "# Alerts");
-    expectOneRowEach(rows, Object.keys(ALERT_CATALOG));
-    expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
-      Object.fromEntries(Object.entries(ALERT_CATALOG).map(([name, alert]) => [name, alert.level])),
+    expectOneRowEach(
+      namedRows(read("docs/reference/alerts.md"), "# Alerts"),
+      cellOf(ALERT_CATALOG, (alert) => alert.level),
     );
   });
 });
@@ -122,9 +130,8 @@ describe("metrics: the registry createMetrics builds, each with its help", () =>
     expect(metrics.filter((metric) => metric.help.length < 10).map((metric) => metric.name)).toEqual([]);
     expect(prefixes.filter((prefix) => !metrics.some((metric) => metric.name.startsWith(prefix)))).toEqual([]);
     const ours = metrics.filter((metric) => !prefixes.some((prefix) => metric.name.startsWith(prefix)));
-    const named = rows.filter((row) => !row.name.endsWith("*"));
-    expectOneRowEach(named, ours.map((metric) => metric.name));
-    expect(Object.fromEntries(named.map((row) => [row.name, row.cells[0]]))).toEqual(
+    expectOneRowEach(
+      rows.filter((row) => !row.name.endsWith("*")),
       Object.fromEntries(ours.map((metric) => [metric.name, metric.labels.map((label) => `\`${label}\``).join(", ")])),
     );
   });
@@ -132,10 +139,9 @@ describe("metrics: the registry createMetrics builds, each with its help", () =>
 
 describe("HTTP error codes: ERROR_CATALOG", () => {
   it("docs/reference/errors.md has one row for each, with its status", () => {
-    const rows = namedRows(read("docs/reference/errors.md"), "## Codes");
-    expectOneRowEach(rows, Object.keys(ERROR_CATALOG));
-    expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
-      Object.fromEntries(Object.entries(ERROR_CATALOG).map(([code, error]) => [code, String(error.status)])),
+    expectOneRowEach(
+      namedRows(read("docs/reference/errors.md"), "## Codes"),
+      cellOf(ERROR_CATALOG, (error) => String(error.status)),
     );
   });
 });
@@ -146,10 +152,9 @@ describe("quarantine reasons: QUARANTINE_REASON_CATALOG", () => {
   });
 
   it("docs/reference/quarantine.md has one row for each, at its stage", () => {
-    const rows = namedRows(read("docs/reference/quarantine.md"), "## Reasons");
-    expectOneRowEach(rows, Object.keys(QUARANTINE_REASON_CATALOG));
-    expect(Object.fromEntries(rows.map((row) => [row.name, row.cells[0]]))).toEqual(
-      Object.fromEntries(Object.entries(QUARANTINE_REASON_CATALOG).map(([reason, entry]) => [reason, entry.stage])),
+    expectOneRowEach(
+      namedRows(read("docs/reference/quarantine.md"), "## Reasons"),
+      cellOf(QUARANTINE_REASON_CATALOG, (reason) => reason.stage),
     );
   });
 });
