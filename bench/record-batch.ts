@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
 import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js";
-import { ENFORCEMENT_OFF } from "../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { decimal } from "../src/pricing/decimal.js";
 

@@ -1,11 +1,10 @@
 import type pg from "pg";
-import type { EnforcementPolicy } from "../platform/config.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { withTransaction } from "../platform/db/client.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
 import { balanceAlertsFor } from "./balance-alerts.js";
 import { drawBuckets } from "./credit-buckets.js";
-import { enforceAfterPosting } from "./enforcement.js";
+import { enforceAfterPosting, type EnforcementPolicy } from "./enforcement.js";
 import { DEBIT_CONTENT } from "./entry-hash.js";
 import { postEntries } from "./post-entries.js";
 

@@ -1,9 +1,13 @@
 import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import type pg from "pg";
-import type { EnforcementPolicy, PrincipalKind } from "../platform/config.js";
+import type { PrincipalKind } from "../platform/config.js";
 import { drizzleOver, withTransaction } from "../platform/db/client.js";
 import { accountPrincipals, enforcementAccounts, enforcementActions, enforcementPrincipals } from "../platform/db/schema.js";
 import { compareText, type PostedEntry } from "./post-entries.js";
+
+/** `blocks` empty: enforcement is off. An account is depleted at `below` credits or fewer. */
+export type EnforcementPolicy = { blocks: readonly PrincipalKind[]; below: bigint };
+export const ENFORCEMENT_OFF: EnforcementPolicy = { blocks: [], below: 0n };
 
 /** A LiteLLM key (by its hash) or team that paid for one of an account's calls. */
 export type PaidBy = { billingAccountId: string; kind: PrincipalKind; principal: string; usedAt: Date };

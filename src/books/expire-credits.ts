@@ -1,11 +1,10 @@
 import type pg from "pg";
-import type { EnforcementPolicy } from "../platform/config.js";
 import { withTransaction } from "../platform/db/client.js";
 import type { Alert } from "./alert-catalog.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
 import { balanceAlertsFor } from "./balance-alerts.js";
 import { allocate, BUCKET_REFERENCE } from "./credit-buckets.js";
-import { enforceAfterPosting } from "./enforcement.js";
+import { enforceAfterPosting, type EnforcementPolicy } from "./enforcement.js";
 import { BUCKET_CONTENT } from "./entry-hash.js";
 import { type Posting, postEntries } from "./post-entries.js";
 

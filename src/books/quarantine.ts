@@ -8,10 +8,11 @@ import { quarantine } from "../platform/db/schema.js";
 import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
 import { parseUsageEvents, type RejectedItem } from "../usage/usage-event.js";
 import { callTimeMs, reusedIdKey } from "./call-identity.js";
+import type { QuarantineReason, QuarantineStage } from "./quarantine-reasons.js";
 
 export type QuarantineEntry = {
-  stage: "receiver" | "worker";
-  reason: string;
+  stage: QuarantineStage;
+  reason: QuarantineReason;
   idempotencyKey: string | null;
   /** Why, for the operator: zod issues or a sentence. */
   detail: unknown;
@@ -94,15 +95,14 @@ function quarantineFingerprint(entry: QuarantineEntry): string {
 }
 
 /** Keeps what the receiver refused, with the alerts for it, in one transaction. */
-export async function quarantineRejectedItems(
-  pool: pg.Pool,
-  items: Array<{ reason: string; idempotencyKey: string | null; issues: unknown[]; item: unknown }>,
-): Promise<{ inserted: number; alerts: OutboxAlert[] }> {
+export async function quarantineRejectedItems(pool: pg.Pool, items: RejectedItem[]): Promise<{ inserted: number; alerts: OutboxAlert[] }> {
   return withTransaction(pool, async (client) => {
     const entries = items.map(
       (item): QuarantineEntry => ({
         stage: "receiver",
-        reason: item.reason,
+        // The queue's job schema reads a reason as any text, so that jobs queued by another version
+        // still parse; what the receiver and the backfill queue is a catalog reason.
+        reason: item.reason as QuarantineReason,
         idempotencyKey: item.idempotencyKey,
         detail: { issues: item.issues },
         item: item.item,
@@ -115,7 +115,8 @@ export async function quarantineRejectedItems(
 
 export type QuarantinedRow = {
   id: string;
-  stage: "receiver" | "worker";
+  stage: QuarantineStage;
+  /** A catalog reason, or one an older version wrote. */
   reason: string;
   idempotencyKey: string | null;
   detail: unknown;

@@ -10,8 +10,8 @@ import { deleteReceipts, insertReceipts, type PricedUsage } from "./charge-recei
 import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { drawBuckets } from "./credit-buckets.js";
 import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
-import { enforceAfterPosting, type PaidBy } from "./enforcement.js";
-import type { EnforcementPolicy } from "../platform/config.js";
+import type { QuarantineReason } from "./quarantine-reasons.js";
+import { enforceAfterPosting, type EnforcementPolicy, type PaidBy } from "./enforcement.js";
 import { placeRepeatedIds, type ReusedIdReceipt } from "./reused-ids.js";
 
 export type { PricedUsage } from "./charge-receipts.js";
@@ -130,7 +130,7 @@ function paidBy(event: PricedUsage["event"]): PaidBy[] {
   return paid;
 }
 
-function outOfRangeQuarantine(usage: PricedUsage, reason: string, message: string): QuarantineEntry {
+function outOfRangeQuarantine(usage: PricedUsage, reason: QuarantineReason, message: string): QuarantineEntry {
   return {
     stage: "worker",
     reason,

@@ -1,8 +1,7 @@
 import type pg from "pg";
-import type { EnforcementPolicy } from "../platform/config.js";
 import { withTransaction } from "../platform/db/client.js";
 import { EVERGREEN, insertBuckets, liveCreditsOf, returnToBuckets } from "./credit-buckets.js";
-import { enforceAfterPosting } from "./enforcement.js";
+import { enforceAfterPosting, type EnforcementPolicy } from "./enforcement.js";
 import { REVERSAL_CONTENT } from "./entry-hash.js";
 import { type PostedEntry, postEntries } from "./post-entries.js";
 

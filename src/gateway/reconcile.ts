@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { QuarantineReason } from "../books/quarantine-reasons.js";
 import type { BillingAccountSource } from "../platform/config.js";
 import { normaliseCallbackItem } from "../litellm/normalise.js";
 import { add, type Decimal, decimalFromNumber, toDecimalString, ZERO } from "../pricing/decimal.js";
@@ -11,7 +12,7 @@ import { canonicalRequestId, type GatewaySchema, hasKeyMetadata, readGatewaySche
 
 const ROWS_PER_PAGE = 1_000;
 /** Held, not billed: a field billing reads whole is over MAX_FIELD_BYTES (see spend-log-page.ts). */
-const FIELD_TOO_LARGE = "spend_log_field_too_large";
+const FIELD_TOO_LARGE: QuarantineReason = "spend_log_field_too_large";
 
 export type GatewayCounts = {
   /** Successful calls that were not cache hits: what LiteLLM says was served and costs money. */
@@ -39,7 +40,10 @@ export type GatewayReport = {
   applied: number;
 };
 
-export type MissingCalls = { events: UsageEvent[]; rejected: RejectedItem[] };
+/** A call the backfill holds rather than bills, kept in quarantine for its reason. */
+type HeldCall = RejectedItem & { reason: QuarantineReason };
+
+export type MissingCalls = { events: UsageEvent[]; rejected: HeldCall[] };
 
 export type GatewayReconcileOptions = {
   spendLog: pg.Pool;
@@ -185,7 +189,7 @@ function keyMetadataLost(row: SpendLogRow, sources: readonly BillingAccountSourc
  * A row held for a field too large to read: kept with what was read, the field marked as not
  * kept, so a replay refuses it rather than bill the call without it.
  */
-function heldTooLarge(row: SpendLogRow, payload: Record<string, unknown>, oversized: Array<[string, number]>): RejectedItem {
+function heldTooLarge(row: SpendLogRow, payload: Record<string, unknown>, oversized: Array<[string, number]>): HeldCall {
   const item = sanitiseCallbackItem(payload);
   const metadata = asRecord(item.metadata);
   for (const [path, bytes] of oversized) metadata[path.replace(/^metadata\./, "")] = notKept(`${bytes} bytes in LiteLLM's database`);

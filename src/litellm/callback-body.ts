@@ -9,7 +9,8 @@ export { OversizedItem, UnparseableItem } from "./item-markers.js";
  * LiteLLM's generic_api callback sends one of three log formats, and sends ndjson with
  * `Content-Type: application/json`, so the body's shape decides which one it is.
  */
-export type BodyRefusal = { ok: false; code: string; message: string };
+/** A body refused whole, by its code in the receiver's error catalog. */
+export type BodyRefusal = { ok: false; code: "empty_batch" | "invalid_json" | "too_many_items"; message: string };
 export type BodyLimits = { maxItems: number };
 /** Where one item's bytes are in the body, and what parsing them would cost. */
 export type ItemSpan = JsonCost & { start: number; end: number };

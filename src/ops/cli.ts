@@ -15,7 +15,8 @@ import { retryFailedCommand } from "./retry-failed.js";
 import { reverseCommand } from "./reverse.js";
 import { transferCommand } from "./transfer.js";
 
-const COMMANDS = [
+/** Every ops command, as `--help` lists them. docs/reference/cli.md has a section for each, checked by a test. */
+export const OPS_COMMANDS = [
   queuesCommand,
   failedCommand,
   retryFailedCommand,
@@ -39,7 +40,7 @@ export async function runOps(argv: string[]): Promise<number> {
   const program = new Command("npm run ops --")
     .description("spend-ingest's operator commands; each takes --json and --help")
     .addHelpText("after", "\nexit codes: 0 ok, 1 a problem found, 2 bad usage");
-  for (const command of COMMANDS) program.addCommand(command);
+  for (const command of OPS_COMMANDS) program.addCommand(command);
   // Every command and subcommand: usage errors exit 2, help 0, and what reaches the terminal
   // (an unknown command echoes the operator's input) is escaped.
   const configure = (command: Command) => {

@@ -30,9 +30,6 @@ export const CLIENT_SETTABLE_SOURCES: readonly BillingAccountSource[] = ["spend_
 /** What enforcement may block at the gateway: a LiteLLM team, a key (by its hash), or both. */
 export const PRINCIPAL_KINDS = ["team", "key"] as const;
 export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
-/** `blocks` empty: enforcement is off. An account is depleted at `below` credits or fewer. */
-export type EnforcementPolicy = { blocks: readonly PrincipalKind[]; below: bigint };
-export const ENFORCEMENT_OFF: EnforcementPolicy = { blocks: [], below: 0n };
 
 /** A duration: `300`, `300s`, `5m`, `1h`, `7d`, `500ms` (a bare number is seconds). */
 const duration = (fallback: string) => z.string().default(fallback).transform(durationMs);
@@ -59,30 +56,47 @@ const clusterNode = z
 
 export const DEFAULT_BILLING_ACCOUNT_FROM: readonly BillingAccountSource[] = ["key_metadata", "team", "user"];
 
+/**
+ * Every setting, with its one-line meaning (`.meta({ description })`, last in each chain, where
+ * settingMeaning reads it). docs/reference/configuration.md has a row for each, checked by a test.
+ */
 const envSchema = z.object({
-  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }),
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).meta({ description: "PostgreSQL connection string" }),
   // Required unless REDIS_CLUSTER_NODES is set (checked by the queue group below, which reads both).
   REDIS_URL: z
     .url({ protocol: /^rediss?$/, abort: true })
     // The path is the database index; ioredis would read `/abc` as no index at all (database 0).
     .refine((url) => /^\/?(\d+)?$/.test(new URL(url).pathname), "the database index after the port is a whole number, such as redis://redis:6379/0")
-    .optional(),
-  REDIS_CLUSTER_NODES: z.string().transform(commaList).pipe(z.array(clusterNode).min(1, "at least one host:port")).optional(),
-  // Replicas that must hold a batch's jobs before the receiver answers 2xx (Redis WAIT). Redis
-  // replicates asynchronously: a master lost before its replica has a batch loses the batch, and
-  // the caller, told 2xx, never sends it again. Unset: 1 on a cluster, where failover to a
+    .optional()
+    .meta({ description: "Redis connection string, redis:// or rediss://, the database index in its path" }),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .transform(commaList)
+    .pipe(z.array(clusterNode).min(1, "at least one host:port"))
+    .optional()
+    .meta({ description: "seed nodes of a Redis Cluster (host:port, comma-separated): the queue runs there instead of REDIS_URL" }),
+  // Redis replicates asynchronously: a master lost before its replica has a batch loses the batch,
+  // and the caller, told 2xx, never sends it again. Unset: 1 on a cluster, where failover to a
   // replica is the point, and 0 on one node, which may have no replica.
-  QUEUE_REPLICA_ACKS: z.coerce.number().int().min(0).max(16).optional(),
-  // The receiver's (and the all-in-one process's) HTTP port. Workers never read it, so a receiver
-  // and workers started from one environment on one host do not contend for it.
-  PORT: tcpPort.default(8080),
-  // The address every listener of the process binds (PORT, METRICS_PORT). An IP address, never a
-  // name: a name would wait on DNS at start and could bind other addresses than the one meant.
-  // Every interface by default, as a container's published port needs; `npm run dev` defaults to
-  // 127.0.0.1.
-  HOST: z.string().refine((text) => isIP(text) !== 0, "an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::").default("0.0.0.0"),
-  // A worker's health and metrics; unset: a worker opens no listener at all.
-  METRICS_PORT: tcpPort.optional(),
+  QUEUE_REPLICA_ACKS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .optional()
+    .meta({ description: "Redis replicas that must hold a batch's jobs (Redis WAIT) before the receiver answers 2xx" }),
+  // Workers never read it, so a receiver and workers started from one environment on one host
+  // do not contend for it.
+  PORT: tcpPort.default(8080).meta({ description: "the receiver's (and the all-in-one process's) HTTP port" }),
+  // An IP address, never a name: a name would wait on DNS at start and could bind other addresses
+  // than the one meant. Every interface by default, as a container's published port needs; `npm
+  // run dev` defaults to 127.0.0.1.
+  HOST: z
+    .string()
+    .refine((text) => isIP(text) !== 0, "an IP address to listen on, such as 0.0.0.0, 127.0.0.1 or ::")
+    .default("0.0.0.0")
+    .meta({ description: "the IP address every listener of the process (PORT, METRICS_PORT) binds" }),
+  METRICS_PORT: tcpPort.optional().meta({ description: "a worker's health and metrics port; unset, a worker opens no listener" }),
   INGEST_TOKENS: z
     .string()
     .transform(commaList)
@@ -90,11 +104,18 @@ const envSchema = z.object({
       z
         .array(z.string().min(MIN_TOKEN_LENGTH, `each token needs at least ${MIN_TOKEN_LENGTH} characters`))
         .min(1, "at least one token is required"),
-    ),
-  ADMIN_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`),
-  // Unset or empty: the queue UI is not served at all.
-  QUEUE_UI_TOKEN: z.string().min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`).optional(),
-  QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off"),
+    )
+    .meta({ description: "bearer tokens the callback route accepts, comma-separated (two at once to rotate)" }),
+  ADMIN_TOKEN: z
+    .string()
+    .min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`)
+    .meta({ description: "the account API's bearer token" }),
+  QUEUE_UI_TOKEN: z
+    .string()
+    .min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`)
+    .optional()
+    .meta({ description: "the queue UI's own password; unset, the UI is not served" }),
+  QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off").meta({ description: "whether the queue UI may retry, promote, pause, resume and remove jobs" }),
   BILLING_ACCOUNT_FROM: z
     .string()
     .default(DEFAULT_BILLING_ACCOUNT_FROM.join(","))
@@ -104,20 +125,26 @@ const envSchema = z.object({
         .array(z.enum(BILLING_ACCOUNT_SOURCES, { error: `each source is one of ${BILLING_ACCOUNT_SOURCES.join(", ")}` }))
         .min(1, "at least one source is required")
         .refine((sources) => new Set(sources).size === sources.length, "a source is listed twice"),
-    ),
-  PRICING_FILE: z.string().min(1).default("config/pricing.yaml"),
-  // LiteLLM's own database, read only: the gateway reconcile and the worker's backfill.
-  LITELLM_DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
-  GATEWAY_RECONCILE_INTERVAL: duration("5m"),
+    )
+    .meta({ description: "where the paying account is read from, in order" }),
+  PRICING_FILE: z.string().min(1).default("config/pricing.yaml").meta({ description: "the price book's path" }),
+  // Read only, by the gateway reconcile and the worker's backfill.
+  LITELLM_DATABASE_URL: z
+    .url({ protocol: /^postgres(ql)?$/ })
+    .optional()
+    .meta({ description: "LiteLLM's own PostgreSQL; unset, no backfill of lost callbacks" }),
+  GATEWAY_RECONCILE_INTERVAL: duration("5m").meta({ description: "how often a worker's backfill checks LiteLLM's spend log" }),
   // LiteLLM writes its spend log in batches, a minute or more after the call.
-  GATEWAY_RECONCILE_LAG: duration("10m"),
-  // Each run looks back this far behind the watermark: rows LiteLLM writes late (long calls, its
-  // writer behind) are still found.
-  GATEWAY_RECONCILE_OVERLAP: duration("1h"),
-  // LiteLLM's maximum_spend_logs_retention_period: rows older than it are deleted before the
-  // backfill may read them. Unset: not known, and the backfill's lag is not compared with it.
-  LITELLM_SPEND_LOG_RETENTION: z.string().transform(durationMs).optional(),
-  // Block a depleted account's principals at the gateway: off, team, key or team,key.
+  GATEWAY_RECONCILE_LAG: duration("10m").meta({ description: "how far behind now the backfill checks" }),
+  // Rows LiteLLM writes late (long calls, its writer behind) are still found.
+  GATEWAY_RECONCILE_OVERLAP: duration("1h").meta({ description: "how far behind its watermark each backfill run looks again" }),
+  // Rows older than it are deleted before the backfill may read them. Unset: not known, and the
+  // backfill's lag is not compared with it.
+  LITELLM_SPEND_LOG_RETENTION: z
+    .string()
+    .transform(durationMs)
+    .optional()
+    .meta({ description: "LiteLLM's maximum_spend_logs_retention_period" }),
   ENFORCE_ON_DEPLETED: z
     .string()
     .default("off")
@@ -130,58 +157,68 @@ const envSchema = z.object({
           .min(1, "off, team, key or team,key")
           .refine((kinds) => new Set(kinds).size === kinds.length, "a kind is listed twice"),
       ]),
-    ),
-  // Depleted at this many credits or fewer; a whole number, negative for an overdraft.
+    )
+    .meta({ description: "what to block at LiteLLM when an account is depleted: off, team, key or team,key" }),
+  // Negative for an overdraft.
   ENFORCE_BELOW: z
     .string()
     .regex(/^-?\d{1,16}$/, "a whole number of credits")
     .default("0")
     .transform(BigInt)
-    .refine((credits: bigint) => credits >= -BigInt(Number.MAX_SAFE_INTEGER) && credits <= BigInt(Number.MAX_SAFE_INTEGER), "within ±(2^53 − 1) credits"),
-  // LiteLLM's admin API, where enforcement blocks and unblocks.
+    .refine((credits: bigint) => credits >= -BigInt(Number.MAX_SAFE_INTEGER) && credits <= BigInt(Number.MAX_SAFE_INTEGER), "within ±(2^53 − 1) credits")
+    .meta({ description: "an account is depleted at this many credits or fewer" }),
   LITELLM_ADMIN_URL: z
     // abort: zod runs later checks after a failed one, and the check below cannot read a non-URL.
     .url({ protocol: /^https?$/, abort: true, error: "an http or https URL, such as http://litellm:4000" })
     // The master key is the only credential: one in the URL would be logged wherever the URL is.
     .refine((url) => new URL(url).username === "" && new URL(url).password === "", "no user or password in the URL; the master key is the credential")
-    .optional(),
-  // A secret: only ever sent to LITELLM_ADMIN_URL, never logged (nor is it in this refusal). It
-  // goes as is into an Authorization header, where fetch refuses control characters and anything
-  // past U+00FF and trims spaces: such a key would fail every block and unblock, forever.
+    .optional()
+    .meta({ description: "LiteLLM's proxy, whose admin API enforcement blocks and unblocks through" }),
+  // Only ever sent to LITELLM_ADMIN_URL, never logged (nor is it in this refusal). It goes as is
+  // into an Authorization header, where fetch refuses control characters and anything past
+  // U+00FF and trims spaces: such a key would fail every block and unblock, forever.
   LITELLM_MASTER_KEY: z
     .string()
     .regex(/^[\x21-\x7e]{1,4096}$/, "1 to 4096 visible ASCII characters (no space, control character or other letter): it is sent in an HTTP header")
-    .optional(),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  // A bucket with credits left raises credits_expiring once when its expiry comes this close.
-  CREDITS_EXPIRING_WITHIN: duration("7d"),
-  // How often each worker sweeps for expired buckets. Capped so that credits still leave the
-  // balance within a minute of their expiry; the fault suite shortens it to sweep under its kills.
-  CREDIT_EXPIRY_INTERVAL: duration("15s").refine((ms: number) => ms <= 30_000, "at most 30s: expired credits must leave the balance within a minute"),
+    .optional()
+    .meta({ description: "LiteLLM's master key, a secret, for its admin API" }),
+  LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default("info")
+    .meta({ description: "pino's log level" }),
+  // Raised once per bucket.
+  CREDITS_EXPIRING_WITHIN: duration("7d").meta({ description: "how close to its expiry a bucket with credits left raises credits_expiring" }),
+  // Capped so that credits still leave the balance within a minute of their expiry; the fault
+  // suite shortens it to sweep under its kills.
+  CREDIT_EXPIRY_INTERVAL: duration("15s")
+    .refine((ms: number) => ms <= 30_000, "at most 30s: expired credits must leave the balance within a minute")
+    .meta({ description: "how often each worker sweeps for expired credit buckets" }),
   LOW_BALANCE_THRESHOLDS: z
     .string()
     .default("")
     .transform(commaList)
     .pipe(z.array(z.string().regex(/^\d+$/, "credit amounts are non-negative integers")))
-    .transform((values) => [...new Set(values.map(BigInt))].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0))),
+    .transform((values) => [...new Set(values.map(BigInt))].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)))
+    .meta({ description: "credit amounts whose crossing raises low_balance" }),
   // LiteLLM's default batch is 512 calls carrying their prompts and responses.
-  MAX_BODY_BYTES: positiveInt(32 * 1024 * 1024),
+  MAX_BODY_BYTES: positiveInt(32 * 1024 * 1024).meta({ description: "the callback body limit, in bytes" }),
   // LiteLLM sends 512 calls a batch; a few thousand tiny items cost little, millions sink a process.
-  MAX_ITEMS_PER_REQUEST: positiveInt(4096),
-  // Bodies being received or parsed at once, across requests: the receiver's memory bound.
-  MAX_BYTES_IN_FLIGHT: positiveInt(96 * 1024 * 1024),
+  MAX_ITEMS_PER_REQUEST: positiveInt(4096).meta({ description: "items one callback request may hold" }),
+  // The receiver's memory bound.
+  MAX_BYTES_IN_FLIGHT: positiveInt(96 * 1024 * 1024).meta({ description: "bytes of callback bodies received or parsed at once, across requests" }),
   // At most; a receiver takes fewer when its file-descriptor limit leaves less room (connectionCap).
-  MAX_CONNECTIONS: positiveInt(1000),
-  QUEUE_HIGH_WATER: positiveInt(200_000),
-  SHUTDOWN_TIMEOUT_MS: positiveInt(30_000),
-  // BullMQ's job lock: a worker silent for this long (a blocked event loop) loses its jobs to others.
-  WORKER_LOCK_DURATION_MS: positiveInt(30_000),
-  // Not in the external contract: lets tests and side-by-side deployments share one Redis.
-  // On Redis Cluster it is made a hash tag unless it is one (queueLocation).
+  MAX_CONNECTIONS: positiveInt(1000).meta({ description: "open HTTP connections a process holds at most" }),
+  QUEUE_HIGH_WATER: positiveInt(200_000).meta({ description: "waiting jobs above which the receiver answers 503" }),
+  SHUTDOWN_TIMEOUT_MS: positiveInt(30_000).meta({ description: "how long SIGTERM waits for the jobs in hand" }),
+  // A worker silent for this long (a blocked event loop) loses its jobs to others.
+  WORKER_LOCK_DURATION_MS: positiveInt(30_000).meta({ description: "BullMQ's job lock, in milliseconds" }),
+  // Lets tests and side-by-side deployments share one Redis. On Redis Cluster it is made a hash tag
+  // unless it is one (the queue group below).
   QUEUE_PREFIX: z
     .string()
     .regex(/^(\{[A-Za-z0-9_-]+\}|[A-Za-z0-9_-]+)$/, "letters, digits, '-' and '_', optionally as a {hash tag}")
-    .default("spend-ingest"),
+    .default("spend-ingest")
+    .meta({ description: "the prefix of the queue's Redis keys" }),
 });
 
 /** Where the queue lives: one Redis server, or the seed nodes of a Redis Cluster. */
@@ -192,6 +229,11 @@ export type SettingName = keyof Env;
 
 /** Every setting's name, for checks that go through them all. */
 export const SETTING_NAMES = Object.keys(envSchema.shape) as SettingName[];
+
+/** A setting's one-line meaning, as the schema declares it. */
+export function settingMeaning(setting: SettingName): string {
+  return envSchema.shape[setting].meta()?.description ?? "";
+}
 
 /** Records a problem with settings that each parsed; returns no usable value, like z.NEVER. */
 type Refuse = (setting: SettingName, detail: string) => never;
@@ -257,7 +299,8 @@ const SETTING_GROUPS = {
   ),
   payer: group(["BILLING_ACCOUNT_FROM"], (env) => ({ billingAccountFrom: env.BILLING_ACCOUNT_FROM })),
   enforcement: group(["ENFORCE_ON_DEPLETED", "ENFORCE_BELOW"], (env) => ({
-    enforcement: { blocks: env.ENFORCE_ON_DEPLETED, below: env.ENFORCE_BELOW } as EnforcementPolicy,
+    // An EnforcementPolicy (books/enforcement.ts).
+    enforcement: { blocks: env.ENFORCE_ON_DEPLETED as readonly PrincipalKind[], below: env.ENFORCE_BELOW },
   })),
   balanceAlerts: group(["LOW_BALANCE_THRESHOLDS"], (env) => ({
     /** Highest first. */

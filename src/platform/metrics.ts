@@ -62,7 +62,9 @@ function withinMs<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
 
 /**
  * The process's own Prometheus registry: a receiver and a worker running apart each expose
- * what they did. Queue depth is read from Redis at scrape time, so any process shows it.
+ * what they did. Queue depth is read from Redis at scrape time, so any process shows it. The
+ * registry is the catalog of metrics, each with its help: docs/reference/metrics.md has a row for
+ * each, with its labels, checked by a test.
  */
 export function createMetrics(queues: Queue[]) {
   const registry = new Registry();

@@ -91,7 +91,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: ReceiverDeps):
 
   app.addHook("onRequest", async (request, reply) => {
     if (!bearerTokenMatches(request.headers.authorization, [deps.settings.adminToken])) {
-      return sendError(reply, 401, "unauthorized", "the admin bearer token is required");
+      return sendError(reply, "unauthorized", "the admin bearer token is required");
     }
   });
 
@@ -133,12 +133,12 @@ export async function accountRoutes(scope: FastifyInstance, deps: ReceiverDeps):
         terms: { priority: body.priority, expiresAt: body.expires_at ? new Date(body.expires_at) : null },
       }, deps.settings.enforcement);
       if (result.outcome === "conflict") {
-        return sendError(reply, 409, "grant_reference_conflict", "this reference was used for another grant", {
+        return sendError(reply, "grant_reference_conflict", "this reference was used for another grant", {
           grant: { billing_account_id: result.grant.billingAccountId, credits: creditsJson(result.grant.credits) },
         });
       }
       if (result.outcome === "out_of_range") {
-        return sendError(reply, 422, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was granted`, {
+        return sendError(reply, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was granted`, {
           balance_credits: creditsJson(result.balanceCredits),
         });
       }
@@ -266,12 +266,12 @@ export async function accountRoutes(scope: FastifyInstance, deps: ReceiverDeps):
     async (request, reply) => {
       const { idempotency_key } = request.params;
       const receipt = await findReceipt(db, idempotency_key);
-      if (!receipt) return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${idempotency_key}`);
+      if (!receipt) return sendError(reply, "receipt_not_found", `no receipt for idempotency key ${idempotency_key}`);
       return receiptJson(receipt);
     },
   );
 }
 
 function unknownAccount(reply: FastifyReply, id: string) {
-  return sendError(reply, 404, "account_not_found", `no account ${id}`);
+  return sendError(reply, "account_not_found", `no account ${id}`);
 }

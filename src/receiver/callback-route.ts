@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { ReceiverDeps } from "../platform/deps.js";
 import { bearerToken, bearerTokenMatches } from "./auth.js";
+import type { ErrorCodeSentWith } from "./error-catalog.js";
 import { sendError } from "./errors.js";
 import type { CallbackRefusalReason, RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { enqueueReplicated, type Replication } from "../platform/queue-producer.js";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { type BodyLimits, frameCallbackBody, readCallbackItem, UnparseableItem, unreadableBody } from "../litellm/callback-body.js";
+import { type BodyLimits, type BodyRefusal, frameCallbackBody, readCallbackItem, UnparseableItem, unreadableBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
 
 const CALLBACK_CONTENT_TYPES = ["application/json", "application/x-ndjson"];
@@ -38,7 +39,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: ReceiverDeps): 
     if (!bearerTokenMatches(request.headers.authorization, settings.ingestTokens)) {
       // Counted, never logged: a wrong token may be a right one for something else.
       metrics.requestsUnauthorized.inc({ reason: bearerToken(request.headers.authorization) === null ? "no_token" : "unknown_token" });
-      return sendError(reply, 401, "unauthorized", "a valid ingest bearer token is required");
+      return sendError(reply, "unauthorized", "a valid ingest bearer token is required");
     }
     // Reserved before a byte of the body is read: bodies being received and parsed at once are
     // the receiver's memory, so past the budget the caller is told to come back instead.
@@ -77,9 +78,8 @@ export async function callbackRoutes(app: FastifyInstance, deps: ReceiverDeps): 
     // were already given back to the in-flight budget when its connection closed.
     if (read === CALLER_GONE) return reply.hijack();
     if (!read.ok) {
-      const tooLarge = read.code === "too_many_items";
-      if (tooLarge) metrics.requestsRefused.inc({ reason: "too_many_items" });
-      return sendError(reply, tooLarge ? 413 : 400, read.code, read.message);
+      if (read.code === "too_many_items") metrics.requestsRefused.inc({ reason: "too_many_items" });
+      return sendError(reply, read.code, read.message);
     }
     const { events, rejected, answers, overruled } = read;
     metrics.eventsReceived.inc(events.length + rejected.length);
@@ -139,7 +139,7 @@ function bodyBudget(limit: number) {
 const CALLER_GONE = Symbol("the caller closed its connection while its body was read");
 
 type ReadItems =
-  | { ok: false; code: string; message: string }
+  | BodyRefusal
   | { ok: true; events: UsageEvent[]; rejected: RejectedItem[]; answers: RejectedAnswer[]; overruled: number };
 
 /**
@@ -180,9 +180,9 @@ async function readCallbackItems(body: Buffer, limits: BodyLimits, options: Read
   return { ok: true, events, rejected, answers, overruled };
 }
 
-function unavailable(reply: FastifyReply, code: string, message: string) {
+function unavailable(reply: FastifyReply, code: ErrorCodeSentWith<503>, message: string) {
   reply.header("retry-after", RETRY_AFTER_SECONDS);
-  return sendError(reply, 503, code, message);
+  return sendError(reply, code, message);
 }
 
 function withTimeout<T>(promise: Promise<T>, milliseconds: number): Promise<T> {

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { isDatabaseUnavailable } from "../platform/db/client.js";
+import { ERROR_CATALOG, type ErrorCode, type ErrorCodeSentWith } from "./error-catalog.js";
 
 /** The one error shape, as routes declare it in their response schemas. */
 export const errorResponseSchema = z
@@ -16,14 +17,12 @@ export const errorResponseSchema = z
   })
   .meta({ id: "Error", description: "The one error shape: a stable code, a message naming the field, and anything the code adds" });
 
-/** The one error shape at the HTTP edge. */
-export function sendError(
-  reply: FastifyReply,
-  status: number,
-  code: string,
-  message: string,
-  extra: Record<string, unknown> = {},
-): FastifyReply {
+/** The one error shape at the HTTP edge, with the status the catalog gives its code. */
+export function sendError(reply: FastifyReply, code: ErrorCodeSentWith<number>, message: string, extra: Record<string, unknown> = {}): FastifyReply {
+  return sendErrorWithStatus(reply, ERROR_CATALOG[code].status, code, message, extra);
+}
+
+function sendErrorWithStatus(reply: FastifyReply, status: number, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): FastifyReply {
   return reply.code(status).send({ error: { code, message, ...extra } });
 }
 
@@ -36,18 +35,19 @@ export class InvalidRequestError extends Error {
 
 /** A request its route's schema refuses: 400 naming the first field, with every issue listed. */
 function sendInvalidRequest(reply: FastifyReply, issues: Array<{ path: string; message: string }>): FastifyReply {
-  return sendError(reply, 400, "invalid_request", `${issues[0]?.path || "the request"}: ${issues[0]?.message ?? "invalid"}`, { issues });
+  return sendError(reply, "invalid_request", `${issues[0]?.path || "the request"}: ${issues[0]?.message ?? "invalid"}`, { issues });
 }
 
-const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: "body_too_large" },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { status: 415, code: "unsupported_media_type" },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: "empty_body" },
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, code: "invalid_content_length" },
+/** Fastify's own refusals with a code of ours, by Fastify's code. */
+const FASTIFY_CODES: Record<string, ErrorCodeSentWith<number>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: "body_too_large",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "empty_body",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "invalid_content_length",
 };
 
 export function installErrorHandlers(app: FastifyInstance): void {
-  app.setNotFoundHandler((request, reply) => sendError(reply, 404, "not_found", `no route ${request.method} ${request.url}`));
+  app.setNotFoundHandler((request, reply) => sendError(reply, "not_found", `no route ${request.method} ${request.url}`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (hasZodFastifySchemaValidationErrors(error)) {
       return sendInvalidRequest(
@@ -57,15 +57,15 @@ export function installErrorHandlers(app: FastifyInstance): void {
     }
     if (error instanceof InvalidRequestError) return sendInvalidRequest(reply, error.issues);
     const known = error.code ? FASTIFY_CODES[error.code] : undefined;
-    if (known) return sendError(reply, known.status, known.code, error.message);
+    if (known) return sendError(reply, known, error.message);
     const status = error.statusCode ?? 500;
-    if (status < 500) return sendError(reply, status, "bad_request", error.message);
+    if (status < 500) return sendErrorWithStatus(reply, status, "bad_request", error.message);
     if (isDatabaseUnavailable(error)) {
       request.log.warn({ err: error }, "database unavailable");
       reply.header("retry-after", "5");
-      return sendError(reply, 503, "database_unavailable", "the database does not answer; try again shortly");
+      return sendError(reply, "database_unavailable", "the database does not answer; try again shortly");
     }
     request.log.error({ err: error }, "request failed");
-    return sendError(reply, 500, "internal_error", "internal error");
+    return sendError(reply, "internal_error", "internal error");
   });
 }

@@ -8,6 +8,7 @@ import type { ReceiverDeps } from "../platform/deps.js";
 import { quarantineRemovedJobs } from "../books/quarantine.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { basicAuthUsername } from "./auth.js";
+import type { ErrorCodeSentWith } from "./error-catalog.js";
 import { sendError } from "./errors.js";
 import { selfContainedQueueUiPage } from "./queue-ui-page.js";
 
@@ -46,7 +47,7 @@ const CLEANABLE_STATES: ReadonlySet<string> = new Set(["waiting", "prioritized",
 type RemovalCounts = { removed: number; quarantined: number; notRemoved: Array<{ jobId: string; reason: string }> };
 type Outcome = "unauthorized" | "refused" | "bull_board" | "removed" | "failed";
 type ActionRecord = { who: string | null; outcome: Outcome; counts?: RemovalCounts };
-type Answer = { status: 200 } | { status: 400 | 404 | 409 | 503; code: string; message: string };
+type Answer = "removed" | { code: ErrorCodeSentWith<number>; message: string };
 
 /**
  * Bull Board over the usage queue, behind its own operator credential (basic auth, any
@@ -68,15 +69,15 @@ export async function queueUiRoutes(app: FastifyInstance, deps: ReceiverDeps): P
     if (username === undefined) {
       action.outcome = "unauthorized";
       reply.header("www-authenticate", 'Basic realm="spend-ingest queues", charset="UTF-8"');
-      return refuse(reply, 401, "unauthorized", "the queue UI needs its own credential, QUEUE_UI_TOKEN");
+      return refuse(reply, "unauthorized", "the queue UI needs its own credential, QUEUE_UI_TOKEN");
     }
     if (reading) return;
     // Bull Board refuses writes to a read-only queue too (405); this does not depend on it.
     if (!deps.settings.queueUiActions) {
-      return refuse(reply, 403, "queue_ui_read_only", "the queue UI is read-only (QUEUE_UI_ACTIONS=off)");
+      return refuse(reply, "queue_ui_read_only", "the queue UI is read-only (QUEUE_UI_ACTIONS=off)");
     }
     const allowed = ALLOWED_ACTIONS.get(`${request.method} ${routePattern(request).slice(QUEUE_UI_PATH.length)}`);
-    if (allowed === undefined) return refuse(reply, 403, "queue_ui_action_refused", "this action is never allowed from the queue UI");
+    if (allowed === undefined) return refuse(reply, "queue_ui_action_refused", "this action is never allowed from the queue UI");
     if (allowed === "bull-board") {
       action.outcome = "bull_board";
       return;
@@ -89,12 +90,12 @@ export async function queueUiRoutes(app: FastifyInstance, deps: ReceiverDeps): P
     } catch (error) {
       // Each page is quarantined before it is removed, so stopping part-way loses nothing.
       request.log.error({ err: error }, "queue ui removal failed");
-      answer = { status: 503, code: "queue_ui_removal_failed", message: "the removal stopped part-way; what it removed is in quarantine" };
+      answer = { code: "queue_ui_removal_failed", message: "the removal stopped part-way; what it removed is in quarantine" };
     }
     // Recorded before the reply is sent: the response may be logged before send returns.
-    action.outcome = answer.status === 200 ? "removed" : answer.status === 503 ? "failed" : "refused";
-    if (answer.status === 200) return reply.code(200).send(counts);
-    return refuse(reply, answer.status, answer.code, answer.message, counts);
+    action.outcome = answer === "removed" ? "removed" : answer.code === "queue_ui_removal_failed" ? "failed" : "refused";
+    if (answer === "removed") return reply.code(200).send(counts);
+    return refuse(reply, answer.code, answer.message, counts);
   });
 
   app.addHook("onResponse", async (request, reply) => {
@@ -173,25 +174,25 @@ function createRemover(deps: ReceiverDeps) {
   }
 
   return async function performRemoval(removal: Removal, params: Record<string, string>, who: string, counts: RemovalCounts): Promise<Answer> {
-    if (params.queueName !== USAGE_QUEUE) return { status: 404, code: "queue_not_found", message: `no queue named ${params.queueName}` };
+    if (params.queueName !== USAGE_QUEUE) return { code: "queue_not_found", message: `no queue named ${params.queueName}` };
     switch (removal) {
       case "empty":
         for (const state of EMPTIED_STATES) await removeJobsIn(state, who, counts);
-        return { status: 200 };
+        return "removed";
       case "clean-state": {
         const state = params.queueStatus!;
         if (!CLEANABLE_STATES.has(state)) {
-          return { status: 400, code: "invalid_state", message: `jobs can be cleaned in ${[...CLEANABLE_STATES].join(", ")}` };
+          return { code: "invalid_state", message: `jobs can be cleaned in ${[...CLEANABLE_STATES].join(", ")}` };
         }
         await removeJobsIn(state as JobType, who, counts);
-        return { status: 200 };
+        return "removed";
       }
       case "clean-job": {
         const job = await queue.getJob(params.jobId!);
-        if (job === undefined) return { status: 404, code: "job_not_found", message: `no job ${params.jobId}` };
+        if (job === undefined) return { code: "job_not_found", message: `no job ${params.jobId}` };
         await removeJobs([job], { keepItems: (await job.getState()) !== "completed", who }, counts);
-        if (counts.removed === 0) return { status: 409, code: "job_active", message: "a worker holds the job; it was not removed" };
-        return { status: 200 };
+        if (counts.removed === 0) return { code: "job_active", message: "a worker holds the job; it was not removed" };
+        return "removed";
       }
     }
   };
@@ -210,6 +211,6 @@ function operatorName(username: string, deps: ReceiverDeps): string {
 }
 
 /** Our error shape, with `key` too: Bull Board's UI shows `error.key` (echoed when untranslated) in its toast. */
-function refuse(reply: FastifyReply, status: number, code: string, message: string, extra: object = {}): FastifyReply {
-  return sendError(reply, status, code, message, { key: message, ...extra });
+function refuse(reply: FastifyReply, code: ErrorCodeSentWith<number>, message: string, extra: object = {}): FastifyReply {
+  return sendError(reply, code, message, { key: message, ...extra });
 }

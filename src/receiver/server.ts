@@ -40,7 +40,7 @@ export async function buildServer<R extends ServerRoles = { receiver: true }>(
     // Ids in paths are up to MAX_ID_LENGTH UTF-16 units, each up to 9 characters percent-encoded.
     routerOptions: { maxParamLength: MAX_ID_LENGTH * 9 },
     // A path that does not decode (percent-encoded invalid UTF-8) gets the one error shape too.
-    frameworkErrors: (error, _request, reply) => sendError(reply, 400, "bad_url", error.message),
+    frameworkErrors: (error, _request, reply) => sendError(reply, "bad_url", error.message),
   });
   limitConnections(app.server, maxConnections, (action) => deps.metrics.connectionsClosedAtCap.inc({ action }));
   installErrorHandlers(app);

@@ -94,12 +94,12 @@ export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, erro
       const { params, body } = request;
       const result = await recordDebit(pool, { billingAccountId: params.id, credits: BigInt(body.credits), reference: body.reference, reason: body.reason }, policy);
       if (result.outcome === "conflict") {
-        return sendError(reply, 409, "debit_reference_conflict", "this reference was used for another debit", {
+        return sendError(reply, "debit_reference_conflict", "this reference was used for another debit", {
           debit: { billing_account_id: result.debit.billingAccountId, credits: creditsJson(result.debit.credits) },
         });
       }
       if (result.outcome === "out_of_range") {
-        return sendError(reply, 422, "balance_out_of_range", `credits: the balance would pass -${MAX_CREDITS} credits; nothing was debited`, {
+        return sendError(reply, "balance_out_of_range", `credits: the balance would pass -${MAX_CREDITS} credits; nothing was debited`, {
           balance_credits: creditsJson(result.balanceCredits),
         });
       }
@@ -141,7 +141,7 @@ export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, erro
     },
     async (request, reply) => {
       const { params, body } = request;
-      if (body.to === params.id) return sendError(reply, 400, "invalid_request", "to: must be another account than the source");
+      if (body.to === params.id) return sendError(reply, "invalid_request", "to: must be another account than the source");
       const result = await recordTransfer(
         pool,
         {
@@ -156,17 +156,17 @@ export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, erro
         policy,
       );
       if (result.outcome === "conflict") {
-        return sendError(reply, 409, "transfer_reference_conflict", "this reference was used for another transfer", {
+        return sendError(reply, "transfer_reference_conflict", "this reference was used for another transfer", {
           transfer: transferJson(result.transfer),
         });
       }
       if (result.outcome === "insufficient_credits") {
-        return sendError(reply, 422, "insufficient_credits", `credits: more than the ${result.availableCredits} available; nothing was moved (allow_overdraft to go below zero)`, {
+        return sendError(reply, "insufficient_credits", `credits: more than the ${result.availableCredits} available; nothing was moved (allow_overdraft to go below zero)`, {
           available_credits: creditsJson(result.availableCredits),
         });
       }
       if (result.outcome === "out_of_range") {
-        return sendError(reply, 422, "balance_out_of_range", `credits: the balance of ${result.billingAccountId} would pass ±${MAX_CREDITS} credits; nothing was moved`, {
+        return sendError(reply, "balance_out_of_range", `credits: the balance of ${result.billingAccountId} would pass ±${MAX_CREDITS} credits; nothing was moved`, {
           balance_credits: creditsJson(result.balanceCredits),
         });
       }
@@ -207,20 +207,20 @@ export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, erro
         { idempotencyKey: params.idempotency_key, reference: body.reference, reason: body.reason, credits: body.credits === undefined ? null : BigInt(body.credits) },
         policy.enforcement,
       );
-      if (result.outcome === "unknown_receipt") return sendError(reply, 404, "receipt_not_found", `no receipt for idempotency key ${params.idempotency_key}`);
+      if (result.outcome === "unknown_receipt") return sendError(reply, "receipt_not_found", `no receipt for idempotency key ${params.idempotency_key}`);
       if (result.outcome === "conflict") {
-        return sendError(reply, 409, "reversal_reference_conflict", "this reference was used for another reversal", {
+        return sendError(reply, "reversal_reference_conflict", "this reference was used for another reversal", {
           reversal: reversalJson(result.reversal),
         });
       }
       if (result.outcome === "exceeds_charge") {
-        return sendError(reply, 422, "reversal_exceeds_charge", `credits: the charge was ${result.chargedCredits} and ${result.reversedCredits} of it is given back already; nothing was given back`, {
+        return sendError(reply, "reversal_exceeds_charge", `credits: the charge was ${result.chargedCredits} and ${result.reversedCredits} of it is given back already; nothing was given back`, {
           charged_credits: creditsJson(result.chargedCredits),
           reversed_credits: creditsJson(result.reversedCredits),
         });
       }
       if (result.outcome === "out_of_range") {
-        return sendError(reply, 422, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was given back`, {
+        return sendError(reply, "balance_out_of_range", `credits: the balance would pass ${MAX_CREDITS} credits; nothing was given back`, {
           balance_credits: creditsJson(result.balanceCredits),
         });
       }

@@ -130,7 +130,8 @@ export function parseUsageEvents(events: unknown[]): { valid: UsageEvent[]; inva
  * Why the receiver refuses a callback item at the door, each with its meaning: the item is kept
  * in quarantine (stage receiver) with this reason and counted in
  * spend_ingest_events_rejected_total{reason}. Here, below the LiteLLM reader that decides them,
- * so that the metrics can start every reason's series at 0.
+ * so that the metrics can start every reason's series at 0. Each is a quarantine reason too,
+ * where what to do about it is (books/quarantine-reasons.ts).
  */
 export const CALLBACK_REFUSAL_CATALOG = {
   invalid_json: "the item is not JSON",

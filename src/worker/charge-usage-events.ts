@@ -1,11 +1,12 @@
 import type pg from "pg";
-import type { EnforcementPolicy } from "../platform/config.js";
+import type { EnforcementPolicy } from "../books/enforcement.js";
 import { priceDivergenceFields } from "../books/price-divergence-alert.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { DivergenceStep } from "../usage/rate-fields.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import type { QuarantineEntry } from "../books/quarantine.js";
+import type { QuarantineReason } from "../books/quarantine-reasons.js";
 import { type PricedUsage, recordUsageBatch, type UsageBatch, type UsageBatchResult } from "../books/record-usage.js";
 
 export type ChargeUsageResult = UsageBatchResult & {
@@ -102,7 +103,7 @@ function isRefusedData(error: unknown): boolean {
   return typeof code === "string" && ["22", "23", "54"].includes(code.slice(0, 2));
 }
 
-function workerQuarantine(event: UsageEvent, reason: string, message: string): QuarantineEntry {
+function workerQuarantine(event: UsageEvent, reason: QuarantineReason, message: string): QuarantineEntry {
   return {
     stage: "worker",
     reason,

@@ -7,7 +7,7 @@ import { reconcileLedger } from "../../src/books/reconcile.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { useTestDatabase } from "../support/harness.js";
 import { pricedUsage as usage } from "../support/usage-events.js";
-import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 
 const db = useTestDatabase();
 

@@ -10,7 +10,7 @@ import { reconcileLedger } from "../../src/books/reconcile.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { adminQuery, databaseUrlFor } from "../support/test-env.js";
 import { pricedUsage } from "../support/usage-events.js";
-import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 
 const LAST_BEFORE_CHAIN = "0005_gateway_lookup_indexes";
 

@@ -8,7 +8,7 @@ import { UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { recordGrant } from "../../src/books/grants.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
-import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";

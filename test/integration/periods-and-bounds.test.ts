@@ -3,7 +3,7 @@ import { MAX_CREDITS } from "../../src/platform/db/credit-bounds.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { useServiceHarness } from "../support/harness.js";
 import { pricedUsage } from "../support/usage-events.js";
-import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 
 // No worker: these tests post charges straight into the books, as the worker would.
 const h = useServiceHarness({}, { worker: false });

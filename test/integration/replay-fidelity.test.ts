@@ -7,6 +7,7 @@ import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { sanitiseCallbackItem } from "../../src/litellm/sanitise.js";
 import { REPLAY_LOCK_KEY, replayableEvent, replayQuarantined } from "../../src/ops/replay-quarantine.js";
 import { insertQuarantined, listQuarantined, quarantineRejectedItems } from "../../src/books/quarantine.js";
+import type { QuarantineReason } from "../../src/books/quarantine-reasons.js";
 import type { UsageEvent } from "../../src/usage/usage-event.js";
 import { type Harness, useServiceHarness, useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
@@ -169,8 +170,11 @@ describe("what quarantine keeps is what billing reads, or replay refuses it", ()
       { ...events[0]!, idempotencyKey: "edge-1", model: `m-${"\u{1f600}".repeat(200)}`, promptTokens: 2_147_483_647, reportedCostUsd: "999999.999999999999" },
       { ...events[1]!, idempotencyKey: "edge-2", billingAccountId: "caf\u00e9", gatewayRates: { input_cost_per_token: "1.25e-7", output_cost_per_token: "0" } },
     );
+    // A reason of its own for each event, none a catalog reason (as rows an older version wrote may
+    // hold): no two rows share a fingerprint, and each row names its event.
+    const eventTag = (n: number) => `event-${n}` as QuarantineReason;
     await withTransaction(db.pool, (client) =>
-      insertQuarantined(client, events.map((event, n) => ({ stage: "worker", reason: `event-${n}`, idempotencyKey: event.idempotencyKey, detail: null, item: event }))),
+      insertQuarantined(client, events.map((event, n) => ({ stage: "worker", reason: eventTag(n), idempotencyKey: event.idempotencyKey, detail: null, item: event }))),
     );
     const rows = (await listQuarantined(db.pool, { limit: 100_000 })).filter((row) => row.reason.startsWith("event-"));
     expect(rows).toHaveLength(events.length);

@@ -10,7 +10,7 @@ import { useTestDatabase } from "../support/harness.js";
 import { rechain, rewriteBooks, type Rewrite } from "../support/books-rewrite.js";
 import { runOps } from "../support/ops-cli.js";
 import { pricedUsage } from "../support/usage-events.js";
-import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 
 // Each test tampers with its own account, as someone with write access to the database would.
 const db = useTestDatabase({ booksTieOut: false });

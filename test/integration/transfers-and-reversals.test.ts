@@ -3,7 +3,7 @@ import { expireCredits } from "../../src/books/expire-credits.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
 import { recordTransfer } from "../../src/books/transfers.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
-import { ENFORCEMENT_OFF } from "../../src/platform/config.js";
+import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 import { useServiceHarness } from "../support/harness.js";
 import { pricedUsage } from "../support/usage-events.js";
 

@@ -241,8 +241,8 @@ describe("parseEnv", () => {
 describe("settings by role", () => {
   const stores = { DATABASE_URL: valid.DATABASE_URL, REDIS_URL: valid.REDIS_URL };
 
-  it("docs/reference/settings.md lists what each role reads, as the code reads it", () => {
-    const page = readFileSync(new URL("../../docs/reference/settings.md", import.meta.url), "utf8");
+  it("docs/reference/configuration.md lists what each role reads, as the code reads it", () => {
+    const page = readFileSync(new URL("../../docs/reference/configuration.md", import.meta.url), "utf8");
     const listed = Object.fromEntries(
       [...page.matchAll(/^\| `([\w-]+)` \| [^|]+ \| (.+) \|$/gm)]
         .filter(([, role]) => role! in ROLES)
