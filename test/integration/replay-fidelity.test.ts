@@ -6,7 +6,7 @@ import { withTransaction } from "../../src/platform/db/client.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { sanitiseCallbackItem } from "../../src/litellm/sanitise.js";
 import { REPLAY_LOCK_KEY, replayableEvent, replayQuarantined } from "../../src/ops/replay-quarantine.js";
-import { insertQuarantined, listQuarantined, quarantineRejectedItems } from "../../src/books/quarantine.js";
+import { insertQuarantined, listQuarantined, quarantineEntry, quarantineRejectedItems } from "../../src/books/quarantine.js";
 import type { UsageEvent } from "../../src/usage/usage-event.js";
 import { type Harness, useServiceHarness, useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
@@ -170,7 +170,7 @@ describe("what quarantine keeps is what billing reads, or replay refuses it", ()
       { ...events[1]!, idempotencyKey: "edge-2", billingAccountId: "caf\u00e9", gatewayRates: { input_cost_per_token: "1.25e-7", output_cost_per_token: "0" } },
     );
     await withTransaction(db.pool, (client) =>
-      insertQuarantined(client, events.map((event, n) => ({ stage: "worker", reason: `event-${n}`, idempotencyKey: event.idempotencyKey, detail: null, item: event }))),
+      insertQuarantined(client, events.map((event, n) => quarantineEntry("worker", `event-${n}`, { event }, { message: "kept whole" }))),
     );
     const rows = (await listQuarantined(db.pool, { limit: 100_000 })).filter((row) => row.reason.startsWith("event-"));
     expect(rows).toHaveLength(events.length);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { insertQuarantined } from "../../src/books/quarantine.js";
+import { insertQuarantined, quarantineEntry } from "../../src/books/quarantine.js";
 import { reconcileLedger } from "../../src/books/reconcile.js";
 import { type MissingCalls, reconcileGateway } from "../../src/gateway/reconcile.js";
 import { createSpendLogPool } from "../../src/gateway/spend-log.js";
@@ -117,7 +117,7 @@ describe("receipt_conflict rows kept before a repeated id was charged", () => {
     if (!normalised.ok) throw new Error("the payload is refused");
     const { event } = normalised;
     await withTransaction(h.deps.database.pool, (client) =>
-      insertQuarantined(client, [{ stage: "worker", reason: "receipt_conflict", idempotencyKey: event.idempotencyKey, detail: { message: "kept by the rule before" }, item: event }]),
+      insertQuarantined(client, [quarantineEntry("worker", "receipt_conflict", { event }, { message: "kept by the rule before" })]),
     );
   }
 
