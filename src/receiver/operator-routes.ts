@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { ServiceSettings } from "../platform/config.js";
 import type { Deps } from "../platform/deps.js";
+import { withTimeout } from "../platform/with-timeout.js";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 
@@ -26,16 +27,9 @@ export async function operatorRoutes(app: FastifyInstance, deps: Deps<ServiceSet
   });
 }
 
-async function answers(check: Promise<unknown>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), READY_CHECK_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([check.then(() => true as const), timeout]);
-  } catch {
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
+function answers(check: Promise<unknown>): Promise<boolean> {
+  return withTimeout(check, READY_CHECK_TIMEOUT_MS).then(
+    () => true,
+    () => false,
+  );
 }
