@@ -30,7 +30,7 @@ export type UsageBatchResult = {
   duplicates: number;
   conflicts: number;
   quarantined: number;
-  /** Committed, not yet delivered: the caller hands them to `deliverAlerts`. */
+  /** Committed, not yet delivered: the caller hands them to `deliverCommittedAlerts`. */
   alerts: OutboxAlert[];
 };
 

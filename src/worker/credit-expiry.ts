@@ -1,4 +1,4 @@
-import { deliverAlerts } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts } from "../books/alert-outbox.js";
 import { expireCredits } from "../books/expire-credits.js";
 import type { WorkerDeps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
@@ -24,7 +24,7 @@ export function startCreditExpiry(deps: WorkerDeps): Stoppable {
         lowBalanceThresholds: deps.settings.lowBalanceThresholds,
         enforcement: deps.settings.enforcement,
       });
-      await deliverAlerts(deps.database.pool, deps.logger, done.alerts);
+      await deliverCommittedAlerts(deps.database.pool, deps.logger, done.alerts);
       if (done.expired > 0) deps.logger.info({ expired: done.expired, expiring: done.expiring }, "credit buckets expired");
       if (done.expired < BUCKETS_PER_PASS && done.expiring < BUCKETS_PER_PASS) return;
     }

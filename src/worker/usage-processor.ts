@@ -1,6 +1,6 @@
 import { type Job, UnrecoverableError } from "bullmq";
 import type { z } from "zod";
-import { deliverAlerts, type OutboxAlert } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts } from "../books/alert-outbox.js";
 import type { WorkerDeps } from "../platform/deps.js";
 import { chargeUsageEvents } from "./charge-usage-events.js";
 import type { PricedUsage } from "../books/record-usage.js";
@@ -16,12 +16,6 @@ import { parseUsageEvents } from "../usage/usage-event.js";
  */
 export function createUsageProcessor(deps: WorkerDeps, currentPriceBook: () => PriceBook) {
   const { pool } = deps.database;
-  // The job's work is committed by now; failing it over delivery would redo the work, so a
-  // delivery fault is left to the stranded-alert sweeper.
-  const deliverCommittedAlerts = (alerts: OutboxAlert[]) =>
-    deliverAlerts(pool, deps.logger, alerts).catch((error) =>
-      deps.logger.warn({ err: error, alerts: alerts.length }, "alert delivery deferred to the sweeper"),
-    );
   const { metrics } = deps;
   return async (job: Job) => {
     const log = deps.logger.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
@@ -31,7 +25,7 @@ export function createUsageProcessor(deps: WorkerDeps, currentPriceBook: () => P
         const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
         const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
         const result = await chargeUsageEvents(pool, settings, events, invalid);
-        await deliverCommittedAlerts(result.alerts);
+        await deliverCommittedAlerts(pool, deps.logger, result.alerts);
         const summary = {
           charged: result.charged.length,
           free: result.charged.filter((usage) => usage.charge.pricingSource === "free").length,
@@ -52,7 +46,7 @@ export function createUsageProcessor(deps: WorkerDeps, currentPriceBook: () => P
       case JOB_QUARANTINE_ITEMS: {
         const { items } = parseJobData(quarantineItemsJobSchema, job);
         const { alerts, inserted } = await quarantineRejectedItems(pool, items);
-        await deliverCommittedAlerts(alerts);
+        await deliverCommittedAlerts(pool, deps.logger, alerts);
         timer();
         log.debug({ items: items.length, inserted }, "rejected items quarantined");
         return { quarantined: inserted };
