@@ -167,7 +167,7 @@ export function createMetrics(queues: Queue[]) {
     }),
     jobDuration: new Histogram({
       name: "spend_ingest_job_duration_seconds",
-      help: "Time a worker took to process one job, by job name",
+      help: "Time a worker took to process one job, by job name, whether it succeeded or failed",
       labelNames: ["job"] as const,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
