@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { emitAlert } from "../books/alert-catalog.js";
 import { countPendingActions, type DueAction, dueActions, markActionDone, markActionFailed, markActionSending } from "../books/enforcement.js";
-import type { LitellmAdmin } from "../gateway/litellm-admin.js";
+import type { LitellmAdmin } from "../litellm/admin-api.js";
 import { withSessionLock } from "../platform/db/client.js";
 import type { Deps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";

@@ -1,5 +1,5 @@
 import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
-import { createSpendLogPool, endSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
+import { createSpendLogPool, endSpendLogPool, SpendLogError } from "../litellm/spend-log.js";
 import type { WorkerDeps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
 import type { PriceBook } from "../pricing/price-book.js";

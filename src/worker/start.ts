@@ -1,6 +1,6 @@
 import { Worker } from "bullmq";
 import { enforceCurrentPolicy } from "../books/enforcement.js";
-import { createLitellmAdmin } from "../gateway/litellm-admin.js";
+import { createLitellmAdmin } from "../litellm/admin-api.js";
 import { InvalidSettingError } from "../platform/config.js";
 import { createRedis, type WorkerDeps } from "../platform/deps.js";
 import type { Metrics } from "../platform/metrics.js";

@@ -13,7 +13,7 @@ import { TestRedisCluster } from "../support/redis-cluster.js";
 import { TestRedisServer } from "../support/redis-server.js";
 import { ServiceProcess } from "../support/service-process.js";
 import { FakeLitellmAdmin } from "../support/fake-litellm-admin.js";
-import { createLitellmAdmin } from "../../src/gateway/litellm-admin.js";
+import { createLitellmAdmin } from "../../src/litellm/admin-api.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { deliverPending } from "../../src/worker/enforcement-delivery.js";
 import { pino } from "pino";

@@ -7,7 +7,7 @@ import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { runGatewayBackfill } from "../../src/gateway/backfill.js";
 import { reconcileGateway } from "../../src/gateway/reconcile.js";
-import { createSpendLogPool } from "../../src/gateway/spend-log.js";
+import { createSpendLogPool } from "../../src/litellm/spend-log.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
 import { priceUsageEvent } from "../../src/pricing/price-usage-event.js";

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { TIER_ASSUMED_REASON } from "../../src/books/charge-receipts.js";
 import { RETENTION_WARNING_SHARE, recordWatermarkLag, runGatewayBackfill } from "../../src/gateway/backfill.js";
 import { reconcileGateway } from "../../src/gateway/reconcile.js";
-import { createSpendLogPool } from "../../src/gateway/spend-log.js";
+import { createSpendLogPool } from "../../src/litellm/spend-log.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
