@@ -8,7 +8,7 @@ import type { Metrics } from "../platform/metrics.js";
 import { toDecimalString } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
-import { type GatewayReport, reconcileGateway } from "./reconcile.js";
+import { type GatewayReport, reconcileGateway } from "./reconcile-spend-log.js";
 
 // One backfill at a time across every worker: a session-level advisory lock, which PostgreSQL
 // releases by itself when the worker holding it dies.

@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { countsJson, type GatewayReport, reconcileGateway } from "../gateway/reconcile.js";
+import { countsJson, type GatewayReport, reconcileGateway } from "../gateway/reconcile-spend-log.js";
 import { createSpendLogPool, SpendLogError } from "../litellm/spend-log.js";
 import { settingsOrExit } from "../platform/process.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";

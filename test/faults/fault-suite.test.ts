@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedis } from "../../src/platform/deps.js";
 import { runMigrations } from "../../src/platform/db/migrate.js";
 import { recordGrant } from "../../src/books/grants.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor, waitUntilDrained } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";

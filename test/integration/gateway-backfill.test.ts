@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { runGatewayBackfill } from "../../src/gateway/backfill.js";
-import { reconcileGateway } from "../../src/gateway/reconcile.js";
+import { reconcileGateway } from "../../src/gateway/reconcile-spend-log.js";
 import { createSpendLogPool } from "../../src/litellm/spend-log.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";

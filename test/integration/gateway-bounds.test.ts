@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { reconcileGateway } from "../../src/gateway/reconcile.js";
+import { reconcileGateway } from "../../src/gateway/reconcile-spend-log.js";
 import { MAX_FIELD_BYTES, PAGE_BYTES, PAGE_STORED_BYTES, readSpendLogPage, type SpendLogCursor } from "../../src/litellm/spend-log-page.js";
 import { createSpendLogPool, readGatewaySchema } from "../../src/litellm/spend-log.js";
 import { replayableEvent } from "../../src/ops/replay-quarantine.js";

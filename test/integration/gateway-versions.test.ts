@@ -4,7 +4,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { TIER_ASSUMED_REASON } from "../../src/books/charge-receipts.js";
 import { RETENTION_WARNING_SHARE, recordWatermarkLag, runGatewayBackfill } from "../../src/gateway/backfill.js";
-import { reconcileGateway } from "../../src/gateway/reconcile.js";
+import { reconcileGateway } from "../../src/gateway/reconcile-spend-log.js";
 import { createSpendLogPool } from "../../src/litellm/spend-log.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";

@@ -3,7 +3,7 @@ import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
 import { deliverCommittedAlerts, deliverStrandedAlerts } from "../../src/books/alert-outbox.js";
 import { recordGrant } from "../../src/books/grants.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { useTestDatabase } from "../support/harness.js";
 import { pricedUsage as usage } from "../support/usage-events.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { insertQuarantined, quarantineEntry } from "../../src/books/quarantine.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
-import { type MissingCalls, reconcileGateway } from "../../src/gateway/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
+import { type MissingCalls, reconcileGateway } from "../../src/gateway/reconcile-spend-log.js";
 import { createSpendLogPool } from "../../src/litellm/spend-log.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { replayQuarantined } from "../../src/ops/replay-quarantine.js";
