@@ -16,8 +16,8 @@ export async function operatorRoutes(app: FastifyInstance, deps: Deps<ServiceSet
 
   app.get("/readyz", async (_request, reply) => {
     const [postgres, redis] = await Promise.all([
-      answers(deps.database.pool.query("SELECT 1")),
-      answers(deps.redis.ping()),
+      succeedsInTime(deps.database.pool.query("SELECT 1")),
+      succeedsInTime(deps.redis.ping()),
     ]);
     const ready = postgres && redis;
     return reply.code(ready ? 200 : 503).send({
@@ -27,7 +27,7 @@ export async function operatorRoutes(app: FastifyInstance, deps: Deps<ServiceSet
   });
 }
 
-function answers(check: Promise<unknown>): Promise<boolean> {
+function succeedsInTime(check: Promise<unknown>): Promise<boolean> {
   return withTimeout(check, READY_CHECK_TIMEOUT_MS).then(
     () => true,
     () => false,

@@ -48,7 +48,7 @@ export async function chargeUsageEvents(
     }
     charges.push({ event: { ...event, billingAccountId }, charge: pricing.charge });
   }
-  const result = await recordIsolatingUnrecordable(pool, {
+  const result = await recordQuarantiningRefusedEvents(pool, {
     charges,
     quarantines,
     priceBookHash: settings.priceBook.hash,
@@ -63,7 +63,7 @@ export async function chargeUsageEvents(
  * constraint), halves it until the one event it refuses is found and quarantines that event
  * as `unrecordable`, so one bad event never holds up the rest. Transient faults still throw.
  */
-async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
+async function recordQuarantiningRefusedEvents(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
   try {
     return await recordUsageBatch(pool, batch);
   } catch (error) {
@@ -74,8 +74,8 @@ async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Pr
       return recordUsageBatch(pool, { ...batch, charges: [], quarantines: [...batch.quarantines, refused] });
     }
     const middle = Math.ceil(batch.charges.length / 2);
-    const first = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(0, middle) });
-    const second = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(middle), quarantines: [] });
+    const first = await recordQuarantiningRefusedEvents(pool, { ...batch, charges: batch.charges.slice(0, middle) });
+    const second = await recordQuarantiningRefusedEvents(pool, { ...batch, charges: batch.charges.slice(middle), quarantines: [] });
     return {
       charged: [...first.charged, ...second.charged],
       duplicates: first.duplicates + second.duplicates,
