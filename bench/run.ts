@@ -22,7 +22,7 @@ import type { RedisTarget } from "../src/platform/config.js";
 import { createRedis } from "../src/platform/deps.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { recordGrant } from "../src/books/grants.js";
-import { reconcileLedger } from "../src/books/reconcile.js";
+import { reconcileLedger } from "../src/books/reconcile-ledger.js";
 import { JOB_CHARGE_USAGE } from "../src/platform/queue.js";
 import { createUsageQueue } from "../src/platform/queue-producer.js";
 import { STANDARD_LOGGING_PAYLOAD } from "../test/support/litellm-payloads.js";

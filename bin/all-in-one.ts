@@ -10,6 +10,6 @@ await runService(settingsOrExit(ROLES["all-in-one"]), async (deps) => {
   const worker = startUsageWorker(deps);
   reloadOnSighup(worker);
   // Health and metrics are served on PORT with the receiver's routes; METRICS_PORT is a worker's alone.
-  const receiver = await startHttpServer(deps, { receiver: true }, { setting: "PORT", port: deps.settings.port });
+  const receiver = await startHttpServer(deps, "receiver", { setting: "PORT", port: deps.settings.port });
   return [receiver, worker];
 });

@@ -4,5 +4,5 @@ import { runService, settingsOrExit } from "../src/platform/process.js";
 import { startHttpServer } from "../src/receiver/start.js";
 
 await runService(settingsOrExit(ROLES.receiver), async (deps) => [
-  await startHttpServer(deps, { receiver: true }, { setting: "PORT", port: deps.settings.port }),
+  await startHttpServer(deps, "receiver", { setting: "PORT", port: deps.settings.port }),
 ]);

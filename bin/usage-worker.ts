@@ -10,7 +10,7 @@ await runService(settingsOrExit(ROLES.worker), async (deps) => {
   // from the receiver's environment on one host must not contend for a port. Bound before the
   // worker takes a job, so a port in use stops a process that holds none.
   const server =
-    metricsPort === undefined ? undefined : await startHttpServer(deps, { receiver: false }, { setting: "METRICS_PORT", port: metricsPort });
+    metricsPort === undefined ? undefined : await startHttpServer(deps, "health-and-metrics", { setting: "METRICS_PORT", port: metricsPort });
   const worker = startUsageWorker(deps, { metricsPort: server?.port });
   reloadOnSighup(worker);
   return server === undefined ? [worker] : [server, worker];

@@ -20,12 +20,22 @@ export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Prom
 }
 
 /**
- * Logs committed alerts once. The rows are locked while they are logged and marked, so the
- * stranded-alert sweeper (which skips locked rows) never logs them a second time; a crash
- * between logging and marking leaves them to the sweeper: repeated, never lost.
+ * Logs alerts whose cause is committed, once. The rows are locked while they are logged and
+ * marked, so the stranded-alert sweeper (which skips locked rows) never logs them a second
+ * time; a crash between logging and marking leaves them to the sweeper: repeated, never lost.
+ *
+ * Never throws: the work that raised them is committed, and failing its job or request over
+ * the delivery would redo it or answer an error for it. A fault is logged and the alerts are
+ * left to the sweeper.
  */
-export async function deliverAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAlert[]): Promise<void> {
+export async function deliverCommittedAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAlert[]): Promise<void> {
   if (alerts.length === 0) return;
+  await logOutboxAlerts(pool, logger, alerts).catch((error) =>
+    logger.warn({ err: error, alerts: alerts.length }, "alert delivery deferred to the sweeper"),
+  );
+}
+
+async function logOutboxAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAlert[]): Promise<void> {
   await withTransaction(pool, async (client) => {
     const db = drizzleOver(client);
     const rows = await db

@@ -1,26 +1,45 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import type { Alert, AlertFields } from "./alert-catalog.js";
+import type { Alert } from "./alert-catalog.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
 import { and, eq, gt, inArray, isNull, lte, max, notInArray, sql } from "drizzle-orm";
 import { drizzleOver, jsonbText, storableCopy, withTransaction } from "../platform/db/client.js";
 import { quarantine } from "../platform/db/schema.js";
 import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
-import { parseUsageEvents, type RejectedItem } from "../usage/usage-event.js";
+import type { Divergence } from "../pricing/price-usage-event.js";
+import { parseUsageEvents, type RejectedItem, type UsageEvent } from "../usage/usage-event.js";
 import { callTimeMs, reusedIdKey } from "./call-identity.js";
+import { priceDivergenceAlert, priceDivergenceFields } from "./price-divergence-alert.js";
 import type { QuarantineReason, QuarantineStage } from "./quarantine-reasons.js";
+
+/** Why, for the operator: a sentence or the issues found, and any fields the reason adds. */
+export type QuarantineDetail = ({ message: string } | { issues: unknown[] }) & Record<string, unknown>;
+
+/**
+ * What was refused: a usage event (with the divergence that held it, for `price_divergence`),
+ * or an item not read as one, which is the sanitised callback item (receiver) or whatever a
+ * job carried (worker), with the key it showed if any. Never prompt text.
+ */
+export type Refused = { event: UsageEvent; divergence?: Divergence } | { item: unknown; idempotencyKey: string | null };
 
 export type QuarantineEntry = {
   stage: QuarantineStage;
   reason: QuarantineReason;
   idempotencyKey: string | null;
-  /** Why, for the operator: zod issues or a sentence. */
-  detail: unknown;
-  /** The sanitised callback item (receiver) or the usage event (worker); never prompt text. */
+  detail: QuarantineDetail;
+  /** What the row keeps and replay sends back. */
   item: unknown;
-  model?: string | null;
-  modelGroup?: string | null;
+  /** The usage event refused, when the item is one: its alerts name its model and account. */
+  event: UsageEvent | null;
+  divergence: Divergence | null;
 };
+
+/** The one way a quarantine entry is made. */
+export function quarantineEntry(stage: QuarantineStage, reason: QuarantineReason, refused: Refused, detail: QuarantineDetail): QuarantineEntry {
+  if (!("event" in refused)) return { stage, reason, idempotencyKey: refused.idempotencyKey, detail, item: refused.item, event: null, divergence: null };
+  const { event, divergence = null } = refused;
+  return { stage, reason, idempotencyKey: event.idempotencyKey, detail, item: event, event, divergence };
+}
 
 /**
  * Keeps refused items inside the caller's transaction. The same item refused again for the
@@ -49,7 +68,7 @@ export async function insertQuarantined(
       entries.map((entry) => entry.stage),
       entries.map((entry) => entry.reason),
       entries.map((entry) => (entry.idempotencyKey === null ? null : storableCopy(entry.idempotencyKey))),
-      entries.map((entry) => jsonbText(entry.detail)),
+      entries.map((entry) => jsonbText(storedDetail(entry))),
       entries.map((entry) => jsonbText(entry.item)),
     ],
   );
@@ -60,22 +79,11 @@ export async function insertQuarantined(
     if (entry.reason === "unpriced_model") {
       alerts.push({
         event: "inv_unpriced_model",
-        fields: { idempotency_key: entry.idempotencyKey, model: entry.model ?? null, model_group: entry.modelGroup ?? null },
+        fields: { idempotency_key: entry.idempotencyKey, model: entry.event?.model ?? null, model_group: entry.event?.modelGroup ?? null },
       });
     }
-    const { divergence } = (entry.detail ?? {}) as { divergence?: AlertFields };
-    if (entry.reason === "price_divergence" && divergence) {
-      const event = entry.item as { billingAccountId?: string | null; model?: string | null };
-      alerts.push({
-        event: "inv_price_divergence",
-        fields: {
-          idempotency_key: entry.idempotencyKey,
-          billing_account_id: event.billingAccountId ?? null,
-          model: event.model ?? null,
-          charged_credits: null,
-          ...divergence,
-        },
-      });
+    if (entry.reason === "price_divergence" && entry.event !== null && entry.divergence !== null) {
+      alerts.push(priceDivergenceAlert(entry.event, entry.idempotencyKey, null, entry.divergence));
     }
     if (entry.reason === "receipt_conflict") {
       alerts.push({ event: "receipt_conflict", fields: { idempotency_key: entry.idempotencyKey } });
@@ -88,6 +96,11 @@ export async function insertQuarantined(
   return { inserted: inserted.size, alerts };
 }
 
+/** The detail as the row shows it: a divergence as its alert names it. */
+function storedDetail(entry: QuarantineEntry): QuarantineDetail {
+  return entry.divergence === null ? entry.detail : { ...entry.detail, divergence: priceDivergenceFields(entry.divergence) };
+}
+
 function quarantineFingerprint(entry: QuarantineEntry): string {
   return createHash("sha256")
     .update(JSON.stringify([entry.stage, entry.reason, entry.item ?? null]))
@@ -97,16 +110,10 @@ function quarantineFingerprint(entry: QuarantineEntry): string {
 /** Keeps what the receiver refused, with the alerts for it, in one transaction. */
 export async function quarantineRejectedItems(pool: pg.Pool, items: RejectedItem[]): Promise<{ inserted: number; alerts: OutboxAlert[] }> {
   return withTransaction(pool, async (client) => {
-    const entries = items.map(
-      (item): QuarantineEntry => ({
-        stage: "receiver",
-        // The queue's job schema reads a reason as any text, so that jobs queued by another version
-        // still parse; what the receiver and the backfill queue is a catalog reason.
-        reason: item.reason as QuarantineReason,
-        idempotencyKey: item.idempotencyKey,
-        detail: { issues: item.issues },
-        item: item.item,
-      }),
+    // The queue's job schema reads a reason as any text, so that jobs queued by another version
+    // still parse; what the receiver and the backfill queue is a catalog reason.
+    const entries = items.map(({ reason, idempotencyKey, issues, item }) =>
+      quarantineEntry("receiver", reason as QuarantineReason, { item, idempotencyKey }, { issues }),
     );
     const { inserted, alerts } = await insertQuarantined(client, entries);
     return { inserted, alerts: await insertAlerts(client, alerts) };
@@ -262,18 +269,10 @@ export async function quarantineRemovedJobs(
     if (charge?.success) {
       const { valid, invalid } = parseUsageEvents(charge.data.events);
       for (const event of valid) {
-        entries.push({
-          stage: "worker",
-          reason: "removed_from_queue",
-          idempotencyKey: event.idempotencyKey,
-          detail: { message: "removed from the queue by an operator", ...origin },
-          item: event,
-          model: event.model,
-          modelGroup: event.modelGroup,
-        });
+        entries.push(quarantineEntry("worker", "removed_from_queue", { event }, { message: "removed from the queue by an operator", ...origin }));
       }
       for (const { item, issues } of invalid) {
-        entries.push({ stage: "worker", reason: "invalid_job_event", idempotencyKey: null, detail: { issues, ...origin }, item });
+        entries.push(quarantineEntry("worker", "invalid_job_event", { item, idempotencyKey: null }, { issues, ...origin }));
       }
     } else if (refused?.success) {
       refusedItems.push(...refused.data.items);
@@ -281,7 +280,7 @@ export async function quarantineRemovedJobs(
       // A job whose data no schema reads, or whose name this version does not know, is kept whole.
       const unread = (charge ?? refused)?.error;
       const issues = unread ? unread.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`) : [`unknown job name ${job.name}`];
-      entries.push({ stage: "worker", reason: "invalid_job_event", idempotencyKey: null, detail: { issues, ...origin }, item: job.data });
+      entries.push(quarantineEntry("worker", "invalid_job_event", { item: job.data, idempotencyKey: null }, { issues, ...origin }));
     }
   }
   const kept = await withTransaction(pool, async (client) => {

@@ -2,14 +2,14 @@ import type pg from "pg";
 import type { Alert } from "./alert-catalog.js";
 import { insertAlerts, type OutboxAlert } from "./alert-outbox.js";
 import { withTransaction } from "../platform/db/client.js";
-import { priceDivergenceFields } from "./price-divergence-alert.js";
+import { priceDivergenceAlert } from "./price-divergence-alert.js";
 import { isLitellmKeyHash } from "../usage/usage-event.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { deleteReceipts, insertReceipts, type PricedUsage } from "./charge-receipts.js";
 import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { drawBuckets } from "./credit-buckets.js";
-import { insertQuarantined, type QuarantineEntry } from "./quarantine.js";
+import { insertQuarantined, type QuarantineEntry, quarantineEntry } from "./quarantine.js";
 import type { QuarantineReason } from "./quarantine-reasons.js";
 import { enforceAfterPosting, type EnforcementPolicy, type PaidBy } from "./enforcement.js";
 import { placeRepeatedIds, type ReusedIdReceipt } from "./reused-ids.js";
@@ -30,7 +30,7 @@ export type UsageBatchResult = {
   duplicates: number;
   conflicts: number;
   quarantined: number;
-  /** Committed, not yet delivered: the caller hands them to `deliverAlerts`. */
+  /** Committed, not yet delivered: the caller hands them to `deliverCommittedAlerts`. */
   alerts: OutboxAlert[];
 };
 
@@ -92,7 +92,8 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
         cause: { idempotency_key: entry.reference, receipt_id: entry.receiptId!, charged_credits: Number(usage.charge.chargedCredits) },
       };
       alerts.push(...balanceAlertsFor(move, batch.lowBalanceThresholds));
-      if (usage.charge.divergence) alerts.push(divergenceAlert(usage, entry.reference));
+      // Once per receipt.
+      if (usage.charge.divergence) alerts.push(priceDivergenceAlert(usage.event, entry.reference, usage.charge.chargedCredits, usage.charge.divergence));
     }
     // Once per further call: its receipt is written once, however often the call arrives.
     const postedKeys = new Set(posted.map((entry) => entry.reference));
@@ -131,29 +132,7 @@ function paidBy(event: PricedUsage["event"]): PaidBy[] {
 }
 
 function outOfRangeQuarantine(usage: PricedUsage, reason: QuarantineReason, message: string): QuarantineEntry {
-  return {
-    stage: "worker",
-    reason,
-    idempotencyKey: usage.event.idempotencyKey,
-    detail: { message, charged_credits: usage.charge.chargedCredits.toString() },
-    item: usage.event,
-    model: usage.event.model,
-    modelGroup: usage.event.modelGroup,
-  };
-}
-
-/** Once per receipt: a charge whose rates and LiteLLM's own figure disagree by a credit or more. */
-function divergenceAlert(usage: PricedUsage, idempotencyKey: string): Alert {
-  return {
-    event: "inv_price_divergence",
-    fields: {
-      idempotency_key: idempotencyKey,
-      billing_account_id: usage.event.billingAccountId,
-      model: usage.event.model,
-      charged_credits: Number(usage.charge.chargedCredits),
-      ...priceDivergenceFields(usage.charge.divergence!),
-    },
-  };
+  return quarantineEntry("worker", reason, { event: usage.event }, { message, charged_credits: usage.charge.chargedCredits.toString() });
 }
 
 function reusedIdAlert(receipt: ReusedIdReceipt): Alert {
@@ -171,15 +150,9 @@ function reusedIdAlert(receipt: ReusedIdReceipt): Alert {
 }
 
 function conflictQuarantine(usage: PricedUsage): QuarantineEntry {
-  return {
-    stage: "worker",
-    reason: "receipt_conflict",
-    idempotencyKey: usage.event.idempotencyKey,
-    detail: { message: "this call (its request id and time) was already charged for other usage; the first receipt stands" },
-    item: usage.event,
-    model: usage.event.model,
-    modelGroup: usage.event.modelGroup,
-  };
+  return quarantineEntry("worker", "receipt_conflict", { event: usage.event }, {
+    message: "this call (its request id and time) was already charged for other usage; the first receipt stands",
+  });
 }
 
 /** The first occurrence of each key, sorted by key (the receipt lock order), and the rest. */

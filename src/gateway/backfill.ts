@@ -1,14 +1,14 @@
 import type { Queue } from "bullmq";
 import type pg from "pg";
 import type { Logger } from "pino";
-import { deliverAlerts, insertAlerts } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts, insertAlerts } from "../books/alert-outbox.js";
 import type { BillingAccountSource } from "../platform/config.js";
 import { withSessionLock, withTransaction } from "../platform/db/client.js";
 import type { Metrics } from "../platform/metrics.js";
 import { toDecimalString } from "../pricing/decimal.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
-import { type GatewayReport, reconcileGateway } from "./reconcile.js";
+import { type GatewayReport, reconcileGateway } from "./reconcile-spend-log.js";
 
 // One backfill at a time across every worker: a session-level advisory lock, which PostgreSQL
 // releases by itself when the worker holding it dies.
@@ -87,9 +87,7 @@ async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, no
       },
     ]);
   });
-  await deliverAlerts(deps.pool, deps.logger, alerts).catch((error) =>
-    deps.logger.warn({ err: error }, "alert delivery deferred to the sweeper"),
-  );
+  await deliverCommittedAlerts(deps.pool, deps.logger, alerts);
   deps.metrics.gatewayBackfilledCalls.inc(report.applied);
   deps.metrics.gatewayBackfilledSpendUsd.inc(Number(spendUsd));
   await recordWatermarkLag(deps, settings.spendLogRetentionMs, now);
@@ -133,5 +131,5 @@ export async function recordWatermarkLag(
       },
     ]);
   });
-  await deliverAlerts(deps.pool, deps.logger, alerts).catch((error) => deps.logger.warn({ err: error }, "alert delivery deferred to the sweeper"));
+  await deliverCommittedAlerts(deps.pool, deps.logger, alerts);
 }

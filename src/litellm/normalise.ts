@@ -126,7 +126,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       reportedCostUsd: payload.response_cost === null || payload.response_cost === undefined ? null : costText(payload.response_cost),
       eventTime: endTime ?? startTime,
       ...(options.withPrincipals ? principalsOf(item) : {}),
-      ...presentDetail(item, usage),
+      ...optionalEventFields(item, usage),
     },
   };
 }
@@ -135,7 +135,7 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
  * The detail most calls do not have, only where a call has it: every event sits in Redis, is
  * written by the receiver and read by a worker, so a field of every event costs on every call.
  */
-function presentDetail(item: Record<string, unknown>, usage: TokenDetail): Partial<UsageEvent> {
+function optionalEventFields(item: Record<string, unknown>, usage: TokenDetail): Partial<UsageEvent> {
   const { rates, pricesOtherUnits } = gatewayRateDetail(item, usage.webSearchRequests > 0);
   const detail: Partial<UsageEvent> = { gatewayRates: rates };
   const { serviceTier, searchContextSize } = requestedTiers(item);

@@ -39,22 +39,28 @@ const callTime = z
   .nullish();
 
 /**
- * How a field billing reads leniently is kept in a quarantine copy, by name: each is read by a
- * rule of its own (token-detail.ts) rather than by this schema, and sanitise.ts keeps it by that rule.
+ * The rules some fields are read by instead of this schema (token-detail.ts), by name: any value
+ * passes the schema, the rule reads what it can use and passes over the rest, and sanitise.ts
+ * keeps in a quarantine copy what the rule reads.
  */
-export type LenientRead = "rates" | "label" | "searchContextSize" | "cost";
-type BillingFieldMeta = { lenient: LenientRead } | { readIfObject: z.ZodObject };
-export const billingFieldMeta = new WeakMap<z.ZodType, BillingFieldMeta>();
+export type FieldReadRule = "rates" | "label" | "searchContextSize" | "cost";
+type BillingFieldRead = { readBy: FieldReadRule } | { skippedUnlessObject: z.ZodObject };
+/**
+ * How a field is read other than by its schema alone; sanitise.ts keeps its copy the same way.
+ * Not a z.registry(): its metadata type rewrites a zod schema held in it into a plain object type.
+ */
+export const billingFieldReads = new WeakMap<z.ZodType, BillingFieldRead>();
 
-function withMeta(meta: BillingFieldMeta) {
+function readOtherwise(read: BillingFieldRead) {
   const schema = z.unknown().optional();
-  billingFieldMeta.set(schema, meta);
+  billingFieldReads.set(schema, read);
   return schema;
 }
-/** A field read by its own rule; any value passes this schema. */
-const lenient = (read: LenientRead) => withMeta({ lenient: read });
+/** A field read by a rule of its own; any value passes this schema. */
+const readBy = (rule: FieldReadRule) => readOtherwise({ readBy: rule });
 /** A field read with `schema` only when it is an object; any other value is passed over, not refused. */
-const readIfObject = (schema: z.ZodObject) => withMeta({ readIfObject: schema });
+const skippedUnlessObject = (schema: z.ZodObject) => readOtherwise({ skippedUnlessObject: schema });
+
 // OpenAI's, Anthropic's and Gemini's usage, as LiteLLM logs each.
 export const usageObjectSchema = z.looseObject({
   prompt_tokens: optionalTokenCount,
@@ -73,8 +79,8 @@ export const usageObjectSchema = z.looseObject({
   completion_tokens_details: z.looseObject({ reasoning_tokens: optionalTokenCount, audio_tokens: optionalTokenCount }).nullish(),
   server_tool_use: z.looseObject({ web_search_requests: optionalTokenCount }).nullish(),
   // Anthropic's fast mode and US-only inference, which have rates of their own.
-  speed: lenient("label"),
-  inference_geo: lenient("label"),
+  speed: readBy("label"),
+  inference_geo: readBy("label"),
 });
 export type UsageObject = z.infer<typeof usageObjectSchema>;
 
@@ -105,11 +111,11 @@ export const litellmPayloadSchema = z.looseObject({
   startTime: callTime,
   endTime: callTime,
   end_user: accountField(),
-  model_map_information: z.looseObject({ model_map_key: optionalText, model_map_value: lenient("rates") }).nullish(),
-  model_parameters: readIfObject(
+  model_map_information: z.looseObject({ model_map_key: optionalText, model_map_value: readBy("rates") }).nullish(),
+  model_parameters: skippedUnlessObject(
     z.looseObject({
-      service_tier: lenient("label"),
-      web_search_options: readIfObject(z.looseObject({ search_context_size: lenient("searchContextSize") })),
+      service_tier: readBy("label"),
+      web_search_options: skippedUnlessObject(z.looseObject({ search_context_size: readBy("searchContextSize") })),
     }),
   ),
   metadata: z
@@ -119,18 +125,18 @@ export const litellmPayloadSchema = z.looseObject({
       user_api_key_org_id: accountField(),
       user_api_key_end_user_id: accountField(),
       // Only the first usage object that is an object is read (usageDetail).
-      usage_object: readIfObject(usageObjectSchema),
-      spend_logs_metadata: readIfObject(accountObject),
-      user_api_key_auth_metadata: readIfObject(accountObject),
+      usage_object: skippedUnlessObject(usageObjectSchema),
+      spend_logs_metadata: skippedUnlessObject(accountObject),
+      user_api_key_auth_metadata: skippedUnlessObject(accountObject),
       // Read by principalsOf: a value that is not an id is passed over, not refused.
       user_api_key_hash: z.unknown().optional(),
     })
     .nullish(),
-  hidden_params: z.looseObject({ usage_object: readIfObject(usageObjectSchema) }).nullish(),
-  response: readIfObject(z.looseObject({ usage: readIfObject(usageObjectSchema) })),
+  hidden_params: z.looseObject({ usage_object: skippedUnlessObject(usageObjectSchema) }).nullish(),
+  response: skippedUnlessObject(z.looseObject({ usage: skippedUnlessObject(usageObjectSchema) })),
   // LiteLLM's own margin and provider discount (since 1.81), to compare its cost before them.
-  cost_breakdown: readIfObject(
-    z.looseObject({ original_cost: lenient("cost"), discount_amount: lenient("cost"), margin_total_amount: lenient("cost") }),
+  cost_breakdown: skippedUnlessObject(
+    z.looseObject({ original_cost: readBy("cost"), discount_amount: readBy("cost"), margin_total_amount: readBy("cost") }),
   ),
 });
 export type LitellmPayload = z.infer<typeof litellmPayloadSchema>;

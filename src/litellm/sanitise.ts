@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import { SEARCH_CONTEXT_SIZES } from "../usage/rate-fields.js";
 import { OversizedItem, UnparseableItem } from "./item-markers.js";
-import { billingFieldMeta, type LenientRead, isRecord, litellmPayloadSchema, unwrapped } from "./payload-schema.js";
+import { billingFieldReads, type FieldReadRule, isRecord, litellmPayloadSchema, unwrapped } from "./payload-schema.js";
 import { costFigureOf, labelOf, OTHER_UNIT_RATE, RATE_FIELD_SET, searchContextSizeOf } from "./token-detail.js";
 
 /**
@@ -29,13 +29,13 @@ export function sanitiseCallbackItem(item: unknown): Record<string, unknown> {
 /**
  * How the copy keeps a field: `exact` (the value, or a marker), an object of fields (a value
  * that is not an object is kept exactly, since billing refuses it, or left out where billing
- * skips it), or a function for fields billing reads leniently (undefined: left out).
+ * skips it), or a function for fields read by a rule of their own (undefined: left out).
  */
 type FieldShape = "exact" | ObjectShape | ((value: unknown) => unknown);
 export type ObjectShape = { fields: Record<string, FieldShape>; skippedUnlessObject?: true };
 
 // Fields read by a rule of their own keep what that rule reads (undefined: left out).
-const LENIENT_COPIES: Record<LenientRead, (value: unknown) => unknown> = {
+const COPY_BY_RULE: Record<FieldReadRule, (value: unknown) => unknown> = {
   rates: keptRates,
   label: (label) => (labelOf(label) === null ? undefined : exactValue(label)),
   searchContextSize: (size) => searchContextSizeOf(size) ?? undefined,
@@ -44,9 +44,9 @@ const LENIENT_COPIES: Record<LenientRead, (value: unknown) => unknown> = {
 
 /** The copy's shape, read off the schema that declares what billing reads. */
 function shapeOf(schema: z.ZodType): FieldShape {
-  const meta = billingFieldMeta.get(schema);
-  if (meta !== undefined && "lenient" in meta) return LENIENT_COPIES[meta.lenient];
-  if (meta !== undefined) return { ...objectShapeOf(meta.readIfObject), skippedUnlessObject: true };
+  const read = billingFieldReads.get(schema);
+  if (read !== undefined && "readBy" in read) return COPY_BY_RULE[read.readBy];
+  if (read !== undefined) return { ...objectShapeOf(read.skippedUnlessObject), skippedUnlessObject: true };
   const inner = unwrapped(schema);
   if (inner !== schema) return shapeOf(inner);
   return inner instanceof z.ZodObject ? objectShapeOf(inner) : "exact";

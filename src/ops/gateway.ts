@@ -1,6 +1,6 @@
 import { Command } from "commander";
-import { countsJson, type GatewayReport, reconcileGateway } from "../gateway/reconcile.js";
-import { createSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
+import { countsJson, type GatewayReport, reconcileGateway } from "../gateway/reconcile-spend-log.js";
+import { createSpendLogPool, SpendLogError } from "../litellm/spend-log.js";
 import { settingsOrExit } from "../platform/process.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, priceBookOrExit, printer, usageError, withDatabase, withQueue } from "./context.js";

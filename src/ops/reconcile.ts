@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { settingsOrExit } from "../platform/process.js";
 import { verifyBookHeads } from "../books/book-heads.js";
-import { reconcileLedger } from "../books/reconcile.js";
+import { reconcileLedger } from "../books/reconcile-ledger.js";
 import { act, EXIT_OK, EXIT_PROBLEM, type OutputOptions, printer, withDatabase } from "./context.js";
 import { readHeadsFile } from "./heads-file.js";
 import { progress, terminalSafe } from "./output.js";

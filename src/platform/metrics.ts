@@ -4,6 +4,7 @@ import { DIVERGENCE_STEPS, ON_DIVERGENCE } from "../usage/rate-fields.js";
 import { CALLBACK_REFUSAL_REASONS } from "../usage/usage-event.js";
 import { ENFORCEMENT_ACTIONS } from "./db/schema.js";
 import { USAGE_JOB_NAMES } from "./queue.js";
+import { withTimeout } from "./with-timeout.js";
 
 // Label values that only the metrics name. The others are imported from where they are decided.
 export const CHARGE_OUTCOMES = ["charged", "free", "duplicate", "conflict", "quarantined", "failed_call_skipped"] as const;
@@ -50,14 +51,6 @@ function labelledCounter<const Values extends LabelValues>(registry: Registry, c
   const counter = new Counter({ name: config.name, help: config.help, labelNames: Object.keys(config.labels), registers: [registry] });
   for (const labels of everyLabelSet(config.labels)) counter.inc(labels, 0);
   return counter as Omit<Counter, "inc"> & { inc(labels: LabelSet<Values>, value?: number): void };
-}
-
-function withinMs<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${milliseconds} ms`)), milliseconds);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -176,7 +169,7 @@ export function createMetrics(queues: Queue[]) {
     }),
     jobDuration: new Histogram({
       name: "spend_ingest_job_duration_seconds",
-      help: "Time a worker took to process one job, by job name",
+      help: "Time a worker took to process one job, by job name, whether it succeeded or failed",
       labelNames: ["job"] as const,
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
@@ -194,7 +187,7 @@ export function createMetrics(queues: Queue[]) {
   // are exactly what an operator needs, so they are served and the queue gauges marked stale.
   const counts = onePerScrape(async () => {
     try {
-      const read = await Promise.all(queues.map((queue) => withinMs(queue.getJobCounts(...JOB_STATES), QUEUE_GAUGE_TIMEOUT_MS)));
+      const read = await Promise.all(queues.map((queue) => withTimeout(queue.getJobCounts(...JOB_STATES), QUEUE_GAUGE_TIMEOUT_MS)));
       return queues.map((queue, index) => ({ queue: queue.name, counts: read[index]! }));
     } catch {
       return null;

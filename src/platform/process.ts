@@ -48,6 +48,11 @@ export async function migrateAtStart(databaseUrl: string): Promise<void> {
 
 export type Stoppable = { name: string; stop: () => Promise<void> };
 
+/** Stops each part after the one before it has stopped. */
+export async function stopInOrder(parts: readonly Stoppable[]): Promise<void> {
+  for (const part of parts) await part.stop();
+}
+
 /**
  * Stops in order on SIGTERM or SIGINT: HTTP first, then workers finish the jobs in hand,
  * then queues, Redis and the pool. A shutdown that overruns its budget exits non-zero.
@@ -65,7 +70,7 @@ function stopOnSignal(deps: Deps<ServiceSettings>, parts: Stoppable[]): void {
     }, deps.settings.shutdownTimeoutMs);
     deadline.unref();
     try {
-      for (const part of parts) await part.stop();
+      await stopInOrder(parts);
       await closeDeps(deps);
       logger.info("shut down");
       process.exit(0);

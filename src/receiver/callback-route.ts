@@ -5,6 +5,7 @@ import type { ErrorCodeSentWith } from "./error-catalog.js";
 import { sendError } from "./errors.js";
 import type { CallbackRefusalReason, RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { enqueueReplicated, type Replication } from "../platform/queue-producer.js";
+import { withTimeout } from "../platform/with-timeout.js";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { type BodyLimits, type BodyRefusal, frameCallbackBody, readCallbackItem, UnparseableItem, unreadableBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem, type ReadOptions } from "../litellm/normalise.js";
@@ -183,12 +184,4 @@ async function readCallbackItems(body: Buffer, limits: BodyLimits, options: Read
 function unavailable(reply: FastifyReply, code: ErrorCodeSentWith<503>, message: string) {
   reply.header("retry-after", RETRY_AFTER_SECONDS);
   return sendError(reply, code, message);
-}
-
-function withTimeout<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${milliseconds} ms`)), milliseconds);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

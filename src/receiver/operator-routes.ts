@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { ServiceSettings } from "../platform/config.js";
 import type { Deps } from "../platform/deps.js";
+import { withTimeout } from "../platform/with-timeout.js";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 
@@ -15,8 +16,8 @@ export async function operatorRoutes(app: FastifyInstance, deps: Deps<ServiceSet
 
   app.get("/readyz", async (_request, reply) => {
     const [postgres, redis] = await Promise.all([
-      answers(deps.database.pool.query("SELECT 1")),
-      answers(deps.redis.ping()),
+      succeedsInTime(deps.database.pool.query("SELECT 1")),
+      succeedsInTime(deps.redis.ping()),
     ]);
     const ready = postgres && redis;
     return reply.code(ready ? 200 : 503).send({
@@ -26,16 +27,9 @@ export async function operatorRoutes(app: FastifyInstance, deps: Deps<ServiceSet
   });
 }
 
-async function answers(check: Promise<unknown>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), READY_CHECK_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([check.then(() => true as const), timeout]);
-  } catch {
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
+function succeedsInTime(check: Promise<unknown>): Promise<boolean> {
+  return withTimeout(check, READY_CHECK_TIMEOUT_MS).then(
+    () => true,
+    () => false,
+  );
 }

@@ -3,7 +3,7 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { FastifyAdapter } from "@bull-board/fastify";
 import type { Job, JobType } from "bullmq";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { deliverAlerts } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts } from "../books/alert-outbox.js";
 import type { ReceiverDeps } from "../platform/deps.js";
 import { quarantineRemovedJobs } from "../books/quarantine.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
@@ -142,10 +142,7 @@ function createRemover(deps: ReceiverDeps) {
       const removedJobs = jobs.map((job) => ({ id: job.id!, name: job.name, data: job.data }));
       const { items, alerts } = await quarantineRemovedJobs(pool, removedJobs, options.who);
       counts.quarantined += items;
-      // Committed already: a delivery fault is left to the stranded-alert sweeper, as in the worker.
-      await deliverAlerts(pool, deps.logger, alerts).catch((error) =>
-        deps.logger.warn({ err: error, alerts: alerts.length }, "alert delivery deferred to the sweeper"),
-      );
+      await deliverCommittedAlerts(pool, deps.logger, alerts);
     }
     const results = await Promise.allSettled(jobs.map((job) => job.remove()));
     results.forEach((result, index) => {

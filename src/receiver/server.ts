@@ -11,18 +11,19 @@ import { installErrorHandlers, sendError } from "./errors.js";
 import { operatorRoutes } from "./operator-routes.js";
 import { queueUiRoutes } from "./queue-ui.js";
 
-export type ServerRoles = { receiver: true } | { receiver: false };
+/** What a server serves: a receiver's routes, or health and metrics alone (a worker's METRICS_PORT). */
+export type ServerRole = "receiver" | "health-and-metrics";
 /** A receiver's server reads the receiver's settings; a worker's health and metrics server only the service's. */
-export type ServerDeps<R extends ServerRoles> = R extends { receiver: true } ? ReceiverDeps : Deps<ServiceSettings>;
+export type ServerDeps<R extends ServerRole> = R extends "receiver" ? ReceiverDeps : Deps<ServiceSettings>;
 
 /**
  * The HTTP server; each route group is its own encapsulated context. Every process serves
  * health and metrics; a receiver also serves callbacks, the account API and the queue UI.
  * `maxConnections`: what a started process derives from its file-descriptor limit (start.ts).
  */
-export async function buildServer<R extends ServerRoles = { receiver: true }>(
+export async function buildServer<R extends ServerRole = "receiver">(
   deps: ServerDeps<R>,
-  roles: R = { receiver: true } as R,
+  role: R = "receiver" as R,
   maxConnections: number = deps.settings.maxConnections,
 ): Promise<FastifyInstance> {
   const app = Fastify({
@@ -45,7 +46,7 @@ export async function buildServer<R extends ServerRoles = { receiver: true }>(
   limitConnections(app.server, maxConnections, (action) => deps.metrics.connectionsClosedAtCap.inc({ action }));
   installErrorHandlers(app);
   await app.register(async (scope) => operatorRoutes(scope, deps));
-  if (roles.receiver) {
+  if (role === "receiver") {
     const receiverDeps = deps as ReceiverDeps;
     await describeAccountApi(app);
     await app.register(async (scope) => callbackRoutes(scope, receiverDeps));

@@ -4,19 +4,19 @@ import { readOpenFileLimit } from "../platform/open-file-limit.js";
 import type { Stoppable } from "../platform/process.js";
 import { StartFailure } from "../platform/start-failure.js";
 import { connectionCap, DESCRIPTOR_RESERVE } from "./connection-limit.js";
-import { buildServer, type ServerDeps, type ServerRoles } from "./server.js";
+import { buildServer, type ServerDeps, type ServerRole } from "./server.js";
 
 type ListenOn = { setting: "PORT" | "METRICS_PORT"; port: number };
 
 /**
- * The HTTP server: with `receiver`, callbacks, the account API and the queue UI; in every
+ * The HTTP server: as the `receiver`, callbacks, the account API and the queue UI; in every
  * process, health and the process's own metrics. `port` is the one it bound (PORT or METRICS_PORT 0: a free one).
  * Its start line names the address, and the connections it holds at most with the
  * file-descriptor limit that decided them.
  */
-export async function startHttpServer<R extends ServerRoles>(
+export async function startHttpServer<R extends ServerRole>(
   deps: ServerDeps<R>,
-  roles: R,
+  role: R,
   listenOn: ListenOn,
 ): Promise<Stoppable & { app: FastifyInstance; port: number }> {
   const { host, maxConnections: configured } = deps.settings;
@@ -28,14 +28,14 @@ export async function startHttpServer<R extends ServerRoles>(
       2,
     );
   }
-  const app = await buildServer(deps, roles, maxConnections);
+  const app = await buildServer(deps, role, maxConnections);
   try {
     await app.listen({ port: listenOn.port, host });
   } catch (error) {
     throw listenFailure(error, listenOn, host);
   }
   const { port } = app.server.address() as AddressInfo;
-  const name = roles.receiver ? "receiver" : "health and metrics server";
+  const name = role === "receiver" ? "receiver" : "health and metrics server";
   deps.logger.info({ host, port, maxConnections, nofileLimit: nofileLimit ?? null, descriptorReserve: DESCRIPTOR_RESERVE }, `${name} started`);
   if (maxConnections < configured) {
     deps.logger.warn(

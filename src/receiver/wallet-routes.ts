@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { deliverAlerts } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts } from "../books/alert-outbox.js";
 import { expiryProblem } from "../books/credit-buckets.js";
 import { recordDebit } from "../books/debits.js";
 import { type ReversalRecord, recordReversal } from "../books/reversals.js";
@@ -103,7 +103,7 @@ export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, erro
           balance_credits: creditsJson(result.balanceCredits),
         });
       }
-      if (result.outcome === "created") await deliverAlerts(pool, deps.logger, result.alerts);
+      if (result.outcome === "created") await deliverCommittedAlerts(pool, deps.logger, result.alerts);
       const { debit } = result;
       return reply.code(result.outcome === "created" ? 201 : 200).send({
         debit: {
@@ -170,7 +170,7 @@ export function walletRoutes(app: AccountApp, deps: ReceiverDeps, { common, erro
           balance_credits: creditsJson(result.balanceCredits),
         });
       }
-      if (result.outcome === "created") await deliverAlerts(pool, deps.logger, result.alerts);
+      if (result.outcome === "created") await deliverCommittedAlerts(pool, deps.logger, result.alerts);
       return reply.code(result.outcome === "created" ? 201 : 200).send({
         transfer: transferJson(result.transfer),
         from_balance_credits: creditsJson(result.fromBalance),

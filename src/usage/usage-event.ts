@@ -148,7 +148,7 @@ export const CALLBACK_REFUSAL_REASONS = Object.keys(CALLBACK_REFUSAL_CATALOG) as
 
 /**
  * An item the receiver refused, already stripped of prompt and response content. Its reason is
- * a callback refusal's, or one of the gateway backfill's (gateway/reconcile.ts).
+ * a callback refusal's, or one of the gateway backfill's (gateway/reconcile-spend-log.ts).
  */
 export const rejectedItemSchema = z.object({
   reason: z.string(),

@@ -1,12 +1,10 @@
 import type pg from "pg";
 import type { EnforcementPolicy } from "../books/enforcement.js";
-import { priceDivergenceFields } from "../books/price-divergence-alert.js";
 import type { PriceBook } from "../pricing/price-book.js";
 import { priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { DivergenceStep } from "../usage/rate-fields.js";
 import type { UsageEvent } from "../usage/usage-event.js";
-import type { QuarantineEntry } from "../books/quarantine.js";
-import type { QuarantineReason } from "../books/quarantine-reasons.js";
+import { type QuarantineEntry, quarantineEntry } from "../books/quarantine.js";
 import { type PricedUsage, recordUsageBatch, type UsageBatch, type UsageBatchResult } from "../books/record-usage.js";
 
 export type ChargeUsageResult = UsageBatchResult & {
@@ -27,19 +25,15 @@ export async function chargeUsageEvents(
   unreadable: Array<{ item: unknown; issues: string[] }> = [],
 ): Promise<ChargeUsageResult> {
   const charges: PricedUsage[] = [];
-  const quarantines: QuarantineEntry[] = unreadable.map(({ item, issues }) => ({
-    stage: "worker",
-    reason: "invalid_job_event",
-    idempotencyKey: null,
-    detail: { issues },
-    item,
-  }));
+  const quarantines: QuarantineEntry[] = unreadable.map(({ item, issues }) =>
+    quarantineEntry("worker", "invalid_job_event", { item, idempotencyKey: null }, { issues }),
+  );
   let failedCallsSkipped = 0;
   const divergencesQuarantined: ChargeUsageResult["divergencesQuarantined"] = [];
   for (const event of events) {
     const { billingAccountId } = event;
     if (billingAccountId === null) {
-      quarantines.push(workerQuarantine(event, "no_billing_account", "no billing account field is set"));
+      quarantines.push(quarantineEntry("worker", "no_billing_account", { event }, { message: "no billing account field is set" }));
       continue;
     }
     if (event.status === "failure") {
@@ -48,17 +42,13 @@ export async function chargeUsageEvents(
     }
     const pricing = priceUsageEvent(event, settings.priceBook);
     if (!pricing.priced) {
-      const quarantined = workerQuarantine(event, pricing.reason, pricing.message);
-      if (pricing.divergence) {
-        quarantined.detail = { message: pricing.message, divergence: priceDivergenceFields(pricing.divergence) };
-        divergencesQuarantined.push({ step: pricing.divergence.step });
-      }
-      quarantines.push(quarantined);
+      quarantines.push(quarantineEntry("worker", pricing.reason, { event, divergence: pricing.divergence }, { message: pricing.message }));
+      if (pricing.divergence) divergencesQuarantined.push({ step: pricing.divergence.step });
       continue;
     }
     charges.push({ event: { ...event, billingAccountId }, charge: pricing.charge });
   }
-  const result = await recordIsolatingUnrecordable(pool, {
+  const result = await recordQuarantiningRefusedEvents(pool, {
     charges,
     quarantines,
     priceBookHash: settings.priceBook.hash,
@@ -73,19 +63,19 @@ export async function chargeUsageEvents(
  * constraint), halves it until the one event it refuses is found and quarantines that event
  * as `unrecordable`, so one bad event never holds up the rest. Transient faults still throw.
  */
-async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
+async function recordQuarantiningRefusedEvents(pool: pg.Pool, batch: UsageBatch): Promise<UsageBatchResult> {
   try {
     return await recordUsageBatch(pool, batch);
   } catch (error) {
     if (!isRefusedData(error) || batch.charges.length === 0) throw error;
     if (batch.charges.length === 1) {
       const { event } = batch.charges[0]!;
-      const refused = workerQuarantine(event, "unrecordable", `PostgreSQL refused it: ${(error as Error).message}`);
+      const refused = quarantineEntry("worker", "unrecordable", { event }, { message: `PostgreSQL refused it: ${(error as Error).message}` });
       return recordUsageBatch(pool, { ...batch, charges: [], quarantines: [...batch.quarantines, refused] });
     }
     const middle = Math.ceil(batch.charges.length / 2);
-    const first = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(0, middle) });
-    const second = await recordIsolatingUnrecordable(pool, { ...batch, charges: batch.charges.slice(middle), quarantines: [] });
+    const first = await recordQuarantiningRefusedEvents(pool, { ...batch, charges: batch.charges.slice(0, middle) });
+    const second = await recordQuarantiningRefusedEvents(pool, { ...batch, charges: batch.charges.slice(middle), quarantines: [] });
     return {
       charged: [...first.charged, ...second.charged],
       duplicates: first.duplicates + second.duplicates,
@@ -101,16 +91,4 @@ async function recordIsolatingUnrecordable(pool: pg.Pool, batch: UsageBatch): Pr
 function isRefusedData(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" && ["22", "23", "54"].includes(code.slice(0, 2));
-}
-
-function workerQuarantine(event: UsageEvent, reason: QuarantineReason, message: string): QuarantineEntry {
-  return {
-    stage: "worker",
-    reason,
-    idempotencyKey: event.idempotencyKey,
-    detail: { message },
-    item: event,
-    model: event.model,
-    modelGroup: event.modelGroup,
-  };
 }

@@ -1,7 +1,8 @@
-import { deliverAlerts } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts } from "../books/alert-outbox.js";
 import { expireCredits } from "../books/expire-credits.js";
 import type { WorkerDeps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
+import { startPeriodicTask } from "./periodic-task.js";
 
 const BUCKETS_PER_PASS = 500;
 // A sweep behind by much commits in bounded passes; this many per tick, the rest on the next.
@@ -14,37 +15,23 @@ const PASSES_PER_TICK = 20;
  * rolled back left nothing half done.
  */
 export function startCreditExpiry(deps: WorkerDeps): Stoppable {
-  let running: Promise<void> | null = null;
-  let stopping = false;
-  const sweep = async () => {
-    for (let pass = 0; pass < PASSES_PER_TICK && !stopping; pass++) {
-      const done = await expireCredits(deps.database.pool, {
-        limit: BUCKETS_PER_PASS,
-        expiringWithinMs: deps.settings.creditsExpiringWithinMs,
-        lowBalanceThresholds: deps.settings.lowBalanceThresholds,
-        enforcement: deps.settings.enforcement,
-      });
-      await deliverAlerts(deps.database.pool, deps.logger, done.alerts);
-      if (done.expired > 0) deps.logger.info({ expired: done.expired, expiring: done.expiring }, "credit buckets expired");
-      if (done.expired < BUCKETS_PER_PASS && done.expiring < BUCKETS_PER_PASS) return;
-    }
-  };
-  const tick = () => {
-    running ??= sweep()
-      .catch((error) => deps.logger.warn({ err: error }, "credit expiry sweep failed; the next one tries again"))
-      .finally(() => {
-        running = null;
-      });
-  };
-  const timer = setInterval(tick, deps.settings.creditExpiryIntervalMs);
-  timer.unref();
-  tick();
-  return {
+  return startPeriodicTask({
     name: "credit expiry",
-    stop: async () => {
-      stopping = true;
-      clearInterval(timer);
-      await running;
+    everyMs: deps.settings.creditExpiryIntervalMs,
+    runAtStart: true,
+    run: async (stopping) => {
+      for (let pass = 0; pass < PASSES_PER_TICK && !stopping(); pass++) {
+        const done = await expireCredits(deps.database.pool, {
+          limit: BUCKETS_PER_PASS,
+          expiringWithinMs: deps.settings.creditsExpiringWithinMs,
+          lowBalanceThresholds: deps.settings.lowBalanceThresholds,
+          enforcement: deps.settings.enforcement,
+        });
+        await deliverCommittedAlerts(deps.database.pool, deps.logger, done.alerts);
+        if (done.expired > 0) deps.logger.info({ expired: done.expired, expiring: done.expiring }, "credit buckets expired");
+        if (done.expired < BUCKETS_PER_PASS && done.expiring < BUCKETS_PER_PASS) return;
+      }
     },
-  };
+    onFailure: (error) => deps.logger.warn({ err: error }, "credit expiry sweep failed; the next one tries again"),
+  });
 }

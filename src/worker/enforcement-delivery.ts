@@ -2,10 +2,11 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { emitAlert } from "../books/alert-catalog.js";
 import { countPendingActions, type DueAction, dueActions, markActionDone, markActionFailed, markActionSending } from "../books/enforcement.js";
-import type { LitellmAdmin } from "../gateway/litellm-admin.js";
+import type { LitellmAdmin } from "../litellm/admin-api.js";
 import { withSessionLock } from "../platform/db/client.js";
 import type { Deps } from "../platform/deps.js";
 import type { Stoppable } from "../platform/process.js";
+import { startPeriodicTask } from "./periodic-task.js";
 
 // A decision reaches the gateway within about this long, when it is up.
 const POLL_MS = 1_000;
@@ -21,24 +22,13 @@ type Delivery = { pool: pg.Pool; admin: LitellmAdmin; logger: Logger; metrics: D
 
 /** Delivers decided blocks and unblocks to LiteLLM every POLL_MS, until stopped. */
 export function startEnforcementDelivery(delivery: Delivery): Stoppable {
-  let running: Promise<void> | null = null;
-  const tick = () => {
-    running ??= deliverPending(delivery)
-      .catch((error) => delivery.logger.warn({ err: error }, "enforcement delivery pass failed; the next one tries again"))
-      .finally(() => {
-        running = null;
-      });
-  };
-  const timer = setInterval(tick, POLL_MS);
-  timer.unref();
-  tick();
-  return {
+  return startPeriodicTask({
     name: "enforcement delivery",
-    stop: async () => {
-      clearInterval(timer);
-      await running;
-    },
-  };
+    everyMs: POLL_MS,
+    runAtStart: true,
+    run: () => deliverPending(delivery),
+    onFailure: (error) => delivery.logger.warn({ err: error }, "enforcement delivery pass failed; the next one tries again"),
+  });
 }
 
 /**

@@ -1,23 +1,19 @@
 import { Worker } from "bullmq";
-import { deliverStrandedAlerts } from "../books/alert-outbox.js";
 import { enforceCurrentPolicy } from "../books/enforcement.js";
-import { recordWatermarkLag, runGatewayBackfill } from "../gateway/backfill.js";
-import { createLitellmAdmin } from "../gateway/litellm-admin.js";
-import { createSpendLogPool, endSpendLogPool, SpendLogError } from "../gateway/spend-log.js";
+import { createLitellmAdmin } from "../litellm/admin-api.js";
 import { InvalidSettingError } from "../platform/config.js";
 import { createRedis, type WorkerDeps } from "../platform/deps.js";
 import type { Metrics } from "../platform/metrics.js";
-import type { Stoppable } from "../platform/process.js";
+import { type Stoppable, stopInOrder } from "../platform/process.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { type CostMapIdentity, loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { startStrandedAlertSweep } from "./alert-sweep.js";
 import { startCreditExpiry } from "./credit-expiry.js";
 import { startEnforcementDelivery } from "./enforcement-delivery.js";
+import { startGatewayBackfill } from "./gateway-backfill.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
 const WORKER_CONCURRENCY = 8;
-const STRANDED_ALERT_SWEEP_MS = 15_000;
-// Older than any live worker takes between commit and delivery.
-const STRANDED_ALERT_AGE_MS = 60_000;
 
 export type UsageWorker = Stoppable & {
   /** Loads the price book again; a book that does not load leaves the current one in force. */
@@ -45,8 +41,42 @@ export function startUsageWorker(deps: WorkerDeps, startLine: { metricsPort?: nu
       return false;
     }
   };
+  const usageJobs = startUsageJobs(deps, () => priceBook);
+  // A policy that names a kind it did not before blocks those principals of accounts already blocked.
+  enforceCurrentPolicy(deps.database.pool, deps.settings.enforcement).then(
+    (decided) => decided > 0 && deps.logger.info({ decided }, "enforcement: the current policy decided actions for accounts already blocked"),
+    (error) => deps.logger.warn({ err: error }, "enforcement: accounts already blocked could not be checked against the current policy"),
+  );
+  const { litellmAdmin } = deps.settings;
+  const backfill = startGatewayBackfill(deps, () => priceBook);
+  // In the order they stop: the background tasks, then the jobs in hand.
+  const parts = [
+    startStrandedAlertSweep(deps),
+    backfill,
+    startCreditExpiry(deps),
+    litellmAdmin === undefined
+      ? null
+      : startEnforcementDelivery({ pool: deps.database.pool, admin: createLitellmAdmin(litellmAdmin), logger: deps.logger, metrics: deps.metrics }),
+    usageJobs,
+  ].filter((part) => part !== null);
+  deps.logger.info(
+    {
+      priceBookHash: priceBook.hash,
+      models: priceBook.models.size,
+      costMap: priceBook.costMap,
+      gatewayBackfill: backfill !== null,
+      enforceOnDepleted: deps.settings.enforcement.blocks.join(",") || "off",
+      metricsPort: startLine.metricsPort,
+    },
+    "usage worker started",
+  );
+  return { name: "usage worker", reloadPriceBook, stop: () => stopInOrder(parts) };
+}
+
+/** The BullMQ worker that runs usage jobs, WORKER_CONCURRENCY at a time. */
+function startUsageJobs(deps: WorkerDeps, currentPriceBook: () => PriceBook): Stoppable {
   const connection = createRedis(deps.settings.redis, { forWorker: true });
-  const chargeJob = createUsageProcessor(deps, () => priceBook);
+  const chargeJob = createUsageProcessor(deps, currentPriceBook);
   // The jobs being run now: a shutdown with Redis away waits for these and nothing else.
   const inHand = new Set<Promise<unknown>>();
   const runJob: typeof chargeJob = (job) => {
@@ -73,43 +103,9 @@ export function startUsageWorker(deps: WorkerDeps, startLine: { metricsPort?: nu
   worker.on("failed", (job, error) =>
     deps.logger.warn({ jobId: job?.id, attempt: job?.attemptsMade, err: error }, "job failed"),
   );
-  const sweeper = setInterval(() => {
-    deliverStrandedAlerts(deps.database.pool, deps.logger, { olderThanMs: STRANDED_ALERT_AGE_MS }).catch((error) =>
-      deps.logger.warn({ err: error }, "stranded alert sweep failed"),
-    );
-  }, STRANDED_ALERT_SWEEP_MS);
-  sweeper.unref();
-  const backfill = startGatewayBackfill(deps, () => priceBook);
-  const creditExpiry = startCreditExpiry(deps);
-  const { litellmAdmin } = deps.settings;
-  // A policy that names a kind it did not before blocks those principals of accounts already blocked.
-  enforceCurrentPolicy(deps.database.pool, deps.settings.enforcement).then(
-    (decided) => decided > 0 && deps.logger.info({ decided }, "enforcement: the current policy decided actions for accounts already blocked"),
-    (error) => deps.logger.warn({ err: error }, "enforcement: accounts already blocked could not be checked against the current policy"),
-  );
-  const enforcement =
-    litellmAdmin === undefined
-      ? null
-      : startEnforcementDelivery({ pool: deps.database.pool, admin: createLitellmAdmin(litellmAdmin), logger: deps.logger, metrics: deps.metrics });
-  deps.logger.info(
-    {
-      priceBookHash: priceBook.hash,
-      models: priceBook.models.size,
-      costMap: priceBook.costMap,
-      gatewayBackfill: backfill !== null,
-      enforceOnDepleted: deps.settings.enforcement.blocks.join(",") || "off",
-      metricsPort: startLine.metricsPort,
-    },
-    "usage worker started",
-  );
   return {
-    name: "usage worker",
-    reloadPriceBook,
+    name: "usage jobs",
     stop: async () => {
-      clearInterval(sweeper);
-      await backfill?.stop();
-      await creditExpiry.stop();
-      await enforcement?.stop();
       if (connection.status === "ready") {
         await worker.close();
         await connection.quit().catch(() => connection.disconnect());
@@ -121,62 +117,6 @@ export function startUsageWorker(deps: WorkerDeps, startLine: { metricsPort?: nu
       await Promise.allSettled(inHand);
       await worker.close(true);
       connection.disconnect();
-    },
-  };
-}
-
-/**
- * With LITELLM_DATABASE_URL, checks LiteLLM's spend log every GATEWAY_RECONCILE_INTERVAL and bills
- * what its callbacks lost. A failure (LiteLLM's database away) is logged and counted; billing of
- * callbacks goes on untouched, and the next run tries again.
- */
-function startGatewayBackfill(deps: WorkerDeps, currentPriceBook: () => PriceBook): Stoppable | null {
-  const { settings } = deps;
-  if (settings.litellmDatabaseUrl === undefined) return null;
-  const spendLog = createSpendLogPool(settings.litellmDatabaseUrl);
-  // A run that outlasts the interval makes the next tick skip, not queue behind it.
-  let running: Promise<void> | null = null;
-  let stopping = false;
-  const tick = () => {
-    running ??= runGatewayBackfill(
-      { pool: deps.database.pool, spendLog, queue: deps.usageQueue, logger: deps.logger, metrics: deps.metrics },
-      {
-        priceBook: currentPriceBook(),
-        billingAccountFrom: settings.billingAccountFrom,
-        withPrincipals: settings.enforcement.blocks.length > 0,
-        intervalMs: settings.gatewayReconcileIntervalMs,
-        lagMs: settings.gatewayReconcileLagMs,
-        overlapMs: settings.gatewayReconcileOverlapMs,
-        spendLogRetentionMs: settings.litellmSpendLogRetentionMs,
-      },
-    )
-      .then(
-        () => undefined,
-        (error) => {
-          // Cut by the shutdown (endSpendLogPool): the watermark did not move, the next start reads the window again.
-          if (stopping && error instanceof SpendLogError) return deps.logger.info("gateway backfill cut short by the shutdown");
-          deps.metrics.gatewayReconcileFailures.inc();
-          const which = error instanceof SpendLogError ? "LiteLLM's database (LITELLM_DATABASE_URL) could not be read" : "it could not record what it found";
-          deps.logger.error({ err: error }, `gateway backfill failed: ${which}; the next run tries again`);
-          const lagDeps = { pool: deps.database.pool, metrics: deps.metrics, logger: deps.logger };
-          return recordWatermarkLag(lagDeps, settings.litellmSpendLogRetentionMs).catch(() => {});
-        },
-      )
-      .finally(() => {
-        running = null;
-      });
-  };
-  const timer = setInterval(tick, settings.gatewayReconcileIntervalMs);
-  timer.unref();
-  return {
-    name: "gateway backfill",
-    stop: async () => {
-      clearInterval(timer);
-      stopping = true;
-      // A run waiting on LiteLLM's database is cut, not waited for: its wait may last the statement timeout.
-      const ended = endSpendLogPool(spendLog);
-      await running;
-      await ended;
     },
   };
 }

@@ -1,13 +1,14 @@
 import { type Job, UnrecoverableError } from "bullmq";
+import type { Logger } from "pino";
 import type { z } from "zod";
-import { deliverAlerts, type OutboxAlert } from "../books/alert-outbox.js";
+import { deliverCommittedAlerts } from "../books/alert-outbox.js";
 import type { WorkerDeps } from "../platform/deps.js";
 import { chargeUsageEvents } from "./charge-usage-events.js";
 import type { PricedUsage } from "../books/record-usage.js";
 import type { ChargeOutcome, Metrics } from "../platform/metrics.js";
 import { quarantineRejectedItems } from "../books/quarantine.js";
 import type { PriceBook } from "../pricing/price-book.js";
-import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema } from "../platform/queue.js";
+import { chargeUsageJobSchema, JOB_CHARGE_USAGE, JOB_QUARANTINE_ITEMS, quarantineItemsJobSchema, type USAGE_JOB_NAMES } from "../platform/queue.js";
 import { parseUsageEvents } from "../usage/usage-event.js";
 
 /**
@@ -16,49 +17,47 @@ import { parseUsageEvents } from "../usage/usage-event.js";
  */
 export function createUsageProcessor(deps: WorkerDeps, currentPriceBook: () => PriceBook) {
   const { pool } = deps.database;
-  // The job's work is committed by now; failing it over delivery would redo the work, so a
-  // delivery fault is left to the stranded-alert sweeper.
-  const deliverCommittedAlerts = (alerts: OutboxAlert[]) =>
-    deliverAlerts(pool, deps.logger, alerts).catch((error) =>
-      deps.logger.warn({ err: error, alerts: alerts.length }, "alert delivery deferred to the sweeper"),
-    );
   const { metrics } = deps;
+  const processors: Record<(typeof USAGE_JOB_NAMES)[number], (job: Job, log: Logger) => Promise<unknown>> = {
+    [JOB_CHARGE_USAGE]: async (job, log) => {
+      const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
+      const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
+      const result = await chargeUsageEvents(pool, settings, events, invalid);
+      await deliverCommittedAlerts(pool, deps.logger, result.alerts);
+      const summary = {
+        charged: result.charged.length,
+        free: result.charged.filter((usage) => usage.charge.pricingSource === "free").length,
+        duplicates: result.duplicates,
+        conflicts: result.conflicts,
+        quarantined: result.quarantined,
+        failedCallsSkipped: result.failedCallsSkipped,
+      };
+      recordChargeMetrics(metrics, result.charged, summary);
+      for (const { charge } of result.charged) {
+        if (charge.divergence) metrics.priceDivergences.inc({ rate_step: charge.divergence.step, action: settings.priceBook.onDivergence });
+      }
+      for (const { step } of result.divergencesQuarantined) metrics.priceDivergences.inc({ rate_step: step, action: "quarantine" });
+      log.debug({ events: events.length, ...summary }, "usage charged");
+      return summary;
+    },
+    [JOB_QUARANTINE_ITEMS]: async (job, log) => {
+      const { items } = parseJobData(quarantineItemsJobSchema, job);
+      const { alerts, inserted } = await quarantineRejectedItems(pool, items);
+      await deliverCommittedAlerts(pool, deps.logger, alerts);
+      log.debug({ items: items.length, inserted }, "rejected items quarantined");
+      return { quarantined: inserted };
+    },
+  };
   return async (job: Job) => {
-    const log = deps.logger.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 });
+    const processor = Object.hasOwn(processors, job.name) ? processors[job.name as keyof typeof processors] : undefined;
+    if (processor === undefined) throw new UnrecoverableError(`unknown job name ${job.name}`);
+    // A job that fails is timed too: one that fails slowly (a database that does not answer) is
+    // what an operator looks for here.
     const timer = metrics.jobDuration.startTimer({ job: job.name });
-    switch (job.name) {
-      case JOB_CHARGE_USAGE: {
-        const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
-        const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
-        const result = await chargeUsageEvents(pool, settings, events, invalid);
-        await deliverCommittedAlerts(result.alerts);
-        const summary = {
-          charged: result.charged.length,
-          free: result.charged.filter((usage) => usage.charge.pricingSource === "free").length,
-          duplicates: result.duplicates,
-          conflicts: result.conflicts,
-          quarantined: result.quarantined,
-          failedCallsSkipped: result.failedCallsSkipped,
-        };
-        recordChargeMetrics(metrics, result.charged, summary);
-        for (const { charge } of result.charged) {
-          if (charge.divergence) metrics.priceDivergences.inc({ rate_step: charge.divergence.step, action: settings.priceBook.onDivergence });
-        }
-        for (const { step } of result.divergencesQuarantined) metrics.priceDivergences.inc({ rate_step: step, action: "quarantine" });
-        timer();
-        log.debug({ events: events.length, ...summary }, "usage charged");
-        return summary;
-      }
-      case JOB_QUARANTINE_ITEMS: {
-        const { items } = parseJobData(quarantineItemsJobSchema, job);
-        const { alerts, inserted } = await quarantineRejectedItems(pool, items);
-        await deliverCommittedAlerts(alerts);
-        timer();
-        log.debug({ items: items.length, inserted }, "rejected items quarantined");
-        return { quarantined: inserted };
-      }
-      default:
-        throw new UnrecoverableError(`unknown job name ${job.name}`);
+    try {
+      return await processor(job, deps.logger.child({ jobId: job.id, job: job.name, attempt: job.attemptsMade + 1 }));
+    } finally {
+      timer();
     }
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { useServiceHarness } from "../support/harness.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { seededRandom } from "../support/random.js";

@@ -1,9 +1,9 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { beforeEach, describe, expect, it } from "vitest";
-import { deliverAlerts, deliverStrandedAlerts } from "../../src/books/alert-outbox.js";
+import { deliverCommittedAlerts, deliverStrandedAlerts } from "../../src/books/alert-outbox.js";
 import { recordGrant } from "../../src/books/grants.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { useTestDatabase } from "../support/harness.js";
 import { pricedUsage as usage } from "../support/usage-events.js";
@@ -141,8 +141,8 @@ describe("alert delivery", () => {
   it("logs committed alerts once, and the sweeper leaves delivered ones alone", async () => {
     const { lines, logger } = capture();
     const result = await record([usage("deliver-1", "acct-deliver", 10)]);
-    await deliverAlerts(db.pool, logger, result.alerts);
-    await deliverAlerts(db.pool, logger, result.alerts);
+    await deliverCommittedAlerts(db.pool, logger, result.alerts);
+    await deliverCommittedAlerts(db.pool, logger, result.alerts);
     expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
     expect(lines.map((line) => line.event)).toEqual(["inv_post_call_negative_balance"]);
     expect(lines[0]).toMatchObject({ idempotency_key: "deliver-1", balance_after: -10, level: 50 });

@@ -6,7 +6,7 @@ import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { MIGRATIONS_FOLDER, runMigrations } from "../../src/platform/db/migrate.js";
 import { recordGrant } from "../../src/books/grants.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { adminQuery, databaseUrlFor } from "../support/test-env.js";
 import { pricedUsage } from "../support/usage-events.js";

@@ -109,7 +109,7 @@ describe("/readyz", () => {
     const throughProxy = new URL(h.settings.databaseUrl);
     throughProxy.port = String(proxy.port);
     const deps = createDeps({ ...h.settings, databaseUrl: throughProxy.toString() }, { logger: createLogger({ logLevel: "silent" }) });
-    const app = await buildServer(deps, { receiver: false });
+    const app = await buildServer(deps, "health-and-metrics");
     const ready = async () => (await app.inject({ method: "GET", url: "/readyz" })).json();
     try {
       // Ready once its Redis connection is up.

@@ -6,7 +6,7 @@ import { withTransaction } from "../../src/platform/db/client.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { sanitiseCallbackItem } from "../../src/litellm/sanitise.js";
 import { REPLAY_LOCK_KEY, replayableEvent, replayQuarantined } from "../../src/ops/replay-quarantine.js";
-import { insertQuarantined, listQuarantined, quarantineRejectedItems } from "../../src/books/quarantine.js";
+import { insertQuarantined, listQuarantined, quarantineEntry, quarantineRejectedItems } from "../../src/books/quarantine.js";
 import type { QuarantineReason } from "../../src/books/quarantine-reasons.js";
 import type { UsageEvent } from "../../src/usage/usage-event.js";
 import { type Harness, useServiceHarness, useTestDatabase } from "../support/harness.js";
@@ -174,7 +174,7 @@ describe("what quarantine keeps is what billing reads, or replay refuses it", ()
     // hold): no two rows share a fingerprint, and each row names its event.
     const eventTag = (n: number) => `event-${n}` as QuarantineReason;
     await withTransaction(db.pool, (client) =>
-      insertQuarantined(client, events.map((event, n) => ({ stage: "worker", reason: eventTag(n), idempotencyKey: event.idempotencyKey, detail: null, item: event }))),
+      insertQuarantined(client, events.map((event, n) => quarantineEntry("worker", eventTag(n), { event }, { message: "kept whole" }))),
     );
     const rows = (await listQuarantined(db.pool, { limit: 100_000 })).filter((row) => row.reason.startsWith("event-"));
     expect(rows).toHaveLength(events.length);

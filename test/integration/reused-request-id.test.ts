@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { insertQuarantined } from "../../src/books/quarantine.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
-import { type MissingCalls, reconcileGateway } from "../../src/gateway/reconcile.js";
-import { createSpendLogPool } from "../../src/gateway/spend-log.js";
+import { insertQuarantined, quarantineEntry } from "../../src/books/quarantine.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
+import { type MissingCalls, reconcileGateway } from "../../src/gateway/reconcile-spend-log.js";
+import { createSpendLogPool } from "../../src/litellm/spend-log.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
 import { replayQuarantined } from "../../src/ops/replay-quarantine.js";
 import { withTransaction } from "../../src/platform/db/client.js";
@@ -117,7 +117,7 @@ describe("receipt_conflict rows kept before a repeated id was charged", () => {
     if (!normalised.ok) throw new Error("the payload is refused");
     const { event } = normalised;
     await withTransaction(h.deps.database.pool, (client) =>
-      insertQuarantined(client, [{ stage: "worker", reason: "receipt_conflict", idempotencyKey: event.idempotencyKey, detail: { message: "kept by the rule before" }, item: event }]),
+      insertQuarantined(client, [quarantineEntry("worker", "receipt_conflict", { event }, { message: "kept by the rule before" })]),
     );
   }
 

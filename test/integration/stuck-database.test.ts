@@ -118,7 +118,7 @@ describe("/metrics with Redis away", () => {
   it("serves the process's own metrics and marks the queue gauges stale", async () => {
     const deadRedis = `redis://127.0.0.1:${await freePort()}/0`;
     const deps = createDeps(settingsFor({ REDIS_URL: deadRedis }), { logger: createLogger({ logLevel: "silent" }) });
-    const app = await buildServer(deps, { receiver: false });
+    const app = await buildServer(deps, "health-and-metrics");
     try {
       const scrape = await app.inject({ method: "GET", url: "/metrics" });
       expect(scrape.statusCode).toBe(200);

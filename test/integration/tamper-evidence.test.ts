@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { recordDebit } from "../../src/books/debits.js";
 import { recordGrant } from "../../src/books/grants.js";
-import { type Drift, reconcileLedger } from "../../src/books/reconcile.js";
+import { type Drift, reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { useTestDatabase } from "../support/harness.js";
 import { rechain, rewriteBooks, type Rewrite } from "../support/books-rewrite.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { expireCredits } from "../../src/books/expire-credits.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { recordTransfer } from "../../src/books/transfers.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
 import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 /**
  * A FAKE of LiteLLM's admin API, for what cannot run here (a LiteLLM proxy with its database):
  * POST /key/block, /key/unblock ({"key"}), /team/block, /team/unblock ({"team_id"}), answered
- * with the status and body LiteLLM's source gives for each case (see src/gateway/litellm-answers.ts
+ * with the status and body LiteLLM's source gives for each case (see src/litellm/admin-answers.ts
  * for where each is read):
  * - a bearer other than the master key: 401 token_not_found_in_db naming that bearer's hash when
  *   it starts with `sk-`, else 401 auth_error;

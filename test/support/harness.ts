@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, expect, inject } from "vitest";
 import { parseSettings, ROLES, type Settings } from "../../src/platform/config.js";
 import { closeDeps, createDeps, createLogger, type Deps } from "../../src/platform/deps.js";
 import { buildServer } from "../../src/receiver/server.js";
-import { reconcileLedger } from "../../src/books/reconcile.js";
+import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { waitFor, waitUntilDrained } from "./wait.js";
 import { queueWorkerCount } from "../../src/platform/queue-producer.js";
 import { startUsageWorker, type UsageWorker } from "../../src/worker/start.js";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import type { AdminCall } from "../../src/gateway/litellm-admin.js";
-import { unknownPrincipalIn } from "../../src/gateway/litellm-answers.js";
+import type { AdminCall } from "../../src/litellm/admin-api.js";
+import { unknownPrincipalIn } from "../../src/litellm/admin-answers.js";
 import { principalsOf } from "../../src/litellm/payer.js";
 
 const HASH = createHash("sha256").update("sk-a-key-that-was-deleted").digest("hex");

@@ -1,5 +1,5 @@
 import { isLitellmKeyHash } from "../usage/usage-event.js";
-import type { AdminCall } from "./litellm-admin.js";
+import type { AdminCall } from "./admin-api.js";
 
 /**
  * LiteLLM's own answers to a block or unblock that say the key or team cannot exist, so that

@@ -1,5 +1,5 @@
 import type { PrincipalKind } from "../platform/config.js";
-import { type UnknownPrincipal, unknownPrincipalIn } from "./litellm-answers.js";
+import { type UnknownPrincipal, unknownPrincipalIn } from "./admin-answers.js";
 
 /** One call to LiteLLM's admin API: block or unblock a key (by its hash) or a team. */
 export type AdminCall = { kind: PrincipalKind; principal: string; action: "block" | "unblock" };
@@ -30,7 +30,7 @@ export type LitellmAdmin = { send: (call: AdminCall) => Promise<AdminAnswer> };
 
 /**
  * LiteLLM's admin API with its master key. A failed call is final only when LiteLLM's answer is
- * one of its own "this principal cannot exist" answers (litellm-answers.ts says which, and which
+ * one of its own "this principal cannot exist" answers (admin-answers.ts says which, and which
  * LiteLLM source they were read from); any other failure is retried by the caller. The key goes
  * only into the request's header: no error, log line or answer this returns carries it (nor the
  * request's headers, nor the answer's body).

@@ -7,11 +7,11 @@ import type { PriceBook } from "../pricing/price-book.js";
 import { normalisedReportedCost, priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { RejectedItem, UsageEvent } from "../usage/usage-event.js";
 import { notKept, sanitiseCallbackItem } from "../litellm/sanitise.js";
-import { MAX_FIELD_BYTES, PAGE_BYTES, PAGE_STORED_BYTES, readSpendLogPage, type SpendLogCursor, type SpendLogRow } from "./spend-log-page.js";
-import { canonicalRequestId, type GatewaySchema, hasKeyMetadata, readGatewaySchema, spendLogRowsExist } from "./spend-log.js";
+import { MAX_FIELD_BYTES, PAGE_BYTES, PAGE_STORED_BYTES, readSpendLogPage, type SpendLogCursor, type SpendLogRow } from "../litellm/spend-log-page.js";
+import { canonicalRequestId, type GatewaySchema, hasKeyMetadata, readGatewaySchema, spendLogRowsExist } from "../litellm/spend-log.js";
 
 const ROWS_PER_PAGE = 1_000;
-/** Held, not billed: a field billing reads whole is over MAX_FIELD_BYTES (see spend-log-page.ts). */
+/** Held, not billed: a field billing reads whole is over MAX_FIELD_BYTES (see litellm/spend-log-page.ts). */
 const FIELD_TOO_LARGE: QuarantineReason = "spend_log_field_too_large";
 
 export type GatewayCounts = {
