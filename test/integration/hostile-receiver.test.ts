@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
@@ -7,7 +6,8 @@ import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
 /** The receiver's stated memory bound (docs/guides/performance.md): peak RSS under every probe below. */
 const RECEIVER_RSS_BOUND_MIB = 512;
@@ -18,7 +18,7 @@ const RECEIVER_NODE_ARGS = JSON.parse(readFileSync("package.json", "utf8"))
   .scripts["start:receiver"].split(" ")
   .filter((word: string) => word.startsWith("--"));
 
-const prefix = `spend_ingest_h_${randomBytes(6).toString("hex")}`;
+const prefix = useQueuePrefix();
 let receiver: ServiceProcess;
 let baseUrl: string;
 const peaks: Record<string, number> = {};
@@ -61,7 +61,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   receiver?.child.kill("SIGKILL");
-  await removeUsageQueue(prefix);
   console.log(`receiver peak RSS by probe (MiB): ${JSON.stringify(peaks)}`);
 });
 
