@@ -7,16 +7,17 @@ import { litellmPayload, STANDARD_LOGGING_PAYLOAD } from "../support/litellm-pay
 import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
 import { listeningAddresses, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { adminQuery, databaseUrlFor, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { adminQuery, databaseUrlFor, TEST_REDIS_URL } from "../support/test-env.js";
 
 const database = `spend_ingest_dev_${randomBytes(6).toString("hex")}`;
+const prefix = useQueuePrefix();
 
 /** A line `npm run dev` printed, run as a developer's shell runs it pasted, with nothing else set. */
 const runPasted = (line: string) => promisify(exec)(line, { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
 
 afterAll(async () => {
   await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-  await removeUsageQueue(database);
 });
 
 describe("npm run dev", () => {
@@ -40,7 +41,7 @@ describe("npm run dev", () => {
       DATABASE_URL: databaseUrlFor(database),
       REDIS_URL: TEST_REDIS_URL,
       PORT: String(port),
-      QUEUE_PREFIX: database,
+      QUEUE_PREFIX: prefix,
     });
     baseUrl = await service.listeningAt;
     // Printed once it serves, the balance line last.
@@ -100,7 +101,7 @@ describe("npm run dev", () => {
 
   it("prints the ops command line that reaches its database and queue: an item replayed with it is charged", async () => {
     const opsLine = printed("spend-ingest dev: ops beside it");
-    expect(opsLine).toContain(`QUEUE_PREFIX=${database} npm run -s ops -- quarantine list`);
+    expect(opsLine).toContain(`QUEUE_PREFIX=${prefix} npm run -s ops -- quarantine list`);
     const ops = (command: string) => runPasted(opsLine.replace(/ quarantine list$/, ` ${command}`));
     // LiteLLM's own example names no payer: accepted, then quarantined no_billing_account.
     const posted = await fetch(`${baseUrl}/v1/callbacks/litellm`, {

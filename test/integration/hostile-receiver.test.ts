@@ -1,13 +1,15 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseSettings, ROLES } from "../../src/platform/config.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { peakRssMib, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { ADMIN_DATABASE_URL, ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
 /** The receiver's stated memory bound (docs/guides/performance.md): peak RSS under every probe below. */
 const RECEIVER_RSS_BOUND_MIB = 512;
@@ -18,7 +20,17 @@ const RECEIVER_NODE_ARGS = JSON.parse(readFileSync("package.json", "utf8"))
   .scripts["start:receiver"].split(" ")
   .filter((word: string) => word.startsWith("--"));
 
-const prefix = `spend_ingest_h_${randomBytes(6).toString("hex")}`;
+const prefix = useQueuePrefix();
+const RECEIVER_ENV = {
+  DATABASE_URL: ADMIN_DATABASE_URL,
+  REDIS_URL: TEST_REDIS_URL,
+  INGEST_TOKENS: INGEST_TOKEN,
+  ADMIN_TOKEN,
+  PORT: "0",
+  QUEUE_PREFIX: prefix,
+};
+// The bounds the receiver reads from that environment: its largest body, and the bytes of bodies it takes at once.
+const { maxBodyBytes, maxBytesInFlight } = parseSettings(ROLES.receiver, RECEIVER_ENV);
 let receiver: ServiceProcess;
 let baseUrl: string;
 const peaks: Record<string, number> = {};
@@ -37,6 +49,47 @@ function repeatedItems(unit: string, bytes: number): Buffer {
   return Buffer.from(`[${Array(count).fill(unit).join(",")}]`);
 }
 
+type Answer = { status: number; retryAfter: string | null; body: unknown };
+
+/**
+ * A callback whose headers declare a body of `bytes` and which sends its first byte and then a
+ * space a second, never the rest: the receiver holds its share of the bytes-in-flight budget
+ * until it is released (the drip keeps the socket from its idle timeout), or answers at once
+ * when that share does not fit.
+ */
+function heldBody(bytes: number): { answered: Promise<Answer>; release: () => void } {
+  const request = httpRequest(`${baseUrl}/v1/callbacks/litellm`, {
+    method: "POST",
+    agent: false,
+    headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json", "content-length": String(bytes) },
+  });
+  // Its end is the test's doing: release, or the receiver closing a refused one.
+  request.on("error", () => {});
+  request.write("[");
+  const drip = setInterval(() => request.write(" "), 1_000);
+  const answered = new Promise<Answer>((resolve) =>
+    request.on("response", async (response) => {
+      let text = "";
+      for await (const chunk of response.setEncoding("utf8")) text += chunk;
+      const retryAfter = response.headers["retry-after"];
+      resolve({ status: response.statusCode!, retryAfter: typeof retryAfter === "string" ? retryAfter : null, body: JSON.parse(text) });
+    }),
+  );
+  return {
+    answered,
+    release: () => {
+      clearInterval(drip);
+      request.destroy();
+    },
+  };
+}
+
+async function answerOf(response: Response): Promise<Answer> {
+  return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.json() };
+}
+
+const BUSY = { status: 503, retryAfter: "5", body: { error: { code: "receiver_busy" } } };
+
 async function expectAliveUnderBound(probe: string) {
   expect((await fetch(`${baseUrl}/healthz`)).status).toBe(200);
   peaks[probe] = Math.round(peakRssMib(receiver.child.pid!));
@@ -44,24 +97,12 @@ async function expectAliveUnderBound(probe: string) {
 }
 
 beforeAll(async () => {
-  receiver = startServiceProcess(
-    "receiver",
-    {
-      DATABASE_URL: ADMIN_DATABASE_URL,
-      REDIS_URL: TEST_REDIS_URL,
-      INGEST_TOKENS: INGEST_TOKEN,
-      ADMIN_TOKEN,
-      PORT: "0",
-      QUEUE_PREFIX: prefix,
-    },
-    RECEIVER_NODE_ARGS,
-  );
+  receiver = startServiceProcess("receiver", RECEIVER_ENV, RECEIVER_NODE_ARGS);
   baseUrl = await receiver.listeningAt;
 });
 
 afterAll(async () => {
   receiver?.child.kill("SIGKILL");
-  await removeUsageQueue(prefix);
   console.log(`receiver peak RSS by probe (MiB): ${JSON.stringify(peaks)}`);
 });
 
@@ -169,6 +210,22 @@ describe("a receiver under hostile bodies and sockets (npm run start:receiver, r
       expect(await answer.json()).toMatchObject({ error: { code: "receiver_busy" } });
     }
     await expectAliveUnderBound("30 concurrent 31 MiB batches");
+
+    // Whether any of those met a full budget depends on timing; this does not. The budget held
+    // full by bodies of the largest size that never finish, then one more: only that one is
+    // refused, once the others hold their shares, so the first answer is its 503.
+    const fitting = Math.floor(maxBytesInFlight / maxBodyBytes);
+    const held = Array.from({ length: fitting + 1 }, () => heldBody(maxBodyBytes));
+    const oneCall = JSON.stringify([litellmPayload("after-held", "team-big")]);
+    try {
+      expect(await Promise.race(held.map(({ answered }) => answered))).toMatchObject(BUSY);
+      // While they hold it, any batch is refused, however small.
+      expect(await answerOf(await post(oneCall))).toMatchObject(BUSY);
+    } finally {
+      for (const { release } of held) release();
+    }
+    // Their shares come back when their connections close: a batch is taken again.
+    await waitFor(async () => (await post(oneCall)).status === 202);
   }, 120_000);
 
   it("stays answerable and under its bound with the bodies in flight that cost the most to parse", async () => {

@@ -3,16 +3,18 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { useTestDatabase } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { freePort } from "../support/ports.js";
 import { listeningAddresses, listeningPorts, type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
 // Every role started from one environment on one host, as systemd, pm2 or a plain VM runs
 // them from one env file: only the receiver takes PORT.
+const prefix = useQueuePrefix();
 const database = useTestDatabase();
 const services: ServiceProcess[] = [];
 
@@ -31,7 +33,7 @@ const oneEnvironment = async (settings: Record<string, string> = {}): Promise<Re
   INGEST_TOKENS: INGEST_TOKEN,
   ADMIN_TOKEN,
   PORT: String(await freePort()),
-  QUEUE_PREFIX: database.name,
+  QUEUE_PREFIX: prefix,
   ...settings,
 });
 
@@ -74,10 +76,6 @@ async function stopAll(): Promise<number[]> {
 afterEach(async () => {
   const codes = await stopAll();
   expect(codes).toEqual(codes.map(() => 0));
-});
-
-afterAll(async () => {
-  await removeUsageQueue(database.name);
 });
 
 describe("a receiver and workers from one environment on one host", () => {

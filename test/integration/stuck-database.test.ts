@@ -10,14 +10,15 @@ import { startUsageWorker } from "../../src/worker/start.js";
 import { waitFor } from "../support/wait.js";
 import { freePort } from "../support/ports.js";
 import { startServiceProcess } from "../support/service-process.js";
-import { ADMIN_TOKEN, INGEST_TOKEN, removeUsageQueue, TEST_REDIS_URL } from "../support/test-env.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
+import { ADMIN_TOKEN, INGEST_TOKEN, TEST_REDIS_URL } from "../support/test-env.js";
 import { usageEvent } from "../support/usage-events.js";
 
 /** A server that takes PostgreSQL's connections and never says a word: a database stuck, not down. */
 let silent: Server;
 let silentUrl: string;
 const sockets: Socket[] = [];
-const prefix = `spend_ingest_stuck_${process.pid}`;
+const prefix = useQueuePrefix();
 
 beforeAll(async () => {
   silent = createServer((socket) => {
@@ -33,7 +34,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const socket of sockets) socket.destroy();
   silent.close();
-  await removeUsageQueue(prefix);
 });
 
 const settingsFor = (overrides: Record<string, string>) =>

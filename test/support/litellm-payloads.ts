@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs";
+import { normaliseCallbackItem, type ReadOptions } from "../../src/litellm/normalise.js";
+import { type BillingAccountSource, DEFAULT_BILLING_ACCOUNT_FROM } from "../../src/platform/config.js";
 
 /** LiteLLM's own StandardLoggingPayload example (copied from LiteLLM's fixtures). */
 export const STANDARD_LOGGING_PAYLOAD: Record<string, unknown> = JSON.parse(
@@ -19,4 +21,23 @@ export function litellmPayload(id: string, account: string | null, overrides: Ov
     ...rest,
     metadata: { ...base.metadata, user_api_key_team_id: account, ...metadata },
   };
+}
+
+export const DEFAULT_READ: ReadOptions = { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM };
+export const readFrom = (...sources: BillingAccountSource[]): ReadOptions => ({ billingAccountFrom: sources });
+/** The receiver's default bound on items per body. */
+export const LIMITS = { maxItems: 4096 };
+
+/** The usage event an item is read as, failing the test when it is refused. */
+export function accepted(item: unknown, options = DEFAULT_READ) {
+  const result = normaliseCallbackItem(item, options);
+  if (!result.ok) throw new Error(`rejected: ${JSON.stringify(result.rejected)}`);
+  return result.event;
+}
+
+/** The refusal of an item, failing the test when it is read. */
+export function rejected(item: unknown, options = DEFAULT_READ) {
+  const result = normaliseCallbackItem(item, options);
+  if (result.ok) throw new Error("accepted");
+  return result.rejected;
 }

@@ -1,6 +1,4 @@
-import { Redis } from "ioredis";
 import pg from "pg";
-import { createUsageQueue } from "../../src/platform/queue-producer.js";
 
 /**
  * Where the suite finds PostgreSQL and Redis: DATABASE_URL / REDIS_URL as the README's test command says,
@@ -28,20 +26,5 @@ export async function adminQuery(sql: string): Promise<void> {
     await client.query(sql);
   } finally {
     await client.end();
-  }
-}
-
-/**
- * Removes every key of the usage queue under `prefix` (BullMQ's obliterate), for a test whose
- * processes queued there, or only opened the queue: a Queue writes its meta key when it opens.
- */
-export async function removeUsageQueue(prefix: string, redisUrl = TEST_REDIS_URL): Promise<void> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const queue = createUsageQueue(redis, prefix);
-  try {
-    await queue.obliterate({ force: true });
-  } finally {
-    await queue.close();
-    await redis.quit();
   }
 }
