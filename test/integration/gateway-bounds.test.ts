@@ -11,6 +11,7 @@ import { replayableEvent } from "../../src/ops/replay-quarantine.js";
 import { enqueueCallbackItems } from "../../src/platform/queue-producer.js";
 import { loadPriceBook } from "../../src/pricing/price-book.js";
 import { useServiceHarness } from "../support/harness.js";
+import { useQueuePrefix } from "../support/queue-prefix.js";
 import { spendLogRowOf, useLitellmDatabase } from "../support/litellm-spend-log.js";
 import { startServiceProcess } from "../support/service-process.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
@@ -244,6 +245,8 @@ describe("a spend-log id LiteLLM wrote in NFD", () => {
 });
 
 describe("a worker whose backfill waits on LiteLLM's database", () => {
+  const prefix = useQueuePrefix();
+
   it("exits 0 on SIGTERM, its wait cut, without counting a failure", async () => {
     // LiteLLM's database stops answering the backfill: its spend log locked by another session.
     const locker = new pg.Client({ connectionString: stuck.url });
@@ -256,7 +259,7 @@ describe("a worker whose backfill waits on LiteLLM's database", () => {
       INGEST_TOKENS: INGEST_TOKEN,
       ADMIN_TOKEN,
       METRICS_PORT: "0",
-      QUEUE_PREFIX: `${h.settings.queuePrefix}_sigterm`,
+      QUEUE_PREFIX: prefix,
       LITELLM_DATABASE_URL: stuck.url,
       GATEWAY_RECONCILE_INTERVAL: "200ms",
       // Longer than this wait would take to end by itself (LiteLLM's statement timeout, 30 s) is not needed.

@@ -112,7 +112,7 @@ describe("npm start (all-in-one process)", () => {
       expect(charged).toBeLessThan(total); // it really was stopped mid-load
 
       const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-      const queue = createUsageQueue(redis, database);
+      const queue = createUsageQueue(redis, prefix);
       expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
 
       const restarted = startServiceProcess("usage-worker", serviceEnv());
