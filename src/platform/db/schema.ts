@@ -77,6 +77,9 @@ export const chargeReceipts = pgTable(
     /** LiteLLM's own margin and provider discount on the call (its cost_breakdown): shown, never billed. */
     litellmMarginUsd: numeric("litellm_margin_usd"),
     litellmDiscountUsd: numeric("litellm_discount_usd"),
+    /** The key (its hash) and team LiteLLM authenticated for the call, where each is an id: usage is reported by them. */
+    keyHash: text("key_hash"),
+    teamId: text("team_id"),
   },
   (table) => [
     uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
@@ -85,6 +88,45 @@ export const chargeReceipts = pgTable(
     index("charge_receipts_event_time_idx").on(table.eventTime),
     check("charge_receipts_credits_non_negative", sql`${table.chargedCredits} >= 0`),
     check("charge_receipts_credits_bounded", creditsWithinBound(table.chargedCredits)),
+  ],
+);
+
+/**
+ * What an account's calls came to in each UTC hour (of the call's time, else its charge's), by
+ * model, key and team: derived from the receipts, moved with them in the transaction that writes
+ * them, rebuilt from them by `ops usage rebuild` and checked against them by `ops reconcile`.
+ * A call without a model, key or team is counted under '' so that one key covers every row.
+ */
+export const usageHourly = pgTable(
+  "usage_hourly",
+  {
+    billingAccountId: text("billing_account_id").notNull(),
+    hour: timestamp("hour", { withTimezone: true }).notNull(),
+    /** The receipt's canonical model (its model as LiteLLM logged it where that has no prefix to drop). */
+    model: text("model").notNull(),
+    keyHash: text("key_hash").notNull(),
+    teamId: text("team_id").notNull(),
+    calls: bigint("calls", { mode: "bigint" }).notNull(),
+    /** Of the calls, by how their charge was decided: free (a free model or a cache hit), priced, or LiteLLM's reported cost. */
+    freeCalls: bigint("free_calls", { mode: "bigint" }).notNull(),
+    pricedCalls: bigint("priced_calls", { mode: "bigint" }).notNull(),
+    reportedCalls: bigint("reported_calls", { mode: "bigint" }).notNull(),
+    /** Prompt tokens as LiteLLM counts them, cached reads and cache writes included. */
+    inputTokens: bigint("input_tokens", { mode: "bigint" }).notNull(),
+    cachedTokens: bigint("cached_tokens", { mode: "bigint" }).notNull(),
+    cacheWriteTokens: bigint("cache_write_tokens", { mode: "bigint" }).notNull(),
+    /** Completion tokens, reasoning included. */
+    outputTokens: bigint("output_tokens", { mode: "bigint" }).notNull(),
+    reasoningTokens: bigint("reasoning_tokens", { mode: "bigint" }).notNull(),
+    chargedCredits: bigint("charged_credits", { mode: "bigint" }).notNull(),
+    pricedCredits: bigint("priced_credits", { mode: "bigint" }).notNull(),
+    reportedCredits: bigint("reported_credits", { mode: "bigint" }).notNull(),
+  },
+  (table) => [
+    // An account's usage over a time range, whatever it is grouped by.
+    primaryKey({ columns: [table.billingAccountId, table.hour, table.model, table.keyHash, table.teamId] }),
+    // Every account's usage over a time range (GET /v1/usage, the console's overview).
+    index("usage_hourly_hour_idx").on(table.hour),
   ],
 );
 
