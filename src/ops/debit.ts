@@ -3,7 +3,7 @@ import { recordDebit } from "../books/debits.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
-import { storableFreeText } from "../usage/storable-text.js";
+import { statedReason } from "../usage/storable-text.js";
 import { exactJsonInteger, terminalSafe } from "./output.js";
 
 export const debitCommand = act(
@@ -21,7 +21,7 @@ export const debitCommand = act(
     const account = idArgument("debit", "account", accountText);
     const reference = idArgument("debit", "reference", referenceText);
     // The API's own rule for a reason, so a reason the CLI takes is one the API would take.
-    const reason = storableFreeText(1024).safeParse(flags.reason);
+    const reason = statedReason(1024).safeParse(flags.reason);
     if (!reason.success) return usageError(`debit: --reason ${reason.error.issues[0]?.message ?? "is invalid"}`);
     const { enforcement, lowBalanceThresholds, ...settings } = settingsOrExit(["database", "enforcement", "balanceAlerts"]);
     return withDatabase(settings, async ({ pool }) => {

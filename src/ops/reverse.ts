@@ -3,7 +3,7 @@ import { recordReversal } from "../books/reversals.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { settingsOrExit } from "../platform/process.js";
 import { act, EXIT_OK, EXIT_PROBLEM, idArgument, type OutputOptions, positiveInteger, printer, usageError, withDatabase } from "./context.js";
-import { storableFreeText } from "../usage/storable-text.js";
+import { statedReason } from "../usage/storable-text.js";
 import { exactJsonInteger, terminalSafe } from "./output.js";
 
 export const reverseCommand = act(
@@ -22,7 +22,7 @@ export const reverseCommand = act(
     const key = idArgument("reverse", "idempotency-key", keyText);
     const reference = idArgument("reverse", "reference", referenceText);
     // The API's own rule for a reason, so a reason the CLI takes is one the API would take.
-    const reason = storableFreeText(1024).safeParse(flags.reason);
+    const reason = statedReason(1024).safeParse(flags.reason);
     if (!reason.success) return usageError(`reverse: --reason ${reason.error.issues[0]?.message ?? "is invalid"}`);
     let credits: bigint | null = null;
     if (flags.credits !== undefined) {

@@ -10,7 +10,7 @@ import { recordTransfer, type TransferRecord } from "../books/transfers.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
 import type { ReceiverDeps } from "../platform/deps.js";
-import { canonicalIdSchema, storableFreeText } from "../usage/storable-text.js";
+import { canonicalIdSchema, statedReason } from "../usage/storable-text.js";
 import { creditsJson, debitResponseSchema, reversalResponseSchema, transferResponseSchema } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
 
@@ -30,7 +30,7 @@ export const receiptParams = z.object({ idempotency_key: canonicalIdSchema.meta(
 const debitBody = z.object({
   credits: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   reference: canonicalIdSchema,
-  reason: storableFreeText(1024).meta({ description: "what the charge is for: a seat fee, a settlement" }),
+  reason: statedReason(1024).meta({ description: "what the charge is for: a seat fee, a settlement" }),
 }).meta({ id: "CreateDebit" });
 const transferBody = z
   .object({
@@ -57,7 +57,7 @@ const transferBody = z
   .meta({ id: "CreateTransfer" });
 const reversalBody = z.object({
   reference: canonicalIdSchema,
-  reason: storableFreeText(1024).meta({ description: "why the charge is given back: a provider outage, a support gesture" }),
+  reason: statedReason(1024).meta({ description: "why the charge is given back: a provider outage, a support gesture" }),
   credits: z
     .number()
     .int()

@@ -49,3 +49,10 @@ export const storableFreeText = (maxLength: number) =>
     .max(maxLength)
     .refine((text) => !text.includes("\u0000"), "holds NUL, which cannot be stored")
     .refine((text) => text.isWellFormed(), "is not well-formed Unicode (it holds a lone surrogate)");
+
+/**
+ * Why money moved by hand (a debit, a reversal): free text that says something, since the
+ * ledger keeps it as the only account of the movement.
+ */
+export const statedReason = (maxLength: number) =>
+  storableFreeText(maxLength).refine((text) => text.trim() !== "", "is empty: say why the credits move");

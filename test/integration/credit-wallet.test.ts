@@ -278,6 +278,16 @@ describe("expiry", () => {
 });
 
 describe("manual debits", () => {
+  it("a debit without a reason that says something is 400 naming reason, and nothing moves", async () => {
+    const account = "wallet-debit-blank";
+    for (const reason of ["", "   ", "\t\n"]) {
+      const answer = await h.admin("POST", `/v1/accounts/${account}/debits`, { credits: 10, reference: "debit-blank", reason });
+      expect(answer.statusCode, answer.body).toBe(400);
+      expect(answer.json().error.message, answer.body).toMatch(/^reason: is empty/);
+    }
+    expect(await ledgerOf(account)).toEqual([]);
+  });
+
   it("a debit on an empty account goes negative with inv_post_call_negative_balance; the same again is 200, another body 409", async () => {
     const account = "wallet-debit-empty";
     const body = { credits: 250, reference: "debit-seat-fee", reason: "seat fee" };

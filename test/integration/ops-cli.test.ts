@@ -123,6 +123,7 @@ describe("npm run ops", () => {
     });
     expect((await ops("debit", "acct-cli-debit", "251", "cli-seat-fee", "--reason", "seat fee")).code).toBe(1);
     expect((await ops("debit", "acct-cli-debit", "250", "cli-no-reason")).code).toBe(2);
+    expect((await ops("debit", "acct-cli-debit", "250", "cli-blank-reason", "--reason", " ")).code).toBe(2);
     expect((await ops("debit", "acct-cli-debit", "0", "cli-zero", "--reason", "x")).code).toBe(2);
     expect((await ops("debit", "--help")).stdout).toMatch(/Never refused for lack of credit/);
   });

@@ -195,16 +195,24 @@ describe("transfers", () => {
     await grant("xfer-race-a", "xfer-race-a-grant", 10_000, { expires_at: inDays(8) });
     await grant("xfer-race-b", "xfer-race-b-grant", 10_000);
     const policy = { lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF };
-    const outcomes = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => {
-        const [from, to] = i % 2 === 0 ? ["xfer-race-a", "xfer-race-b"] : ["xfer-race-b", "xfer-race-a"];
-        return recordTransfer(
-          h.deps.database.pool,
-          { fromAccountId: from, toAccountId: to, credits: BigInt(1 + (i % 7)), reference: `xfer-race-${i}`, expiration: "preserve", expiresAt: null, allowOverdraft: i % 3 === 0 },
-          policy,
-        );
+    const transferNumber = (i: number) => {
+      const [from, to] = i % 2 === 0 ? ["xfer-race-a", "xfer-race-b"] : ["xfer-race-b", "xfer-race-a"];
+      return recordTransfer(
+        h.deps.database.pool,
+        { fromAccountId: from, toAccountId: to, credits: BigInt(1 + (i % 7)), reference: `xfer-race-${i}`, expiration: "preserve", expiresAt: null, allowOverdraft: i % 3 === 0 },
+        policy,
+      );
+    };
+    // As many racing at once as the pool has connections: more would only queue for one, and on
+    // a loaded machine 200 queued transactions outwait the pool's bounded wait for a connection.
+    const racers = h.deps.database.pool.options.max;
+    const outcomes: Array<Awaited<ReturnType<typeof recordTransfer>>> = [];
+    await Promise.all(
+      Array.from({ length: racers }, async (_, racer) => {
+        for (let i = racer; i < 200; i += racers) outcomes[i] = await transferNumber(i);
       }),
     );
+    expect(outcomes).toHaveLength(200);
     expect(outcomes.every((result) => result.outcome === "created")).toBe(true);
     expect((await balanceOf("xfer-race-a")) + (await balanceOf("xfer-race-b"))).toBe(20_000);
     await expectBooksTieOut();
@@ -251,6 +259,16 @@ describe("reversals", () => {
       { reference: "rev-partial-2", credits: -200 },
     ]);
     await expectBooksTieOut();
+  });
+
+  it("a reversal without a reason that says something is 400 naming reason, and gives nothing back", async () => {
+    await charge("rev-blank", ["rev-blank-call", 250]);
+    for (const reason of ["", " \u00a0 "]) {
+      const answer = await reverse("rev-blank-call", { reference: "rev-blank", reason });
+      expect(answer.statusCode, answer.body).toBe(400);
+      expect(answer.json().error.message, answer.body).toMatch(/^reason: is empty/);
+    }
+    expect(await balanceOf("rev-blank")).toBe(-250);
   });
 
   it("one reference sent twice at once gives back once; reconcile names a reversal edited by hand", async () => {
