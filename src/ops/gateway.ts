@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { countsJson, type GatewayReport, reconcileGateway } from "../gateway/reconcile-spend-log.js";
+import { countsJson, type GatewayReconcileOptions, type GatewayReport, reconcileGateway } from "../gateway/reconcile-spend-log.js";
 import { createSpendLogPool, SpendLogError } from "../litellm/spend-log.js";
 import { settingsOrExit } from "../platform/process.js";
 import { enqueueCallbackItems } from "../platform/queue-producer.js";
@@ -21,8 +21,8 @@ const reconcileCommand = act(
     const book = priceBookOrExit(settings);
     const spendLog = createSpendLogPool(litellmDatabaseUrl);
     try {
-      return await withDatabase(settings, ({ pool }) =>
-        withQueue(settings, async (queue) => {
+      return await withDatabase(settings, async ({ pool }) => {
+        const compare = async (apply?: GatewayReconcileOptions["apply"]) => {
           const shown = flags.json ? undefined : progress("gateway reconcile");
           const report = await reconcileGateway({
             spendLog,
@@ -31,14 +31,16 @@ const reconcileCommand = act(
             billingAccountFrom,
             since,
             until,
-            apply: flags.apply ? (missing) => enqueueCallbackItems(queue, missing) : undefined,
+            apply,
             onProgress: (total) => shown?.update(`${total.litellmCalls} calls read, ${total.missing} missing`),
           });
           shown?.done();
           printGatewayReport(report, print);
           return report.total.missing === 0 ? EXIT_OK : EXIT_PROBLEM;
-        }),
-      );
+        };
+        // Only billing needs the queue: a report reads the two databases and nothing else.
+        return flags.apply ? withQueue(settings, (queue) => compare((missing) => enqueueCallbackItems(queue, missing))) : compare();
+      });
     } catch (error) {
       // LiteLLM's database unreachable or unreadable: one line, not a stack.
       if (!(error instanceof SpendLogError)) throw error;
