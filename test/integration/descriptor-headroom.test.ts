@@ -18,6 +18,8 @@ const RECEIVER_NODE_ARGS = JSON.parse(readFileSync("package.json", "utf8"))
   .scripts["start:receiver"].split(" ")
   .filter((word: string) => word.startsWith("--"));
 
+const LOWERED = "MAX_CONNECTIONS lowered to fit the file-descriptor limit; raise ulimit -n to hold more";
+
 const prefix = `spend_ingest_fd_${randomBytes(6).toString("hex")}`;
 let receiver: ServiceProcess;
 let baseUrl: string;
@@ -30,8 +32,8 @@ beforeAll(async () => {
     { openFileLimit: OPEN_FILE_LIMIT },
   );
   baseUrl = await receiver.listeningAt;
-  // Its start line comes after Fastify's "listening" line, maybe in a later chunk of its output.
-  await waitFor(() => logLine("receiver started") !== undefined);
+  // Its start line and the warning after it come after Fastify's "listening" line, maybe in later chunks of its output.
+  await waitFor(() => logLine("receiver started") !== undefined && logLine(LOWERED) !== undefined);
 });
 
 afterAll(async () => {
@@ -56,7 +58,7 @@ describe("a receiver under a low file-descriptor limit (real process under prlim
   it("holds fewer connections than its descriptors allow, says so at start, and serves a newcomer past a flood of idle sockets", async () => {
     const cap = OPEN_FILE_LIMIT - 128;
     expect(logLine("receiver started")).toMatchObject({ nofileLimit: OPEN_FILE_LIMIT, maxConnections: cap, descriptorReserve: 128 });
-    expect(logLine("MAX_CONNECTIONS lowered to fit the file-descriptor limit; raise ulimit -n to hold more")).toMatchObject({
+    expect(logLine(LOWERED)).toMatchObject({
       level: 40,
       setting: "MAX_CONNECTIONS",
       configured: 1000,
