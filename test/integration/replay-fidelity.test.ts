@@ -309,12 +309,18 @@ describe("one replay at a time, counted from what happened", () => {
     // Paused, the jobs wait, so the first replay is still waiting on them when the others start.
     await h.deps.usageQueue.pause();
     const done: Array<Awaited<ReturnType<typeof ops>>> = [];
-    const runs = [1, 2, 3].map(() => ops("quarantine", "replay", "--reason", "unpriced_model", "--wait", "30", "--json").then((result) => {
+    // The first replay's wait outlasts the time two more processes take to start and be refused
+    // on a loaded machine; the queue is resumed whatever happens, or every later test would wait
+    // on a paused queue.
+    const runs = [1, 2, 3].map(() => ops("quarantine", "replay", "--reason", "unpriced_model", "--wait", "150", "--json").then((result) => {
       done.push(result);
       return result;
     }));
-    await waitFor(() => done.length === 2, 20_000);
-    await h.deps.usageQueue.resume();
+    try {
+      await waitFor(() => done.length === 2, 120_000);
+    } finally {
+      await h.deps.usageQueue.resume();
+    }
     const results = await Promise.all(runs);
     const refused = results.filter((result) => result.stderr === ALREADY_RUNNING);
     expect(refused).toHaveLength(2);
@@ -336,7 +342,7 @@ describe("one replay at a time, counted from what happened", () => {
     await waitFor(() => quarantinedAlerts(keys) === 600);
     const { rows } = await h.deps.database.pool.query("SELECT count(*)::int AS n FROM quarantine WHERE reason = 'unpriced_model' AND replayed_at IS NULL");
     expect(rows[0].n).toBe(300);
-  }, 60_000);
+  }, 240_000);
 
   it("says in one line that a replay is running while another session holds the lock, and sends nothing", async () => {
     const keys = await quarantineUnpriced("locked", 3);
