@@ -9,6 +9,7 @@ import { MAX_CREDITS } from "../../src/platform/db/credit-bounds.js";
 import { decimal } from "../../src/pricing/decimal.js";
 import { useTestDatabase } from "../support/harness.js";
 import { usageEvent } from "../support/usage-events.js";
+import { expectRollupsEqualReceipts, receiptsAndRollups } from "../support/usage-rollups.js";
 
 const db = useTestDatabase();
 
@@ -68,39 +69,6 @@ function call(n: number, prefix: string): PricedUsage {
   };
 }
 
-/**
- * The aggregate of the receipts, written here independently of the code under test (the hour
- * as the UTC wall clock), and usage_hourly, each as sorted text rows.
- */
-async function receiptsAndRollups(): Promise<{ receipts: string[]; rollups: string[] }> {
-  const { rows: receipts } = await db.pool.query<{ row: string }>(
-    `SELECT concat_ws('|', account, hour, model_name, key_name, team_name, count(*),
-              sum(CASE WHEN pricing_source IN ('free', 'cache_hit') THEN 1 ELSE 0 END),
-              sum(CASE WHEN pricing_source = 'price_book' THEN 1 ELSE 0 END),
-              sum(CASE WHEN pricing_source = 'reported_cost' THEN 1 ELSE 0 END),
-              sum(prompt_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(completion_tokens), sum(reasoning_tokens),
-              sum(charged_credits), sum(CASE WHEN pricing_source = 'price_book' THEN charged_credits ELSE 0 END),
-              sum(CASE WHEN pricing_source = 'reported_cost' THEN charged_credits ELSE 0 END)) AS row
-     FROM (SELECT *, billing_account_id AS account, to_char(coalesce(event_time, created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24') AS hour,
-                  coalesce(canonical_model, model, '') AS model_name, coalesce(key_hash, '') AS key_name, coalesce(team_id, '') AS team_name
-           FROM charge_receipts) r
-     GROUP BY account, hour, model_name, key_name, team_name
-     ORDER BY 1`,
-  );
-  const { rows: rollups } = await db.pool.query<{ row: string }>(
-    `SELECT concat_ws('|', billing_account_id, to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24'), model, key_hash, team_id, calls,
-              free_calls, priced_calls, reported_calls, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-              charged_credits, priced_credits, reported_credits) AS row
-     FROM usage_hourly ORDER BY 1`,
-  );
-  return { receipts: receipts.map((r) => r.row), rollups: rollups.map((r) => r.row) };
-}
-
-async function expectRollupsEqualReceipts(): Promise<void> {
-  const { receipts, rollups } = await receiptsAndRollups();
-  expect(rollups).toEqual(receipts);
-}
-
 describe("usage_hourly", () => {
   it("equals the aggregate of the receipts after 20,000 charges over 50 accounts, 5 models and 3 days, from concurrent batches", async () => {
     const CALLS = 20_000;
@@ -114,7 +82,7 @@ describe("usage_hourly", () => {
         for (let batch = next++; batch < batches.length; batch = next++) await record(worker % 2 === 0 ? db.pool : offUtc, batches[batch]!);
       }),
     );
-    const { receipts, rollups } = await receiptsAndRollups();
+    const { receipts, rollups } = await receiptsAndRollups(db.pool);
     expect(rollups).toEqual(receipts);
     const { rows } = await db.pool.query(
       `SELECT sum(calls)::int AS calls, count(DISTINCT billing_account_id)::int AS accounts, count(DISTINCT model)::int AS models,
@@ -128,7 +96,7 @@ describe("usage_hourly", () => {
 
   it("counts no charge the books refused, and a reversal moves credits, not usage", async () => {
     await record(db.pool, [call(1, "bound")]);
-    const before = await receiptsAndRollups();
+    const before = await receiptsAndRollups(db.pool);
     // An account a charge would take past the bound: the charge keeps no receipt and no usage.
     await db.pool.query("INSERT INTO accounts (id, balance_credits) VALUES ('acct-edge', $1)", [(-MAX_CREDITS + 1n).toString()]);
     const edge = call(2, "bound");
@@ -136,7 +104,7 @@ describe("usage_hourly", () => {
     expect(refused.quarantined).toBe(1);
     await db.pool.query("DELETE FROM accounts WHERE id = 'acct-edge'");
     expect(await recordReversal(db.pool, { idempotencyKey: "bound-1", reference: "bound-reversal", reason: "test", credits: null }, ENFORCEMENT_OFF)).toMatchObject({ outcome: "created" });
-    expect(await receiptsAndRollups()).toEqual(before);
+    expect(await receiptsAndRollups(db.pool)).toEqual(before);
   });
 
   it("is reported by reconcile when a row is tampered with, missing or unbacked, and rebuilt from the receipts", async () => {
@@ -172,7 +140,7 @@ describe("usage_hourly", () => {
 
     const rebuilt = await rebuildUsage(db.pool);
     expect(rebuilt.strayRows).toBe(1);
-    await expectRollupsEqualReceipts();
+    await expectRollupsEqualReceipts(db.pool);
     expect((await reconcileLedger(db.pool)).ok).toBe(true);
   });
 
@@ -190,6 +158,6 @@ describe("usage_hourly", () => {
     await rebuildUsage(db.pool);
     charging = false;
     await charger;
-    await expectRollupsEqualReceipts();
+    await expectRollupsEqualReceipts(db.pool);
   });
 });
