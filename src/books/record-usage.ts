@@ -13,7 +13,6 @@ import { insertQuarantined, type QuarantineEntry, quarantineEntry } from "./quar
 import type { QuarantineReason } from "./quarantine-reasons.js";
 import { enforceAfterPosting, type EnforcementPolicy, type PaidBy } from "./enforcement.js";
 import { placeRepeatedIds, type ReusedIdReceipt } from "./reused-ids.js";
-import { addReceiptUsage } from "./usage-rollup.js";
 
 export type { PricedUsage } from "./charge-receipts.js";
 
@@ -82,8 +81,6 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
     await drawBuckets(client, posted);
     // A charge that would take its balance past the bound keeps no receipt: it waits in quarantine.
     await deleteReceipts(client, refused.map((posting) => posting.receiptId!));
-    // Usage moves with the receipts that stand, under the account locks postEntries took.
-    await addReceiptUsage(client, posted.map((entry) => entry.receiptId!));
 
     const alerts: Alert[] = [];
     for (const entry of posted) {

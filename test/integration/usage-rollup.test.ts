@@ -4,12 +4,12 @@ import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { recordReversal } from "../../src/books/reversals.js";
-import { rebuildUsage } from "../../src/books/usage-rollup.js";
+import { rebuildUsage, rollUpUsage } from "../../src/books/usage-rollup.js";
 import { MAX_CREDITS } from "../../src/platform/db/credit-bounds.js";
 import { decimal } from "../../src/pricing/decimal.js";
 import { useTestDatabase } from "../support/harness.js";
 import { usageEvent } from "../support/usage-events.js";
-import { expectRollupsEqualReceipts, receiptsAndRollups } from "../support/usage-rollups.js";
+import { expectRollupsEqualReceipts, receiptsAndRollups, rollUpAll } from "../support/usage-rollups.js";
 
 const db = useTestDatabase();
 
@@ -82,6 +82,7 @@ describe("usage_hourly", () => {
         for (let batch = next++; batch < batches.length; batch = next++) await record(worker % 2 === 0 ? db.pool : offUtc, batches[batch]!);
       }),
     );
+    await rollUpAll(db.pool);
     const { receipts, rollups } = await receiptsAndRollups(db.pool);
     expect(rollups).toEqual(receipts);
     const { rows } = await db.pool.query(
@@ -96,6 +97,7 @@ describe("usage_hourly", () => {
 
   it("counts no charge the books refused, and a reversal moves credits, not usage", async () => {
     await record(db.pool, [call(1, "bound")]);
+    await rollUpAll(db.pool);
     const before = await receiptsAndRollups(db.pool);
     // An account a charge would take past the bound: the charge keeps no receipt and no usage.
     await db.pool.query("INSERT INTO accounts (id, balance_credits) VALUES ('acct-edge', $1)", [(-MAX_CREDITS + 1n).toString()]);
@@ -104,11 +106,13 @@ describe("usage_hourly", () => {
     expect(refused.quarantined).toBe(1);
     await db.pool.query("DELETE FROM accounts WHERE id = 'acct-edge'");
     expect(await recordReversal(db.pool, { idempotencyKey: "bound-1", reference: "bound-reversal", reason: "test", credits: null }, ENFORCEMENT_OFF)).toMatchObject({ outcome: "created" });
+    await rollUpAll(db.pool);
     expect(await receiptsAndRollups(db.pool)).toEqual(before);
   });
 
   it("is reported by reconcile when a row is tampered with, missing or unbacked, and rebuilt from the receipts", async () => {
     await record(db.pool, Array.from({ length: 200 }, (_, n) => call(n, "tamper")));
+    await rollUpAll(db.pool);
     await db.pool.query(
       `UPDATE usage_hourly SET calls = calls + 1, charged_credits = charged_credits + 5
        WHERE (billing_account_id, hour, model, key_hash, team_id) = (SELECT billing_account_id, hour, model, key_hash, team_id FROM usage_hourly
@@ -144,7 +148,7 @@ describe("usage_hourly", () => {
     expect((await reconcileLedger(db.pool)).ok).toBe(true);
   });
 
-  it("rebuilds while batches are charged without losing or double counting one", async () => {
+  it("rebuilds while batches are charged and rolled up by concurrent runs, without losing or double counting one", async () => {
     await db.pool.query("TRUNCATE usage_hourly");
     let charging = true;
     let n = 0;
@@ -153,11 +157,18 @@ describe("usage_hourly", () => {
         await record(n % 1000 < 500 ? db.pool : offUtc, Array.from({ length: 250 }, () => call(n++, "during-rebuild")));
       }
     })();
+    // Runs from several workers at once: each range of transactions is taken in once.
+    let runs = 0;
+    const rollers = Array.from({ length: 3 }, async () => {
+      while (charging) runs += (await rollUpUsage(n % 2 === 0 ? db.pool : offUtc)).ran ? 1 : 0;
+    });
     // Rebuild twice, so at least one runs while batches commit.
     await rebuildUsage(db.pool);
     await rebuildUsage(db.pool);
     charging = false;
-    await charger;
+    await Promise.all([charger, ...rollers]);
+    await rollUpAll(db.pool);
+    expect(runs).toBeGreaterThan(0);
     await expectRollupsEqualReceipts(db.pool);
   });
 });
