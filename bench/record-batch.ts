@@ -1,9 +1,10 @@
 /**
  * The books' own cost, without HTTP or the queue: recordUsageBatch on batches of calls spread
  * over funded accounts (every charge draws a credit bucket), `concurrency` batches in flight as
- * the workers run them. Besides events/s it prints the CPU time PostgreSQL's backends and this
- * process spent per event: on a shared machine wall time moves with the neighbours' load, CPU time
- * far less, so two commits compare by it (run each a few times, alternating).
+ * the workers run them, and the usage rollup every 5 s (half its default interval) beside them.
+ * Besides events/s it prints the CPU time PostgreSQL's backends and this process spent per event:
+ * on a shared machine wall time moves with the neighbours' load, CPU time far less, so two commits
+ * compare by it (run each a few times, alternating).
  *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 512] [--accounts 200] [--concurrency 8]
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -13,6 +14,7 @@ import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
 import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js";
 import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
+import { rollUpUsage } from "../src/books/usage-rollup.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { decimal } from "../src/pricing/decimal.js";
 
@@ -78,7 +80,7 @@ async function backendCpuMs(): Promise<number> {
 }
 
 await onServer(`CREATE DATABASE ${name}`);
-const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency, idleTimeoutMillis: 0 });
+const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency + 1, idleTimeoutMillis: 0 });
 const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
 let calls = 0;
 
@@ -103,6 +105,14 @@ try {
   for (const account of accounts) {
     await recordGrant(pool, { billingAccountId: account, credits: 10n ** 15n, reference: `rb-${account}`, reason: "bench" });
   }
+  // On its own connection of the pool, so its backend's CPU is counted with the charges'.
+  let rolling = true;
+  const roller = (async () => {
+    while (rolling) {
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      await rollUpUsage(pool);
+    }
+  })();
   await round(); // warm-up, not counted
   const measured = [];
   for (let r = 0; r < rounds; r++) measured.push(await round());
@@ -113,6 +123,8 @@ try {
     backendCpuUsPerEvent: Math.round((median(measured.map((m) => m.backendCpuMs)) * 1000) / events),
     ownCpuUsPerEvent: Math.round((median(measured.map((m) => m.ownCpuMs)) * 1000) / events),
   }));
+  rolling = false;
+  await roller;
 } finally {
   await pool.end();
   await onServer(`DROP DATABASE ${name}`);

@@ -60,7 +60,7 @@ function opsUsageRebuild(env: Record<string, string>, killAfterMs?: number): Pro
   return new Promise((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal)));
 }
 
-it("usage_hourly equals the receipts after workers are killed with SIGKILL mid-charge and a rebuild is killed mid-run, while calls arrive", async () => {
+it("usage_hourly equals the receipts after workers are killed with SIGKILL among charges and rollup runs, and a rebuild is killed mid-run, while calls arrive", async () => {
   const name = `usage_rollup_${randomBytes(3).toString("hex")}`;
   const databaseUrl = await postgres.createDatabase(name);
   await runMigrations(databaseUrl);
@@ -76,8 +76,10 @@ it("usage_hourly equals the receipts after workers are killed with SIGKILL mid-c
     ADMIN_TOKEN: ADMIN,
     QUEUE_PREFIX: name,
     LOG_LEVEL: "warn",
-    // Short job locks: a killed worker's jobs go to the others within seconds.
+    // Short job locks: a killed worker's jobs go to the others within seconds; a rollup run every
+    // second, on whichever worker takes it, so that the kills land among them.
     WORKER_LOCK_DURATION_MS: "2000",
+    USAGE_ROLLUP_INTERVAL: "1s",
   };
   const lines: string[] = [];
   const receiver = new ServiceProcess("receiver", env, { lines });
@@ -113,8 +115,8 @@ it("usage_hourly equals the receipts after workers are killed with SIGKILL mid-c
       posting = false;
     })();
 
-    // Workers killed with SIGKILL among their charge transactions (each writes its batch's usage),
-    // and rebuilds among them: one killed mid-run, one let finish.
+    // Workers killed with SIGKILL among their charge transactions and rollup runs, and rebuilds
+    // among them: one killed mid-run, one let finish.
     let kills = 0;
     const rebuilds: Array<number | string | null> = [];
     const faults = (async () => {
@@ -132,6 +134,16 @@ it("usage_hourly equals the receipts after workers are killed with SIGKILL mid-c
     await Promise.all([load, faults]);
     await waitFor(async () => (await receipts()) === CALLS, 120_000);
     await waitUntilDrained(queue, 60_000);
+    // The workers' rollup takes in the last receipts (the watermark waits for transactions still open anywhere on the server).
+    const unrolled = async () =>
+      (await pool.query("SELECT count(*)::int AS n FROM charge_receipts r, usage_rollup_watermark w WHERE r.xact >= w.xact")).rows[0].n as number;
+    await waitFor(async () => (await unrolled()) === 0, 60_000);
+    // Each worker says how far usage trails the charges: a run a second keeps it within seconds.
+    const lag = async (worker: ServiceProcess) => {
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      return Number(/^spend_ingest_usage_rollup_lag_seconds (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+    };
+    for (const worker of workers) await waitFor(async () => (await lag(worker)) < 10, 30_000);
 
     console.log(`usage rollup faults: ${JSON.stringify({ kills, rebuildExits: rebuilds })}`);
     expect(kills).toBeGreaterThanOrEqual(6);
