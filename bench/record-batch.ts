@@ -1,18 +1,20 @@
 /**
  * The books' own cost, without HTTP or the queue: recordUsageBatch on batches of calls spread
  * over funded accounts (every charge draws a credit bucket), `concurrency` batches in flight as
- * the workers run them. Besides events/s it prints the CPU time PostgreSQL's backends and this
- * process spent per event: on a shared machine wall time moves with the neighbours' load, CPU time
- * far less, so two commits compare by it (run each a few times, alternating).
+ * the workers run them, and the usage rollup every 5 s (half its default interval) beside them.
+ * Besides events/s it prints the CPU time PostgreSQL's backends and this process spent per event:
+ * on a shared machine wall time moves with the neighbours' load, CPU time far less, so two commits
+ * compare by it (run each a few times, alternating).
  *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 512] [--accounts 200] [--concurrency 8]
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
 import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js";
 import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
+import { rollUpUsage } from "../src/books/usage-rollup.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { decimal } from "../src/pricing/decimal.js";
 
@@ -37,12 +39,14 @@ const name = `spend_ingest_rb_${randomBytes(4).toString("hex")}`;
 const url = new URL(base);
 url.pathname = `/${name}`;
 
-function priced(key: string, account: string, credits: bigint): PricedUsage {
+// Each account's calls come from two keys of its team, as events carry them (usage is kept by key and team).
+function priced(key: string, account: string, credits: bigint, apiKey: number): PricedUsage {
   return {
     event: {
       idempotencyKey: key, billingAccountId: account, status: "success", cacheHit: false, model: "m", modelGroup: null,
       modelMapKey: null, provider: null, promptTokens: 1, completionTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0,
       reasoningTokens: 0, reportedCostUsd: null, eventTime: null,
+      keyHash: createHash("sha256").update(`${account}-${apiKey}`).digest("hex"), teamId: `team-${account}`,
     } as PricedUsage["event"],
     charge: {
       pricingSource: "price_book", rateStep: "price_book", priceEntry: "m", contextTier: null, serviceTier: null, lines: [],
@@ -76,7 +80,7 @@ async function backendCpuMs(): Promise<number> {
 }
 
 await onServer(`CREATE DATABASE ${name}`);
-const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency, idleTimeoutMillis: 0 });
+const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency + 1, idleTimeoutMillis: 0 });
 const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
 let calls = 0;
 
@@ -87,7 +91,7 @@ async function round(): Promise<{ ms: number; backendCpuMs: number; ownCpuMs: nu
     for (; next < batches; next++) {
       const charges = Array.from({ length: size }, () => {
         calls += 1;
-        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97));
+        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97), Math.floor(calls / accounts.length) % 2);
       });
       await recordUsageBatch(pool, { charges, quarantines: [], priceBookHash: "bench", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     }
@@ -101,6 +105,14 @@ try {
   for (const account of accounts) {
     await recordGrant(pool, { billingAccountId: account, credits: 10n ** 15n, reference: `rb-${account}`, reason: "bench" });
   }
+  // On its own connection of the pool, so its backend's CPU is counted with the charges'.
+  let rolling = true;
+  const roller = (async () => {
+    while (rolling) {
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      await rollUpUsage(pool);
+    }
+  })();
   await round(); // warm-up, not counted
   const measured = [];
   for (let r = 0; r < rounds; r++) measured.push(await round());
@@ -111,6 +123,8 @@ try {
     backendCpuUsPerEvent: Math.round((median(measured.map((m) => m.backendCpuMs)) * 1000) / events),
     ownCpuUsPerEvent: Math.round((median(measured.map((m) => m.ownCpuMs)) * 1000) / events),
   }));
+  rolling = false;
+  await roller;
 } finally {
   await pool.end();
   await onServer(`DROP DATABASE ${name}`);

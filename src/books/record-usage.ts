@@ -99,7 +99,10 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
     const postedKeys = new Set(posted.map((entry) => entry.reference));
     for (const receipt of repeated.placed.filter((placed) => postedKeys.has(placed.key))) alerts.push(reusedIdAlert(receipt));
 
-    await enforceAfterPosting(client, batch.enforcement, posted, posted.flatMap((entry) => paidBy(receiptByKey.get(entry.reference)!.usage.event)));
+    // Who paid is recorded only while enforcing: on every charge it is a write per batch.
+    const enforcing = batch.enforcement.blocks.length > 0;
+    const payers = enforcing ? posted.flatMap((entry) => paidBy(receiptByKey.get(entry.reference)!.usage.event)) : [];
+    await enforceAfterPosting(client, batch.enforcement, posted, payers);
 
     const quarantined = await insertQuarantined(client, [
       ...batch.quarantines,
@@ -121,8 +124,6 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
 }
 
 function paidBy(event: PricedUsage["event"]): PaidBy[] {
-  // Events carry who paid only where enforcement is on; the rest cost nothing here.
-  if (event.keyHash === undefined && event.teamId === undefined) return [];
   const usedAt = event.eventTime === null ? new Date() : new Date(event.eventTime);
   const paid: PaidBy[] = [];
   // Events queued before keys were checked at the edge may carry one LiteLLM would refuse.

@@ -193,6 +193,11 @@ const envSchema = z.object({
   CREDIT_EXPIRY_INTERVAL: duration("15s")
     .refine((ms: number) => ms <= 30_000, "at most 30s: expired credits must leave the balance within a minute")
     .meta({ description: "how often each worker sweeps for expired credit buckets" }),
+  // Capped so that usage by hour trails the charges by well under a minute (a run, and the oldest
+  // charge transaction still open, are added to it); the fault suite shortens it.
+  USAGE_ROLLUP_INTERVAL: duration("10s")
+    .refine((ms: number) => ms <= 30_000, "at most 30s: usage must trail the charges by under a minute")
+    .meta({ description: "how often the workers add the receipts committed since the last run to the usage by hour" }),
   LOW_BALANCE_THRESHOLDS: z
     .string()
     .default("")
@@ -307,10 +312,11 @@ const SETTING_GROUPS = {
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
   })),
   pricing: group(["PRICING_FILE"], (env) => ({ pricingFile: env.PRICING_FILE })),
-  worker: group(["WORKER_LOCK_DURATION_MS", "CREDITS_EXPIRING_WITHIN", "CREDIT_EXPIRY_INTERVAL"], (env) => ({
+  worker: group(["WORKER_LOCK_DURATION_MS", "CREDITS_EXPIRING_WITHIN", "CREDIT_EXPIRY_INTERVAL", "USAGE_ROLLUP_INTERVAL"], (env) => ({
     workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
     creditsExpiringWithinMs: env.CREDITS_EXPIRING_WITHIN,
     creditExpiryIntervalMs: env.CREDIT_EXPIRY_INTERVAL,
+    usageRollupIntervalMs: env.USAGE_ROLLUP_INTERVAL,
   })),
   metricsPort: group(["METRICS_PORT"], (env) => ({ metricsPort: env.METRICS_PORT })),
   gatewayBackfill: group(

@@ -213,7 +213,23 @@ export function createMetrics(queues: Queue[]) {
       }
     },
   });
-  return metrics;
+  // Read at scrape from the last run this worker saw (its own, or another's when it skipped its
+  // turn), so the gauge keeps growing when no run completes; no series until one was seen.
+  let usageRolledUpAt: Date | null = null;
+  new Gauge({
+    name: "spend_ingest_usage_rollup_lag_seconds",
+    help: "Seconds since usage_hourly last took in every charge committed before it (its last rollup run, as this worker last saw it): how far usage trails the charges",
+    registers: [registry],
+    collect() {
+      if (usageRolledUpAt !== null) this.set(Math.max(0, (Date.now() - usageRolledUpAt.getTime()) / 1000));
+    },
+  });
+  return {
+    ...metrics,
+    usageRolledUpAt: (at: Date) => {
+      usageRolledUpAt = at;
+    },
+  };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -9,6 +9,7 @@ import { USAGE_QUEUE } from "../platform/queue.js";
 import { type CostMapIdentity, loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
 import { startStrandedAlertSweep } from "./alert-sweep.js";
 import { startCreditExpiry } from "./credit-expiry.js";
+import { startUsageRollup } from "./usage-rollup.js";
 import { startEnforcementDelivery } from "./enforcement-delivery.js";
 import { startGatewayBackfill } from "./gateway-backfill.js";
 import { createUsageProcessor } from "./usage-processor.js";
@@ -54,6 +55,7 @@ export function startUsageWorker(deps: WorkerDeps, startLine: { metricsPort?: nu
     startStrandedAlertSweep(deps),
     backfill,
     startCreditExpiry(deps),
+    startUsageRollup(deps),
     litellmAdmin === undefined
       ? null
       : startEnforcementDelivery({ pool: deps.database.pool, admin: createLitellmAdmin(litellmAdmin), logger: deps.logger, metrics: deps.metrics }),

@@ -5,6 +5,7 @@ import {
   bigserial,
   boolean,
   check,
+  customType,
   index,
   integer,
   jsonb,
@@ -38,6 +39,9 @@ export const accounts = pgTable("accounts", {
   createdAt: createdAt(),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
+
+/** A PostgreSQL transaction id (xid8), as text: 64 bits, never wrapping. */
+const transactionId = customType<{ data: string; driverData: string }>({ dataType: () => "xid8" });
 
 /** What one LiteLLM call was charged, exactly once per idempotency key. */
 export const chargeReceipts = pgTable(
@@ -80,12 +84,18 @@ export const chargeReceipts = pgTable(
     /** The key (its hash) and team LiteLLM authenticated for the call, where each is an id: usage is reported by them. */
     keyHash: text("key_hash"),
     teamId: text("team_id"),
+    /**
+     * The transaction that wrote the receipt: the usage rollup takes the receipts of transactions
+     * finished since its last run by this. NULL for receipts from before it (migration 0015 summed those).
+     */
+    xact: transactionId("xact").default(sql`pg_current_xact_id()`),
   },
   (table) => [
     uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
     index("charge_receipts_account_idx").on(table.billingAccountId, table.id),
     // The gateway reconcile pages through a window's receipts by call time.
     index("charge_receipts_event_time_idx").on(table.eventTime),
+    index("charge_receipts_xact_idx").on(table.xact),
     check("charge_receipts_credits_non_negative", sql`${table.chargedCredits} >= 0`),
     check("charge_receipts_credits_bounded", creditsWithinBound(table.chargedCredits)),
   ],
@@ -93,9 +103,12 @@ export const chargeReceipts = pgTable(
 
 /**
  * What an account's calls came to in each UTC hour (of the call's time, else its charge's), by
- * model, key and team: derived from the receipts, moved with them in the transaction that writes
- * them, rebuilt from them by `ops usage rebuild` and checked against them by `ops reconcile`.
+ * model, key and team: derived from the receipts, summed from them by the workers' rollup (up to
+ * usage_rollup_watermark), rebuilt from them by `ops usage rebuild` and checked against them by
+ * `ops reconcile`.
  * A call without a model, key or team is counted under '' so that one key covers every row.
+ * Stored with fillfactor 50 (migration 0015): each run of the rollup updates the current hour's
+ * rows, and the room keeps those updates heap-only.
  */
 export const usageHourly = pgTable(
   "usage_hourly",
@@ -129,6 +142,16 @@ export const usageHourly = pgTable(
     index("usage_hourly_hour_idx").on(table.hour),
   ],
 );
+
+/**
+ * How far usage_hourly has summed the receipts: every receipt of a transaction below `xact` (a
+ * snapshot's xmin: each of them had finished) is in it, none at or above. One row.
+ */
+export const usageRollupWatermark = pgTable("usage_rollup_watermark", {
+  id: boolean("id").primaryKey().default(true),
+  xact: transactionId("xact").notNull(),
+  rolledUpAt: timestamp("rolled_up_at", { withTimezone: true }).notNull().defaultNow(),
+}, (table) => [check("usage_rollup_watermark_one_row", sql`${table.id}`)]);
 
 /** Credits added to an account, idempotent by the caller's reference. */
 export const grants = pgTable(
