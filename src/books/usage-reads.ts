@@ -93,35 +93,7 @@ const SUMMED = {
  * for all; the range bound (MAX_RANGE_DAYS) bounds the rows it aggregates, and LIMIT the answer.
  */
 export async function readUsage(db: Db, query: UsageQuery): Promise<UsagePage> {
-  // Literal SQL, no parameter: GROUP BY must repeat the select's expressions exactly. The
-  // 3-argument date_trunc buckets in UTC whatever the session's time zone.
-  const period = sql<string>`date_trunc('${sql.raw(query.granularity)}', ${usageHourly.hour}, 'UTC')`;
-  const groupColumn = query.groupBy === undefined ? undefined : GROUP_COLUMN[query.groupBy];
-  const charged = sql`sum(${usageHourly.chargedCredits})`;
-  const after = query.after;
-  // Sums of bigints are numeric: read as text, kept exact as bigints.
-  const sums = Object.fromEntries(Object.entries(SUMMED).map(([name, column]) => [name, sql<string>`sum(${column})::text`])) as Record<keyof UsageTotals, SQL<string>>;
-  const rows = await db
-    .select({
-      // Epoch seconds: exact, and free of the driver's and the session's time-zone handling.
-      periodStart: sql<string>`extract(epoch from ${period})::bigint::text`,
-      group: groupColumn === undefined ? sql<string | null>`null` : sql<string | null>`${groupColumn}`,
-      ...sums,
-    })
-    .from(usageHourly)
-    .where(
-      and(
-        query.billingAccountId === undefined ? undefined : eq(usageHourly.billingAccountId, query.billingAccountId),
-        gte(usageHourly.hour, query.from),
-        lt(usageHourly.hour, query.to),
-        // A period at or after the cursor's starts at or after its start: no earlier hour is read.
-        after === undefined ? undefined : gte(usageHourly.hour, after.periodStart),
-      ),
-    )
-    .groupBy(...(groupColumn === undefined ? [period] : [period, groupColumn]))
-    .having(after === undefined ? undefined : afterPosition(period, charged, groupColumn, after))
-    .orderBy(sql`${period} asc`, sql`${charged} desc`, ...(groupColumn === undefined ? [] : [sql`${groupColumn} asc`]))
-    .limit(query.limit + 1);
+  const rows = await usageStatement(db, query);
   const page = rows.slice(0, query.limit).map((row): UsageRow => ({
     periodStart: new Date(Number(row.periodStart) * 1000),
     // '' is how usage_hourly keeps a call without a model, key or team.
@@ -133,6 +105,44 @@ export async function readUsage(db: Db, query: UsageQuery): Promise<UsagePage> {
     rows: page,
     nextCursor: last === undefined ? null : encodeUsageCursor(query, { periodStart: last.periodStart, chargedCredits: last.chargedCredits, group: rows[query.limit - 1]!.group }),
   };
+}
+
+/** readUsage's one statement, unrun: the bench explains it (`.toSQL()`). */
+export function usageStatement(db: Db, query: UsageQuery) {
+  // Literal SQL, no parameter: GROUP BY must repeat the select's expressions exactly. The
+  // 3-argument date_trunc buckets in UTC whatever the session's time zone.
+  const period = sql<string>`date_trunc('${sql.raw(query.granularity)}', ${usageHourly.hour}, 'UTC')`;
+  const groupColumn = query.groupBy === undefined ? undefined : GROUP_COLUMN[query.groupBy];
+  const charged = sql`sum(${usageHourly.chargedCredits})`;
+  const after = query.after;
+  // Sums of bigints are numeric: read as text, kept exact as bigints.
+  const sums = Object.fromEntries(Object.entries(SUMMED).map(([name, column]) => [name, sql<string>`sum(${column})::text`])) as Record<keyof UsageTotals, SQL<string>>;
+  const earliest = after === undefined || after.periodStart < query.from ? query.from : after.periodStart;
+  return db
+    .select({
+      // Epoch seconds: exact, and free of the driver's and the session's time-zone handling.
+      periodStart: sql<string>`extract(epoch from ${period})::bigint::text`,
+      group: groupColumn === undefined ? sql<string | null>`null` : sql<string | null>`${groupColumn}`,
+      ...sums,
+    })
+    .from(usageHourly)
+    .where(
+      // A period at or after the cursor's starts at or after its start: no earlier hour is read.
+      query.billingAccountId === undefined
+        ? and(gte(usageHourly.hour, earliest), lt(usageHourly.hour, query.to))
+        : // (account, hour) as a row: only the primary key's range can serve it. With a plain
+          // hour condition the planner takes the hour index for a busy account (its rows are a
+          // good part of every hour's) and reads every account's month to keep one's.
+          and(
+            eq(usageHourly.billingAccountId, query.billingAccountId),
+            sql`(${usageHourly.billingAccountId}, ${usageHourly.hour}) >= (${query.billingAccountId}, ${earliest})`,
+            sql`(${usageHourly.billingAccountId}, ${usageHourly.hour}) < (${query.billingAccountId}, ${query.to})`,
+          ),
+    )
+    .groupBy(...(groupColumn === undefined ? [period] : [period, groupColumn]))
+    .having(after === undefined ? undefined : afterPosition(period, charged, groupColumn, after))
+    .orderBy(sql`${period} asc`, sql`${charged} desc`, ...(groupColumn === undefined ? [] : [sql`${groupColumn} asc`]))
+    .limit(query.limit + 1);
 }
 
 /** The rows after `after` in readUsage's order. */
