@@ -6,7 +6,7 @@
  * far less, so two commits compare by it (run each a few times, alternating).
  *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 512] [--accounts 200] [--concurrency 8]
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
@@ -37,12 +37,14 @@ const name = `spend_ingest_rb_${randomBytes(4).toString("hex")}`;
 const url = new URL(base);
 url.pathname = `/${name}`;
 
-function priced(key: string, account: string, credits: bigint): PricedUsage {
+// Each account's calls come from two keys of its team, as events carry them (usage is kept by key and team).
+function priced(key: string, account: string, credits: bigint, apiKey: number): PricedUsage {
   return {
     event: {
       idempotencyKey: key, billingAccountId: account, status: "success", cacheHit: false, model: "m", modelGroup: null,
       modelMapKey: null, provider: null, promptTokens: 1, completionTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0,
       reasoningTokens: 0, reportedCostUsd: null, eventTime: null,
+      keyHash: createHash("sha256").update(`${account}-${apiKey}`).digest("hex"), teamId: `team-${account}`,
     } as PricedUsage["event"],
     charge: {
       pricingSource: "price_book", rateStep: "price_book", priceEntry: "m", contextTier: null, serviceTier: null, lines: [],
@@ -73,7 +75,7 @@ async function round(): Promise<{ ms: number; backendCpuMs: number; ownCpuMs: nu
     for (; next < batches; next++) {
       const charges = Array.from({ length: size }, () => {
         calls += 1;
-        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97));
+        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97), Math.floor(calls / accounts.length) % 2);
       });
       await recordUsageBatch(pool, { charges, quarantines: [], priceBookHash: "bench", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     }
