@@ -8,7 +8,6 @@
  *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 512] [--accounts 200] [--concurrency 8]
  */
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
@@ -17,6 +16,7 @@ import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
 import { rollUpUsage } from "../src/books/usage-rollup.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { decimal } from "../src/pricing/decimal.js";
+import { backendCpuMs } from "./backend-cpu.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -65,27 +65,13 @@ async function onServer(sql: string) {
   }
 }
 
-/** CPU milliseconds (user + system) the backends serving this database have used so far. */
-async function backendCpuMs(): Promise<number> {
-  const rows = await onServer(`SELECT pid FROM pg_stat_activity WHERE datname = '${name}'`);
-  const tick = 1000 / 100; // USER_HZ is 100 on Linux
-  return rows.reduce((total, { pid }) => {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      return total + (Number(fields[11]) + Number(fields[12])) * tick;
-    } catch {
-      return total; // a backend that has just gone
-    }
-  }, 0);
-}
-
 await onServer(`CREATE DATABASE ${name}`);
 const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency + 1, idleTimeoutMillis: 0 });
 const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
 let calls = 0;
 
 async function round(): Promise<{ ms: number; backendCpuMs: number; ownCpuMs: number }> {
-  const [startedAt, backendBefore, ownBefore] = [process.hrtime.bigint(), await backendCpuMs(), process.cpuUsage()];
+  const [startedAt, backendBefore, ownBefore] = [process.hrtime.bigint(), await backendCpuMs(base, name), process.cpuUsage()];
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     for (; next < batches; next++) {
@@ -97,7 +83,7 @@ async function round(): Promise<{ ms: number; backendCpuMs: number; ownCpuMs: nu
     }
   }));
   const own = process.cpuUsage(ownBefore);
-  return { ms: Number(process.hrtime.bigint() - startedAt) / 1e6, backendCpuMs: (await backendCpuMs()) - backendBefore, ownCpuMs: (own.user + own.system) / 1000 };
+  return { ms: Number(process.hrtime.bigint() - startedAt) / 1e6, backendCpuMs: (await backendCpuMs(base, name)) - backendBefore, ownCpuMs: (own.user + own.system) / 1000 };
 }
 
 try {
