@@ -45,8 +45,9 @@
       width: width,
       height: 220,
       series: series,
-      scales: { x: { time: true } },
-      axes: [{}, { size: 70, values: function (_u, ticks) { return ticks.map(function (tick) { return tick.toLocaleString("en-US"); }); } }],
+      // Bars stand on zero; a line (a balance) keeps its own range.
+      scales: { x: { time: true }, y: chart.kind === "line" ? {} : { range: function (_u, _min, max) { return [0, max > 0 ? max * 1.05 : 1]; } } },
+      axes: [{}, { size: 90, values: function (_u, ticks) { return ticks.map(function (tick) { return tick.toLocaleString("en-US"); }); } }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
     };

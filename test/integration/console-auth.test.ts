@@ -123,6 +123,7 @@ describe("console sign-in and sessions", () => {
   it("refuses forms posted from another site", async () => {
     const response = await signIn(CONSOLE_TOKEN, "10.0.0.7", { origin: "https://evil.example" });
     expect(response.statusCode).toBe(403);
+    expect(response.body).toContain("a form from another site");
     expect(response.headers["set-cookie"]).toBeUndefined();
   });
 
