@@ -6,8 +6,7 @@
  * far less, so two commits compare by it (run each a few times, alternating).
  *   node --import tsx bench/record-batch.ts [--rounds 6] [--batches 40] [--size 512] [--accounts 200] [--concurrency 8]
  */
-import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { recordGrant } from "../src/books/grants.js";
@@ -15,6 +14,7 @@ import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js
 import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { decimal } from "../src/pricing/decimal.js";
+import { backendCpuMs } from "./backend-cpu.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -37,12 +37,14 @@ const name = `spend_ingest_rb_${randomBytes(4).toString("hex")}`;
 const url = new URL(base);
 url.pathname = `/${name}`;
 
-function priced(key: string, account: string, credits: bigint): PricedUsage {
+// Each account's calls come from two keys of its team, as events carry them (usage is kept by key and team).
+function priced(key: string, account: string, credits: bigint, apiKey: number): PricedUsage {
   return {
     event: {
       idempotencyKey: key, billingAccountId: account, status: "success", cacheHit: false, model: "m", modelGroup: null,
       modelMapKey: null, provider: null, promptTokens: 1, completionTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0,
       reasoningTokens: 0, reportedCostUsd: null, eventTime: null,
+      keyHash: createHash("sha256").update(`${account}-${apiKey}`).digest("hex"), teamId: `team-${account}`,
     } as PricedUsage["event"],
     charge: {
       pricingSource: "price_book", rateStep: "price_book", priceEntry: "m", contextTier: null, serviceTier: null, lines: [],
@@ -61,39 +63,25 @@ async function onServer(sql: string) {
   }
 }
 
-/** CPU milliseconds (user + system) the backends serving this database have used so far. */
-async function backendCpuMs(): Promise<number> {
-  const rows = await onServer(`SELECT pid FROM pg_stat_activity WHERE datname = '${name}'`);
-  const tick = 1000 / 100; // USER_HZ is 100 on Linux
-  return rows.reduce((total, { pid }) => {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      return total + (Number(fields[11]) + Number(fields[12])) * tick;
-    } catch {
-      return total; // a backend that has just gone
-    }
-  }, 0);
-}
-
 await onServer(`CREATE DATABASE ${name}`);
 const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency, idleTimeoutMillis: 0 });
 const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
 let calls = 0;
 
 async function round(): Promise<{ ms: number; backendCpuMs: number; ownCpuMs: number }> {
-  const [startedAt, backendBefore, ownBefore] = [process.hrtime.bigint(), await backendCpuMs(), process.cpuUsage()];
+  const [startedAt, backendBefore, ownBefore] = [process.hrtime.bigint(), await backendCpuMs(base, name), process.cpuUsage()];
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     for (; next < batches; next++) {
       const charges = Array.from({ length: size }, () => {
         calls += 1;
-        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97));
+        return priced(`rb-${calls}`, accounts[calls % accounts.length]!, 1000n + BigInt(calls % 97), Math.floor(calls / accounts.length) % 2);
       });
       await recordUsageBatch(pool, { charges, quarantines: [], priceBookHash: "bench", lowBalanceThresholds: [], enforcement: ENFORCEMENT_OFF });
     }
   }));
   const own = process.cpuUsage(ownBefore);
-  return { ms: Number(process.hrtime.bigint() - startedAt) / 1e6, backendCpuMs: (await backendCpuMs()) - backendBefore, ownCpuMs: (own.user + own.system) / 1000 };
+  return { ms: Number(process.hrtime.bigint() - startedAt) / 1e6, backendCpuMs: (await backendCpuMs(base, name)) - backendBefore, ownCpuMs: (own.user + own.system) / 1000 };
 }
 
 try {

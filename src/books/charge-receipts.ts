@@ -51,11 +51,11 @@ export async function insertReceipts(
        provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
        cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id,
        rate_step, pricing_reason, reported_cost_usd, canonical_model, litellm_margin_usd, litellm_discount_usd,
-       price_book_hash)
+       key_hash, team_id, price_book_hash)
      SELECT u.*, $15 FROM unnest(
        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::int8[],
        $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[],
-       $18::text[], $19::text[], $20::numeric[], $21::text[], $22::numeric[], $23::numeric[]) AS u
+       $18::text[], $19::text[], $20::numeric[], $21::text[], $22::numeric[], $23::numeric[], $24::text[], $25::text[]) AS u
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING r.id, r.idempotency_key, ${RECEIPT_CONTENT} AS content`,
     [
@@ -85,6 +85,8 @@ export async function insertReceipts(
       }),
       column((u) => u.event.litellmMarginUsd ?? null),
       column((u) => u.event.litellmDiscountUsd ?? null),
+      column((u) => u.event.keyHash ?? null),
+      column((u) => u.event.teamId ?? null),
     ],
   );
   return new Map(rows.map((row) => [row.idempotency_key, { id: row.id, content: row.content }]));

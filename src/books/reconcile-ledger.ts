@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import { type ChainedRow, chainedContent, chainedEntriesQuery, GENESIS_HASH, ledgerEntryHash } from "./entry-hash.js";
+import { type UsageMismatch, usageMismatches, usageWithoutAccount } from "./usage-rollup.js";
 
 export type Drift =
   | { kind: "balance_mismatch"; billingAccountId: string; balance: string; ledgerSum: string }
@@ -32,7 +33,8 @@ export type Drift =
   | { kind: "entry_without_reversal"; billingAccountId: string; entryId: string }
   | { kind: "reversal_entry_mismatch"; billingAccountId: string; entryId: string; reversalReference: string; fields: string[] }
   | { kind: "live_credit_mismatch"; billingAccountId: string; balance: string; liveCredits: string }
-  | { kind: "bucket_mismatch"; billingAccountId: string; bucketId: string; credits: string; remaining: string; allocated: string; expired: boolean };
+  | { kind: "bucket_mismatch"; billingAccountId: string; bucketId: string; credits: string; remaining: string; allocated: string; expired: boolean }
+  | ({ kind: "usage_rollup_mismatch" } & UsageMismatch);
 
 export type ReconcileReport = { ok: boolean; accountsChecked: number; drifts: Drift[] };
 
@@ -51,6 +53,7 @@ const ACCOUNTS_PER_PAGE = 500;
  * on receipt_id and grant_id rule out two), and every entry its receipt or grant. The live
  * buckets of each account hold exactly its balance when positive (nothing otherwise), and each
  * bucket's remaining credits are its credits less what outflows drew from it (none once expired).
+ * Each account's usage_hourly rows are the aggregate of its receipts.
  */
 export async function reconcileLedger(
   pool: pg.Pool,
@@ -79,10 +82,15 @@ export async function reconcileLedger(
       ...(await transferDrifts(pool, ids)),
       ...(await reversalDrifts(pool, ids)),
       ...(await bucketDrifts(pool, ids)),
+      ...(await usageMismatches(pool, ids)).map((mismatch): Drift => ({ kind: "usage_rollup_mismatch", ...mismatch })),
     );
     options.onProgress?.(accountsChecked);
   }
-  drifts.push(...(await accountlessDrifts(pool)), ...(await guardDrifts(pool)));
+  drifts.push(
+    ...(await accountlessDrifts(pool)),
+    ...(await usageWithoutAccount(pool)).map((mismatch): Drift => ({ kind: "usage_rollup_mismatch", ...mismatch })),
+    ...(await guardDrifts(pool)),
+  );
   return { ok: drifts.length === 0, accountsChecked, drifts };
 }
 

@@ -13,6 +13,7 @@ import { insertQuarantined, type QuarantineEntry, quarantineEntry } from "./quar
 import type { QuarantineReason } from "./quarantine-reasons.js";
 import { enforceAfterPosting, type EnforcementPolicy, type PaidBy } from "./enforcement.js";
 import { placeRepeatedIds, type ReusedIdReceipt } from "./reused-ids.js";
+import { addReceiptUsage } from "./usage-rollup.js";
 
 export type { PricedUsage } from "./charge-receipts.js";
 
@@ -81,6 +82,8 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
     await drawBuckets(client, posted);
     // A charge that would take its balance past the bound keeps no receipt: it waits in quarantine.
     await deleteReceipts(client, refused.map((posting) => posting.receiptId!));
+    // Usage moves with the receipts that stand, under the account locks postEntries took.
+    await addReceiptUsage(client, posted.map((entry) => entry.receiptId!));
 
     const alerts: Alert[] = [];
     for (const entry of posted) {
@@ -99,7 +102,10 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
     const postedKeys = new Set(posted.map((entry) => entry.reference));
     for (const receipt of repeated.placed.filter((placed) => postedKeys.has(placed.key))) alerts.push(reusedIdAlert(receipt));
 
-    await enforceAfterPosting(client, batch.enforcement, posted, posted.flatMap((entry) => paidBy(receiptByKey.get(entry.reference)!.usage.event)));
+    // Who paid is recorded only while enforcing: on every charge it is a write per batch.
+    const enforcing = batch.enforcement.blocks.length > 0;
+    const payers = enforcing ? posted.flatMap((entry) => paidBy(receiptByKey.get(entry.reference)!.usage.event)) : [];
+    await enforceAfterPosting(client, batch.enforcement, posted, payers);
 
     const quarantined = await insertQuarantined(client, [
       ...batch.quarantines,
@@ -121,8 +127,6 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
 }
 
 function paidBy(event: PricedUsage["event"]): PaidBy[] {
-  // Events carry who paid only where enforcement is on; the rest cost nothing here.
-  if (event.keyHash === undefined && event.teamId === undefined) return [];
   const usedAt = event.eventTime === null ? new Date() : new Date(event.eventTime);
   const paid: PaidBy[] = [];
   // Events queued before keys were checked at the edge may carry one LiteLLM would refuse.

@@ -26,7 +26,6 @@ export type BackfillDeps = {
 export type BackfillSettings = {
   priceBook: PriceBook;
   billingAccountFrom: readonly BillingAccountSource[];
-  withPrincipals: boolean;
   intervalMs: number;
   lagMs: number;
   overlapMs: number;
@@ -57,7 +56,6 @@ async function backfillWindow(deps: BackfillDeps, settings: BackfillSettings, no
     pool: deps.pool,
     priceBook: settings.priceBook,
     billingAccountFrom: settings.billingAccountFrom,
-    withPrincipals: settings.withPrincipals,
     since,
     until,
     apply: (missing) => enqueueCallbackItems(deps.queue, missing),

@@ -50,8 +50,6 @@ export type GatewayReconcileOptions = {
   pool: pg.Pool;
   priceBook: PriceBook;
   billingAccountFrom: readonly BillingAccountSource[];
-  /** Carry who paid, for enforcement (see ReadOptions). */
-  withPrincipals?: boolean;
   since: Date;
   until: Date;
   /** Sends each page's missing calls through the normal queue, as their callbacks would have. */
@@ -145,7 +143,7 @@ async function countPage(report: GatewayReport, rows: SpendLogRow[], options: Ga
       tally((c) => (c.missingUnpriced += 1));
       continue;
     }
-    const normalised = normaliseCallbackItem(payload, { billingAccountFrom: options.billingAccountFrom, withPrincipals: options.withPrincipals });
+    const normalised = normaliseCallbackItem(payload, { billingAccountFrom: options.billingAccountFrom });
     if (!normalised.ok) {
       missing.rejected.push(normalised.rejected);
       tally((c) => (c.missingUnpriced += 1));

@@ -49,12 +49,6 @@ function cacheHitKey(item: unknown, key: string | null): string | null {
 
 export type ReadOptions = {
   billingAccountFrom: readonly BillingAccountSource[];
-  /**
-   * Whether events carry the key and team that paid (for enforcement; unset: they do not). Only
-   * where enforcement is on: every event is written to Redis and read back, and these two cost
-   * about a fifth of the throughput of a busy receiver and worker pair (bench, 2 cores).
-   */
-  withPrincipals?: boolean;
 };
 
 export type NormalisedItem = { ok: true; event: UsageEvent } | { ok: false; rejected: RejectedItem & { reason: CallbackRefusalReason } };
@@ -125,7 +119,8 @@ export function normaliseCallbackItem(item: unknown, options: ReadOptions): Norm
       reasoningTokens: usage.reasoningTokens,
       reportedCostUsd: payload.response_cost === null || payload.response_cost === undefined ? null : costText(payload.response_cost),
       eventTime: endTime ?? startTime,
-      ...(options.withPrincipals ? principalsOf(item) : {}),
+      // Always: receipts keep them, and usage is reported by key and team (see the performance guide for their cost).
+      ...principalsOf(item),
       ...optionalEventFields(item, usage),
     },
   };

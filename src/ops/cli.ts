@@ -14,6 +14,7 @@ import { reconcileCommand } from "./reconcile.js";
 import { retryFailedCommand } from "./retry-failed.js";
 import { reverseCommand } from "./reverse.js";
 import { transferCommand } from "./transfer.js";
+import { usageCommand } from "./usage.js";
 
 /** Every ops command, as `--help` lists them. docs/reference/cli.md has a section for each, checked by a test. */
 export const OPS_COMMANDS = [
@@ -21,6 +22,7 @@ export const OPS_COMMANDS = [
   failedCommand,
   retryFailedCommand,
   reconcileCommand,
+  usageCommand,
   booksCommand,
   grantCommand,
   debitCommand,

@@ -84,14 +84,13 @@ const replayCommand = act(
     if (!/^\d{1,4}$/.test(waitText) || Number(waitText) > MAX_REPLAY_WAIT_SECONDS) {
       return usageError(`quarantine replay: --wait takes whole seconds from 0 to ${MAX_REPLAY_WAIT_SECONDS}`);
     }
-    const { billingAccountFrom, enforcement, ...settings } = settingsOrExit(["database", "queue", "payer", "enforcement"]);
+    const { billingAccountFrom, ...settings } = settingsOrExit(["database", "queue", "payer"]);
     try {
       return await withDatabase(settings, ({ pool }) =>
         withQueue(settings, async (queue) => {
           const shown = flags.json ? undefined : progress("replay");
           const run = await replayQuarantined(pool, queue, {
             billingAccountFrom,
-            withPrincipals: enforcement.blocks.length > 0,
             reason: flags.reason,
             waitMs: Number(waitText) * 1000,
             onProgress: (done) => shown?.update(`sent ${done.replayed}, refused before sending ${done.refusedBeforeSending}`),

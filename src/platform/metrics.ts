@@ -174,6 +174,11 @@ export function createMetrics(queues: Queue[]) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
+    usageRollupLag: new Gauge({
+      name: "spend_ingest_usage_rollup_lag_seconds",
+      help: "How long the last batch this worker charged took from pricing to commit: its usage_hourly rows commit with its receipts, so usage trails a charge by at most this",
+      registers: [registry],
+    }),
     eventToLedger: new Histogram({
       name: "spend_ingest_event_to_ledger_seconds",
       help: "From the call's end (LiteLLM's endTime) to its receipt's commit",

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { ChargeReceipt, LedgerEntry, LiveBucket } from "../books/account-reads.js";
+import { MAX_USAGE_ROWS, USAGE_GRANULARITIES, USAGE_GROUPS, type UsageRow } from "../books/usage-reads.js";
 import { BUCKET_SOURCES, LEDGER_KINDS, TRANSFER_EXPIRATIONS } from "../platform/db/ledger-kinds.js";
 import { RATE_STEPS } from "../usage/rate-fields.js";
 
@@ -186,6 +187,45 @@ export const receiptResponseSchema = z.object({
   created_at: timestamp,
 }).meta({ id: "Receipt" });
 
+// Sums over many hours: exact JSON integers of any size, as an invoice's totals.
+const total = nonNegativeCredits;
+
+const usageRowSchema = z.object({
+  /** The UTC hour, day or month; the first and last periods hold only what falls inside [from, to). */
+  period_start: timestamp,
+  group: z.string().nullable().optional().meta({
+    description: "the model, key hash, team or account of the row, when grouped; null for calls that had none",
+  }),
+  calls: total,
+  /** Of the calls: charged nothing (a free model or a cache hit), priced here, or at LiteLLM's reported cost. */
+  free_calls: total,
+  priced_calls: total,
+  reported_calls: total,
+  /** Prompt tokens, cached reads and cache writes included. */
+  input_tokens: total,
+  cached_tokens: total,
+  cache_write_tokens: total,
+  /** Completion tokens, reasoning included. */
+  output_tokens: total,
+  reasoning_tokens: total,
+  charged_credits: total,
+  priced_credits: total,
+  reported_credits: total,
+}).meta({ id: "UsageRow" });
+
+export const usageResponseSchema = z.object({
+  /** The account read; null when every account's usage was. */
+  billing_account_id: z.string().nullable(),
+  from: timestamp,
+  to: timestamp,
+  granularity: z.enum(USAGE_GRANULARITIES),
+  group_by: z.enum(USAGE_GROUPS).nullable(),
+  /** By period from the earliest; within one, by charged credits, the most first, then by group. */
+  rows: z.array(usageRowSchema).max(MAX_USAGE_ROWS),
+  /** Pass as `cursor`, with the same filters, for the rows that follow; null on the last page. */
+  next_cursor: z.string().nullable(),
+}).meta({ id: "UsagePage" });
+
 /** Credits leave as JSON numbers, exactly: a bigint where a double could not hold the value (see exactJson). */
 export function creditsJson(value: bigint): number | bigint {
   return value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER) ? value : Number(value);
@@ -259,5 +299,24 @@ export function liveBucketJson(bucket: LiveBucket) {
     remaining_credits: creditsJson(bucket.remainingCredits),
     expires_at: bucket.expiresAt?.toISOString() ?? null,
     priority: bucket.priority,
+  };
+}
+
+export function usageRowJson(row: UsageRow, grouped: boolean) {
+  return {
+    period_start: row.periodStart.toISOString(),
+    ...(grouped ? { group: row.group } : {}),
+    calls: creditsJson(row.calls),
+    free_calls: creditsJson(row.freeCalls),
+    priced_calls: creditsJson(row.pricedCalls),
+    reported_calls: creditsJson(row.reportedCalls),
+    input_tokens: creditsJson(row.inputTokens),
+    cached_tokens: creditsJson(row.cachedTokens),
+    cache_write_tokens: creditsJson(row.cacheWriteTokens),
+    output_tokens: creditsJson(row.outputTokens),
+    reasoning_tokens: creditsJson(row.reasoningTokens),
+    charged_credits: creditsJson(row.chargedCredits),
+    priced_credits: creditsJson(row.pricedCredits),
+    reported_credits: creditsJson(row.reportedCredits),
   };
 }

@@ -30,6 +30,7 @@ import {
   summaryResponseSchema,
 } from "./account-responses.js";
 import { errorResponseSchema, sendError } from "./errors.js";
+import { usageRoutes } from "./usage-routes.js";
 import { accountParams, receiptParams, walletRoutes } from "./wallet-routes.js";
 
 const RECENT_ENTRIES = 10;
@@ -104,6 +105,7 @@ export async function accountRoutes(scope: FastifyInstance, deps: ReceiverDeps):
   const notFound = errorResponseSchema.describe("no such account (or receipt)");
   const common = { tags: ["accounts"], security: [{ adminToken: [] }] };
   walletRoutes(app, deps, { common, errors });
+  usageRoutes(app, deps, { common, errors });
 
   app.post(
     "/v1/accounts/:id/grants",

@@ -71,7 +71,7 @@ export async function callbackRoutes(app: FastifyInstance, deps: ReceiverDeps): 
     const read = await readCallbackItems(
       body,
       limits,
-      { billingAccountFrom: settings.billingAccountFrom, withPrincipals: settings.enforcement.blocks.length > 0 },
+      { billingAccountFrom: settings.billingAccountFrom },
       // The socket, not the request: a request whose body was read to its end is destroyed already.
       () => request.raw.socket.destroyed,
     );

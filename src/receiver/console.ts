@@ -18,7 +18,6 @@ import {
   recentDivergences,
   utcDayStart,
 } from "../books/console-reads.js";
-import { accountChargedPerDayByModel, accountTopPayers, chargedPerDay } from "../books/console-usage.js";
 import { countPendingActions, listEnforcement } from "../books/enforcement.js";
 import { listQuarantined } from "../books/quarantine.js";
 import { QUARANTINE_REASON_CATALOG } from "../books/quarantine-reasons.js";
@@ -28,6 +27,7 @@ import { projectPath } from "../platform/project-path.js";
 import { sameSecret } from "./auth.js";
 import { createPriceBookReader, explainReceipt } from "./console-receipt.js";
 import { createConsoleSessions, SESSION_SECONDS } from "./console-session.js";
+import { accountChargedPerDayByModel, accountTopPayers, chargedPerDay } from "./console-usage.js";
 import { consoleFormat, stackedByModel } from "./console-view-data.js";
 
 export const CONSOLE_PATH = "/console";
@@ -164,7 +164,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: ReceiverDeps): P
     const line = deps.settings.lowBalanceThresholds[0] ?? 0n;
     const [minutes, days, below, quarantined, divergences, enforcement, pendingActions, lag] = await Promise.all([
       eventsPerMinute(pool, new Date(now.getTime() - DAY_MS), now),
-      chargedPerDay(pool, new Date(today.getTime() - 29 * DAY_MS), new Date(today.getTime() + DAY_MS)),
+      chargedPerDay(db, new Date(today.getTime() - 29 * DAY_MS), new Date(today.getTime() + DAY_MS)),
       accountsBelow(pool, line, 20),
       pendingQuarantineByReason(pool, Object.keys(QUARANTINE_REASON_CATALOG)),
       recentDivergences(pool, today, 10),
@@ -220,9 +220,9 @@ export async function consoleRoutes(app: FastifyInstance, deps: ReceiverDeps): P
     });
     const [buckets, perDay, keys, teams, ledger, invoices, enforcement] = await Promise.all([
       listLiveBuckets(db, id, 20),
-      accountChargedPerDayByModel(pool, id, from, to),
-      accountTopPayers(pool, id, "key", from, to, 10),
-      accountTopPayers(pool, id, "team", from, to, 10),
+      accountChargedPerDayByModel(db, id, from, to),
+      accountTopPayers(db, id, "key", from, to, 10),
+      accountTopPayers(db, id, "team", from, to, 10),
       listLedgerEntries(db, id, { limit: PAGE_SIZE, beforeId }),
       Promise.all(months.map((period) => computeInvoice(db, id, period))),
       listEnforcement(pool, id),

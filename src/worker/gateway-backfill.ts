@@ -24,7 +24,6 @@ export function startGatewayBackfill(deps: WorkerDeps, currentPriceBook: () => P
         {
           priceBook: currentPriceBook(),
           billingAccountFrom: settings.billingAccountFrom,
-          withPrincipals: settings.enforcement.blocks.length > 0,
           intervalMs: settings.gatewayReconcileIntervalMs,
           lagMs: settings.gatewayReconcileLagMs,
           overlapMs: settings.gatewayReconcileOverlapMs,

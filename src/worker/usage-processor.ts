@@ -22,7 +22,10 @@ export function createUsageProcessor(deps: WorkerDeps, currentPriceBook: () => P
     [JOB_CHARGE_USAGE]: async (job, log) => {
       const { valid: events, invalid } = parseUsageEvents(parseJobData(chargeUsageJobSchema, job).events);
       const settings = { priceBook: currentPriceBook(), lowBalanceThresholds: deps.settings.lowBalanceThresholds, enforcement: deps.settings.enforcement };
+      const started = performance.now();
       const result = await chargeUsageEvents(pool, settings, events, invalid);
+      // usage_hourly commits with the receipts: their usage trails a charge by the charge's own transaction.
+      if (result.charged.length > 0) metrics.usageRollupLag.set((performance.now() - started) / 1000);
       await deliverCommittedAlerts(pool, deps.logger, result.alerts);
       const summary = {
         charged: result.charged.length,

@@ -225,7 +225,7 @@ describe("enforcement of the key that pays (ENFORCE_ON_DEPLETED=key)", () => {
     const priceBook = loadPriceBook(h.settings.pricingFile);
     const eventsFor = (account: string, prefix: string): UsageEvent[] =>
       [1, 2, 3].map((n) => {
-        const read = normaliseCallbackItem(call(`${prefix}-${n}`, account), { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM, withPrincipals: true });
+        const read = normaliseCallbackItem(call(`${prefix}-${n}`, account), { billingAccountFrom: DEFAULT_BILLING_ACCOUNT_FROM });
         if (!read.ok) throw new Error(JSON.stringify(read.rejected));
         return read.event;
       });

@@ -169,7 +169,6 @@ describe("the worker's continuous backfill", () => {
   const settings = () => ({
     priceBook: loadPriceBook(h.settings.pricingFile),
     billingAccountFrom: h.settings.billingAccountFrom,
-    withPrincipals: false,
     intervalMs: 5 * 60_000,
     lagMs: 10 * 60_000,
     overlapMs: 60 * 60_000,

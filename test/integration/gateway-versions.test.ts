@@ -185,7 +185,6 @@ describe("LiteLLM's spend-log retention bounds how far behind the backfill may f
       const settings = {
         priceBook: loadPriceBook(h.settings.pricingFile),
         billingAccountFrom: h.settings.billingAccountFrom,
-        withPrincipals: false,
         intervalMs: 5 * 60_000,
         lagMs: 10 * 60_000,
         overlapMs: 60 * 60_000,

@@ -89,8 +89,10 @@ describe("GET /openapi.json", () => {
     for (const { method, path, operation } of operations) {
       const operationId = operation.operationId ?? "";
       expect(operationId).toMatch(method === "post" ? /^create[A-Z]\w+$/ : /^get[A-Z]\w+$/);
-      const pathParameter = /\{(\w+)\}/.exec(path)![1];
-      expect(operation.parameters?.find((parameter) => parameter.in === "path")).toMatchObject({ name: pathParameter, required: true });
+      const pathParameter = /\{(\w+)\}/.exec(path)?.[1];
+      const declared = operation.parameters?.find((parameter) => parameter.in === "path");
+      if (pathParameter === undefined) expect(declared).toBeUndefined();
+      else expect(declared).toMatchObject({ name: pathParameter, required: true });
       expect(operation.security).toEqual([{ adminToken: [] }]);
       if (method === "post") expect(componentName(operation.requestBody?.content["application/json"]?.schema)).toBe(`${operationId[0]!.toUpperCase()}${operationId.slice(1)}Input`);
       for (const [status, { content }] of Object.entries(operation.responses)) {
@@ -115,6 +117,11 @@ describe("GET /openapi.json", () => {
     expect(JSON.stringify(summary.properties!.balance_credits)).not.toContain('"type":"string"');
     const ledgerQuery = document.paths["/v1/accounts/{id}/ledger"]!.get!.parameters!.filter((parameter) => parameter.in === "query");
     expect(ledgerQuery.map((parameter) => parameter.name).sort()).toEqual(["cursor", "limit"]);
+    // The usage routes' filters are query parameters, each described; only the all-accounts read groups by account.
+    const usageQuery = (path: string) => document.paths[path]!.get!.parameters!.filter((parameter) => parameter.in === "query");
+    expect(usageQuery("/v1/accounts/{id}/usage").map((parameter) => parameter.name).sort()).toEqual(["cursor", "from", "granularity", "group_by", "limit", "to"]);
+    expect(usageQuery("/v1/accounts/{id}/usage").filter((parameter) => parameter.required).map((parameter) => parameter.name).sort()).toEqual(["from", "granularity", "to"]);
+    expect(usageQuery("/v1/usage").find((parameter) => parameter.name === "group_by")!.schema).toMatchObject({ enum: ["model", "key", "team", "account"] });
   });
 
   it("is served without the admin token (it holds no data), while the routes it describes need it", async () => {

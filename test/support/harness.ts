@@ -40,15 +40,16 @@ export type Harness = {
 /**
  * An isolated service for one test file: its own database (copied from the migrated
  * template), its own queue prefix on the real Redis, the real HTTP server through inject,
- * and a real usage worker. After each test the books must tie out.
+ * and a real usage worker. After each test the books must tie out, unless `booksTieOut: false`
+ * (a file that writes derived or tampered rows itself, as useTestDatabase says).
  */
 /** `overrides` may be a function, for settings known only once another beforeAll has run (a cluster's ports). */
 export function useServiceHarness(
   overrides: Record<string, string> | (() => Record<string, string>) = {},
-  options: { worker?: boolean } = {},
+  options: { worker?: boolean; booksTieOut?: boolean } = {},
 ): Harness {
   const withWorker = options.worker ?? true;
-  const database = useTestDatabase();
+  const database = useTestDatabase({ booksTieOut: options.booksTieOut });
   const harness = {} as Harness;
 
   beforeAll(async () => {
