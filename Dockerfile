@@ -32,6 +32,8 @@ COPY --from=build /app/dist ./dist
 # config/litellm/model_prices_and_context_window.json, which comes along with config/).
 COPY drizzle ./drizzle
 COPY config ./config
+# The console's templates, scripts and styles (served by the receiver at /console).
+COPY console ./console
 
 # Files stay root-owned and read-only to the service.
 USER node

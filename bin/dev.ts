@@ -45,6 +45,7 @@ const env: Record<string, string> = {
 // Fresh each run: a development token must not become a credential someone else knows.
 env.INGEST_TOKENS ??= `dev-ingest-${randomBytes(16).toString("hex")}`;
 env.ADMIN_TOKEN ??= `dev-admin-${randomBytes(16).toString("hex")}`;
+env.CONSOLE_TOKEN ??= `dev-console-${randomBytes(16).toString("hex")}`;
 // Every bad setting at once, before the database is touched: these are what `npm start` reads.
 settingsOrExit(ROLES["all-in-one"], env);
 
@@ -76,9 +77,10 @@ function startBanner(env: Record<string, string>): string[] {
   const payer = call.metadata.user_api_key_team_id;
   const curl = (token: string, ...rest: string[]) => ["curl -sS -w '\\n'", "-H", shellWord(`Authorization: Bearer ${token}`), ...rest].join(" ");
   return [
-    "spend-ingest dev: development tokens (new each run; set INGEST_TOKENS / ADMIN_TOKEN to keep your own)",
+    "spend-ingest dev: development tokens (new each run; set INGEST_TOKENS / ADMIN_TOKEN / CONSOLE_TOKEN to keep your own)",
     `  INGEST_TOKENS=${env.INGEST_TOKENS}`,
     `  ADMIN_TOKEN=${env.ADMIN_TOKEN}`,
+    `  CONSOLE_TOKEN=${env.CONSOLE_TOKEN}  (sign in at ${base}/console)`,
     everyInterface
       ? `  listening on every interface (HOST=${env.HOST}), port ${env.PORT}: other machines reach it and its printed tokens`
       : `  listening on ${env.HOST} port ${env.PORT} only (HOST=0.0.0.0 opens it to other machines)`,

@@ -4,6 +4,7 @@ import { parseCallbackBody } from "../litellm/callback-body.js";
 import { normaliseCallbackItem } from "../litellm/normalise.js";
 import { settingsOrExit } from "../platform/process.js";
 import { toDecimalString } from "../pricing/decimal.js";
+import { explainCredits, explainTerms } from "../pricing/explain-charge.js";
 import { type CostMapIdentity, gatewayRates } from "../pricing/price-book.js";
 import { candidateNames, type Divergence, type PricedLine, type PricingOutcome, priceUsageEvent } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../usage/usage-event.js";
@@ -74,7 +75,7 @@ export const priceCommand = act(
         head,
         entryLine,
         ...describeLines(charge.lines),
-        `  cost $${toDecimalString(charge.providerCostUsd)} × markup ${toDecimalString(book.markup)} × ${toDecimalString(book.creditsPerUsd)} credits/USD → ${charge.chargedCredits} credits (rounded up)`,
+        `  ${explainCredits(charge.providerCostUsd, charge.chargedCredits, book)}`,
         `  LiteLLM reported ${reported}${charge.divergence ? "" : ", no divergence"}`,
         ...(charge.divergence ? [describeDivergence(charge.divergence)] : []),
         ...(charge.priceEntry && charge.reason ? [`  charged: ${terminalSafe(charge.reason)}`] : []),
@@ -82,9 +83,8 @@ export const priceCommand = act(
     }
 
     function describeLines(lines: PricedLine[]): string[] {
-      return lines.map(
-        (line) =>
-          `  ${line.tokenClass.padEnd(16)} ${String(line.tokens).padStart(9)} × ${toDecimalString(line.rateUsd)} (${terminalSafe(line.rateField)}) = ${toDecimalString(line.costUsd)}`,
+      return explainTerms(lines).map(
+        (term) => `  ${term.term.padEnd(16)} ${String(term.quantity).padStart(9)} × ${term.rateUsd} (${terminalSafe(term.rateField)}) = ${term.costUsd}`,
       );
     }
 

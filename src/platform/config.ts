@@ -116,6 +116,11 @@ const envSchema = z.object({
     .optional()
     .meta({ description: "the queue UI's own password; unset, the UI is not served" }),
   QUEUE_UI_ACTIONS: z.enum(["off", "on"]).default("off").meta({ description: "whether the queue UI may retry, promote, pause, resume and remove jobs" }),
+  CONSOLE_TOKEN: z
+    .string()
+    .min(MIN_TOKEN_LENGTH, `needs at least ${MIN_TOKEN_LENGTH} characters`)
+    .optional()
+    .meta({ description: "the console's own sign-in token; unset, the console is not served" }),
   BILLING_ACCOUNT_FROM: z
     .string()
     .default(DEFAULT_BILLING_ACCOUNT_FROM.join(","))
@@ -272,6 +277,7 @@ const SETTING_GROUPS = {
       "ADMIN_TOKEN",
       "QUEUE_UI_TOKEN",
       "QUEUE_UI_ACTIONS",
+      "CONSOLE_TOKEN",
       "MAX_BODY_BYTES",
       "MAX_ITEMS_PER_REQUEST",
       "MAX_BYTES_IN_FLIGHT",
@@ -284,6 +290,9 @@ const SETTING_GROUPS = {
       if (env.QUEUE_UI_TOKEN !== undefined && [env.ADMIN_TOKEN, ...env.INGEST_TOKENS].includes(env.QUEUE_UI_TOKEN)) {
         refuse("QUEUE_UI_TOKEN", "must differ from ADMIN_TOKEN and every INGEST_TOKENS token");
       }
+      if (env.CONSOLE_TOKEN !== undefined && [env.ADMIN_TOKEN, env.QUEUE_UI_TOKEN, ...env.INGEST_TOKENS].includes(env.CONSOLE_TOKEN)) {
+        refuse("CONSOLE_TOKEN", "must differ from ADMIN_TOKEN, QUEUE_UI_TOKEN and every INGEST_TOKENS token");
+      }
       if (env.MAX_BYTES_IN_FLIGHT < env.MAX_BODY_BYTES) {
         refuse("MAX_BYTES_IN_FLIGHT", "must be at least MAX_BODY_BYTES, or no body of the largest size is ever taken");
       }
@@ -293,6 +302,8 @@ const SETTING_GROUPS = {
         adminToken: env.ADMIN_TOKEN,
         queueUiToken: env.QUEUE_UI_TOKEN,
         queueUiActions: env.QUEUE_UI_ACTIONS === "on",
+        /** Unset: no console. */
+        consoleToken: env.CONSOLE_TOKEN,
         maxBodyBytes: env.MAX_BODY_BYTES,
         maxItemsPerRequest: env.MAX_ITEMS_PER_REQUEST,
         maxBytesInFlight: env.MAX_BYTES_IN_FLIGHT,
@@ -355,7 +366,8 @@ type Intersection<U> = (U extends unknown ? (part: U) => void : never) extends (
 export type SettingsOf<G extends SettingGroup> = Intersection<ReturnType<(typeof SETTING_GROUPS)[G]["settings"]>>;
 
 const SERVICE = ["database", "queue", "service", "listener"] as const;
-const RECEIVING = ["receiver", "payer", "enforcement", "balanceAlerts"] as const;
+// The price book too: the console's receipt page explains each term of a price with it.
+const RECEIVING = ["receiver", "payer", "enforcement", "balanceAlerts", "pricing"] as const;
 const CHARGING = ["worker", "pricing", "payer", "enforcement", "balanceAlerts", "gatewayBackfill", "enforcementDelivery"] as const;
 
 /**

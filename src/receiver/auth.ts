@@ -19,6 +19,11 @@ export function bearerTokenMatches(authorization: string | undefined, tokens: re
   return token !== null && matched;
 }
 
+/** Whether `presented` is `secret`, compared over fixed-length digests as above. */
+export function sameSecret(presented: string, secret: string): boolean {
+  return timingSafeEqual(digest(presented), digest(secret));
+}
+
 /**
  * The username of `Authorization: Basic` credentials whose password is `password`, else
  * undefined. Any non-empty username is taken: it names the operator in the audit log and proves
@@ -28,7 +33,6 @@ export function basicAuthUsername(authorization: string | undefined, password: s
   const match = /^Basic\s+(\S+)\s*$/i.exec(authorization ?? "");
   const credentials = Buffer.from(match?.[1] ?? "", "base64").toString("utf8");
   const separator = credentials.indexOf(":");
-  const presented = digest(separator < 0 ? "" : credentials.slice(separator + 1));
-  const matched = timingSafeEqual(presented, digest(password));
+  const matched = sameSecret(separator < 0 ? "" : credentials.slice(separator + 1), password);
   return matched && separator > 0 ? credentials.slice(0, separator) : undefined;
 }

@@ -10,6 +10,7 @@ import { limitConnections } from "./connection-limit.js";
 import { installErrorHandlers, sendError } from "./errors.js";
 import { operatorRoutes } from "./operator-routes.js";
 import { queueUiRoutes } from "./queue-ui.js";
+import { consoleRoutes } from "./console.js";
 
 /** What a server serves: a receiver's routes, or health and metrics alone (a worker's METRICS_PORT). */
 export type ServerRole = "receiver" | "health-and-metrics";
@@ -18,7 +19,7 @@ export type ServerDeps<R extends ServerRole> = R extends "receiver" ? ReceiverDe
 
 /**
  * The HTTP server; each route group is its own encapsulated context. Every process serves
- * health and metrics; a receiver also serves callbacks, the account API and the queue UI.
+ * health and metrics; a receiver also serves callbacks, the account API, the queue UI and the console.
  * `maxConnections`: what a started process derives from its file-descriptor limit (start.ts).
  */
 export async function buildServer<R extends ServerRole = "receiver">(
@@ -52,6 +53,7 @@ export async function buildServer<R extends ServerRole = "receiver">(
     await app.register(async (scope) => callbackRoutes(scope, receiverDeps));
     await app.register(async (scope) => accountRoutes(scope, receiverDeps));
     await app.register(async (scope) => queueUiRoutes(scope, receiverDeps));
+    await app.register(async (scope) => consoleRoutes(scope, receiverDeps));
   }
   return app;
 }

@@ -65,6 +65,16 @@ describe("npm run dev", () => {
     const adminToken = token("ADMIN_TOKEN");
     expect(ingestToken).toMatch(/^dev-ingest-[0-9a-f]{32}$/);
     expect(adminToken).toMatch(/^dev-admin-[0-9a-f]{32}$/);
+    // The console too, signed into with the token printed beside its address.
+    const consoleLine = service.lines.find((line) => line.startsWith("  CONSOLE_TOKEN="))!;
+    expect(consoleLine).toMatch(new RegExp(`^  CONSOLE_TOKEN=dev-console-[0-9a-f]{32}  \\(sign in at ${baseUrl}/console\\)$`));
+    const signIn = await fetch(`${baseUrl}/console/sign-in`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `token=${/CONSOLE_TOKEN=(\S+)/.exec(consoleLine)![1]}`,
+    });
+    expect(signIn.status).toBe(303);
     expect(service.lines).toContain(`spend-ingest dev: created database ${database}`);
 
     const posted = await fetch(`${baseUrl}/v1/callbacks/litellm`, {

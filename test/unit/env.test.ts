@@ -105,6 +105,16 @@ describe("parseEnv", () => {
     expect(refused({ ...valid, QUEUE_UI_ACTIONS: "yes" })).toEqual(["QUEUE_UI_ACTIONS"]);
   });
 
+  it("serves the console only with a token of its own, which no other token may be", () => {
+    expect(parseEnv(valid).consoleToken).toBeUndefined();
+    expect(parseEnv({ ...valid, CONSOLE_TOKEN: "" }).consoleToken).toBeUndefined();
+    expect(parseEnv({ ...valid, CONSOLE_TOKEN: "console-token-aaaa" }).consoleToken).toBe("console-token-aaaa");
+    expect(refused({ ...valid, CONSOLE_TOKEN: "short" })).toEqual(["CONSOLE_TOKEN"]);
+    expect(refused({ ...valid, CONSOLE_TOKEN: valid.ADMIN_TOKEN })).toEqual(["CONSOLE_TOKEN"]);
+    expect(refused({ ...valid, CONSOLE_TOKEN: "ingest-token-bbbbbbbb" })).toEqual(["CONSOLE_TOKEN"]);
+    expect(refused({ ...valid, QUEUE_UI_TOKEN: "queue-ui-token-aaaa", CONSOLE_TOKEN: "queue-ui-token-aaaa" })).toEqual(["CONSOLE_TOKEN"]);
+  });
+
   it("bounds every request and refuses a bytes-in-flight budget smaller than one body", () => {
     expect(parseEnv(valid)).toMatchObject({ maxItemsPerRequest: 4096, maxBytesInFlight: 96 * 1024 * 1024, maxConnections: 1000 });
     expect(refused({ ...valid, MAX_BODY_BYTES: "1000", MAX_BYTES_IN_FLIGHT: "999" })).toEqual(["MAX_BYTES_IN_FLIGHT"]);
@@ -258,7 +268,7 @@ describe("settings by role", () => {
     expect(refused(receiversOnly, ROLES.receiver)).toEqual(["DATABASE_URL", "REDIS_URL", "QUEUE_REPLICA_ACKS", "PORT", "INGEST_TOKENS", "ADMIN_TOKEN", "QUEUE_UI_TOKEN", "MAX_BODY_BYTES"]);
   });
 
-  it("a receiver reads none of what only workers do: enforcement's delivery, the price book, the sweeps", () => {
+  it("a receiver reads none of what only workers do: enforcement's delivery, the backfill, the sweeps", () => {
     const workersOnly = { ENFORCE_ON_DEPLETED: "key", METRICS_PORT: "x", CREDIT_EXPIRY_INTERVAL: "1h", LITELLM_DATABASE_URL: "mysql://x", WORKER_LOCK_DURATION_MS: "0" };
     expect(parseSettings(ROLES.receiver, { ...valid, ...workersOnly })).toMatchObject({ enforcement: { blocks: ["key"] } });
     expect(refused({ ...valid, ...workersOnly }, ROLES.worker)).toEqual([

@@ -1,21 +1,11 @@
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
+import { projectPath } from "../project-path.js";
 import { DATABASE_TIMEOUTS } from "./client.js";
 
 /** drizzle/ at the project's root, whether this module runs from src/ or from the build in dist/. */
-export const MIGRATIONS_FOLDER = (() => {
-  let directory = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(directory, "package.json"))) {
-    const parent = dirname(directory);
-    if (parent === directory) throw new Error("no package.json above the migrations runner");
-    directory = parent;
-  }
-  return join(directory, "drizzle");
-})();
+export const MIGRATIONS_FOLDER = projectPath("drizzle");
 
 // Any constant shared by every process of this service; two starting at once queue on it.
 const MIGRATION_LOCK_KEY = 7_242_015_001;
