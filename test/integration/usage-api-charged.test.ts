@@ -3,6 +3,7 @@ import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { useServiceHarness } from "../support/harness.js";
 import { pricedUsage } from "../support/usage-events.js";
+import { rollUpAll } from "../support/roll-up-all.js";
 import { expectRollupsEqualReceipts } from "../support/usage-rollups.js";
 
 // The usage API over what the charge path itself wrote: receipts, and usage_hourly beside them.
@@ -32,6 +33,8 @@ describe("the usage API over charged calls", () => {
       lowBalanceThresholds: [],
       enforcement: ENFORCEMENT_OFF,
     });
+    // Usage follows the charges by a rollup run.
+    await rollUpAll(h.deps.database.pool);
     await expectRollupsEqualReceipts(h.deps.database.pool);
 
     const range = "from=2028-01-01T00:00:00Z&to=2028-03-01T00:00:00Z&granularity=month";

@@ -9,7 +9,8 @@ import { MAX_CREDITS } from "../../src/platform/db/credit-bounds.js";
 import { decimal } from "../../src/pricing/decimal.js";
 import { useTestDatabase } from "../support/harness.js";
 import { usageEvent } from "../support/usage-events.js";
-import { expectRollupsEqualReceipts, receiptsAndRollups, rollUpAll } from "../support/usage-rollups.js";
+import { rollUpAll } from "../support/roll-up-all.js";
+import { expectRollupsEqualReceipts, receiptsAndRollups } from "../support/usage-rollups.js";
 
 const db = useTestDatabase();
 

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { type ChainedRow, chainedContent, chainedEntriesQuery, GENESIS_HASH, ledgerEntryHash } from "../../src/books/entry-hash.js";
 import { rewriteBooks } from "./books-rewrite.js";
+import { rollUpAll } from "./roll-up-all.js";
 
 export type ConsoleSeed = {
   receipts: number;
@@ -14,7 +15,7 @@ export type ConsoleSeed = {
 /**
  * Books of `receipts` charges written straight in SQL, as the console's tests and bench need them
  * (100,000 through the worker would take minutes): receipts, their ledger entries chained with the
- * service's own hash, the accounts' balances, and usage_hourly as the charge path keeps it. They tie
+ * service's own hash, the accounts' balances, and usage_hourly as the worker's rollup keeps it. They tie
  * out (reconcileLedger finds no drift).
  */
 export async function seedChargedBooks(pool: pg.Pool, seed: ConsoleSeed): Promise<void> {
@@ -65,18 +66,7 @@ export async function seedChargedBooks(pool: pg.Pool, seed: ConsoleSeed): Promis
       }
       await client.query(`UPDATE ledger_entries l SET hash = h.hash FROM unnest($1::bigint[], $2::text[]) AS h(id, hash) WHERE l.id = h.id`, [ids, hashes]);
     },
-    [
-      `INSERT INTO usage_hourly
-       SELECT billing_account_id, date_trunc('hour', coalesce(event_time, created_at)), coalesce(canonical_model, model, ''),
-              coalesce(key_hash, ''), coalesce(team_id, ''), count(*),
-              count(*) FILTER (WHERE pricing_source IN ('free', 'cache_hit')), count(*) FILTER (WHERE pricing_source = 'price_book'),
-              count(*) FILTER (WHERE pricing_source = 'reported_cost'),
-              sum(prompt_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(completion_tokens), sum(reasoning_tokens),
-              sum(charged_credits), coalesce(sum(charged_credits) FILTER (WHERE pricing_source = 'price_book'), 0),
-              coalesce(sum(charged_credits) FILTER (WHERE pricing_source = 'reported_cost'), 0)
-         FROM charge_receipts WHERE usage_fingerprint = 'seed' GROUP BY 1, 2, 3, 4, 5`,
-      [],
-    ],
   ]);
+  await rollUpAll(pool);
   await pool.query("ANALYZE");
 }
