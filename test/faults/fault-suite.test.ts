@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createRedis } from "../../src/platform/deps.js";
 import { runMigrations } from "../../src/platform/db/migrate.js";
 import { recordGrant } from "../../src/books/grants.js";
@@ -10,14 +10,13 @@ import { waitFor, waitUntilDrained } from "../support/wait.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
 import { seededRandom } from "../support/random.js";
 import { TestRedisCluster } from "../support/redis-cluster.js";
-import { TestRedisServer } from "../support/redis-server.js";
 import { ServiceProcess } from "../support/service-process.js";
 import { FakeLitellmAdmin } from "../support/fake-litellm-admin.js";
 import { createLitellmAdmin } from "../../src/litellm/admin-api.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { deliverPending } from "../../src/worker/enforcement-delivery.js";
 import { pino } from "pino";
-import { OwnedPostgres } from "./owned-postgres.js";
+import { useOwnedServices } from "./owned-services.js";
 
 const EVENTS = 20_000;
 const ACCOUNTS = 100;
@@ -28,21 +27,7 @@ const GRANT = 100_000;
 const TOKEN = `fault-ingest-${randomBytes(6).toString("hex")}`;
 const ADMIN = `fault-admin-${randomBytes(6).toString("hex")}`;
 
-let postgres: OwnedPostgres;
-let redis: TestRedisServer;
-
-beforeAll(async () => {
-  [postgres, redis] = await Promise.all([OwnedPostgres.start(), TestRedisServer.start({ appendOnly: true })]);
-}, 120_000);
-
-afterAll(async () => {
-  try {
-    postgres?.stop("immediate");
-    postgres?.remove();
-  } finally {
-    await redis?.remove();
-  }
-});
+const owned = useOwnedServices();
 
 type Call = { key: string; account: string; body: string; credits: number };
 
@@ -94,7 +79,7 @@ async function runScenario(
   fault: (services: Services) => Promise<void>,
 ) {
   const name = `${scenario}_${randomBytes(3).toString("hex")}`;
-  const databaseUrl = await postgres.createDatabase(name);
+  const databaseUrl = await owned.postgres.createDatabase(name);
   await runMigrations(databaseUrl);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   pool.on("error", () => {});
@@ -105,7 +90,7 @@ async function runScenario(
   const lines: string[] = [];
   const env = {
     DATABASE_URL: databaseUrl,
-    ...(options.redisCluster ? { REDIS_CLUSTER_NODES: options.redisCluster.seeds.join(",") } : { REDIS_URL: redis.url }),
+    ...(options.redisCluster ? { REDIS_CLUSTER_NODES: options.redisCluster.seeds.join(",") } : { REDIS_URL: owned.redis.url }),
     INGEST_TOKENS: TOKEN,
     ADMIN_TOKEN: ADMIN,
     QUEUE_PREFIX: name,
@@ -115,7 +100,7 @@ async function runScenario(
   const receiver = new ServiceProcess("receiver", env, { lines });
   const workers = Array.from({ length: options.workers }, () => new ServiceProcess("usage-worker", env, { lines }));
   await Promise.all([receiver.start(), ...workers.slice(0, options.startedWorkers ?? workers.length).map((worker) => worker.start())]);
-  const queueRedis = createRedis(options.redisCluster ? { clusterNodes: options.redisCluster.clusterNodes } : { url: redis.url }, { forWorker: true });
+  const queueRedis = createRedis(options.redisCluster ? { clusterNodes: options.redisCluster.clusterNodes } : { url: owned.redis.url }, { forWorker: true });
   queueRedis.on("error", () => {});
   // The services wrap the prefix in a hash tag on a cluster; so does the test's own view of the queue.
   const queue = createUsageQueue(queueRedis, options.redisCluster ? `{${name}}` : name);
@@ -305,16 +290,16 @@ describe("faults: nothing lost, nothing charged twice", () => {
 
   it("credit buckets expiring while a worker is killed with SIGKILL every 2 s while 3 run (restarted each time): each bucket expires exactly once", async () => {
     const name = `wallet_expiry_${randomBytes(3).toString("hex")}`;
-    const databaseUrl = await postgres.createDatabase(name);
+    const databaseUrl = await owned.postgres.createDatabase(name);
     await runMigrations(databaseUrl);
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
     pool.on("error", () => {});
     const lines: string[] = [];
     // Sweeps every second, so that many of them run, on every worker, among the kills.
-    const env = { DATABASE_URL: databaseUrl, REDIS_URL: redis.url, INGEST_TOKENS: TOKEN, ADMIN_TOKEN: ADMIN, QUEUE_PREFIX: name, LOG_LEVEL: "warn", ...SHORT_LOCKS, CREDIT_EXPIRY_INTERVAL: "1s" };
+    const env = { DATABASE_URL: databaseUrl, REDIS_URL: owned.redis.url, INGEST_TOKENS: TOKEN, ADMIN_TOKEN: ADMIN, QUEUE_PREFIX: name, LOG_LEVEL: "warn", ...SHORT_LOCKS, CREDIT_EXPIRY_INTERVAL: "1s" };
     const receiver = new ServiceProcess("receiver", env, { lines });
     const workers = Array.from({ length: 3 }, () => new ServiceProcess("usage-worker", env, { lines }));
-    const queueRedis = createRedis({ url: redis.url }, { forWorker: true });
+    const queueRedis = createRedis({ url: owned.redis.url }, { forWorker: true });
     queueRedis.on("error", () => {});
     const queue = createUsageQueue(queueRedis, name);
     queue.on("error", () => {});
@@ -459,9 +444,9 @@ describe("faults: nothing lost, nothing charged twice", () => {
       for (const worker of workers) worker.signal("SIGSTOP");
       await waitFor(async () => (await jobCounts()).waiting! >= 5, 20_000);
       const waitingBefore = (await jobCounts()).waiting!;
-      await redis.kill();
+      await owned.redis.kill();
       await sleep(1000);
-      await redis.restart();
+      await owned.redis.restart();
       // Every acknowledged job came back from the append-only file.
       expect((await jobCounts()).waiting).toBeGreaterThanOrEqual(waitingBefore);
       for (const worker of workers) worker.signal("SIGCONT");
@@ -471,9 +456,9 @@ describe("faults: nothing lost, nothing charged twice", () => {
   it("PostgreSQL crashed and down for 15 s mid-load: the receiver keeps accepting, workers back off", async () => {
     const result = await runScenario("pg_stop", { workers: 2 }, async () => {
       await sleep(3000);
-      postgres.stop("immediate");
+      owned.postgres.stop("immediate");
       await sleep(15_000);
-      await postgres.resume();
+      await owned.postgres.resume();
     });
     // The receiver needs only Redis: not one batch was refused while PostgreSQL was away.
     expect([...result.refusals.keys()]).toEqual([]);

@@ -1,18 +1,17 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { recordGrant } from "../../src/books/grants.js";
 import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { createRedis } from "../../src/platform/deps.js";
 import { runMigrations } from "../../src/platform/db/migrate.js";
 import { createUsageQueue } from "../../src/platform/queue-producer.js";
 import { litellmPayload } from "../support/litellm-payloads.js";
-import { TestRedisServer } from "../support/redis-server.js";
 import { ServiceProcess } from "../support/service-process.js";
 import { expectRollupsEqualReceipts } from "../support/usage-rollups.js";
 import { waitFor, waitUntilDrained } from "../support/wait.js";
-import { OwnedPostgres } from "./owned-postgres.js";
+import { useOwnedServices } from "./owned-services.js";
 
 const CALLS = 12_000;
 const ACCOUNTS = 50;
@@ -21,21 +20,7 @@ const TOKEN = `fault-ingest-${randomBytes(6).toString("hex")}`;
 const ADMIN = `fault-admin-${randomBytes(6).toString("hex")}`;
 const HOUR_MS = 3600 * 1000;
 
-let postgres: OwnedPostgres;
-let redis: TestRedisServer;
-
-beforeAll(async () => {
-  [postgres, redis] = await Promise.all([OwnedPostgres.start(), TestRedisServer.start({ appendOnly: true })]);
-}, 120_000);
-
-afterAll(async () => {
-  try {
-    postgres?.stop("immediate");
-    postgres?.remove();
-  } finally {
-    await redis?.remove();
-  }
-});
+const owned = useOwnedServices();
 
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
@@ -62,7 +47,7 @@ function opsUsageRebuild(env: Record<string, string>, killAfterMs?: number): Pro
 
 it("usage_hourly equals the receipts after workers are killed with SIGKILL among charges and rollup runs, and a rebuild is killed mid-run, while calls arrive", async () => {
   const name = `usage_rollup_${randomBytes(3).toString("hex")}`;
-  const databaseUrl = await postgres.createDatabase(name);
+  const databaseUrl = await owned.postgres.createDatabase(name);
   await runMigrations(databaseUrl);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
   pool.on("error", () => {});
@@ -71,7 +56,7 @@ it("usage_hourly equals the receipts after workers are killed with SIGKILL among
   }
   const env = {
     DATABASE_URL: databaseUrl,
-    REDIS_URL: redis.url,
+    REDIS_URL: owned.redis.url,
     INGEST_TOKENS: TOKEN,
     ADMIN_TOKEN: ADMIN,
     QUEUE_PREFIX: name,
@@ -84,7 +69,7 @@ it("usage_hourly equals the receipts after workers are killed with SIGKILL among
   const lines: string[] = [];
   const receiver = new ServiceProcess("receiver", env, { lines });
   const workers = Array.from({ length: 3 }, () => new ServiceProcess("usage-worker", env, { lines }));
-  const queueRedis = createRedis({ url: redis.url }, { forWorker: true });
+  const queueRedis = createRedis({ url: owned.redis.url }, { forWorker: true });
   queueRedis.on("error", () => {});
   const queue = createUsageQueue(queueRedis, name);
   queue.on("error", () => {});
