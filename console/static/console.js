@@ -46,7 +46,18 @@
       height: 220,
       series: series,
       // Bars stand on zero; a line (a balance) keeps its own range.
-      scales: { x: { time: true }, y: chart.kind === "line" ? {} : { range: function (_u, _min, max) { return [0, max > 0 ? max * 1.05 : 1]; } } },
+      scales: {
+        // Entries posted by one batch share one instant. uPlot widens such a range by 86,400 / ms,
+        // a day in milliseconds but 1,000 days in the seconds used here; an hour either side instead.
+        x: {
+          time: true,
+          range: function (u, min, max) {
+            var xs = u.data[0];
+            return xs.length > 0 && xs[0] === xs[xs.length - 1] ? [xs[0] - 3600, xs[0] + 3600] : [min, max];
+          },
+        },
+        y: chart.kind === "line" ? {} : { range: function (_u, _min, max) { return [0, max > 0 ? max * 1.05 : 1]; } },
+      },
       axes: [{}, { size: 90, values: function (_u, ticks) { return ticks.map(function (tick) { return tick.toLocaleString("en-US"); }); } }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
