@@ -10,13 +10,13 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import type { Redis } from "ioredis";
 import pg from "pg";
 import { parseSettings, ROLES } from "../src/platform/config.js";
 import { closeDeps, createDeps, firstConnectionSettled } from "../src/platform/deps.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
 import { buildServer } from "../src/receiver/server.js";
 import { seedChargedBooks } from "../test/support/console-seed.js";
+import { deleteKeysUnder } from "../test/support/redis-keys.js";
 import { ADMIN_DATABASE_URL, databaseUrlFor, TEST_REDIS_URL } from "../test/support/test-env.js";
 
 const { values: flags } = parseArgs({
@@ -119,10 +119,8 @@ async function main() {
       await app.close();
     }
   } finally {
-    for await (const keys of (deps.redis as Redis).scanStream({ match: `${RUN}:*`, count: 1000 })) {
-      if ((keys as string[]).length > 0) await deps.redis.unlink(...(keys as string[]));
-    }
     await closeDeps(deps);
+    await deleteKeysUnder(RUN, TEST_REDIS_URL);
     await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
     await admin.end();
   }

@@ -25,6 +25,7 @@ import pg from "pg";
 import { type UsageQuery, usageStatement } from "../src/books/usage-reads.js";
 import { drizzleOver } from "../src/platform/db/client.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
+import { deleteKeysUnder } from "../test/support/redis-keys.js";
 import { ServiceProcess } from "../test/support/service-process.js";
 import { ADMIN_DATABASE_URL, databaseUrlFor, TEST_REDIS_URL } from "../test/support/test-env.js";
 import { backendCpuMs } from "./backend-cpu.js";
@@ -206,6 +207,8 @@ async function main() {
     process.stdout.write(`${JSON.stringify(plans, null, 2)}\nreport: bench/results/${file}\n`);
   } finally {
     await receiver.kill("SIGTERM");
+    // The receiver opened the queue, which writes its meta key.
+    await deleteKeysUnder(RUN, TEST_REDIS_URL);
     await pool.end();
     await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
     await admin.end();

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll } from "vitest";
+import { deleteKeysUnder } from "./redis-keys.js";
 import { TEST_REDIS_URL } from "./test-env.js";
 
 /**
@@ -18,16 +18,4 @@ export function useQueuePrefix(options: { alsoOn?: string[] } = {}): string {
     for (const redisUrl of [TEST_REDIS_URL, ...(options.alsoOn ?? [])]) await deleteKeysUnder(prefix, redisUrl);
   });
   return prefix;
-}
-
-async function deleteKeysUnder(prefix: string, redisUrl: string): Promise<void> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  try {
-    // SCAN rather than KEYS: other test files use this Redis at the same time.
-    for await (const keys of redis.scanStream({ match: `${prefix}:*`, count: 1_000 })) {
-      if ((keys as string[]).length > 0) await redis.unlink(...(keys as string[]));
-    }
-  } finally {
-    await redis.quit();
-  }
 }
