@@ -16,7 +16,7 @@ import { createLitellmAdmin } from "../../src/litellm/admin-api.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { deliverPending } from "../../src/worker/enforcement-delivery.js";
 import { pino } from "pino";
-import { useOwnedServices } from "./owned-services.js";
+import { endScenario, useOwnedServices } from "./owned-services.js";
 
 const EVENTS = 20_000;
 const ACCOUNTS = 100;
@@ -195,11 +195,7 @@ async function runScenario(
     const stalls = lines.filter((line) => line.includes("job stalled")).length;
     return { refusals, alertLines, negativeCharges: negative.length, stalls, databaseUrl };
   } finally {
-    await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
-    await queue.obliterate({ force: true }).catch(() => {});
-    await queue.close();
-    await queueRedis.quit();
-    await pool.end();
+    await endScenario({ services: [receiver, ...workers], queue, queueRedis, pool });
   }
 }
 
@@ -430,11 +426,7 @@ describe("faults: nothing lost, nothing charged twice", () => {
       expect(killsAmongExpiries).toBeGreaterThan(0);
       expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
     } finally {
-      await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
-      await queue.obliterate({ force: true }).catch(() => {});
-      await queue.close();
-      await queueRedis.quit();
-      await pool.end();
+      await endScenario({ services: [receiver, ...workers], queue, queueRedis, pool });
     }
   }, 600_000);
 

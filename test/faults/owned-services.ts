@@ -1,4 +1,8 @@
+import type pg from "pg";
 import { afterAll, beforeAll } from "vitest";
+import type { createRedis } from "../../src/platform/deps.js";
+import type { createUsageQueue } from "../../src/platform/queue-producer.js";
+import type { ServiceProcess } from "../support/service-process.js";
 import { TestRedisServer } from "../support/redis-server.js";
 import { OwnedPostgres } from "./owned-postgres.js";
 
@@ -31,4 +35,18 @@ export function useOwnedServices(): { readonly postgres: OwnedPostgres; readonly
       return redis!;
     },
   };
+}
+
+/** What a scenario started, stopped and cleared after it: its processes, its queue's keys, its connections. */
+export async function endScenario(started: {
+  services: ServiceProcess[];
+  queue: ReturnType<typeof createUsageQueue>;
+  queueRedis: ReturnType<typeof createRedis>;
+  pool: pg.Pool;
+}): Promise<void> {
+  await Promise.all(started.services.map((service) => service.kill("SIGTERM")));
+  await started.queue.obliterate({ force: true }).catch(() => {});
+  await started.queue.close();
+  await started.queueRedis.quit();
+  await started.pool.end();
 }

@@ -11,7 +11,7 @@ import { litellmPayload } from "../support/litellm-payloads.js";
 import { ServiceProcess } from "../support/service-process.js";
 import { expectRollupsEqualReceipts } from "../support/usage-rollups.js";
 import { waitFor, waitUntilDrained } from "../support/wait.js";
-import { useOwnedServices } from "./owned-services.js";
+import { endScenario, useOwnedServices } from "./owned-services.js";
 
 const CALLS = 12_000;
 const ACCOUNTS = 50;
@@ -141,10 +141,6 @@ it("usage_hourly equals the receipts after workers are killed with SIGKILL among
     expect(await reconcileLedger(pool)).toMatchObject({ ok: true });
     expect(await queue.getJobCounts("active", "failed")).toEqual({ active: 0, failed: 0 });
   } finally {
-    await Promise.all([receiver, ...workers].map((service) => service.kill("SIGTERM")));
-    await queue.obliterate({ force: true }).catch(() => {});
-    await queue.close();
-    await queueRedis.quit();
-    await pool.end();
+    await endScenario({ services: [receiver, ...workers], queue, queueRedis, pool });
   }
 }, 600_000);
