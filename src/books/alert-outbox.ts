@@ -1,28 +1,43 @@
 import type pg from "pg";
 import type { Logger } from "pino";
-import { and, inArray, isNull, lt, sql } from "drizzle-orm";
-import { type Db, drizzleOver, jsonbText, withTransaction } from "../platform/db/client.js";
-import { alertOutbox } from "../platform/db/schema.js";
-import { type Alert, type AlertFields, type AlertName, emitAlert } from "./alert-catalog.js";
+import { jsonbText, withTransaction } from "../platform/db/client.js";
+import { type Alert, emitAlert } from "./alert-catalog.js";
 
+/** An alert and the outbox row that holds it with the rest of its transaction's alerts. */
 export type OutboxAlert = Alert & { outboxId: string };
 
-/** Queues alerts inside the caller's transaction, so they exist exactly when their cause commits. */
+/**
+ * Queues a transaction's alerts inside it, so they exist exactly when their cause commits: one
+ * outbox row for all of them, so the row, its index entries and later its delivery mark are paid
+ * per transaction, not per alert. The alerts come back as the outbox gives them back to the sweeper
+ * (strings made storable, object keys in jsonb's order), so a line logged live and one logged by
+ * the sweeper are the same bytes.
+ */
 export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Promise<OutboxAlert[]> {
   if (alerts.length === 0) return [];
-  // Raw SQL: the batch in one statement through unnest, each alert's fields made storable by jsonbText.
-  const { rows } = await client.query<{ id: string; event: AlertName; fields: AlertFields }>(
-    `INSERT INTO alert_outbox (event, fields)
-     SELECT * FROM unnest($1::text[], $2::jsonb[]) RETURNING id, event, fields`,
-    [alerts.map((alert) => alert.event), alerts.map((alert) => jsonbText(alert.fields))],
-  );
-  return rows.map((row) => ({ event: row.event, fields: row.fields, outboxId: row.id }));
+  const text = jsonbText(alerts);
+  const { rows } = await client.query<{ id: string }>("INSERT INTO alert_outbox (alerts) VALUES ($1::jsonb) RETURNING id", [text]);
+  const outboxId = rows[0]!.id;
+  return (inJsonbKeyOrder(JSON.parse(text)) as Alert[]).map((alert) => ({ event: alert.event, fields: alert.fields, outboxId }));
 }
 
 /**
- * Logs alerts whose cause is committed, once. The rows are locked while they are logged and
- * marked, so the stranded-alert sweeper (which skips locked rows) never logs them a second
- * time; a crash between logging and marking leaves them to the sweeper: repeated, never lost.
+ * jsonb keeps an object's keys shortest first, then by their UTF-8 bytes, and hands them back in
+ * that order: the order the outbox has always given alert fields back in.
+ */
+export function inJsonbKeyOrder(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(inJsonbKeyOrder);
+  if (value === null || typeof value !== "object") return value;
+  const keys = Object.keys(value).map((key) => ({ key, bytes: Buffer.from(key) }));
+  keys.sort((a, b) => a.bytes.length - b.bytes.length || Buffer.compare(a.bytes, b.bytes));
+  return Object.fromEntries(keys.map(({ key }) => [key, inJsonbKeyOrder((value as Record<string, unknown>)[key])]));
+}
+
+/**
+ * Logs alerts whose cause is committed, once. Marking their rows delivered locks them until the
+ * lines are logged and the mark commits, so the stranded-alert sweeper (which skips locked rows)
+ * never logs them a second time; a crash between logging and commit undoes the mark and leaves
+ * them to the sweeper: repeated, never lost.
  *
  * Never throws: the work that raised them is committed, and failing its job or request over
  * the delivery would redo it or answer an error for it. A fault is logged and the alerts are
@@ -37,26 +52,21 @@ export async function deliverCommittedAlerts(pool: pg.Pool, logger: Logger, aler
 
 async function logOutboxAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAlert[]): Promise<void> {
   await withTransaction(pool, async (client) => {
-    const db = drizzleOver(client);
-    const rows = await db
-      .select({ id: alertOutbox.id })
-      .from(alertOutbox)
-      .where(and(inArray(alertOutbox.id, alerts.map((alert) => BigInt(alert.outboxId))), isNull(alertOutbox.deliveredAt)))
-      .for("update");
-    const undelivered = new Set(rows.map((row) => row.id.toString()));
+    // Rows another process delivered first (the sweeper) are not returned, so not logged again.
+    const { rows } = await client.query<{ id: string }>(
+      "UPDATE alert_outbox SET delivered_at = now() WHERE id = ANY($1::bigint[]) AND delivered_at IS NULL RETURNING id",
+      [[...new Set(alerts.map((alert) => alert.outboxId))]],
+    );
+    const undelivered = new Set(rows.map((row) => row.id));
     for (const alert of alerts) if (undelivered.has(alert.outboxId)) emitAlert(logger, alert);
-    await markDelivered(db, rows.map((row) => row.id));
   });
 }
 
-async function markDelivered(db: Db, outboxIds: bigint[]): Promise<void> {
-  if (outboxIds.length === 0) return;
-  await db.update(alertOutbox).set({ deliveredAt: sql`now()` }).where(inArray(alertOutbox.id, outboxIds));
-}
-
 /**
- * Delivers alerts whose process died between commit and delivery. Only rows older than
- * `olderThanMs` are taken, so alerts a live worker is about to deliver are left to it.
+ * Delivers alerts whose process died between commit and delivery, up to `limit` outbox rows (one
+ * per transaction that raised alerts) a run, oldest first, and answers how many alerts it logged.
+ * Only rows older than `olderThanMs` are taken, so alerts a live process is about to deliver are
+ * left to it; rows one is delivering are locked, and skipped.
  */
 export async function deliverStrandedAlerts(
   pool: pg.Pool,
@@ -64,21 +74,34 @@ export async function deliverStrandedAlerts(
   options: { olderThanMs: number; limit?: number },
 ): Promise<number> {
   return withTransaction(pool, async (client) => {
-    const db = drizzleOver(client);
-    const rows = await db
-      .select({ id: alertOutbox.id, event: alertOutbox.event, fields: alertOutbox.fields })
-      .from(alertOutbox)
-      .where(
-        and(
-          isNull(alertOutbox.deliveredAt),
-          lt(alertOutbox.createdAt, sql`now() - make_interval(secs => ${options.olderThanMs}::double precision / 1000)`),
-        ),
-      )
-      .orderBy(alertOutbox.id)
-      .limit(options.limit ?? 1000)
-      .for("update", { skipLocked: true });
-    for (const row of rows) emitAlert(logger, { event: row.event as AlertName, fields: row.fields as AlertFields });
-    await markDelivered(db, rows.map((row) => row.id));
-    return rows.length;
+    const { rows } = await client.query<{ id: string; alerts: Alert[] }>(
+      `UPDATE alert_outbox SET delivered_at = now()
+        WHERE id = ANY(ARRAY(
+          SELECT id FROM alert_outbox
+           WHERE delivered_at IS NULL AND created_at < now() - make_interval(secs => $1::double precision / 1000)
+           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
+        RETURNING id, alerts`,
+      [options.olderThanMs, options.limit ?? 100],
+    );
+    rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+    for (const row of rows) for (const alert of row.alerts) emitAlert(logger, alert);
+    return rows.reduce((logged, row) => logged + row.alerts.length, 0);
   });
+}
+
+/**
+ * Deletes up to `limit` outbox rows delivered more than `retentionMs` ago (by the database's
+ * clock), oldest delivery first, in one short statement, and answers how many. An undelivered
+ * row is never taken: it has no delivery time.
+ */
+export async function pruneDeliveredAlerts(pool: pg.Pool, options: { retentionMs: number; limit: number }): Promise<number> {
+  // ARRAY(...) keeps the delete to index lookups of the rows chosen, however the planner guesses the subquery's size.
+  const { rowCount } = await pool.query(
+    `DELETE FROM alert_outbox
+      WHERE id = ANY(ARRAY(
+        SELECT id FROM alert_outbox WHERE delivered_at < now() - make_interval(secs => $1::double precision / 1000)
+         ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+    [options.retentionMs, options.limit],
+  );
+  return rowCount ?? 0;
 }

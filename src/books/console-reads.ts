@@ -78,16 +78,23 @@ export async function pendingQuarantineByReason(pool: pg.Pool, reasons: readonly
 
 export type RecentDivergence = { idempotencyKey: string | null; billingAccountId: string | null; model: string | null; chargedCredits: number | null; reportedCredits: number; gatewayCredits: number; at: Date };
 
-/** `inv_price_divergence` alerts since `since`, among the newest RECENT_ROWS_READ alerts; the newest `limit` listed. */
+/**
+ * `inv_price_divergence` alerts since `since`, among the newest RECENT_ROWS_READ alerts (whole
+ * outbox rows, newest first, read until that many alerts); the newest `limit` listed.
+ */
 export async function recentDivergences(pool: pg.Pool, since: Date, limit: number): Promise<{ count: number; capped: boolean; newest: RecentDivergence[] }> {
+  // Each outbox row holds at least one alert, so the newest RECENT_ROWS_READ rows hold enough;
+  // the alerts' LIMIT ends the read there, not after every row's array is unpacked.
   const { rows } = await pool.query<{ total: number; read: number; fields: Record<string, unknown> | null; created_at: Date | null }>(
-    `WITH recent AS (SELECT id, event, created_at FROM alert_outbox ORDER BY id DESC LIMIT $2),
-          today AS (SELECT id, created_at FROM recent WHERE event = 'inv_price_divergence' AND created_at >= $1)
-     SELECT (SELECT count(*)::int FROM today) AS total, (SELECT count(*)::int FROM recent) AS read, a.fields, t.created_at
+    `WITH recent AS (SELECT o.id, a.n, a.alert, o.created_at
+                       FROM (SELECT id, alerts, created_at FROM alert_outbox ORDER BY id DESC LIMIT $2) o
+                       CROSS JOIN LATERAL jsonb_array_elements(o.alerts) WITH ORDINALITY a(alert, n)
+                      LIMIT $2),
+          today AS (SELECT * FROM recent WHERE alert->>'event' = 'inv_price_divergence' AND created_at >= $1)
+     SELECT (SELECT count(*)::int FROM today) AS total, (SELECT count(*)::int FROM recent) AS read, t.alert->'fields' AS fields, t.created_at
        FROM (SELECT 1) one
-       LEFT JOIN LATERAL (SELECT id, created_at FROM today ORDER BY id DESC LIMIT $3) t ON true
-       LEFT JOIN alert_outbox a ON a.id = t.id
-      ORDER BY t.id DESC`,
+       LEFT JOIN LATERAL (SELECT * FROM today ORDER BY id DESC, n DESC LIMIT $3) t ON true
+      ORDER BY t.id DESC, t.n DESC`,
     [since, RECENT_ROWS_READ, limit],
   );
   const first = rows[0]!;

@@ -203,6 +203,9 @@ const envSchema = z.object({
   USAGE_ROLLUP_INTERVAL: duration("10s")
     .refine((ms: number) => ms <= 30_000, "at most 30s: usage must trail the charges by under a minute")
     .meta({ description: "how often the workers add the receipts committed since the last run to the usage by hour" }),
+  // Delivered alerts are kept for the console's recent alerts and for an operator to look back on;
+  // the log lines themselves are the alerting pipeline's.
+  ALERT_RETENTION: duration("7d").meta({ description: "how long a delivered alert is kept in the outbox before the workers prune it" }),
   LOW_BALANCE_THRESHOLDS: z
     .string()
     .default("")
@@ -323,11 +326,12 @@ const SETTING_GROUPS = {
     lowBalanceThresholds: env.LOW_BALANCE_THRESHOLDS,
   })),
   pricing: group(["PRICING_FILE"], (env) => ({ pricingFile: env.PRICING_FILE })),
-  worker: group(["WORKER_LOCK_DURATION_MS", "CREDITS_EXPIRING_WITHIN", "CREDIT_EXPIRY_INTERVAL", "USAGE_ROLLUP_INTERVAL"], (env) => ({
+  worker: group(["WORKER_LOCK_DURATION_MS", "CREDITS_EXPIRING_WITHIN", "CREDIT_EXPIRY_INTERVAL", "USAGE_ROLLUP_INTERVAL", "ALERT_RETENTION"], (env) => ({
     workerLockDurationMs: env.WORKER_LOCK_DURATION_MS,
     creditsExpiringWithinMs: env.CREDITS_EXPIRING_WITHIN,
     creditExpiryIntervalMs: env.CREDIT_EXPIRY_INTERVAL,
     usageRollupIntervalMs: env.USAGE_ROLLUP_INTERVAL,
+    alertRetentionMs: env.ALERT_RETENTION,
   })),
   metricsPort: group(["METRICS_PORT"], (env) => ({ metricsPort: env.METRICS_PORT })),
   gatewayBackfill: group(

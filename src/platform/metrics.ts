@@ -157,6 +157,11 @@ export function createMetrics(queues: Queue[]) {
       help: "Backfill runs that failed: LiteLLM's database could not be read, or what they found could not be recorded",
       registers: [registry],
     }),
+    alertOutboxPruned: new Counter({
+      name: "spend_ingest_alert_outbox_pruned_total",
+      help: "Delivered alert-outbox rows (one per transaction that raised alerts) deleted after ALERT_RETENTION by this worker",
+      registers: [registry],
+    }),
     chargesRecorded: new Counter({
       name: "spend_ingest_charges_recorded_total",
       help: "Charge receipts committed to the ledger by this worker",

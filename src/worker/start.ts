@@ -7,6 +7,7 @@ import type { Metrics } from "../platform/metrics.js";
 import { type Stoppable, stopInOrder } from "../platform/process.js";
 import { USAGE_QUEUE } from "../platform/queue.js";
 import { type CostMapIdentity, loadPriceBook, type PriceBook, PriceBookError } from "../pricing/price-book.js";
+import { startAlertPrune } from "./alert-prune.js";
 import { startStrandedAlertSweep } from "./alert-sweep.js";
 import { startCreditExpiry } from "./credit-expiry.js";
 import { startUsageRollup } from "./usage-rollup.js";
@@ -53,6 +54,7 @@ export function startUsageWorker(deps: WorkerDeps, startLine: { metricsPort?: nu
   // In the order they stop: the background tasks, then the jobs in hand.
   const parts = [
     startStrandedAlertSweep(deps),
+    startAlertPrune(deps),
     backfill,
     startCreditExpiry(deps),
     startUsageRollup(deps),

@@ -404,7 +404,8 @@ describe("faults: nothing lost, nothing charged twice", () => {
       // credits_expired was raised once per bucket that expired with credits left, and logged; a
       // worker killed between logging it and marking it delivered has it logged again by the sweep.
       const { rows: raised } = await pool.query<{ bucket_id: string; n: number }>(
-        "SELECT fields->>'bucket_id' AS bucket_id, count(*)::int AS n FROM alert_outbox WHERE event = 'credits_expired' GROUP BY 1",
+        `SELECT a.alert->'fields'->>'bucket_id' AS bucket_id, count(*)::int AS n FROM alert_outbox CROSS JOIN LATERAL jsonb_array_elements(alerts) a(alert)
+          WHERE a.alert->>'event' = 'credits_expired' GROUP BY 1`,
       );
       expect(raised.length).toBe(entriesOf.size);
       expect(raised.filter((row) => row.n !== 1 || !entriesOf.has(row.bucket_id))).toEqual([]);

@@ -192,7 +192,9 @@ const sweepAt = (offsetMs: number, lowBalanceThresholds: bigint[] = []) =>
 /** The alerts queued for an account, in order: event and the fields named. */
 async function alertsOf(account: string, events: string[]): Promise<Array<Record<string, unknown>>> {
   const { rows } = await h.deps.database.pool.query(
-    "SELECT event, fields FROM alert_outbox WHERE fields->>'billing_account_id' = $1 AND event = ANY($2::text[]) ORDER BY id",
+    `SELECT a.alert->>'event' AS event, a.alert->'fields' AS fields
+       FROM alert_outbox o CROSS JOIN LATERAL jsonb_array_elements(o.alerts) WITH ORDINALITY a(alert, n)
+      WHERE a.alert->'fields'->>'billing_account_id' = $1 AND a.alert->>'event' = ANY($2::text[]) ORDER BY o.id, a.n`,
     [account, events],
   );
   return rows.map((row) => ({ event: row.event, ...row.fields }));

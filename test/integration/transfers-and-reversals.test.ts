@@ -88,7 +88,8 @@ describe("transfers", () => {
     const { rows } = await h.deps.database.pool.query("SELECT reference, amount_credits::int AS amount FROM ledger_entries WHERE billing_account_id = 'xfer-named-team' AND kind = 'expiry'");
     expect(rows).toEqual([{ reference: "fund-named-team", amount: -200 }]);
     const { rows: alerts } = await h.deps.database.pool.query(
-      "SELECT fields->>'reference' AS reference FROM alert_outbox WHERE event = 'credits_expired' AND fields->>'billing_account_id' = 'xfer-named-team'",
+      `SELECT a.alert->'fields'->>'reference' AS reference FROM alert_outbox CROSS JOIN LATERAL jsonb_array_elements(alerts) a(alert)
+        WHERE a.alert->>'event' = 'credits_expired' AND a.alert->'fields'->>'billing_account_id' = 'xfer-named-team'`,
     );
     expect(alerts).toEqual([{ reference: "fund-named-team" }]);
     // Its bucket gone, the refund arrives as a bucket of its own.

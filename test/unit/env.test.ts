@@ -155,6 +155,15 @@ describe("parseEnv", () => {
     expect(refused({ ...valid, GATEWAY_RECONCILE_LAG: "0" })).toEqual(["GATEWAY_RECONCILE_LAG"]);
   });
 
+  it("reads how long delivered alerts are kept as a duration, 7 days unless set", () => {
+    expect(parseEnv(valid).alertRetentionMs).toBe(7 * 86_400_000);
+    expect(parseEnv({ ...valid, ALERT_RETENTION: "36h" }).alertRetentionMs).toBe(36 * 3_600_000);
+    expect(parseEnv({ ...valid, ALERT_RETENTION: "90" }).alertRetentionMs).toBe(90_000);
+    for (const bad of ["0", "7 days", "-1d", "1w", "1.5d"]) expect(refused({ ...valid, ALERT_RETENTION: bad })).toEqual(["ALERT_RETENTION"]);
+    expect(refused({ ...valid, ALERT_RETENTION: "1w" }, ROLES.worker)).toEqual(["ALERT_RETENTION"]);
+    expect(parseSettings(ROLES.receiver, { ...valid, ALERT_RETENTION: "1w" })).not.toHaveProperty("alertRetentionMs");
+  });
+
   it("reads LiteLLM's spend-log retention as a duration, unset or empty meaning not known", () => {
     expect(parseEnv(valid).litellmSpendLogRetentionMs).toBeUndefined();
     expect(parseEnv({ ...valid, LITELLM_SPEND_LOG_RETENTION: "" }).litellmSpendLogRetentionMs).toBeUndefined();

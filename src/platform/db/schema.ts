@@ -389,21 +389,28 @@ export const quarantine = pgTable(
 );
 
 /**
- * Alerts decided inside the transaction that caused them, delivered to the log after
- * commit; an undelivered row survives a crash and is delivered by the sweeper.
+ * Alerts decided inside the transaction that caused them, delivered to the log after commit; an
+ * undelivered row survives a crash and is delivered by the sweeper. One row holds all the alerts of
+ * one transaction, so a batch of charges pays for one row and one delivery mark, however many
+ * alerts it raised; a large batch's array is compressed into TOAST. Delivered rows are pruned after
+ * ALERT_RETENTION.
  */
 export const alertOutbox = pgTable(
   "alert_outbox",
   {
     id: bigserial("id", { mode: "bigint" }).primaryKey(),
-    event: text("event").notNull(),
-    fields: jsonb("fields").notNull(),
+    // [{event, fields}, ...] in the order the transaction raised them.
+    alerts: jsonb("alerts").notNull(),
     // The clock at insert, not the transaction's start: a charge that waited long for a busy
     // account's lock must not look stranded to the sweeper the moment it commits.
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
     deliveredAt: timestamp("delivered_at", { withTimezone: true }),
   },
-  (table) => [index("alert_outbox_undelivered_idx").on(table.id).where(sql`${table.deliveredAt} is null`)],
+  (table) => [
+    index("alert_outbox_undelivered_idx").on(table.id).where(sql`${table.deliveredAt} is null`),
+    // Pruning takes delivered rows oldest delivery first.
+    index("alert_outbox_delivered_idx").on(table.deliveredAt).where(sql`${table.deliveredAt} is not null`),
+  ],
 );
 
 /** How far the gateway backfill has checked LiteLLM's spend log: the next run starts there (less an overlap). */
