@@ -1,30 +1,17 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { MIGRATIONS_FOLDER, runMigrations } from "../../src/platform/db/migrate.js";
+import { runMigrations } from "../../src/platform/db/migrate.js";
 import { recordGrant } from "../../src/books/grants.js";
 import { reconcileLedger } from "../../src/books/reconcile-ledger.js";
 import { recordUsageBatch } from "../../src/books/record-usage.js";
+import { migrationsUpTo } from "../support/migrations.js";
 import { adminQuery, databaseUrlFor } from "../support/test-env.js";
 import { pricedUsage } from "../support/usage-events.js";
 import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 
 const LAST_BEFORE_CHAIN = "0005_gateway_lookup_indexes";
-
-/** The project's migrations up to `tag`, in a folder of their own. */
-function migrationsUpTo(tag: string): string {
-  const folder = mkdtempSync(join(tmpdir(), "spend-ingest-migrations-"));
-  cpSync(MIGRATIONS_FOLDER, folder, { recursive: true });
-  const journalFile = join(folder, "meta", "_journal.json");
-  const journal = JSON.parse(readFileSync(journalFile, "utf8")) as { entries: Array<{ idx: number; tag: string }> };
-  const last = journal.entries.findIndex((entry) => entry.tag === tag);
-  journal.entries = journal.entries.slice(0, last + 1);
-  writeFileSync(journalFile, JSON.stringify(journal));
-  return folder;
-}
 
 const name = `spend_ingest_m_${randomBytes(6).toString("hex")}`;
 const folder = migrationsUpTo(LAST_BEFORE_CHAIN);
