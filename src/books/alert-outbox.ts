@@ -71,7 +71,7 @@ async function logOutboxAlerts(pool: pg.Pool, logger: Logger, alerts: OutboxAler
 export async function deliverStrandedAlerts(
   pool: pg.Pool,
   logger: Logger,
-  options: { olderThanMs: number; limit?: number },
+  options: { olderThanMs: number; limit: number },
 ): Promise<number> {
   return withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ id: string; alerts: Alert[] }>(
@@ -81,7 +81,7 @@ export async function deliverStrandedAlerts(
            WHERE delivered_at IS NULL AND created_at < now() - make_interval(secs => $1::double precision / 1000)
            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
         RETURNING id, alerts`,
-      [options.olderThanMs, options.limit ?? 100],
+      [options.olderThanMs, options.limit],
     );
     rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
     for (const row of rows) for (const alert of row.alerts) emitAlert(logger, alert);

@@ -45,7 +45,7 @@ describe("the alert outbox's migration to one row per transaction", () => {
 
     const lines: string[] = [];
     const logger = pino({}, { write: (line: string) => lines.push(line) });
-    expect(await deliverStrandedAlerts(pool, logger, { olderThanMs: 60_000 })).toBe(1);
+    expect(await deliverStrandedAlerts(pool, logger, { olderThanMs: 60_000, limit: 10 })).toBe(1);
     expect(lines.map((line) => JSON.parse(line))).toEqual([expect.objectContaining({ event: "balance_depleted", billing_account_id: "old-b" })]);
     const queued = await withTransaction(pool, (client) => insertAlerts(client, [{ event: "balance_depleted", fields: { billing_account_id: "new-a" } }]));
     expect(queued[0]!.outboxId).toBe("4");

@@ -65,7 +65,7 @@ describe("the alert outbox", () => {
     const { alertLines, logger } = capture();
     await deliverCommittedAlerts(db.pool, logger, result.alerts);
     await deliverCommittedAlerts(db.pool, logger, result.alerts);
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(0);
     expect(alertLines().map((line) => JSON.parse(line).idempotency_key)).toEqual(["row-1", "row-2", "row-3"]);
     expect(await outboxRows()).toEqual([expect.objectContaining({ delivered: true })]);
   });
@@ -82,7 +82,7 @@ describe("the alert outbox", () => {
     expect((await outboxRows())[0]!.alerts.map((alert) => JSON.stringify(alert.fields))).toEqual(queued.map((alert) => JSON.stringify(alert.fields)));
     await db.pool.query("UPDATE alert_outbox SET delivered_at = NULL");
     const swept = capture();
-    expect(await deliverStrandedAlerts(db.pool, swept.logger, { olderThanMs: 0 })).toBe(2);
+    expect(await deliverStrandedAlerts(db.pool, swept.logger, { olderThanMs: 0, limit: 10 })).toBe(2);
     expect(live.alertLines().map(untimed)).toEqual(swept.alertLines().map(untimed));
     expect(JSON.parse(live.alertLines()[0]!)).toMatchObject({ level: 40, event: "low_balance", "9": "\\u0000", msg: expect.stringMatching(/^low_balance: /) });
   });
@@ -96,9 +96,9 @@ describe("the alert outbox", () => {
   it("delivers a row a process committed and never delivered (it died after commit), every alert once", async () => {
     await record([usage("dead-1", "acct-dead", 10), usage("dead-2", "acct-dead", 10)]);
     const { alertLines, logger } = capture();
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 60_000 })).toBe(0);
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(2);
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 60_000, limit: 10 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(2);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(0);
     expect(alertLines().map((line) => JSON.parse(line).idempotency_key)).toEqual(["dead-1", "dead-2"]);
   });
 
@@ -109,7 +109,7 @@ describe("the alert outbox", () => {
     expect(dying.alertLines().map((line) => JSON.parse(line).idempotency_key)).toEqual(["mid-1"]);
     expect(dying.lines.some((line) => line.includes("alert delivery deferred to the sweeper"))).toBe(true);
     const sweeper = capture();
-    expect(await deliverStrandedAlerts(db.pool, sweeper.logger, { olderThanMs: 0 })).toBe(2);
+    expect(await deliverStrandedAlerts(db.pool, sweeper.logger, { olderThanMs: 0, limit: 10 })).toBe(2);
     expect(sweeper.alertLines().map((line) => JSON.parse(line).idempotency_key)).toEqual(["mid-1", "mid-2"]);
   });
 
@@ -121,9 +121,9 @@ describe("the alert outbox", () => {
       // What deliverCommittedAlerts does before it logs: the mark, holding the row's lock.
       await holder.query("UPDATE alert_outbox SET delivered_at = now() WHERE id = $1", [queued!.outboxId]);
       const { alertLines, logger } = capture();
-      expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+      expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(0);
       await holder.query("ROLLBACK");
-      expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(1);
+      expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(1);
       expect(alertLines()).toHaveLength(1);
     } finally {
       holder.release();

@@ -143,7 +143,7 @@ describe("alert delivery", () => {
     const result = await record([usage("deliver-1", "acct-deliver", 10)]);
     await deliverCommittedAlerts(db.pool, logger, result.alerts);
     await deliverCommittedAlerts(db.pool, logger, result.alerts);
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(0);
     expect(lines.map((line) => line.event)).toEqual(["inv_post_call_negative_balance"]);
     expect(lines[0]).toMatchObject({ idempotency_key: "deliver-1", balance_after: -10, level: 50 });
   });
@@ -152,9 +152,9 @@ describe("alert delivery", () => {
     const { lines, logger } = capture();
     await record([usage("stranded-1", "acct-stranded", 10)]);
     // Nobody delivered it: as if the worker died between commit and log.
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 60_000 })).toBe(0);
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(1);
-    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 60_000, limit: 10 })).toBe(0);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(1);
+    expect(await deliverStrandedAlerts(db.pool, logger, { olderThanMs: 0, limit: 10 })).toBe(0);
     expect(lines).toEqual([expect.objectContaining({ event: "inv_post_call_negative_balance", idempotency_key: "stranded-1" })]);
   });
 });
