@@ -13,7 +13,11 @@ import { recentDivergences } from "../../src/books/console-reads.js";
 import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
 import { withTransaction } from "../../src/platform/db/client.js";
+import type { WorkerDeps } from "../../src/platform/deps.js";
+import { createMetrics } from "../../src/platform/metrics.js";
+import { startAlertPrune } from "../../src/worker/alert-prune.js";
 import { useTestDatabase } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 import { pricedUsage as usage } from "../support/usage-events.js";
 
 const db = useTestDatabase();
@@ -182,6 +186,26 @@ describe("pruning delivered alerts", () => {
       holder.release();
     }
     expect(await remaining()).toEqual(["held-8d"]);
+  });
+});
+
+describe("the workers' alert prune", () => {
+  it("deletes every row past the retention in one run of bounded statements, and counts them", async () => {
+    await db.pool.query(`
+      INSERT INTO alert_outbox (alerts, created_at, delivered_at)
+      SELECT jsonb_build_array(jsonb_build_object('event', 'balance_depleted', 'fields', jsonb_build_object('billing_account_id', 'old-' || n))),
+             now() - interval '9 days', now() - interval '9 days'
+        FROM generate_series(1, 1201) n`);
+    const [kept] = await queue([{ event: "balance_depleted", fields: { billing_account_id: "kept" } }]);
+    await db.pool.query("UPDATE alert_outbox SET delivered_at = now() - interval '1 day' WHERE id = $1", [kept!.outboxId]);
+    const metrics = createMetrics([]);
+    const deps = { database: { pool: db.pool }, settings: { alertRetentionMs: 7 * DAY_MS }, metrics, logger: pino({ level: "silent" }) } as unknown as WorkerDeps;
+    // It runs at start, and is stopped once that run has pruned: a stop would end the run early.
+    const prune = startAlertPrune(deps);
+    await waitFor(async () => (await outboxRows()).length === 1);
+    await prune.stop();
+    expect(await outboxRows()).toEqual([expect.objectContaining({ id: kept!.outboxId })]);
+    expect(await metrics.registry.getSingleMetricAsString("spend_ingest_alert_outbox_pruned_total")).toContain("spend_ingest_alert_outbox_pruned_total 1201");
   });
 });
 
