@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { Logger } from "pino";
-import { jsonbText, withTransaction } from "../platform/db/client.js";
+import { inJsonbKeyOrder, jsonbText, withTransaction } from "../platform/db/client.js";
 import { type Alert, emitAlert } from "./alert-catalog.js";
 
 /** An alert and the outbox row that holds it with the rest of its transaction's alerts. */
@@ -19,18 +19,6 @@ export async function insertAlerts(client: pg.PoolClient, alerts: Alert[]): Prom
   const { rows } = await client.query<{ id: string }>("INSERT INTO alert_outbox (alerts) VALUES ($1::jsonb) RETURNING id", [text]);
   const outboxId = rows[0]!.id;
   return (inJsonbKeyOrder(JSON.parse(text)) as Alert[]).map((alert) => ({ event: alert.event, fields: alert.fields, outboxId }));
-}
-
-/**
- * jsonb keeps an object's keys shortest first, then by their UTF-8 bytes, and hands them back in
- * that order: the order the outbox has always given alert fields back in.
- */
-export function inJsonbKeyOrder(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(inJsonbKeyOrder);
-  if (value === null || typeof value !== "object") return value;
-  const keys = Object.keys(value).map((key) => ({ key, bytes: Buffer.from(key) }));
-  keys.sort((a, b) => a.bytes.length - b.bytes.length || Buffer.compare(a.bytes, b.bytes));
-  return Object.fromEntries(keys.map(({ key }) => [key, inJsonbKeyOrder((value as Record<string, unknown>)[key])]));
 }
 
 /**

@@ -4,7 +4,6 @@ import type { Alert } from "../../src/books/alert-catalog.js";
 import {
   deliverCommittedAlerts,
   deliverStrandedAlerts,
-  inJsonbKeyOrder,
   insertAlerts,
   type OutboxAlert,
   pruneDeliveredAlerts,
@@ -12,7 +11,7 @@ import {
 import { recentDivergences } from "../../src/books/console-reads.js";
 import { ENFORCEMENT_OFF } from "../../src/books/enforcement.js";
 import { type PricedUsage, recordUsageBatch } from "../../src/books/record-usage.js";
-import { withTransaction } from "../../src/platform/db/client.js";
+import { inJsonbKeyOrder, withTransaction } from "../../src/platform/db/client.js";
 import type { WorkerDeps } from "../../src/platform/deps.js";
 import { createMetrics } from "../../src/platform/metrics.js";
 import { startAlertPrune } from "../../src/worker/alert-prune.js";

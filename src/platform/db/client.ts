@@ -144,3 +144,15 @@ export function storableCopy(text: string): string {
 export function jsonbText(value: unknown): string {
   return JSON.stringify(value ?? null, (_key, inner: unknown) => (typeof inner === "string" ? storableCopy(inner) : inner));
 }
+
+/**
+ * `value` as jsonb hands it back: an object's keys shortest first, then by their UTF-8 bytes, so a
+ * value kept in jsonb and the same value in hand serialise to the same bytes.
+ */
+export function inJsonbKeyOrder(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(inJsonbKeyOrder);
+  if (value === null || typeof value !== "object") return value;
+  const keys = Object.keys(value).map((key) => ({ key, bytes: Buffer.from(key) }));
+  keys.sort((a, b) => a.bytes.length - b.bytes.length || Buffer.compare(a.bytes, b.bytes));
+  return Object.fromEntries(keys.map(({ key }) => [key, inJsonbKeyOrder((value as Record<string, unknown>)[key])]));
+}
