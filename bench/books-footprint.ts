@@ -6,7 +6,8 @@
  * ones (each charge takes the balance further below zero). The usage rollup runs after each
  * phase, so its table is counted too. WAL is the whole server's: run it on a PostgreSQL of its own
  * (DATABASE_URL) for that figure.
- *   node --import tsx bench/books-footprint.ts [--batches 40] [--size 512] [--accounts 200]
+ * With --keep the database stays (its name is printed), for pg_dump to be timed on it.
+ *   node --import tsx bench/books-footprint.ts [--batches 40] [--size 512] [--accounts 200] [--keep]
  */
 import { createHash, randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
@@ -23,6 +24,7 @@ const { values: flags } = parseArgs({
     batches: { type: "string", default: "40" },
     size: { type: "string", default: "512" },
     accounts: { type: "string", default: "200" },
+    keep: { type: "boolean", default: false },
   },
 });
 const [batches, size, accountCount] = [flags.batches, flags.size, flags.accounts].map(Number) as [number, number, number];
@@ -126,5 +128,6 @@ try {
   await phase("unfunded", unfunded);
 } finally {
   await pool.end();
-  await onServer(`DROP DATABASE ${name}`);
+  if (flags.keep) console.log(JSON.stringify({ kept: name }));
+  else await onServer(`DROP DATABASE ${name}`);
 }

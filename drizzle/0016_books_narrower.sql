@@ -14,6 +14,9 @@ INSERT INTO "price_books" ("hash") SELECT DISTINCT "price_book_hash" FROM "charg
 CREATE FUNCTION "price_book_id_of"(book text) RETURNS integer LANGUAGE sql STABLE AS $$
   SELECT id FROM price_books WHERE hash = book
 $$;--> statement-breakpoint
+-- An account's receipts are reached through its charge entries (src/books/usage-rollup.ts,
+-- reconcile-ledger.ts); dropped before the rewrite below, which would otherwise rebuild it.
+DROP INDEX "charge_receipts_account_idx";--> statement-breakpoint
 -- One rewrite of the table for both columns.
 ALTER TABLE "charge_receipts"
   ALTER COLUMN "usage_fingerprint" SET DATA TYPE bytea USING decode("usage_fingerprint", 'hex'),
