@@ -4,7 +4,7 @@ import { toDecimalString } from "../pricing/decimal.js";
 import type { Charge } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import { canonicalModel } from "../usage/model-name.js";
-import { receiptContent } from "./entry-hash.js";
+import { byteaHex, receiptContent } from "./entry-hash.js";
 
 export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
 
@@ -94,7 +94,7 @@ export async function insertReceipts(
       column((u) => u.event.cacheReadTokens),
       column((u) => u.event.cacheWriteTokens),
       column((u) => u.event.reasoningTokens),
-      column((u) => Buffer.from(usageFingerprint(u.event), "hex")),
+      column((u) => byteaHex(usageFingerprint(u.event))),
       priceBook.id,
       column((u) => u.event.eventTime),
       column((u) => u.event.claimedBillingAccountId ?? null),

@@ -35,6 +35,14 @@ export function ledgerEntryHash(previousHash: string, entry: ChainedContent): st
   return createHash("sha256").update(content).digest("hex");
 }
 
+/**
+ * A hex digest as bytea's input text (`\x…`), for a bytea column or array parameter: node-pg would
+ * turn a Buffer back into this text anyway, so the digest goes as it is.
+ */
+export function byteaHex(hex: string): string {
+  return `\\x${hex}`;
+}
+
 function lengthPrefixed(text: string): string {
   return `${Buffer.byteLength(text, "utf8")}:${text}`;
 }

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import type { LedgerKind } from "../platform/db/ledger-kinds.js";
-import { type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
+import { byteaHex, type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
 
 /**
  * A balance change to post: a charge (negative, with its receipt), a grant (positive, with its
@@ -194,7 +194,7 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
       column((entry) => entry.receiptId),
       column((entry) => entry.grantId),
       column((entry) => entry.seq.toString()),
-      column((entry) => Buffer.from(entry.hash, "hex")),
+      column((entry) => byteaHex(entry.hash)),
       column((entry) => entry.postedAt.toISOString()),
       column((entry) => entry.sourceId),
     ],
