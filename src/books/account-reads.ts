@@ -2,12 +2,12 @@ import { and, asc, desc, eq, gt, isNotNull, lt, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Db } from "../platform/db/client.js";
 import type { BucketSource, LedgerKind } from "../platform/db/ledger-kinds.js";
-import { accounts, chargeReceipts, creditBuckets, ledgerEntries, reversals } from "../platform/db/schema.js";
+import { accounts, chargeReceipts, creditBuckets, ledgerEntries, priceBooks, reversals } from "../platform/db/schema.js";
 import { BUCKET_REFERENCE } from "./credit-buckets.js";
 
 export type LedgerEntry = typeof ledgerEntries.$inferSelect;
-/** A receipt with the balance its entry left and what its reversals gave back in all. */
-export type ChargeReceipt = typeof chargeReceipts.$inferSelect & { balanceAfter: bigint | null; reversedCredits: bigint };
+/** A receipt with its price book's hash, the balance its entry left and what its reversals gave back in all. */
+export type ChargeReceipt = typeof chargeReceipts.$inferSelect & { priceBookHash: string; balanceAfter: bigint | null; reversedCredits: bigint };
 
 export type BalanceStatus = "ok" | "low" | "negative";
 
@@ -170,11 +170,13 @@ export async function findReceipt(db: Db, idempotencyKey: string): Promise<Charg
   const [row] = await db
     .select({
       receipt: chargeReceipts,
+      priceBookHash: priceBooks.hash,
       balanceAfter: ledgerEntries.balanceAfter,
       reversed: sql<string>`(SELECT coalesce(sum(${reversals.credits}), 0)::text FROM ${reversals} WHERE ${reversals.receiptId} = ${chargeReceipts.id})`,
     })
     .from(chargeReceipts)
+    .innerJoin(priceBooks, eq(priceBooks.id, chargeReceipts.priceBookId))
     .leftJoin(ledgerEntries, eq(ledgerEntries.receiptId, chargeReceipts.id))
     .where(eq(chargeReceipts.idempotencyKey, idempotencyKey));
-  return row ? { ...row.receipt, balanceAfter: row.balanceAfter, reversedCredits: BigInt(row.reversed) } : null;
+  return row ? { ...row.receipt, priceBookHash: row.priceBookHash, balanceAfter: row.balanceAfter, reversedCredits: BigInt(row.reversed) } : null;
 }

@@ -62,7 +62,7 @@ export async function verifyBookHeads(pool: pg.Pool, heads: readonly BookHead[])
       `SELECT h.account, h.seq, l.id AS entry_id
        FROM unnest($1::text[], $2::int8[], $3::text[]) AS h(account, seq, hash)
        LEFT JOIN ledger_entries l ON l.billing_account_id = h.account AND l.seq = h.seq
-       WHERE l.id IS NULL OR l.hash <> h.hash`,
+       WHERE l.id IS NULL OR l.hash <> decode(h.hash, 'hex')`,
       [page.map((head) => head.billingAccountId), page.map((head) => head.seq), page.map((head) => head.hash)],
     );
     for (const row of rows) {

@@ -4,7 +4,7 @@ import { toDecimalString } from "../pricing/decimal.js";
 import type { Charge } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import { canonicalModel } from "../usage/model-name.js";
-import { RECEIPT_CONTENT } from "./entry-hash.js";
+import { byteaHex, receiptContent } from "./entry-hash.js";
 
 export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
 
@@ -37,11 +37,33 @@ export function usageFingerprint(event: UsageEvent): string {
   return createHash("sha256").update(JSON.stringify(fields)).digest("hex");
 }
 
+/** The price book receipts are priced with: its hash, which their content shows, and its id in price_books, which they store. */
+export type ReceiptPriceBook = { hash: string; id: number };
+
+// By pool: ids are a database's. A row of price_books is never deleted, so an id once read stays right.
+const priceBookIds = new WeakMap<pg.Pool, Map<string, number>>();
+
+/**
+ * The id of the price book with this hash, adding it to price_books the first time. Its own
+ * statements, committed before any receipt names the id: inside a batch's transaction, a book
+ * another batch added at the same moment could be invisible to it. Read once per process and book.
+ */
+export async function registerPriceBook(pool: pg.Pool, hash: string): Promise<ReceiptPriceBook> {
+  const known = priceBookIds.get(pool) ?? new Map<string, number>();
+  priceBookIds.set(pool, known);
+  const cached = known.get(hash);
+  if (cached !== undefined) return { hash, id: cached };
+  await pool.query("INSERT INTO price_books (hash) VALUES ($1) ON CONFLICT (hash) DO NOTHING", [hash]);
+  const { rows } = await pool.query<{ id: number }>("SELECT id FROM price_books WHERE hash = $1", [hash]);
+  known.set(hash, rows[0]!.id);
+  return { hash, id: rows[0]!.id };
+}
+
 /** Inserts the receipts whose key is free, in the order given; returns those inserted, by key. */
 export async function insertReceipts(
   client: pg.PoolClient,
   receipts: ReceiptToInsert[],
-  priceBookHash: string,
+  priceBook: ReceiptPriceBook,
 ): Promise<Map<string, InsertedReceipt>> {
   if (receipts.length === 0) return new Map();
   const column = <T>(read: (usage: PricedUsage) => T) => receipts.map(({ usage }) => read(usage));
@@ -51,13 +73,13 @@ export async function insertReceipts(
        provider_cost_usd, charged_credits, prompt_tokens, completion_tokens, cache_read_tokens,
        cache_write_tokens, reasoning_tokens, usage_fingerprint, event_time, claimed_billing_account_id,
        rate_step, pricing_reason, reported_cost_usd, canonical_model, litellm_margin_usd, litellm_discount_usd,
-       key_hash, team_id, price_book_hash)
+       key_hash, team_id, price_book_id)
      SELECT u.*, $15 FROM unnest(
        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::numeric[], $8::int8[],
-       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::text[], $16::timestamptz[], $17::text[],
+       $9::int4[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::bytea[], $16::timestamptz[], $17::text[],
        $18::text[], $19::text[], $20::numeric[], $21::text[], $22::numeric[], $23::numeric[], $24::text[], $25::text[]) AS u
      ON CONFLICT (idempotency_key) DO NOTHING
-     RETURNING r.id, r.idempotency_key, ${RECEIPT_CONTENT} AS content`,
+     RETURNING r.id, r.idempotency_key, ${receiptContent("$26::text")} AS content`,
     [
       receipts.map(({ key }) => key),
       column((u) => u.event.billingAccountId),
@@ -72,8 +94,8 @@ export async function insertReceipts(
       column((u) => u.event.cacheReadTokens),
       column((u) => u.event.cacheWriteTokens),
       column((u) => u.event.reasoningTokens),
-      column((u) => usageFingerprint(u.event)),
-      priceBookHash,
+      column((u) => byteaHex(usageFingerprint(u.event))),
+      priceBook.id,
       column((u) => u.event.eventTime),
       column((u) => u.event.claimedBillingAccountId ?? null),
       column((u) => u.charge.rateStep),
@@ -87,6 +109,7 @@ export async function insertReceipts(
       column((u) => u.event.litellmDiscountUsd ?? null),
       column((u) => u.event.keyHash ?? null),
       column((u) => u.event.teamId ?? null),
+      priceBook.hash,
     ],
   );
   return new Map(rows.map((row) => [row.idempotency_key, { id: row.id, content: row.content }]));

@@ -68,56 +68,57 @@ export async function openBucket(client: pg.PoolClient, inflow: PostedEntry, buc
   return rows[0]!.id;
 }
 
-type LiveBucket = { id: string; billing_account_id: string; remaining_credits: string; priority: number; expires_at: Date | null };
-
 /**
  * Draws posted outflows (in the caller's transaction, their accounts already locked) from their
  * accounts' live buckets in consumption order: lower priority first, then soonest expiry (never
- * expiring last), then oldest. One read and one write (allocate) for the whole batch, whatever
- * its size; none when no outflow has live credit to draw. Returns the allocations written.
+ * expiring last), then oldest. One statement for the whole batch, whatever its size, and none when
+ * no outflow has live credit to draw. Returns the allocations written, in each account's entry
+ * order and, within an entry, consumption order.
+ *
+ * Per account, the outflows fill the buckets in order: laid end to end, the entries' covered
+ * credits and the buckets' remaining credits are two runs of intervals from 0, and an entry takes
+ * from a bucket what their intervals share. Buckets short of the balance (edited by hand) give
+ * what they hold: the charge stands, and reconcile names the account (live_credit_mismatch)
+ * rather than billing stopping on it. The buckets are not locked: every writer of a bucket's
+ * credits holds its account's lock first, as this transaction does, and this statement's snapshot,
+ * taken after those locks, sees their last writes.
  */
 export async function drawBuckets(client: pg.PoolClient, outflows: readonly PostedEntry[]): Promise<Allocation[]> {
-  const drawing = outflows
-    .map((entry) => ({ entry, covered: coveredCreditsOf(entry) }))
-    .filter(({ covered }) => covered > 0n)
-    .sort((a, b) => (a.entry.seq < b.entry.seq ? -1 : a.entry.seq > b.entry.seq ? 1 : 0));
+  const drawing = outflows.map((entry) => ({ entry, covered: coveredCreditsOf(entry) })).filter(({ covered }) => covered > 0n);
   if (drawing.length === 0) return [];
-  const accountIds = [...new Set(drawing.map(({ entry }) => entry.billingAccountId))].sort();
-  // Not locked: every writer of a bucket's credits holds its account's lock first, as this
-  // transaction does, and this statement's snapshot, taken after those locks, sees their last writes.
-  const { rows } = await client.query<LiveBucket>(
-    `SELECT id, billing_account_id, remaining_credits, priority, expires_at FROM credit_buckets
-     WHERE billing_account_id = ANY($1::text[]) AND live
-     ORDER BY billing_account_id, priority, expires_at, created_at, id`,
-    [accountIds],
+  const { rows } = await client.query<{ ledger_entry_id: string; bucket_id: string; credits: string; priority: number; expires_at: Date | null }>(
+    `WITH drawing AS (
+       SELECT entry_id, account, seq, sum(covered) OVER (PARTITION BY account ORDER BY seq) AS upto, covered
+       FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[]) AS d(entry_id, account, seq, covered)),
+     slots AS (
+       SELECT id, billing_account_id, priority, expires_at, remaining_credits,
+              sum(remaining_credits) OVER (PARTITION BY billing_account_id ORDER BY priority, expires_at, created_at, id) AS upto,
+              row_number() OVER (PARTITION BY billing_account_id ORDER BY priority, expires_at, created_at, id) AS position
+       FROM credit_buckets WHERE billing_account_id = ANY($2::text[]) AND live),
+     shares AS (
+       SELECT d.entry_id, d.seq, s.id AS bucket_id, s.position, s.priority, s.expires_at,
+              least(d.upto, s.upto) - greatest(d.upto - d.covered, s.upto - s.remaining_credits) AS credits
+       FROM drawing d JOIN slots s ON s.billing_account_id = d.account
+        AND s.upto - s.remaining_credits < d.upto AND d.upto - d.covered < s.upto),
+     allocated AS (
+       INSERT INTO bucket_allocations (ledger_entry_id, bucket_id, credits) SELECT entry_id, bucket_id, credits FROM shares),
+     moved AS (
+       UPDATE credit_buckets b SET remaining_credits = b.remaining_credits - t.credits
+       FROM (SELECT bucket_id, sum(credits) AS credits FROM shares GROUP BY bucket_id) t WHERE b.id = t.bucket_id)
+     SELECT entry_id AS ledger_entry_id, bucket_id, credits, priority, expires_at FROM shares ORDER BY seq, position`,
+    [
+      drawing.map(({ entry }) => entry.id),
+      drawing.map(({ entry }) => entry.billingAccountId),
+      drawing.map(({ entry }) => entry.seq.toString()),
+      drawing.map(({ covered }) => covered.toString()),
+    ],
   );
-  const queues = new Map<string, Array<{ bucket: LiveBucket; remaining: bigint }>>();
-  for (const bucket of rows) {
-    const queue = queues.get(bucket.billing_account_id) ?? [];
-    queue.push({ bucket, remaining: BigInt(bucket.remaining_credits) });
-    queues.set(bucket.billing_account_id, queue);
-  }
-  const allocations: Allocation[] = [];
-  for (const { entry, covered } of drawing) {
-    let owed = covered;
-    // Buckets short of the balance (edited by hand) give what they hold: the charge stands, and
-    // reconcile names the account (live_credit_mismatch) rather than billing stopping on it.
-    for (const slot of queues.get(entry.billingAccountId) ?? []) {
-      if (owed === 0n) break;
-      if (slot.remaining === 0n) continue;
-      const take = owed < slot.remaining ? owed : slot.remaining;
-      slot.remaining -= take;
-      owed -= take;
-      allocations.push({
-        ledgerEntryId: entry.id,
-        bucketId: slot.bucket.id,
-        credits: take,
-        terms: { priority: slot.bucket.priority, expiresAt: slot.bucket.expires_at },
-      });
-    }
-  }
-  await allocate(client, allocations);
-  return allocations;
+  return rows.map((row) => ({
+    ledgerEntryId: row.ledger_entry_id,
+    bucketId: row.bucket_id,
+    credits: BigInt(row.credits),
+    terms: { priority: row.priority, expiresAt: row.expires_at },
+  }));
 }
 
 /**

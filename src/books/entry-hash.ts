@@ -35,6 +35,14 @@ export function ledgerEntryHash(previousHash: string, entry: ChainedContent): st
   return createHash("sha256").update(content).digest("hex");
 }
 
+/**
+ * A hex digest as bytea's input text (`\x…`), for a bytea column or array parameter: node-pg would
+ * turn a Buffer back into this text anyway, so the digest goes as it is.
+ */
+export function byteaHex(hex: string): string {
+  return `\\x${hex}`;
+}
+
 function lengthPrefixed(text: string): string {
   return `${Buffer.byteLength(text, "utf8")}:${text}`;
 }
@@ -47,23 +55,31 @@ export function sourceDigest(content: string | null): string {
 // Epoch microseconds as text: the same whatever the session's TimeZone or DateStyle.
 const micros = (column: string) => `(extract(epoch FROM ${column}) * 1000000)::int8::text`;
 
-const RECEIPT_FIELDS = `r.idempotency_key, r.billing_account_id, r.claimed_billing_account_id, r.model,
+// The digests are stored as bytes and the price book by id (migration 0017); the content renders
+// them as the text they were chained with: the fingerprint's hex, the price book's hash.
+const receiptFields = (priceBookHash: string) => `r.idempotency_key, r.billing_account_id, r.claimed_billing_account_id, r.model,
   r.model_group, r.pricing_source, r.rate_step, r.price_entry, r.pricing_reason, r.reported_cost_usd::text,
   r.provider_cost_usd::text, r.charged_credits::text, r.prompt_tokens, r.completion_tokens, r.cache_read_tokens,
-  r.cache_write_tokens, r.reasoning_tokens, r.usage_fingerprint, r.price_book_hash, ${micros("r.event_time")},
+  r.cache_write_tokens, r.reasoning_tokens, encode(r.usage_fingerprint, 'hex'), ${priceBookHash}, ${micros("r.event_time")},
   ${micros("r.created_at")}`;
 // Fields added to receipts after entries were first chained: appended only where one is set, so
 // every receipt written before them keeps the content (and its entry the hash) it was chained with.
 const LATER_RECEIPT_FIELDS = ["r.canonical_model", "r.litellm_margin_usd::text", "r.litellm_discount_usd::text"];
 
 /**
- * Every stored field of a receipt (alias `r`), as one text PostgreSQL writes the same way for
- * the same values in any session: the entry's hash covers its digest, so an edit to any field of
- * a receipt shows. Read when the receipt is written (RETURNING) and again by reconcile.
+ * Every stored field of a receipt (alias `r`, its price book's hash given as SQL), as one text
+ * PostgreSQL writes the same way for the same values in any session: the entry's hash covers its
+ * digest, so an edit to any field of a receipt shows. Read when the receipt is written (RETURNING,
+ * as its digest) and again by reconcile (joined to price_books as `pb`: RECEIPT_CONTENT).
  */
-export const RECEIPT_CONTENT = `(CASE WHEN num_nonnulls(${LATER_RECEIPT_FIELDS.join(", ")}) = 0
-  THEN json_build_array(${RECEIPT_FIELDS})
-  ELSE json_build_array(${RECEIPT_FIELDS}, ${LATER_RECEIPT_FIELDS.join(", ")}) END)::text`;
+export function receiptContent(priceBookHash: string): string {
+  return `(CASE WHEN num_nonnulls(${LATER_RECEIPT_FIELDS.join(", ")}) = 0
+  THEN json_build_array(${receiptFields(priceBookHash)})
+  ELSE json_build_array(${receiptFields(priceBookHash)}, ${LATER_RECEIPT_FIELDS.join(", ")}) END)::text`;
+}
+
+/** A receipt's content (alias `r`) with its price book joined as `pb`. */
+const RECEIPT_CONTENT = receiptContent("pb.hash");
 
 const GRANT_FIELDS = `g.billing_account_id, g.reference, g.credits::text, g.reason, ${micros("g.created_at")}`;
 
@@ -99,7 +115,7 @@ export const BUCKET_CONTENT = `json_build_array(b.billing_account_id, b.source, 
  * their receipt's or grant's content included; `where` and `rest` complete the statement.
  */
 export function chainedEntriesQuery(where: string, rest = ""): string {
-  return `SELECT l.id, l.hash, l.billing_account_id, l.seq, l.kind, l.amount_credits, l.balance_before, l.balance_after,
+  return `SELECT l.id, encode(l.hash, 'hex') AS hash, l.billing_account_id, l.seq, l.kind, l.amount_credits, l.balance_before, l.balance_after,
             l.reference, l.receipt_id, l.grant_id, l.source_id, ${micros("l.created_at")} AS posted_us,
             CASE l.kind WHEN 'charge' THEN ${RECEIPT_CONTENT} WHEN 'grant' THEN ${GRANT_CONTENT}
                         WHEN 'expiry' THEN ${BUCKET_CONTENT} WHEN 'debit' THEN ${DEBIT_CONTENT}
@@ -107,6 +123,7 @@ export function chainedEntriesQuery(where: string, rest = ""): string {
                         WHEN 'reversal' THEN ${REVERSAL_CONTENT} END AS source_content
      FROM ledger_entries l
      LEFT JOIN charge_receipts r ON r.id = l.receipt_id
+     LEFT JOIN price_books pb ON pb.id = r.price_book_id
      LEFT JOIN grants g ON g.id = l.grant_id
      LEFT JOIN credit_buckets b ON l.kind = 'expiry' AND b.id = l.source_id
      LEFT JOIN debits d ON l.kind = 'debit' AND d.id = l.source_id

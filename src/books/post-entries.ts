@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import type { LedgerKind } from "../platform/db/ledger-kinds.js";
-import { type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
+import { byteaHex, type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
 
 /**
  * A balance change to post: a charge (negative, with its receipt), a grant (positive, with its
@@ -126,7 +126,7 @@ async function moveBalances(
  */
 async function lastEntries(client: pg.PoolClient, lasts: Array<[string, bigint]>): Promise<Map<string, { head: string; postedAt: Date }>> {
   const { rows } = await client.query<{ id: string; hash: string | null; posted_ms: string }>(
-    `SELECT h.id, l.hash,
+    `SELECT h.id, encode(l.hash, 'hex') AS hash,
             greatest(ceil(extract(epoch FROM l.created_at) * 1000), floor(extract(epoch FROM clock_timestamp()) * 1000))::int8 AS posted_ms
      FROM unnest($1::text[], $2::int8[]) AS h(id, seq)
      -- One index probe per account, whatever the planner thinks of the table's size.
@@ -182,7 +182,7 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
     `INSERT INTO ledger_entries (billing_account_id, kind, amount_credits, balance_before, balance_after, reference,
                                  receipt_id, grant_id, seq, hash, created_at, source_id)
      SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
-                          $9::int8[], $10::text[], $11::timestamptz[], $12::int8[])
+                          $9::int8[], $10::bytea[], $11::timestamptz[], $12::int8[])
      RETURNING id, billing_account_id, seq`,
     [
       column((entry) => entry.billingAccountId),
@@ -194,7 +194,7 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
       column((entry) => entry.receiptId),
       column((entry) => entry.grantId),
       column((entry) => entry.seq.toString()),
-      column((entry) => entry.hash),
+      column((entry) => byteaHex(entry.hash)),
       column((entry) => entry.postedAt.toISOString()),
       column((entry) => entry.sourceId),
     ],

@@ -6,7 +6,7 @@ import { priceDivergenceAlert } from "./price-divergence-alert.js";
 import { isLitellmKeyHash } from "../usage/usage-event.js";
 import { type BalanceMove, balanceAlertsFor } from "./balance-alerts.js";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
-import { deleteReceipts, insertReceipts, type PricedUsage } from "./charge-receipts.js";
+import { deleteReceipts, insertReceipts, type PricedUsage, registerPriceBook } from "./charge-receipts.js";
 import { compareText, type Posting, postEntries } from "./post-entries.js";
 import { drawBuckets } from "./credit-buckets.js";
 import { insertQuarantined, type QuarantineEntry, quarantineEntry } from "./quarantine.js";
@@ -50,12 +50,13 @@ export async function recordUsageBatch(pool: pg.Pool, batch: UsageBatch): Promis
   // A single charge JSON cannot carry exactly is never recorded; it waits in quarantine.
   const oversized = batch.charges.filter((usage) => usage.charge.chargedCredits > MAX_CREDITS);
   const { firsts, repeats } = splitRepeatedKeys(batch.charges.filter((usage) => usage.charge.chargedCredits <= MAX_CREDITS));
+  const priceBook = await registerPriceBook(pool, batch.priceBookHash);
   return withTransaction(pool, async (client) => {
-    const inserted = await insertReceipts(client, firsts.map((usage) => ({ usage, key: usage.event.idempotencyKey })), batch.priceBookHash);
+    const inserted = await insertReceipts(client, firsts.map((usage) => ({ usage, key: usage.event.idempotencyKey })), priceBook);
     const repeated = await placeRepeatedIds(
       client,
       [...firsts.filter((usage) => !inserted.has(usage.event.idempotencyKey)), ...repeats],
-      batch.priceBookHash,
+      priceBook,
     );
     const receipts = [
       ...firsts.flatMap((usage) => {

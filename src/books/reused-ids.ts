@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { UsageEvent } from "../usage/usage-event.js";
 import { callTimeMs, reusedIdKey, reusedIdKeysNear, sameCall } from "./call-identity.js";
-import { type InsertedReceipt, insertReceipts, type PricedUsage, type ReceiptToInsert, usageFingerprint } from "./charge-receipts.js";
+import { type InsertedReceipt, insertReceipts, type PricedUsage, type ReceiptPriceBook, type ReceiptToInsert, usageFingerprint } from "./charge-receipts.js";
 import { compareText } from "./post-entries.js";
 
 /** A further call under a request id, given a receipt of its own under `key` (reusedIdKey). */
@@ -19,7 +19,7 @@ type Recorded = { fingerprint: string; eventTime: Date | null };
  * The ids' first receipts are locked, in key order, so that concurrent transactions decide one
  * id's further calls one after the other and never charge one call under two neighbouring keys.
  */
-export async function placeRepeatedIds(client: pg.PoolClient, usages: PricedUsage[], priceBookHash: string): Promise<RepeatedIds> {
+export async function placeRepeatedIds(client: pg.PoolClient, usages: PricedUsage[], priceBook: ReceiptPriceBook): Promise<RepeatedIds> {
   const conflicting = new Map<string, PricedUsage>();
   if (usages.length === 0) return { placed: [], duplicates: 0, conflicting: [] };
   const firsts = await recordedByKey(client, [...new Set(usages.map((usage) => usage.event.idempotencyKey))], "lock");
@@ -51,7 +51,7 @@ export async function placeRepeatedIds(client: pg.PoolClient, usages: PricedUsag
     kept.push({ requestId, timeMs, fingerprint });
     toInsert.push({ usage, key: reusedIdKey(requestId, timeMs) });
   }
-  const inserted = await insertReceipts(client, toInsert, priceBookHash);
+  const inserted = await insertReceipts(client, toInsert, priceBook);
   const placed: ReusedIdReceipt[] = [];
   for (const { usage, key } of toInsert) {
     const receipt = inserted.get(key);
@@ -91,7 +91,7 @@ async function recordedByKey(client: pg.Pool | pg.PoolClient, keys: string[], lo
   if (keys.length === 0) return new Map();
   // NO KEY UPDATE: exclusive among deciders, while ledger entries may still reference the row.
   const { rows } = await client.query<{ idempotency_key: string; usage_fingerprint: string; event_time: Date | null }>(
-    `SELECT idempotency_key, usage_fingerprint, event_time FROM charge_receipts WHERE idempotency_key = ANY($1::text[])
+    `SELECT idempotency_key, encode(usage_fingerprint, 'hex') AS usage_fingerprint, event_time FROM charge_receipts WHERE idempotency_key = ANY($1::text[])
      ${lock ? "ORDER BY idempotency_key FOR NO KEY UPDATE" : ""}`,
     [keys],
   );

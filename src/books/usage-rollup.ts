@@ -50,6 +50,10 @@ const INSERT_USAGE = `INSERT INTO usage_hourly AS u (${[...USAGE_KEY, ...USAGE_C
 // watermark row `w`.
 const ROLLED_UP = "(r.xact IS NULL OR r.xact < w.xact)";
 
+// An account's receipts, reached through its charge entries (alias `l`; each receipt has exactly
+// one, which reconcile checks): receipts keep no index by account. Completed by `= <accounts>`.
+const RECEIPTS_OF_ACCOUNTS = "l.kind = 'charge' AND r.id = l.receipt_id AND l.billing_account_id";
+
 export type UsageRollup = { ran: boolean; rows: number; rolledUpAt: Date };
 
 /**
@@ -106,8 +110,8 @@ export async function rebuildUsage(pool: pg.Pool, options: { onProgress?: (accou
       done.rows += await withTransaction(pool, async (client) => {
         await client.query("SELECT 1 FROM usage_rollup_watermark FOR UPDATE");
         await client.query("DELETE FROM usage_hourly WHERE billing_account_id = $1", [id]);
-        const where = `r.billing_account_id = $1 AND ${ROLLED_UP}`;
-        return (await client.query(`${INSERT_USAGE} ${usageOfReceipts(where, "usage_rollup_watermark w")}`, [id])).rowCount ?? 0;
+        const where = `${RECEIPTS_OF_ACCOUNTS} = $1 AND ${ROLLED_UP}`;
+        return (await client.query(`${INSERT_USAGE} ${usageOfReceipts(where, "usage_rollup_watermark w, ledger_entries l")}`, [id])).rowCount ?? 0;
       });
       done.accounts += 1;
     }
@@ -141,7 +145,7 @@ export const USAGE_MISMATCHES_SHOWN = 1000;
 export async function usageMismatches(pool: pg.Pool, accountIds: readonly string[]): Promise<UsageMismatch[]> {
   const values = (side: string) => USAGE_COLUMNS.map((column) => `${side}.${column}::text AS ${side}_${column}`).join(", ");
   const { rows } = await pool.query<Record<string, string | null> & { hour: Date }>(
-    `WITH expected AS (${usageOfReceipts(`r.billing_account_id = ANY($1::text[]) AND ${ROLLED_UP}`, "usage_rollup_watermark w")}),
+    `WITH expected AS (${usageOfReceipts(`${RECEIPTS_OF_ACCOUNTS} = ANY($1::text[]) AND ${ROLLED_UP}`, "usage_rollup_watermark w, ledger_entries l")}),
           stored AS (SELECT * FROM usage_hourly WHERE billing_account_id = ANY($1::text[]))
      SELECT ${USAGE_KEY.map((column) => `coalesce(e.${column}, s.${column}) AS ${column}`).join(", ")},
             e.calls IS NOT NULL AS expected_row, s.calls IS NOT NULL AS stored_row, ${values("e")}, ${values("s")}

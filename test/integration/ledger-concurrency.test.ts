@@ -92,8 +92,8 @@ describe("reconcile", () => {
   it("sees receipts and entries that name an account that does not exist", async () => {
     await db.pool.query(
       `INSERT INTO charge_receipts (idempotency_key, billing_account_id, pricing_source, provider_cost_usd, charged_credits,
-         prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_fingerprint, price_book_hash)
-       VALUES ('orphan-1', 'acct-nobody', 'price_book', 0, 5, 1, 1, 0, 0, 0, 'x', 'x')`,
+         prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, usage_fingerprint, price_book_id)
+       VALUES ('orphan-1', 'acct-nobody', 'price_book', 0, 5, 1, 1, 0, 0, 0, 'x', 0)`,
     );
     const report = await reconcileLedger(db.pool);
     expect(report.ok).toBe(false);

@@ -57,6 +57,12 @@ describe("the ledger chain migration", () => {
       accountsChecked: 3,
       drifts: [{ kind: "balance_out_of_bound", billingAccountId: "old-big", balance: "18014398509481982" }],
     });
+    // Digests became bytes and the price book an id (0017), and the reconcile above recomputed every
+    // hash chained before from them: the content they render is the text they were chained with.
+    const { rows: stored } = await pool.query(
+      "SELECT encode(r.usage_fingerprint, 'hex') AS fingerprint, b.hash AS book, octet_length(l.hash) AS hash_bytes FROM charge_receipts r JOIN price_books b ON b.id = r.price_book_id JOIN ledger_entries l ON l.receipt_id = r.id WHERE r.id = 1",
+    );
+    expect(stored).toEqual([{ fingerprint: "f1", book: "h", hash_bytes: 32 }]);
     // Each positive balance became one evergreen opening bucket (old-b, in debt, has none), so live
     // credit ties out from the migration on.
     const { rows: openings } = await pool.query(

@@ -35,7 +35,7 @@ export function rechain(account: string): Rewrite {
     let previous = GENESIS_HASH;
     for (const row of rows) {
       previous = ledgerEntryHash(previous, chainedContent(row));
-      await client.query("UPDATE ledger_entries SET hash = $2 WHERE id = $1", [row.id, previous]);
+      await client.query("UPDATE ledger_entries SET hash = decode($2, 'hex') WHERE id = $1", [row.id, previous]);
     }
     await client.query("UPDATE accounts SET ledger_seq = $2 WHERE id = $1", [account, rows.at(-1)?.seq ?? 0]);
   };

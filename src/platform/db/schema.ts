@@ -12,6 +12,7 @@ import {
   numeric,
   pgTable,
   primaryKey,
+  serial,
   text,
   timestamp,
   uniqueIndex,
@@ -43,6 +44,25 @@ export const accounts = pgTable("accounts", {
 /** A PostgreSQL transaction id (xid8), as text: 64 bits, never wrapping. */
 const transactionId = customType<{ data: string; driverData: string }>({ dataType: () => "xid8" });
 
+/**
+ * A SHA-256 digest, stored as its 32 bytes (bytea) and read as lowercase hex, the text the
+ * service hashes and compares: half the bytes of the hex text in every row that carries one.
+ */
+const sha256Digest = customType<{ data: string; driverData: Buffer }>({
+  dataType: () => "bytea",
+  toDriver: (hex) => Buffer.from(hex, "hex"),
+  fromDriver: (bytes) => bytes.toString("hex"),
+});
+
+/**
+ * Each price book receipts were priced with, by its hash: a receipt keeps the 4-byte id, not the
+ * 64-character hash every receipt of the book would repeat.
+ */
+export const priceBooks = pgTable("price_books", {
+  id: serial("id").primaryKey(),
+  hash: text("hash").notNull(),
+}, (table) => [uniqueIndex("price_books_hash_key").on(table.hash)]);
+
 /** What one LiteLLM call was charged, exactly once per idempotency key. */
 export const chargeReceipts = pgTable(
   "charge_receipts",
@@ -69,8 +89,9 @@ export const chargeReceipts = pgTable(
     cacheReadTokens: integer("cache_read_tokens").notNull(),
     cacheWriteTokens: integer("cache_write_tokens").notNull(),
     reasoningTokens: integer("reasoning_tokens").notNull(),
-    usageFingerprint: text("usage_fingerprint").notNull(),
-    priceBookHash: text("price_book_hash").notNull(),
+    usageFingerprint: sha256Digest("usage_fingerprint").notNull(),
+    /** The price book it was priced with (price_books.id). */
+    priceBookId: integer("price_book_id").notNull(),
     eventTime: timestamp("event_time", { withTimezone: true }),
     createdAt: createdAt(),
     /**
@@ -92,7 +113,8 @@ export const chargeReceipts = pgTable(
   },
   (table) => [
     uniqueIndex("charge_receipts_idempotency_key_key").on(table.idempotencyKey),
-    index("charge_receipts_account_idx").on(table.billingAccountId, table.id),
+    // No index by account: an account's receipts are reached through its charge entries
+    // (ledger_entries_account_seq_key, then the receipt by id), which every read of them has.
     // The gateway reconcile pages through a window's receipts by call time.
     index("charge_receipts_event_time_idx").on(table.eventTime),
     index("charge_receipts_xact_idx").on(table.xact),
@@ -270,15 +292,17 @@ export const ledgerEntries = pgTable(
     /** The source row of the kinds after charge and grant: a debit, transfer, reversal, or (expiry) the bucket. */
     sourceId: bigint("source_id", { mode: "bigint" }),
     seq: bigint("seq", { mode: "bigint" }).notNull(),
-    hash: text("hash").notNull(),
+    hash: sha256Digest("hash").notNull(),
     createdAt: createdAt(),
   },
   (table) => [
-    // Per account, sequence order is id order: the one index serves the chain and the ledger pages.
+    // Per account, sequence order is id order and posting-time order (posting times never run
+    // backwards per account): the one index serves the chain, the ledger pages and the invoices.
     uniqueIndex("ledger_entries_account_seq_key").on(table.billingAccountId, table.seq),
-    index("ledger_entries_account_created_idx").on(table.billingAccountId, table.createdAt),
-    uniqueIndex("ledger_entries_receipt_key").on(table.receiptId),
-    uniqueIndex("ledger_entries_grant_key").on(table.grantId),
+    // Partial: each entry has one source column set, and an index of the others' NULLs would
+    // cost every entry an index write no read uses.
+    uniqueIndex("ledger_entries_receipt_key").on(table.receiptId).where(sql`${table.receiptId} is not null`),
+    uniqueIndex("ledger_entries_grant_key").on(table.grantId).where(sql`${table.grantId} is not null`),
     // One entry of each kind per source: a bucket expires once, a debit posts once.
     uniqueIndex("ledger_entries_source_key").on(table.kind, table.sourceId).where(sql`${table.sourceId} is not null`),
     check("ledger_entries_kind", sql`${table.kind} in (${sql.raw(LEDGER_KINDS.map((kind) => `'${kind}'`).join(", "))})`),
