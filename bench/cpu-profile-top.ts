@@ -21,7 +21,9 @@ let total = 0;
 profile.samples.forEach((id, index) => {
   const delta = profile.timeDeltas[index + 1] ?? 0;
   const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
-  const where = url === "" ? "" : ` ${url.replace(/^.*\/(node_modules\/|src\/|bench\/)/, "$1")}:${lineNumber + 1}`;
+  // tsx's transform leaves every function on line 0: only the file says where it is then.
+  const line = lineNumber > 0 ? `:${lineNumber + 1}` : "";
+  const where = url === "" ? "" : ` ${url.replace(/^.*\/(node_modules\/|src\/|bench\/)/, "$1")}${line}`;
   const name = `${functionName || "(anonymous)"}${where}`;
   selfMicroseconds.set(name, (selfMicroseconds.get(name) ?? 0) + delta);
   total += delta;
