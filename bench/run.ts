@@ -13,7 +13,7 @@
  * that its figures stand beside the single server's of the same run. `--enforce` runs the services
  * with ENFORCE_ON_DEPLETED against a fake LiteLLM admin API.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
@@ -25,12 +25,12 @@ import { recordGrant } from "../src/books/grants.js";
 import { reconcileLedger } from "../src/books/reconcile-ledger.js";
 import { JOB_CHARGE_USAGE } from "../src/platform/queue.js";
 import { createUsageQueue } from "../src/platform/queue-producer.js";
-import { STANDARD_LOGGING_PAYLOAD } from "../test/support/litellm-payloads.js";
 import { FakeLitellmAdmin } from "../test/support/fake-litellm-admin.js";
 import { TestRedisCluster } from "../test/support/redis-cluster.js";
 import { peakRssMib, ServiceProcess } from "../test/support/service-process.js";
 import { ADMIN_DATABASE_URL, databaseUrlFor, TEST_REDIS_URL } from "../test/support/test-env.js";
 import { usageEvent } from "../test/support/usage-events.js";
+import { batchBody } from "./litellm-batch.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -94,34 +94,6 @@ function service(entry: "receiver" | "usage-worker", site: QueueSite): ServicePr
     ...enforcementEnv,
   };
   return new ServiceProcess(entry, env, { nodeArgs });
-}
-
-// A realistic call: LiteLLM's example payload with a prompt and a response of a typical size.
-const example = STANDARD_LOGGING_PAYLOAD as Record<string, any>;
-const template = JSON.stringify({
-  ...example,
-  id: "__ID__",
-  endTime: "__END__",
-  messages: [
-    { role: "system", content: "You are a helpful assistant. ".repeat(8) },
-    { role: "user", content: "Summarise the quarterly report for the board, with risks and next steps. ".repeat(12) },
-  ],
-  response: {
-    ...example.response,
-    choices: [{ ...example.response.choices[0], message: { role: "assistant", content: "The quarter closed ahead of plan. ".repeat(10) } }],
-  },
-  metadata: { ...example.metadata, user_api_key_team_id: "__ACCOUNT__", user_api_key_hash: "__KEY_HASH__" },
-}).replace('"endTime":"__END__"', '"endTime":__END__');
-
-function batchBody(prefix: string, first: number, count: number, account: (n: number) => string): string {
-  const end = String(Date.now() / 1000);
-  const items: string[] = [];
-  for (let n = first; n < first + count; n++) {
-    // A key's hash as LiteLLM writes it (SHA-256 hex): enforcement records no other.
-    const keyHash = createHash("sha256").update(account(n)).digest("hex");
-    items.push(template.replace("__ID__", `${prefix}-${n}`).replaceAll("__ACCOUNT__", account(n)).replace("__KEY_HASH__", keyHash).replace("__END__", end));
-  }
-  return `[${items.join(",")}]`;
 }
 
 type LoadResult = { startedAtMs: number; seconds: number; ackMs: number[] };

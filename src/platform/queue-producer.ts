@@ -31,6 +31,13 @@ export async function enqueueCallbackItems(
   items: { events: UsageEvent[]; rejected: RejectedItem[] },
   options: { runId?: string } = {},
 ): Promise<string[]> {
+  const jobs = callbackJobs(items, options);
+  if (jobs.length > 0) await queue.addBulk(jobs);
+  return jobs.map((job) => job.opts!.jobId!);
+}
+
+/** The jobs enqueueCallbackItems adds, their ids computed from their content. */
+export function callbackJobs(items: { events: UsageEvent[]; rejected: RejectedItem[] }, options: { runId?: string } = {}): Parameters<Queue["addBulk"]>[0] {
   const jobId = (kind: string, content: unknown) =>
     // BullMQ job ids may not contain ':'.
     `${kind}-${createHash("sha256").update(options.runId ?? "").update(JSON.stringify(content)).digest("hex")}`;
@@ -46,8 +53,7 @@ export async function enqueueCallbackItems(
       opts: { jobId: jobId("quarantine", items.rejected) },
     });
   }
-  if (jobs.length > 0) await queue.addBulk(jobs);
-  return jobs.map((job) => job.opts!.jobId!);
+  return jobs;
 }
 
 /**

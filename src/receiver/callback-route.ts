@@ -137,9 +137,9 @@ function bodyBudget(limit: number) {
   };
 }
 
-const CALLER_GONE = Symbol("the caller closed its connection while its body was read");
+export const CALLER_GONE = Symbol("the caller closed its connection while its body was read");
 
-type ReadItems =
+export type ReadItems =
   | BodyRefusal
   | { ok: true; events: UsageEvent[]; rejected: RejectedItem[]; answers: RejectedAnswer[]; overruled: number };
 
@@ -149,7 +149,7 @@ type ReadItems =
  * parse holds at most one item's values at once, and an item over the per-item bounds costs only
  * itself. The bytes of each item are decoded on their own; the body is never one string.
  */
-async function readCallbackItems(body: Buffer, limits: BodyLimits, options: ReadOptions, callerGone: () => boolean): Promise<ReadItems | typeof CALLER_GONE> {
+export async function readCallbackItems(body: Buffer, limits: BodyLimits, options: ReadOptions, callerGone: () => boolean): Promise<ReadItems | typeof CALLER_GONE> {
   const framed = frameCallbackBody(body, limits);
   if (!framed.ok) return framed;
   const events: UsageEvent[] = [];

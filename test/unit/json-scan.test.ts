@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { indexOrEnd, JsonScanner } from "../../src/platform/json-scan.js";
 import { frameCallbackBody, readCallbackItem } from "../../src/litellm/callback-body.js";
+import { seededRandom } from "../support/random.js";
 
 const bytes = (text: string) => Buffer.from(text);
 
@@ -33,5 +34,45 @@ describe("the JSON scanner's searches stay within what they are asked about", ()
     if (!framed.ok) throw new Error(framed.message);
     const read = readCallbackItem(body, framed.items[0]!) as { billingFields: Record<string, unknown> };
     expect(read.billingFields).toEqual({ id: "victim", metadata: { user_api_key_team_id: "t-last" } });
+  });
+});
+
+/**
+ * Where a string that opens at `quote` ends, read one byte at a time: a backslash takes the
+ * byte after it, unless that is a raw newline, which ends the string wherever it stands.
+ */
+function stringEndByteByByte(text: Uint8Array, quote: number): { end: number; whole: boolean } {
+  for (let at = quote + 1; at < text.length; at++) {
+    if (text[at] === 0x0a) return { end: at, whole: false };
+    if (text[at] === 0x5c) {
+      if (text[at + 1] === 0x0a) return { end: at + 1, whole: false };
+      at++;
+    } else if (text[at] === 0x22) {
+      return { end: at + 1, whole: true };
+    }
+  }
+  return { end: text.length, whole: false };
+}
+
+describe("the JSON scanner ends a string where a byte-by-byte reading does", () => {
+  it("at every length around where its loop hands over to indexOf, escapes and newlines anywhere", () => {
+    const random = seededRandom(29);
+    // Quotes after even and odd runs of backslashes, raw newlines, a backslash before a newline.
+    const pieces = ["é", "\\", '\\"', "\\\\", '\\\\"', '"', "\n", "\\\n", " "];
+    const ends = new Set<number>();
+    const mismatches: unknown[] = [];
+    for (let round = 0; round < 3_000; round++) {
+      let content = "";
+      const length = Math.floor(random() * 150);
+      while (content.length < length) content += random() < 0.93 ? "a" : pieces[Math.floor(random() * pieces.length)];
+      const text = bytes(`"${content}`);
+      const { end, whole } = new JsonScanner(text).value(0, text.length);
+      const expected = stringEndByteByByte(text, 0);
+      if (end !== expected.end || whole !== expected.whole) mismatches.push({ content, end, whole, expected });
+      if (expected.whole) ends.add(expected.end);
+    }
+    expect(mismatches).toEqual([]);
+    // Strings closed on both sides of the hand-over at 64 bytes.
+    expect([...ends].some((end) => end < 60) && [...ends].some((end) => end > 70)).toBe(true);
   });
 });
