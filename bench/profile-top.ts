@@ -1,0 +1,47 @@
+/**
+ * The functions that took the most CPU themselves (self time, callees excluded) in the V8 CPU
+ * profiles under a directory, each subdirectory a process kind, all the profiles of a kind summed
+ * (the bench's `--cpu-prof-dir DIR` writes DIR/receiver, DIR/worker and DIR/raw-worker):
+ *   node --import tsx bench/profile-top.ts DIR [--top 10]
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+type ProfileNode = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
+type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+
+const { values: flags, positionals } = parseArgs({ options: { top: { type: "string", default: "10" } }, allowPositionals: true });
+const root = positionals[0];
+if (root === undefined) {
+  process.stderr.write("usage: node --import tsx bench/profile-top.ts DIR [--top 10]\n");
+  process.exit(2);
+}
+
+/** Microseconds of self time by function (name, file and line), over every profile in `dir`. */
+function selfTime(dir: string): Map<string, number> {
+  const byFunction = new Map<string, number>();
+  for (const file of readdirSync(dir).filter((name) => name.endsWith(".cpuprofile"))) {
+    const profile = JSON.parse(readFileSync(join(dir, file), "utf8")) as Profile;
+    const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+    // Sample i lasts until sample i + 1 is taken (as Chrome's DevTools counts it).
+    profile.samples.forEach((id, i) => {
+      const frame = frames.get(id)!;
+      const place = frame.url === "" ? "" : ` ${frame.url.replace(/^file:\/\/.*?\/(node_modules|dist)\//, "$1/")}:${frame.lineNumber + 1}`;
+      const name = `${frame.functionName || "(anonymous)"}${place}`;
+      byFunction.set(name, (byFunction.get(name) ?? 0) + (profile.timeDeltas[i + 1] ?? 0));
+    });
+  }
+  return byFunction;
+}
+
+const kinds = readdirSync(root).filter((name) => statSync(join(root, name)).isDirectory());
+for (const [kind, dir] of kinds.length > 0 ? kinds.map((kind) => [kind, join(root, kind)]) : [[root, root]]) {
+  const byFunction = selfTime(dir!);
+  const idle = byFunction.get("(idle)") ?? 0;
+  byFunction.delete("(idle)");
+  const busy = [...byFunction.values()].reduce((sum, us) => sum + us, 0);
+  process.stdout.write(`\n${kind}: ${(busy / 1e6).toFixed(1)} s busy, ${(idle / 1e6).toFixed(1)} s idle\n`);
+  const top = [...byFunction.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(flags.top));
+  for (const [name, us] of top) process.stdout.write(`  ${((100 * us) / busy).toFixed(1).padStart(5)}%  ${(us / 1e3).toFixed(0).padStart(7)} ms  ${name}\n`);
+}
