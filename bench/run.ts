@@ -5,7 +5,7 @@
  * concurrent HTTP clients posting LiteLLM json_array batches with prompts and responses.
  *
  *   npm run bench -- [--events 200000] [--accounts 1000] [--batch 512] [--workers 2]
- *                    [--rate 5000] [--clients 4] [--hot-events 50000] [--naive-events 20000]
+ *                    [--rate 5000] [--clients 4] [--hot-events 50000] [--naive-events 5000]
  *                    [--unfunded-events 50000] [--raw-events 100000] [--cpu-prof-dir DIR]
  *                    [--redis-cluster] [--enforce off|team|key|team,key]
  *
@@ -52,7 +52,7 @@ const { values: flags } = parseArgs({
     rate: { type: "string", default: "5000" },
     clients: { type: "string", default: "4" },
     "hot-events": { type: "string", default: "50000" },
-    "naive-events": { type: "string", default: "20000" },
+    "naive-events": { type: "string", default: "5000" },
     "paced-events": { type: "string", default: "60000" },
     // Accounts without grants: every charge takes a balance further below zero and raises an alert.
     "unfunded-events": { type: "string", default: "50000" },
@@ -250,14 +250,19 @@ async function startServices(site: QueueSite) {
   const receiver = service("receiver", site);
   const workers = Array.from({ length: settings.workers }, () => service("usage-worker", site));
   const services = [receiver, ...workers];
-  await Promise.all(services.map((started) => started.start()));
+  const stop = () => Promise.all(services.map((started) => started.kill("SIGTERM"))).then(() => undefined);
+  // One that does not come up (a busy machine can take more than start's 30 s) takes the others down with it.
+  await Promise.all(services.map((started) => started.start())).catch(async (error: unknown) => {
+    await stop();
+    throw error;
+  });
   const names = ["receiver", ...workers.map((_, n) => `worker ${n + 1}`)];
   return {
     receiverUrl: receiver.url,
     pids: { receiver: [receiver.pid!], workers: workers.map((worker) => worker.pid!) },
     // The kernel's own high-water mark of each process's resident set (VmHWM).
     peakRssMb: () => Object.fromEntries(services.map((started, n) => [names[n], Math.round(peakRssMib(started.pid!))])),
-    stop: () => Promise.all(services.map((started) => started.kill("SIGTERM"))).then(() => undefined),
+    stop,
   };
 }
 
@@ -483,14 +488,33 @@ async function main() {
     enforcementEnv = { ENFORCE_ON_DEPLETED: flags.enforce!, LITELLM_ADMIN_URL: litellm.url, LITELLM_MASTER_KEY: litellm.masterKey };
   }
 
-  process.stderr.write("statements per job: one 512-event job, funded and unfunded, counted\n");
-  const batchOf = (prefix: string, account: (n: number) => string) => Array.from({ length: settings.batch }, (_, n) => normalisedEvent(`${prefix}-${n}`, account(n)));
-  const statementsPerJob = await countJobStatements(ADMIN_DATABASE_URL, `${RUN}_statements`, serviceEnv(SINGLE_REDIS), batchOf);
-
-  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info("server"))?.[1]);
   const backends = new BackendCpu(ADMIN_DATABASE_URL, RUN, BENCH_APPLICATION);
-  await backends.start();
-  let running = await startServices(SINGLE_REDIS);
+  // Whatever fails before the phases leaves no database, queue or service behind.
+  const removeAll = async () => {
+    await backends.stop().catch(() => {});
+    await queue.obliterate({ force: true }).catch(() => {});
+    await queue.close();
+    await redis.quit();
+    await redisCluster?.remove();
+    await litellm?.stop();
+    await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
+    await admin.end();
+  };
+  let statementsPerJob: Awaited<ReturnType<typeof countJobStatements>>;
+  let redisPid: number;
+  let running: Awaited<ReturnType<typeof startServices>>;
+  try {
+    process.stderr.write("statements per job: one 512-event job, funded and unfunded, counted\n");
+    const batchOf = (prefix: string, account: (n: number) => string) => Array.from({ length: settings.batch }, (_, n) => normalisedEvent(`${prefix}-${n}`, account(n)));
+    statementsPerJob = await countJobStatements(ADMIN_DATABASE_URL, `${RUN}_statements`, serviceEnv(SINGLE_REDIS), batchOf);
+    redisPid = Number(/process_id:(\d+)/.exec(await redis.info("server"))?.[1]);
+    await backends.start();
+    running = await startServices(SINGLE_REDIS);
+  } catch (error) {
+    await removeAll();
+    throw error;
+  }
   let rawWorkerPids: number[] = [];
   const measure = phaseMeter(pool, backends, redisPid, () => ({ ...running.pids, rawWorkers: rawWorkerPids }));
   const results: Record<string, unknown> = {};
@@ -595,15 +619,7 @@ async function main() {
     });
   } finally {
     await running.stop();
-    await backends.stop();
-    await queue.obliterate({ force: true }).catch(() => {});
-    await queue.close();
-    await redis.quit();
-    await redisCluster?.remove();
-    await litellm?.stop();
-    await pool.end();
-    await admin.query(`DROP DATABASE IF EXISTS ${RUN} WITH (FORCE)`);
-    await admin.end();
+    await removeAll();
   }
   report(results);
 }
