@@ -337,8 +337,11 @@ type PhaseCost = {
  */
 function phaseMeter(pool: pg.Pool, backends: BackendCpu, redisPid: number, pids: () => ServicePids) {
   let sizes: Record<string, TableBytes> | undefined;
-  return async <T>(events: number, run: (startClock: () => Promise<void>) => Promise<T>, options: { charges: boolean } = { charges: true }) => {
+  let firstSizes: Record<string, TableBytes> | undefined;
+  let charged = 0;
+  const measure = async <T>(events: number, run: (startClock: () => Promise<void>) => Promise<T>, options: { charges: boolean } = { charges: true }) => {
     const sizesBefore = options.charges ? (sizes ??= await tableBytes(pool)) : undefined;
+    firstSizes ??= sizesBefore;
     let before: CpuReading | undefined;
     const result = await run(async () => {
       before = await readCpu(backends, redisPid, pids());
@@ -353,12 +356,20 @@ function phaseMeter(pool: pg.Pool, backends: BackendCpu, redisPid: number, pids:
     const cost: PhaseCost = { events, cpuSecondsPer10kEvents };
     if (sizesBefore) {
       sizes = await tableBytes(pool);
+      charged += events;
       cost.postgresBytesPerCall = roundBytes(bytesPerCall(sizesBefore, sizes, events));
     }
     return { result, cost };
   };
+  /**
+   * Over every charging phase together: a phase reuses the room VACUUM freed in the ones before
+   * it (the dead row versions of transactions that rolled back and ran again, of rows updated),
+   * so one phase's figure moves with what came before it, and the whole run's is the steadier.
+   */
+  const allPhases = () => roundBytes(bytesPerCall(firstSizes!, sizes!, charged));
+  return { measure, allPhases };
 }
-type Measure = ReturnType<typeof phaseMeter>;
+type Measure = ReturnType<typeof phaseMeter>["measure"];
 /** For phases whose cost is not measured (the Redis Cluster's). */
 const unmeasured = async <T>(_events: number, run: (startClock: () => Promise<void>) => Promise<T>) => ({ result: await run(async () => {}), cost: undefined });
 
@@ -516,7 +527,7 @@ async function main() {
     throw error;
   }
   let rawWorkerPids: number[] = [];
-  const measure = phaseMeter(pool, backends, redisPid, () => ({ ...running.pids, rawWorkers: rawWorkerPids }));
+  const { measure, allPhases } = phaseMeter(pool, backends, redisPid, () => ({ ...running.pids, rawWorkers: rawWorkerPids }));
   const results: Record<string, unknown> = {};
   try {
     // Funded accounts, as in normal running: charges do not cross zero, so no alert lines.
@@ -605,7 +616,8 @@ async function main() {
       raw: { workers: settings.workers, eventsPerSecond: raw.eventsPerSecond, seconds: raw.seconds, cost: raw.cost },
       ratioToRaw: { spread: round(spread.eventsPerSecond / raw.eventsPerSecond, 2), hot: round(hot.eventsPerSecond / raw.eventsPerSecond, 2) },
       ratioToNaive: Math.round((spread.eventsPerSecond / naive.eventsPerSecond) * 10) / 10,
-      statementsPerJob: statementsPerJob,
+      postgresBytesPerCallAllPhases: allPhases(),
+      statementsPerJob,
       peakRssMb,
       ...(onCluster ? { redisCluster: { masters: 3, replicasPerMaster: 1, queueReplicaAcks: 1, ...onCluster } } : {}),
       checks,
@@ -709,7 +721,11 @@ function report(results: Record<string, any>) {
       ["all", String(perCall.all.heap), String(perCall.all.indexes), String(perCall.all.toast), String(perCall.all.total)],
     ]);
   }
-  process.stdout.write(`\n  PostgreSQL per charged call, all phases: ${PHASES.filter((phase) => phase !== "raw").map((phase) => `${phase} ${bytes(phase)}`).join(", ")} bytes\n`);
+  const overall = results.postgresBytesPerCallAllPhases.all;
+  process.stdout.write(
+    `\n  PostgreSQL bytes per charged call, each phase: ${PHASES.filter((phase) => phase !== "raw").map((phase) => `${phase} ${bytes(phase)}`).join(", ")}; ` +
+      `all charging phases together: ${overall.total} (heap ${overall.heap}, indexes ${overall.indexes}, toast ${overall.toast})\n`,
+  );
 
   mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
   const file = new URL(`./results/${results.date.replace(/[:.]/g, "-")}.json`, import.meta.url);
