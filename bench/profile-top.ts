@@ -2,7 +2,10 @@
  * The functions that took the most CPU themselves (self time, callees excluded) in the V8 CPU
  * profiles under a directory, each subdirectory a process kind, all the profiles of a kind summed
  * (the bench's `--cpu-prof-dir DIR` writes DIR/receiver, DIR/worker and DIR/raw-worker):
- *   node --import tsx bench/profile-top.ts DIR [--top 10]
+ *   node --import tsx bench/profile-top.ts DIR [--top 10] [--skip-seconds 0]
+ * `--skip-seconds` leaves out each profile's first seconds: a process's start (loading and linking
+ * its modules) is not the steady state, and on a busy machine it takes long. The profiler samples
+ * by wall clock, so on a busy machine a function's share includes time its process waited for a core.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -11,10 +14,10 @@ import { parseArgs } from "node:util";
 type ProfileNode = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
 type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
 
-const { values: flags, positionals } = parseArgs({ options: { top: { type: "string", default: "10" } }, allowPositionals: true });
+const { values: flags, positionals } = parseArgs({ options: { top: { type: "string", default: "10" }, "skip-seconds": { type: "string", default: "0" } }, allowPositionals: true });
 const root = positionals[0];
 if (root === undefined) {
-  process.stderr.write("usage: node --import tsx bench/profile-top.ts DIR [--top 10]\n");
+  process.stderr.write("usage: node --import tsx bench/profile-top.ts DIR [--top 10] [--skip-seconds 0]\n");
   process.exit(2);
 }
 
@@ -24,8 +27,12 @@ function selfTime(dir: string): Map<string, number> {
   for (const file of readdirSync(dir).filter((name) => name.endsWith(".cpuprofile"))) {
     const profile = JSON.parse(readFileSync(join(dir, file), "utf8")) as Profile;
     const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+    const skipUs = Number(flags["skip-seconds"]) * 1e6;
+    let elapsedUs = 0;
     // Sample i lasts until sample i + 1 is taken (as Chrome's DevTools counts it).
     profile.samples.forEach((id, i) => {
+      elapsedUs += profile.timeDeltas[i] ?? 0;
+      if (elapsedUs < skipUs) return;
       const frame = frames.get(id)!;
       const place = frame.url === "" ? "" : ` ${frame.url.replace(/^file:\/\/.*?\/(node_modules|dist)\//, "$1/")}:${frame.lineNumber + 1}`;
       const name = `${frame.functionName || "(anonymous)"}${place}`;
