@@ -8,7 +8,7 @@
  *
  *   node --import tsx bench/receiver-items.ts [--rounds 400] [--warmup 100] [--batch 512]
  *   node --import tsx bench/receiver-items.ts --profile /tmp/receiver.cpuprofile
- *   node --import tsx bench/cpu-profile-top.ts /tmp/receiver.cpuprofile
+ *   node --import tsx bench/profile-top.ts /tmp/receiver.cpuprofile
  *
  * `--profile` writes a CPU profile of the measured rounds alone (not of start-up and warm-up).
  */

@@ -15,7 +15,7 @@ import { startEnforcementDelivery } from "./enforcement-delivery.js";
 import { startGatewayBackfill } from "./gateway-backfill.js";
 import { createUsageProcessor } from "./usage-processor.js";
 
-const WORKER_CONCURRENCY = 8;
+export const WORKER_CONCURRENCY = 8;
 
 export type UsageWorker = Stoppable & {
   /** Loads the price book again; a book that does not load leaves the current one in force. */
