@@ -21,7 +21,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
@@ -43,6 +43,12 @@ import { BackendCpu, processCpuMs } from "./backend-cpu.js";
 import { countJobStatements } from "./statements-per-job.js";
 import { bytesPerCall, type TableBytes, tableBytes } from "./table-sizes.js";
 
+/** The node flags a package.json start script runs its service with: the deployment's own, one place. */
+function startScriptNodeArgs(script: string): string {
+  const scripts = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).scripts as Record<string, string>;
+  return scripts[script]!.split(" ").filter((word) => word.startsWith("--")).join(" ");
+}
+
 const { values: flags } = parseArgs({
   options: {
     events: { type: "string", default: "200000" },
@@ -62,8 +68,9 @@ const { values: flags } = parseArgs({
     "cpu-prof-dir": { type: "string", default: "" },
     // Extra node flags for the service processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     "node-args": { type: "string", default: "" },
-    // As `npm run start:receiver` runs it: the receiver's old space capped at 256 MB.
-    "receiver-node-args": { type: "string", default: "--max-old-space-size=256 --max-semi-space-size=16" },
+    // Each service's own node flags; by default those `npm run start:receiver` / `start:worker` give it.
+    "receiver-node-args": { type: "string", default: startScriptNodeArgs("start:receiver") },
+    "worker-node-args": { type: "string", default: startScriptNodeArgs("start:worker") },
     "redis-cluster": { type: "boolean", default: false },
     // ENFORCE_ON_DEPLETED for the services (off, team, key, team,key), against a fake LiteLLM admin API.
     enforce: { type: "string", default: "off" },
@@ -103,7 +110,7 @@ let enforcementEnv: Record<string, string> = {};
 /** The receiver or a worker, as `npm run start:receiver` / `start:worker` run them (node options and all). */
 function service(entry: "receiver" | "usage-worker", site: QueueSite): ServiceProcess {
   const nodeArgs = [
-    ...`${flags["node-args"] ?? ""} ${entry === "receiver" ? (flags["receiver-node-args"] ?? "") : ""}`.split(" ").filter(Boolean),
+    ...`${flags["node-args"] ?? ""} ${entry === "receiver" ? flags["receiver-node-args"] : flags["worker-node-args"]}`.split(" ").filter(Boolean),
     ...profileArgs(entry === "receiver" ? "receiver" : "worker"),
   ];
   return new ServiceProcess(entry, serviceEnv(site), { nodeArgs });
