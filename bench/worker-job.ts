@@ -9,9 +9,12 @@
  * median over the rounds; on a shared machine compare commits by these, alternating runs.
  *
  *   node --import tsx bench/worker-job.ts [--rounds 5] [--jobs 40] [--size 512] [--accounts 1000] [--concurrency 2]
- *   node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx bench/worker-job.ts   (then bench/cpu-profile-top.ts)
+ *                                         [--profile /tmp/worker.cpuprofile]   (then bench/cpu-profile-top.ts)
+ * --profile samples the measured rounds only, not the building of their jobs' data.
  */
 import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { parseArgs } from "node:util";
 import type { Job } from "bullmq";
 import pg from "pg";
@@ -37,6 +40,7 @@ const { values: flags } = parseArgs({
     size: { type: "string", default: "512" },
     accounts: { type: "string", default: "1000" },
     concurrency: { type: "string", default: "2" },
+    profile: { type: "string" },
   },
 });
 const [rounds, jobs, size, accountCount, concurrency] = [flags.rounds, flags.jobs, flags.size, flags.accounts, flags.concurrency].map(Number) as [
@@ -84,9 +88,11 @@ try {
   } as unknown as WorkerDeps;
   const processJob = createUsageProcessor(deps, () => priceBook);
 
+  // Built before any round: the receiver's work is not the worker's.
+  const dataByRound = Array.from({ length: rounds + 1 }, (_, index) => Array.from({ length: jobs }, (_, job) => jobData(index, job)));
+
   async function round(index: number): Promise<{ ownCpuMs: number; backendCpuMs: number; charged: number }> {
-    // Built before the clock starts: the receiver's work is not the worker's.
-    const data = Array.from({ length: jobs }, (_, job) => jobData(index, job));
+    const data = dataByRound[index]!;
     const [backendBefore, ownBefore] = [await backendCpuMs(ADMIN_DATABASE_URL, name), process.cpuUsage()];
     let next = 0;
     let charged = 0;
@@ -106,8 +112,13 @@ try {
   }
 
   await round(0); // warm-up, not counted
+  const profiler = flags.profile === undefined ? undefined : new Session();
+  profiler?.connect();
+  await profiler?.post("Profiler.enable");
+  await profiler?.post("Profiler.start");
   const measured = [];
   for (let r = 1; r <= rounds; r++) measured.push(await round(r));
+  if (profiler !== undefined) writeFileSync(flags.profile!, JSON.stringify((await profiler.post("Profiler.stop")).profile));
   const events = jobs * size;
   if (measured.some((m) => m.charged !== events)) throw new Error(`not every event was charged: ${measured.map((m) => m.charged).join(", ")}`);
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
