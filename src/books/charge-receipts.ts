@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import { toDecimalString } from "../pricing/decimal.js";
 import type { Charge } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import { canonicalModel } from "../usage/model-name.js";
 import { byteaHex, receiptContent } from "./entry-hash.js";
+import { decimalArray, numberArray } from "./sql-arrays.js";
 
 export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
 
@@ -87,20 +87,20 @@ export async function insertReceipts(
       column((u) => u.event.modelGroup),
       column((u) => u.charge.pricingSource),
       column((u) => u.charge.priceEntry),
-      column((u) => toDecimalString(u.charge.providerCostUsd)),
-      column((u) => u.charge.chargedCredits.toString()),
-      column((u) => u.event.promptTokens),
-      column((u) => u.event.completionTokens),
-      column((u) => u.event.cacheReadTokens),
-      column((u) => u.event.cacheWriteTokens),
-      column((u) => u.event.reasoningTokens),
+      decimalArray(column((u) => u.charge.providerCostUsd)),
+      numberArray(column((u) => u.charge.chargedCredits)),
+      numberArray(column((u) => u.event.promptTokens)),
+      numberArray(column((u) => u.event.completionTokens)),
+      numberArray(column((u) => u.event.cacheReadTokens)),
+      numberArray(column((u) => u.event.cacheWriteTokens)),
+      numberArray(column((u) => u.event.reasoningTokens)),
       column((u) => byteaHex(usageFingerprint(u.event))),
       priceBook.id,
       column((u) => u.event.eventTime),
       column((u) => u.event.claimedBillingAccountId ?? null),
       column((u) => u.charge.rateStep),
       column(receiptReason),
-      column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
+      decimalArray(column((u) => u.charge.reportedCostUsd)),
       column((u) => {
         const canonical = canonicalModel(u.event.model, u.event.provider);
         return canonical === u.event.model ? null : canonical;

@@ -2,6 +2,7 @@ import type pg from "pg";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import type { LedgerKind } from "../platform/db/ledger-kinds.js";
 import { byteaHex, type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
+import { numberArray } from "./sql-arrays.js";
 
 /**
  * A balance change to post: a charge (negative, with its receipt), a grant (positive, with its
@@ -187,13 +188,13 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
     [
       column((entry) => entry.billingAccountId),
       column((entry) => entry.kind),
-      column((entry) => entry.amountCredits.toString()),
-      column((entry) => entry.balanceBefore.toString()),
-      column((entry) => entry.balanceAfter.toString()),
+      numberArray(column((entry) => entry.amountCredits)),
+      numberArray(column((entry) => entry.balanceBefore)),
+      numberArray(column((entry) => entry.balanceAfter)),
       column((entry) => entry.reference),
       column((entry) => entry.receiptId),
       column((entry) => entry.grantId),
-      column((entry) => entry.seq.toString()),
+      numberArray(column((entry) => entry.seq)),
       column((entry) => byteaHex(entry.hash)),
       column((entry) => entry.postedAt.toISOString()),
       column((entry) => entry.sourceId),
