@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
-import { toDecimalString } from "../pricing/decimal.js";
 import type { Charge } from "../pricing/price-usage-event.js";
 import type { UsageEvent } from "../usage/usage-event.js";
 import { canonicalModel } from "../usage/model-name.js";
 import { byteaHex, receiptContent } from "./entry-hash.js";
+import { decimalArray, numberArray, textArray } from "./sql-arrays.js";
 
 export type PricedUsage = { event: UsageEvent & { billingAccountId: string }; charge: Charge };
 
@@ -81,34 +81,36 @@ export async function insertReceipts(
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING r.id, r.idempotency_key, ${receiptContent("$26::text")} AS content`,
     [
-      receipts.map(({ key }) => key),
-      column((u) => u.event.billingAccountId),
-      column((u) => u.event.model),
-      column((u) => u.event.modelGroup),
-      column((u) => u.charge.pricingSource),
-      column((u) => u.charge.priceEntry),
-      column((u) => toDecimalString(u.charge.providerCostUsd)),
-      column((u) => u.charge.chargedCredits.toString()),
-      column((u) => u.event.promptTokens),
-      column((u) => u.event.completionTokens),
-      column((u) => u.event.cacheReadTokens),
-      column((u) => u.event.cacheWriteTokens),
-      column((u) => u.event.reasoningTokens),
-      column((u) => byteaHex(usageFingerprint(u.event))),
+      textArray(receipts.map(({ key }) => key)),
+      textArray(column((u) => u.event.billingAccountId)),
+      textArray(column((u) => u.event.model)),
+      textArray(column((u) => u.event.modelGroup)),
+      textArray(column((u) => u.charge.pricingSource)),
+      textArray(column((u) => u.charge.priceEntry)),
+      decimalArray(column((u) => u.charge.providerCostUsd)),
+      numberArray(column((u) => u.charge.chargedCredits)),
+      numberArray(column((u) => u.event.promptTokens)),
+      numberArray(column((u) => u.event.completionTokens)),
+      numberArray(column((u) => u.event.cacheReadTokens)),
+      numberArray(column((u) => u.event.cacheWriteTokens)),
+      numberArray(column((u) => u.event.reasoningTokens)),
+      textArray(column((u) => byteaHex(usageFingerprint(u.event)))),
       priceBook.id,
-      column((u) => u.event.eventTime),
-      column((u) => u.event.claimedBillingAccountId ?? null),
-      column((u) => u.charge.rateStep),
-      column(receiptReason),
-      column((u) => (u.charge.reportedCostUsd === null ? null : toDecimalString(u.charge.reportedCostUsd))),
-      column((u) => {
-        const canonical = canonicalModel(u.event.model, u.event.provider);
-        return canonical === u.event.model ? null : canonical;
-      }),
-      column((u) => u.event.litellmMarginUsd ?? null),
-      column((u) => u.event.litellmDiscountUsd ?? null),
-      column((u) => u.event.keyHash ?? null),
-      column((u) => u.event.teamId ?? null),
+      textArray(column((u) => u.event.eventTime)),
+      textArray(column((u) => u.event.claimedBillingAccountId)),
+      textArray(column((u) => u.charge.rateStep)),
+      textArray(column(receiptReason)),
+      decimalArray(column((u) => u.charge.reportedCostUsd)),
+      textArray(
+        column((u) => {
+          const canonical = canonicalModel(u.event.model, u.event.provider);
+          return canonical === u.event.model ? null : canonical;
+        }),
+      ),
+      textArray(column((u) => u.event.litellmMarginUsd)),
+      textArray(column((u) => u.event.litellmDiscountUsd)),
+      textArray(column((u) => u.event.keyHash)),
+      textArray(column((u) => u.event.teamId)),
       priceBook.hash,
     ],
   );

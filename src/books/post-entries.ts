@@ -2,6 +2,7 @@ import type pg from "pg";
 import { MAX_CREDITS } from "../platform/db/credit-bounds.js";
 import type { LedgerKind } from "../platform/db/ledger-kinds.js";
 import { byteaHex, type ChainedContent, GENESIS_HASH, ledgerEntryHash, sourceDigest } from "./entry-hash.js";
+import { numberArray, textArray } from "./sql-arrays.js";
 
 /**
  * A balance change to post: a charge (negative, with its receipt), a grant (positive, with its
@@ -185,18 +186,18 @@ async function insertChained(client: pg.PoolClient, postings: Posting[], heads: 
                           $9::int8[], $10::bytea[], $11::timestamptz[], $12::int8[])
      RETURNING id, billing_account_id, seq`,
     [
-      column((entry) => entry.billingAccountId),
-      column((entry) => entry.kind),
-      column((entry) => entry.amountCredits.toString()),
-      column((entry) => entry.balanceBefore.toString()),
-      column((entry) => entry.balanceAfter.toString()),
-      column((entry) => entry.reference),
-      column((entry) => entry.receiptId),
-      column((entry) => entry.grantId),
-      column((entry) => entry.seq.toString()),
-      column((entry) => byteaHex(entry.hash)),
-      column((entry) => entry.postedAt.toISOString()),
-      column((entry) => entry.sourceId),
+      textArray(column((entry) => entry.billingAccountId)),
+      textArray(column((entry) => entry.kind)),
+      numberArray(column((entry) => entry.amountCredits)),
+      numberArray(column((entry) => entry.balanceBefore)),
+      numberArray(column((entry) => entry.balanceAfter)),
+      textArray(column((entry) => entry.reference)),
+      textArray(column((entry) => entry.receiptId)),
+      textArray(column((entry) => entry.grantId)),
+      numberArray(column((entry) => entry.seq)),
+      textArray(column((entry) => byteaHex(entry.hash))),
+      textArray(column((entry) => entry.postedAt.toISOString())),
+      textArray(column((entry) => entry.sourceId)),
     ],
   );
   // Matched by account and sequence: RETURNING promises no order.

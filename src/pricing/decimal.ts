@@ -47,6 +47,15 @@ export function add(a: Decimal, b: Decimal): Decimal {
   return normalise({ coefficient: rescale(a, scale) + rescale(b, scale), scale });
 }
 
+/** The sum of all, normalised once: what adding them one by one gives, without a normalise per term. */
+export function sum(values: readonly Decimal[]): Decimal {
+  let scale = 0;
+  for (const value of values) if (value.scale > scale) scale = value.scale;
+  let coefficient = 0n;
+  for (const value of values) coefficient += rescale(value, scale);
+  return normalise({ coefficient, scale });
+}
+
 export function subtract(a: Decimal, b: Decimal): Decimal {
   return add(a, { coefficient: -b.coefficient, scale: b.scale });
 }

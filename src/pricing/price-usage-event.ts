@@ -1,6 +1,5 @@
 import type { UsageEvent } from "../usage/usage-event.js";
 import {
-  add,
   ceilToBigInt,
   compare,
   type Decimal,
@@ -10,6 +9,7 @@ import {
   multiply,
   roundToSignificant,
   subtract,
+  sum,
   ZERO,
 } from "./decimal.js";
 import {
@@ -174,7 +174,8 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
   const priced = found === null ? null : termsAt(event, found.rates);
   // One rule for every source of rates but the operator's own: a call with usage is never charged
   // 0 unless an operator said so. Rates that come to nothing are treated as no rates at all.
-  const lookup = priced !== null && (found!.step === "price_book" || !isZero(sum(priced.lines)) || !hasUsage(event)) ? found : null;
+  const pricedCost = priced === null ? null : linesCost(priced.lines);
+  const lookup = pricedCost !== null && (found!.step === "price_book" || !isZero(pricedCost) || !hasUsage(event)) ? found : null;
 
   if (lookup === null) {
     const unpriced = found === null ? `${label} is not in the price book` : `${label} has only rates of 0 (${found.entry})`;
@@ -188,7 +189,7 @@ export function priceUsageEvent(event: UsageEvent, book: PriceBook): PricingOutc
   }
 
   const { lines, contextTier, serviceTier } = priced!;
-  const providerCostUsd = sum(lines);
+  const providerCostUsd = pricedCost!;
   const divergence = reported === null ? null : divergenceFrom(event, book, lookup, lines, reported);
   const charge: Charge = {
     pricingSource: "price_book",
@@ -365,7 +366,7 @@ function divergenceFrom(event: UsageEvent, book: PriceBook, lookup: NonNullable<
   const reference = lookup.step === "price_book" || lookup.deliberate ? gatewayReference(event, book) : lookup;
   if (reference === null) return null;
   const referenceLines = reference === lookup ? lines : termsAt(event, reference.rates).lines;
-  const gatewayCostUsd = sum(referenceLines);
+  const gatewayCostUsd = linesCost(referenceLines);
   const difference = subtract(gatewayCostUsd, reported);
   const magnitude = difference.coefficient < 0n ? { ...difference, coefficient: -difference.coefficient } : difference;
   if (compare(multiply(multiply(magnitude, book.markup), book.creditsPerUsd), fromBigInt(1n)) < 0) return null;
@@ -530,32 +531,18 @@ function termsAt(event: UsageEvent, entry: ModelRates): { contextTier: string | 
  * has one, else the base rate.
  */
 function tieredRates(event: UsageEvent, entry: ModelRates) {
-  const context = CONTEXT_TIERS.find(
-    ({ threshold, suffix }) =>
-      event.promptTokens > threshold && (positive(entry.rates[`input_cost_per_token${suffix}`]) || positive(entry.rates[`output_cost_per_token${suffix}`])),
-  );
+  const context = contextTiersOf(entry).find(({ threshold }) => event.promptTokens > threshold);
   const service = SERVICE_TIERS.find((tier) => tier === event.serviceTier);
+  const resolved = resolvedRates(entry, context?.suffix, service);
   let contextUsed = false;
   let serviceUsed = false;
   const rate = (field: TokenRateField): AppliedRate | undefined => {
-    // As LiteLLM does: above a context threshold the context tier's rate wins over the service tier's.
-    const candidates: Array<[string, "context" | "service" | "both" | "base"]> = [];
-    if (context && service) candidates.push([`${field}${context.suffix}_${service}`, "both"]);
-    if (context) candidates.push([`${field}${context.suffix}`, "context"]);
-    if (service) candidates.push([`${field}_${service}`, "service"]);
-    candidates.push([field, "base"]);
-    for (const [name, kind] of candidates) {
-      const found = entry.rates[name];
-      // The cost map writes 0 for tiers a model does not have: a tier's 0 is not a price. Nor is a
-      // context tier below the base rate (fast/ entries carry the standard model's long-context
-      // rates): a longer prompt never makes a token cheaper. A service tier may be (flex).
-      if (found === undefined || (kind !== "base" && !positive(found))) continue;
-      if ((kind === "context" || kind === "both") && compare(found, entry.rates[kind === "both" ? `${field}_${service}` : field] ?? ZERO) < 0) continue;
-      contextUsed ||= kind === "context" || kind === "both";
-      serviceUsed ||= kind === "service" || kind === "both";
-      return { field: name, rate: found };
-    }
-    return undefined;
+    let found = resolved.get(field);
+    if (found === undefined) resolved.set(field, (found = resolveRate(entry, context, service, field)));
+    if (found === null) return undefined;
+    contextUsed ||= found.kind === "context" || found.kind === "both";
+    serviceUsed ||= found.kind === "service" || found.kind === "both";
+    return found.applied;
   };
   return {
     rate,
@@ -568,12 +555,60 @@ function tieredRates(event: UsageEvent, entry: ModelRates) {
   };
 }
 
+type ContextTier = (typeof CONTEXT_TIERS)[number];
+type ResolvedRate = { applied: AppliedRate; kind: "context" | "service" | "both" | "base" } | null;
+
+// Every call at an entry's rates, tiers and field resolves the same way: resolved once per
+// entry (the price book's and the cached gateway rates are long-lived objects), not per call.
+const contextTiersMemo = new WeakMap<ModelRates, ContextTier[]>();
+const resolvedMemo = new WeakMap<ModelRates, Map<string, Map<TokenRateField, ResolvedRate>>>();
+
+/** The context tiers the entry prices (a rate above 0 for input or output), in CONTEXT_TIERS' order. */
+function contextTiersOf(entry: ModelRates): ContextTier[] {
+  let tiers = contextTiersMemo.get(entry);
+  if (tiers === undefined) {
+    tiers = CONTEXT_TIERS.filter(
+      ({ suffix }) => positive(entry.rates[`input_cost_per_token${suffix}`]) || positive(entry.rates[`output_cost_per_token${suffix}`]),
+    );
+    contextTiersMemo.set(entry, tiers);
+  }
+  return tiers;
+}
+
+function resolvedRates(entry: ModelRates, context: string | undefined, service: string | undefined): Map<TokenRateField, ResolvedRate> {
+  let byTiers = resolvedMemo.get(entry);
+  if (byTiers === undefined) resolvedMemo.set(entry, (byTiers = new Map()));
+  const tiers = `${context ?? ""}|${service ?? ""}`;
+  let resolved = byTiers.get(tiers);
+  if (resolved === undefined) byTiers.set(tiers, (resolved = new Map()));
+  return resolved;
+}
+
+function resolveRate(entry: ModelRates, context: ContextTier | undefined, service: string | undefined, field: TokenRateField): ResolvedRate {
+  // As LiteLLM does: above a context threshold the context tier's rate wins over the service tier's.
+  const candidates: Array<[string, "context" | "service" | "both" | "base"]> = [];
+  if (context && service) candidates.push([`${field}${context.suffix}_${service}`, "both"]);
+  if (context) candidates.push([`${field}${context.suffix}`, "context"]);
+  if (service) candidates.push([`${field}_${service}`, "service"]);
+  candidates.push([field, "base"]);
+  for (const [name, kind] of candidates) {
+    const found = entry.rates[name];
+    // The cost map writes 0 for tiers a model does not have: a tier's 0 is not a price. Nor is a
+    // context tier below the base rate (fast/ entries carry the standard model's long-context
+    // rates): a longer prompt never makes a token cheaper. A service tier may be (flex).
+    if (found === undefined || (kind !== "base" && !positive(found))) continue;
+    if ((kind === "context" || kind === "both") && compare(found, entry.rates[kind === "both" ? `${field}_${service}` : field] ?? ZERO) < 0) continue;
+    return { applied: { field: name, rate: found }, kind };
+  }
+  return null;
+}
+
 function positive(rate: Decimal | undefined): boolean {
   return rate !== undefined && rate.coefficient > 0n;
 }
 
-function sum(lines: PricedLine[]): Decimal {
-  return lines.map((line) => line.costUsd).reduce(add, ZERO);
+function linesCost(lines: PricedLine[]): Decimal {
+  return sum(lines.map((line) => line.costUsd));
 }
 
 function withAndWithoutProvider(name: string | null | undefined): string[] {

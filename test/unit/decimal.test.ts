@@ -9,6 +9,7 @@ import {
   fromBigInt,
   isZero,
   multiply,
+  sum,
   toDecimalString,
   ZERO,
 } from "../../src/pricing/decimal.js";
@@ -169,6 +170,14 @@ describe("add and multiply are exact", () => {
     expect(compare(decimal("2.5e-6"), decimal("1e-5"))).toBe(-1);
     expect(compare(decimal("-3.1"), decimal("0"))).toBe(-1);
     expect(compare(d(1200n, 2), decimal("12"))).toBe(0);
+  });
+
+  it("sum is adding one by one: exact, normalised, zero for none", () => {
+    const terms = [decimal("2.5e-6"), decimal("-1e-5"), decimal("1e20"), decimal("0.10"), d(1200n, 2), ZERO];
+    expect(sum(terms)).toEqual(terms.reduce(add, ZERO));
+    expect(sum([decimal(".5"), decimal("0.5")])).toEqual(d(1n, 0));
+    expect(sum([decimal("-3.10"), decimal("3.1")])).toEqual(ZERO);
+    expect(sum([])).toEqual(ZERO);
   });
 
   it("fromBigInt and isZero", () => {

@@ -140,8 +140,16 @@ export function storableCopy(text: string): string {
   return text.replaceAll("\u0000", "\\u0000").toWellFormed();
 }
 
+// What JSON.stringify writes for a string storableCopy would change: a NUL or a lone surrogate
+// (either escaped as \u0000 or \udXXX). Also matches an escaped backslash before such text,
+// which only sends that value the slow way.
+const UNSTORABLE_ESCAPE = /\\u(?:0000|d[89a-f])/i;
+
 /** JSON for a jsonb parameter, every string in it made storable. */
 export function jsonbText(value: unknown): string {
+  // Most values hold nothing to mend: one native stringify, without a callback per value.
+  const text = JSON.stringify(value ?? null);
+  if (!UNSTORABLE_ESCAPE.test(text)) return text;
   return JSON.stringify(value ?? null, (_key, inner: unknown) => (typeof inner === "string" ? storableCopy(inner) : inner));
 }
 
@@ -152,7 +160,22 @@ export function jsonbText(value: unknown): string {
 export function inJsonbKeyOrder(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(inJsonbKeyOrder);
   if (value === null || typeof value !== "object") return value;
-  const keys = Object.keys(value).map((key) => ({ key, bytes: Buffer.from(key) }));
-  keys.sort((a, b) => a.bytes.length - b.bytes.length || Buffer.compare(a.bytes, b.bytes));
-  return Object.fromEntries(keys.map(({ key }) => [key, inJsonbKeyOrder((value as Record<string, unknown>)[key])]));
+  return Object.fromEntries(jsonbKeyOrder(Object.keys(value)).map((key) => [key, inJsonbKeyOrder((value as Record<string, unknown>)[key])]));
+}
+
+// Alerts of one kind share their keys: each key list is sorted once, not once per object.
+const keyOrders = new Map<string, string[]>();
+const MAX_KEY_ORDERS = 256;
+
+function jsonbKeyOrder(keys: string[]): string[] {
+  const listed = JSON.stringify(keys);
+  const known = keyOrders.get(listed);
+  if (known !== undefined) return known;
+  const sorted = keys.map((key) => ({ key, bytes: Buffer.from(key) }));
+  sorted.sort((a, b) => a.bytes.length - b.bytes.length || Buffer.compare(a.bytes, b.bytes));
+  const order = sorted.map(({ key }) => key);
+  // Bounded: objects with keys of a caller's choosing (a quarantined item) must not grow it without end.
+  if (keyOrders.size >= MAX_KEY_ORDERS) keyOrders.clear();
+  keyOrders.set(listed, order);
+  return order;
 }
