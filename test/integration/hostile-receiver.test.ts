@@ -90,7 +90,11 @@ function postOnOwnConnection(body: Buffer): Promise<Answer> {
     const request = httpRequest(`${baseUrl}/v1/callbacks/litellm`, {
       method: "POST",
       agent: false,
-      headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json", "content-length": String(body.length) },
+      // Kept alive, as LiteLLM's client keeps its connections: a receiver that refuses a body
+      // before reading it then drains it, so the client finishes its upload and reads the answer.
+      // Without this Node's client asks to close, the receiver closes once it has answered, and
+      // the client's writes of the unread rest may fail (EPIPE) before it has read the answer.
+      headers: { authorization: `Bearer ${INGEST_TOKEN}`, "content-type": "application/json", "content-length": String(body.length), connection: "keep-alive" },
     });
     request.on("error", reject);
     request.on("response", async (response) => {
@@ -98,6 +102,8 @@ function postOnOwnConnection(body: Buffer): Promise<Answer> {
       for await (const chunk of response.setEncoding("utf8")) text += chunk;
       const retryAfter = response.headers["retry-after"];
       resolve({ status: response.statusCode!, retryAfter: typeof retryAfter === "string" ? retryAfter : null, body: JSON.parse(text) });
+      // This connection is the request's alone: nothing will reuse it.
+      request.destroy();
     });
     request.end(body);
   });
