@@ -458,7 +458,9 @@ describe("faults: nothing lost, nothing charged twice", () => {
   }, 600_000);
 
   it("the receiver killed with SIGKILL mid-request; clients retry the batch", async () => {
-    const result = await runScenario("receiver_kill", { workers: 2 }, async ({ receiver, inFlight }) => {
+    // Offered over 20 s, not 8: three kills, each after 1.5 s and followed by a restart, take
+    // 8–12 s, and a third kill that comes after the last batch finds no request in flight.
+    const result = await runScenario("receiver_kill", { workers: 2, offeredPerSecond: 1_000 }, async ({ receiver, inFlight }) => {
       for (let kill = 0; kill < 3; kill++) {
         await sleep(1500);
         await waitFor(() => inFlight() > 0, 10_000);
