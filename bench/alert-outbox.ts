@@ -15,8 +15,8 @@ import { deliverCommittedAlerts } from "../src/books/alert-outbox.js";
 import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
 import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
-import { decimal } from "../src/pricing/decimal.js";
 import { backendCpuMs } from "./backend-cpu.js";
+import { onServer, pricedUsage } from "./books-input.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -32,30 +32,11 @@ const url = new URL(base);
 url.pathname = `/${name}`;
 
 function priced(key: string, account: string, credits: bigint): PricedUsage {
-  return {
-    event: {
-      idempotencyKey: key, billingAccountId: account, status: "success", cacheHit: false, model: "m", modelGroup: null,
-      modelMapKey: null, provider: null, promptTokens: 1, completionTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0,
-      reasoningTokens: 0, reportedCostUsd: null, eventTime: null,
-    } as PricedUsage["event"],
-    charge: {
-      pricingSource: "price_book", rateStep: "price_book", priceEntry: "m", contextTier: null, serviceTier: null, lines: [],
-      providerCostUsd: decimal(`${credits}e-7`), chargedCredits: credits, reportedCostUsd: null, reason: null, divergence: null,
-    },
-  };
+  return pricedUsage({ idempotencyKey: key, billingAccountId: account }, credits);
 }
 
-async function onServer(sql: string) {
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  try {
-    return (await admin.query(sql)).rows;
-  } finally {
-    await admin.end();
-  }
-}
 
-await onServer(`CREATE DATABASE ${name}`);
+await onServer(base, `CREATE DATABASE ${name}`);
 // One connection: every statement is this bench's, and its backend's CPU is all the outbox's path.
 const pool = new pg.Pool({ connectionString: url.toString(), max: 1, idleTimeoutMillis: 0 });
 let statements = 0;
@@ -109,5 +90,5 @@ try {
   }));
 } finally {
   await pool.end();
-  await onServer(`DROP DATABASE ${name}`);
+  await onServer(base, `DROP DATABASE ${name}`);
 }

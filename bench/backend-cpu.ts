@@ -18,8 +18,9 @@ export function processCpuMs(pid: number): number | undefined {
   }
 }
 
+/** The backends serving `database`, but those of `excludeApplication` (none when it is ''). */
 async function backendPids(admin: pg.Client, database: string, excludeApplication: string): Promise<number[]> {
-  const { rows } = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name <> $2", [database, excludeApplication]);
+  const { rows } = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND ($2 = '' OR application_name <> $2)", [database, excludeApplication]);
   return rows.map((row) => row.pid);
 }
 

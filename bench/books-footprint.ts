@@ -17,7 +17,7 @@ import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js
 import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
 import { rollUpUsage } from "../src/books/usage-rollup.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
-import { decimal } from "../src/pricing/decimal.js";
+import { onServer, pricedUsage } from "./books-input.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -33,33 +33,18 @@ const name = `spend_ingest_bf_${randomBytes(4).toString("hex")}`;
 const url = new URL(base);
 url.pathname = `/${name}`;
 
-// Shaped as LiteLLM's calls come: a chatcmpl- id, a provider-prefixed model, a key hash and a team.
+// Shaped as LiteLLM's calls: a provider-prefixed model, 1,200 + 300 tokens, each account's calls from two keys of its team.
 function priced(key: string, account: string, credits: bigint, apiKey: number): PricedUsage {
-  return {
-    event: {
-      idempotencyKey: key, billingAccountId: account, status: "success", cacheHit: false, model: "openai/gpt-4o-mini", modelGroup: "gpt-4o-mini",
-      modelMapKey: null, provider: "openai", promptTokens: 1200, completionTokens: 300, cacheReadTokens: 0, cacheWriteTokens: 0,
-      reasoningTokens: 0, reportedCostUsd: null, eventTime: new Date().toISOString(),
-      keyHash: createHash("sha256").update(`${account}-${apiKey}`).digest("hex"), teamId: `team-${account}`,
-    } as PricedUsage["event"],
-    charge: {
-      pricingSource: "price_book", rateStep: "price_book", priceEntry: "gpt-4o-mini", contextTier: null, serviceTier: null, lines: [],
-      providerCostUsd: decimal(`${credits}e-7`), chargedCredits: credits, reportedCostUsd: null, reason: null, divergence: null,
-    },
-  };
+  const keyHash = createHash("sha256").update(`${account}-${apiKey}`).digest("hex");
+  return pricedUsage(
+    { idempotencyKey: key, billingAccountId: account, model: "openai/gpt-4o-mini", modelGroup: "gpt-4o-mini", provider: "openai", promptTokens: 1200, completionTokens: 300, eventTime: new Date().toISOString(), keyHash, teamId: `team-${account}` },
+    credits,
+    "gpt-4o-mini",
+  );
 }
 
-async function onServer(sql: string) {
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  try {
-    return (await admin.query(sql)).rows;
-  } finally {
-    await admin.end();
-  }
-}
 
-await onServer(`CREATE DATABASE ${name}`);
+await onServer(base, `CREATE DATABASE ${name}`);
 const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
 // Counts what the books send: every client the pool hands out counts its queries.
 let statements = 0;
@@ -129,5 +114,5 @@ try {
 } finally {
   await pool.end();
   if (flags.keep) console.log(JSON.stringify({ kept: name }));
-  else await onServer(`DROP DATABASE ${name}`);
+  else await onServer(base, `DROP DATABASE ${name}`);
 }

@@ -15,8 +15,8 @@ import { type PricedUsage, recordUsageBatch } from "../src/books/record-usage.js
 import { ENFORCEMENT_OFF } from "../src/books/enforcement.js";
 import { rollUpUsage } from "../src/books/usage-rollup.js";
 import { runMigrations } from "../src/platform/db/migrate.js";
-import { decimal } from "../src/pricing/decimal.js";
 import { backendCpuMs } from "./backend-cpu.js";
+import { onServer, pricedUsage } from "./books-input.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -41,31 +41,12 @@ url.pathname = `/${name}`;
 
 // Each account's calls come from two keys of its team, as events carry them (usage is kept by key and team).
 function priced(key: string, account: string, credits: bigint, apiKey: number): PricedUsage {
-  return {
-    event: {
-      idempotencyKey: key, billingAccountId: account, status: "success", cacheHit: false, model: "m", modelGroup: null,
-      modelMapKey: null, provider: null, promptTokens: 1, completionTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0,
-      reasoningTokens: 0, reportedCostUsd: null, eventTime: null,
-      keyHash: createHash("sha256").update(`${account}-${apiKey}`).digest("hex"), teamId: `team-${account}`,
-    } as PricedUsage["event"],
-    charge: {
-      pricingSource: "price_book", rateStep: "price_book", priceEntry: "m", contextTier: null, serviceTier: null, lines: [],
-      providerCostUsd: decimal(`${credits}e-7`), chargedCredits: credits, reportedCostUsd: null, reason: null, divergence: null,
-    },
-  };
+  const keyHash = createHash("sha256").update(`${account}-${apiKey}`).digest("hex");
+  return pricedUsage({ idempotencyKey: key, billingAccountId: account, keyHash, teamId: `team-${account}` }, credits);
 }
 
-async function onServer(sql: string) {
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  try {
-    return (await admin.query(sql)).rows;
-  } finally {
-    await admin.end();
-  }
-}
 
-await onServer(`CREATE DATABASE ${name}`);
+await onServer(base, `CREATE DATABASE ${name}`);
 const pool = new pg.Pool({ connectionString: url.toString(), max: concurrency + 1, idleTimeoutMillis: 0 });
 const accounts = Array.from({ length: accountCount }, (_, n) => `rb-${n}`);
 let calls = 0;
@@ -113,5 +94,5 @@ try {
   await roller;
 } finally {
   await pool.end();
-  await onServer(`DROP DATABASE ${name}`);
+  await onServer(base, `DROP DATABASE ${name}`);
 }
